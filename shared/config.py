@@ -1,0 +1,217 @@
+"""Task configuration: every key of the reach task with its default, from `.ini` or Python.
+
+The file format is the original library's: a ``[Settings]`` section whose values
+are JSON (``intertrial_interval = [4000, 6000]``); bare words such as ``random``
+or ``auto`` are read as strings. Unknown keys, wrong types and out-of-range
+values raise :class:`~shared.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SECTION = "Settings"
+ShapingMode = Literal["off", "on", "auto"]
+
+#: Positions the spout actuator can reach, in mm from the mouse (the duty-cycle table's rows).
+MIN_POSITION = 1
+MAX_POSITION = 7
+
+
+class TaskConfig(BaseModel):
+    """Settings of one training session; field names are the `.ini` keys and JSON keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    duration: float = Field(1800, gt=0, description="session length in s; checked between trials")
+    intertrial_interval: tuple[int, int] = Field(
+        (4000, 6000), description="ITI range in ms; each ITI is drawn uniformly from it"
+    )
+    timeout: int = Field(8000, ge=0, description="penalty wait in ms (incorrect reach, broken ITI)")
+    cue_duration: float = Field(10000, gt=0, description="initial cue duration in ms")
+    min_cue_duration: float = Field(2000, gt=0, description="floor of the adaptive cue in ms")
+    cue_decay: float = Field(0.997, gt=0, le=1, description="factor applied when the cue shortens")
+    window: int = Field(15, ge=1, le=1000, description="trials per spout in the performance window")
+    advance_threshold: float = Field(0.90, gt=0, le=1, description="window hit rate to advance")
+    advance_delay: int = Field(5, ge=0, description="trials to wait after an advance")
+    advance_with_incorrects: bool = Field(False, description="count any touch toward advancing")
+    spout_positions: tuple[int, ...] = Field(
+        (1, 2, 3, 4, 5, 6, 7), description="actuator positions in mm, in training order"
+    )
+    reward_duration_ms: tuple[int, int] = Field(
+        (70, 70), description="solenoid open time per spout"
+    )
+    reward_volume_ul: float = Field(6, ge=0, description="nominal water per reward in µl")
+    initial_spout: Literal["random", 0, 1] = Field(
+        "random", description="first target: 0 = left, 1 = right, or random"
+    )
+    shaping: ShapingMode = Field("off", description="water at cue onset: off, on or auto")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, values: Any) -> Any:
+        # pydantic reads true as 1; for a number key (or initial_spout) that is a mistake.
+        if isinstance(values, dict):
+            for key, value in values.items():
+                field = cls.model_fields.get(key)
+                if field is None or field.annotation is bool or key == "shaping":
+                    continue
+                items = value if isinstance(value, list | tuple) else [value]
+                if any(isinstance(item, bool) for item in items):
+                    raise ValueError(f"key {key!r} takes a number, not {value!r}")
+        return values
+
+    @field_validator("intertrial_interval")
+    @classmethod
+    def _ordered_iti(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] < 0 or value[1] < value[0]:
+            raise ValueError("must be [low, high] with 0 <= low <= high")
+        return value
+
+    @field_validator("reward_duration_ms")
+    @classmethod
+    def _reward_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not all(0 < ms <= 5000 for ms in value):
+            raise ValueError("each reward duration must be between 1 and 5000 ms")
+        return value
+
+    @field_validator("spout_positions")
+    @classmethod
+    def _positions(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("needs at least one position")
+        if any(not MIN_POSITION <= p <= MAX_POSITION for p in value):
+            raise ValueError(f"positions must be between {MIN_POSITION} and {MAX_POSITION}")
+        if list(value) != sorted(set(value)):
+            raise ValueError("positions must be strictly increasing")
+        return value
+
+    @field_validator("shaping", mode="before")
+    @classmethod
+    def _legacy_shaping(cls, value: Any) -> Any:
+        # The original library stored shaping as a bool; keep reading those files.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @model_validator(mode="after")
+    def _cue_floor(self) -> TaskConfig:
+        if self.min_cue_duration > self.cue_duration:
+            raise ValueError("min_cue_duration must not exceed cue_duration")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TaskConfig:
+        """Validate ``values``; raise :class:`ConfigError` naming the first bad key."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, source)) from None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as JSON-ready values, in the order they are stored in a session."""
+        out: dict[str, Any] = {}
+        for key, value in self.model_dump().items():
+            out[key] = list(value) if isinstance(value, tuple) else value
+        # Whole numbers stay ints so that files read like the original's (1800, not 1800.0).
+        for key in ("duration", "cue_duration", "min_cue_duration", "reward_volume_ul"):
+            if float(out[key]).is_integer():
+                out[key] = int(out[key])
+        return out
+
+    def replace(self, **changes: Any) -> TaskConfig:
+        """A copy with ``changes`` applied and validated."""
+        return TaskConfig.from_dict({**self.model_dump(), **changes})
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """One line naming the first offending key, for a person to read."""
+    err = exc.errors()[0]
+    message = err["msg"].removeprefix("Value error, ")
+    if not err["loc"]:  # a check across keys: its message names them
+        return f"{source}: {message}"
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key {key!r}"
+    got = err.get("input")
+    return f"{source}: key {key!r}: {message} (got {got!r})"
+
+
+def _parse_ini_value(raw: str) -> Any:
+    text = raw.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        # Python-style booleans were common in hand-edited files; other bare words
+        # ("random", "auto", "on") stay strings for the model to judge.
+        return {"True": True, "False": False}.get(text, text)
+
+
+def read_config(path: str | os.PathLike[str] | None) -> TaskConfig:
+    """Read a config file; ``None`` or a missing file gives the defaults (and logs which)."""
+    if path is None:
+        return TaskConfig()
+    file = Path(path).expanduser()
+    if not file.exists():
+        log.warning("config file %s does not exist: using the default settings", file)
+        return TaskConfig()
+    parser = configparser.RawConfigParser()
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    try:
+        parser.read(file, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{file}: not a valid config file ({first})") from None
+    if not parser.has_section(SECTION):
+        raise ConfigError(f"{file}: no [{SECTION}] section")
+    values = {key: _parse_ini_value(raw) for key, raw in parser.items(SECTION)}
+    return TaskConfig.from_dict(values, source=str(file))
+
+
+def format_config(config: TaskConfig | None = None) -> str:
+    """The `.ini` text for ``config`` (defaults when None), with each key's meaning."""
+    config = config or TaskConfig()
+    lines = [f"[{SECTION}]"]
+    for key, value in config.settings().items():
+        description = TaskConfig.model_fields[key].description
+        lines.append(f"# {description}")
+        text = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def generate_config(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Write a config file with the default settings; refuse to replace one unless asked."""
+    file = Path(path).expanduser()
+    if file.exists() and not overwrite:
+        raise ConfigError(f"{file} already exists; not overwriting it")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(format_config(), encoding="utf-8")
+    return file
+
+
+def parse_meta(items: list[str] | None) -> dict[str, Any]:
+    """``--meta k=v`` options as a dict; values are JSON when they parse (``weight=24.5``)."""
+    meta: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--meta {item!r}: expected KEY=VALUE")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        meta[key] = value
+    return meta

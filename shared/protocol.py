@@ -1,0 +1,258 @@
+"""The MQTT protocol between agents and the controller (DESIGN §5).
+
+Topic strings are made only by :class:`Topics`. Every message is a pydantic
+model carrying ``schema_version``; :func:`parse_command`, :func:`parse_reply`
+and :func:`parse_status` validate at the edge and raise
+:class:`~shared.errors.ProtocolError` with a reason a person can read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from shared.carryover import CarryOver
+from shared.documents import SCHEMA_VERSION
+from shared.errors import ProtocolError
+from shared.ids import check_box_id
+
+DEFAULT_PREFIX = "reachlab"
+TopicKind = Literal["status", "events", "cmd", "reply"]
+QOS = 1
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Makes and parses topic names: ``<prefix>/rigs/<box>/<kind>``."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in "#+") or self.prefix.endswith("/"):
+            raise ValueError(f"invalid topic prefix {self.prefix!r}")
+
+    def rig(self, box: str, kind: TopicKind) -> str:
+        """The topic of ``kind`` for ``box``."""
+        return f"{self.prefix}/rigs/{check_box_id(box)}/{kind}"
+
+    def status(self, box: str) -> str:
+        return self.rig(box, "status")
+
+    def events(self, box: str) -> str:
+        return self.rig(box, "events")
+
+    def cmd(self, box: str) -> str:
+        return self.rig(box, "cmd")
+
+    def reply(self, box: str) -> str:
+        return self.rig(box, "reply")
+
+    def all_rigs(self, kind: TopicKind) -> str:
+        """Subscription filter for ``kind`` from every box."""
+        return f"{self.prefix}/rigs/+/{kind}"
+
+    def parse(self, topic: str) -> tuple[str, TopicKind]:
+        """(box, kind) of a rig topic; ProtocolError if it is not one of ours."""
+        parts = topic.split("/")
+        head = self.prefix.split("/")
+        if (
+            len(parts) != len(head) + 3
+            or parts[: len(head)] != head
+            or parts[len(head)] != "rigs"
+            or parts[-1] not in ("status", "events", "cmd", "reply")
+        ):
+            raise ProtocolError(f"not a reachlab rig topic: {topic!r}")
+        box = parts[-2]
+        try:
+            check_box_id(box)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        kind: TopicKind = parts[-1]  # type: ignore[assignment]  # checked just above
+        return box, kind
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------- commands
+
+
+class _Command(_Message):
+    request_id: str = Field(min_length=1, max_length=64)
+
+
+class StartCommand(_Command):
+    """Start a session on the box."""
+
+    command: Literal["start"] = "start"
+    session_id: str = Field(min_length=1, max_length=64)
+    mouse: str
+    config: dict[str, Any] = Field(default_factory=dict, description="TaskConfig keys")
+    carry_over: CarryOver | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class StopCommand(_Command):
+    """End the running session as ``stopped``."""
+
+    command: Literal["stop"] = "stop"
+
+
+class ResendCommand(_Command):
+    """Publish again a session's documents from ``from_seq`` (to ``to_seq`` inclusive)."""
+
+    command: Literal["resend"] = "resend"
+    session_id: str
+    from_seq: int = Field(0, ge=0)
+    to_seq: int | None = Field(None, ge=0)
+
+
+class CommittedCommand(_Command):
+    """The controller has stored the whole session; the agent may prune it."""
+
+    command: Literal["committed"] = "committed"
+    session_id: str
+    last_seq: int = Field(ge=0)
+
+
+class PingCommand(_Command):
+    command: Literal["ping"] = "ping"
+
+
+class DispenseCommand(_Command):
+    """Open a spout's solenoid ``count`` times for ``duration_ms`` each."""
+
+    command: Literal["dispense"] = "dispense"
+    spout: Literal[0, 1]
+    count: int = Field(1, ge=1, le=1000)
+    duration_ms: int = Field(70, ge=1, le=5000)
+
+
+class SetLedsCommand(_Command):
+    """Switch the cue LEDs (index = spout)."""
+
+    command: Literal["set_leds"] = "set_leds"
+    on: tuple[bool, bool]
+
+
+class MoveSpoutsCommand(_Command):
+    """Move the actuators to [left, right] positions (1-7)."""
+
+    command: Literal["move_spouts"] = "move_spouts"
+    spout_position: tuple[Annotated[int, Field(ge=1, le=7)], Annotated[int, Field(ge=1, le=7)]]
+
+
+class ReadSensorsCommand(_Command):
+    """Report the current state of every input."""
+
+    command: Literal["read_sensors"] = "read_sensors"
+
+
+Command = Annotated[
+    StartCommand
+    | StopCommand
+    | ResendCommand
+    | CommittedCommand
+    | PingCommand
+    | DispenseCommand
+    | SetLedsCommand
+    | MoveSpoutsCommand
+    | ReadSensorsCommand,
+    Field(discriminator="command"),
+]
+CommandAdapter: TypeAdapter[Command] = TypeAdapter(Command)
+COMMAND_NAMES = (
+    "start", "stop", "resend", "committed", "ping",
+    "dispense", "set_leds", "move_spouts", "read_sensors",
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- replies and status
+
+ErrorCode = Literal["busy", "invalid", "unknown_command", "hardware", "not_found", "idle"]
+
+
+class Reply(_Message):
+    """Exactly one per command, echoing its ``request_id``."""
+
+    request_id: str
+    command: str
+    ok: bool
+    error: str | None = None
+    code: ErrorCode | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+RigState = Literal["offline", "idle", "running", "stopping", "error"]
+
+
+class Status(_Message):
+    """Retained per-box status; the Last Will publishes it with ``state='offline'``."""
+
+    box: str
+    state: RigState
+    mouse: str | None = None
+    session_id: str | None = None
+    trial: int = 0
+    rewards: int = 0
+    session_started: float | None = None
+    session_duration: float | None = None
+    software_version: str = ""
+    clock: float = Field(0.0, description="agent's task clock when sent, Unix seconds")
+    pending_documents: int = Field(0, description="journalled documents not yet acknowledged")
+
+
+_T = TypeVar("_T", bound=BaseModel)
+
+
+def _loads(payload: bytes | str) -> Any:
+    try:
+        return json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"payload is not valid JSON: {exc}") from None
+
+
+def _first_error(exc: ValidationError, what: str) -> ProtocolError:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or what
+    return ProtocolError(f"invalid {what}: {where}: {err['msg']}")
+
+
+def parse_command(payload: bytes | str) -> Command:
+    """Validate a command; the error says which field or which unknown command."""
+    data = _loads(payload)
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid command: payload must be a JSON object")
+    name = data.get("command")
+    if name is not None and name not in COMMAND_NAMES:
+        raise ProtocolError(f"unknown command {name!r}")
+    try:
+        return CommandAdapter.validate_python(data)
+    except ValidationError as exc:
+        raise _first_error(exc, "command") from None
+
+
+def _parse_model(model: type[_T], payload: bytes | str, what: str) -> _T:
+    try:
+        return model.model_validate(_loads(payload))
+    except ValidationError as exc:
+        raise _first_error(exc, what) from None
+
+
+def parse_reply(payload: bytes | str) -> Reply:
+    return _parse_model(Reply, payload, "reply")
+
+
+def parse_status(payload: bytes | str) -> Status:
+    return _parse_model(Status, payload, "status")
+
+
+def encode(message: BaseModel) -> bytes:
+    """A message as the UTF-8 JSON that goes on the wire."""
+    return message.model_dump_json().encode()
