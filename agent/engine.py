@@ -1,0 +1,420 @@
+"""The reach task engine (DESIGN §3): an event-driven state machine on an injected clock.
+
+A :class:`Session` reacts to three things only: paw sensor edges, spout touch
+edges and its own timers. It never reads the wall clock, never sleeps and
+never polls. Everything it records leaves as session documents through
+``sink``; ``Session.data`` is the session dict folded from those same
+documents by :class:`~shared.documents.SessionBuilder`, so the controller,
+folding the same documents, rebuilds exactly the same dict.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from shared import SOFTWARE_VERSION
+from shared.carryover import CarryOver
+from shared.config import TaskConfig
+from shared.documents import (
+    CueChanged,
+    Document,
+    Lift,
+    Reset,
+    Reward,
+    SessionBuilder,
+    SessionEnd,
+    SessionStart,
+    SpontaneousReach,
+    SpoutsMoved,
+    TrialEnd,
+    TrialStart,
+)
+from shared.errors import ReachlabError
+from shared.sessionfile import CORRECT, INCORRECT, MISSED, SessionStatus
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    """Where the session is in the task sequence."""
+
+    READY = "ready"
+    WAIT_REST = "wait_rest"  # ITI: waiting for every paw to rest
+    ITI = "iti"  # ITI countdown running
+    TIMEOUT = "timeout"  # penalty wait after an incorrect reach or a broken ITI
+    CUE = "cue"  # trial running, cue on
+    ENDED = "ended"
+
+
+#: Allowed transitions; anything else is a bug and raises.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.READY: frozenset({State.WAIT_REST, State.ENDED}),
+    State.WAIT_REST: frozenset({State.ITI, State.ENDED}),
+    State.ITI: frozenset({State.CUE, State.TIMEOUT, State.ENDED}),
+    State.TIMEOUT: frozenset({State.WAIT_REST, State.ENDED}),
+    State.CUE: frozenset({State.WAIT_REST, State.TIMEOUT, State.ENDED}),
+    State.ENDED: frozenset(),
+}
+
+
+class IllegalTransition(ReachlabError, RuntimeError):
+    """The engine tried a transition outside :data:`TRANSITIONS`."""
+
+
+class Clock(Protocol):
+    """What the engine needs of the loop (see :class:`agent.clock.EventLoop`)."""
+
+    def now(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any: ...
+
+
+class RigIO(Protocol):
+    """What the engine needs of the hardware (see :class:`agent.hardware.Rig`)."""
+
+    on_paw: Callable[[int, bool], None] | None
+    on_touch: Callable[[int, bool], None] | None
+
+    def paws_resting(self) -> bool: ...
+
+    def set_cue(self, spout: int, on: bool) -> None: ...
+
+    def set_sync(self, on: bool) -> None: ...
+
+    def open_solenoid(self, spout: int) -> None: ...
+
+    def close_solenoid(self, spout: int) -> None: ...
+
+    def move_spout(self, spout: int, position: int) -> None: ...
+
+    def all_off(self) -> None: ...
+
+
+Sink = Callable[[Document], None]
+
+
+def new_session_id() -> str:
+    """A unique, sortable-enough session id."""
+    return uuid.uuid4().hex
+
+
+def local_date(t: float) -> str:
+    """The local ``%Y-%m-%d`` date of Unix time ``t``, as the original library wrote it."""
+    return time.strftime("%Y-%m-%d", time.localtime(t))
+
+
+class Session:
+    """One training session of one mouse on one rig.
+
+    Create it, then ``start()``; it ends by itself when ``config.duration`` has
+    elapsed (checked between trials), or on ``stop()``. ``on_end`` callbacks run
+    once the end document has been emitted.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TaskConfig,
+        clock: Clock,
+        rig: RigIO,
+        sink: Sink | None = None,
+        mouse: str = "mouse",
+        box: str = "local",
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        carry_over: CarryOver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.rig = rig
+        self.mouse = mouse
+        self.box = box
+        self.session_id = session_id or new_session_id()
+        self.metadata = dict(metadata or {})
+        self.carry_over = carry_over
+        self.rng = rng or random.Random()
+        self._sinks: list[Sink] = [sink] if sink is not None else []
+        self.builder = SessionBuilder()
+        self.on_end: list[Callable[[Session], None]] = []
+
+        self.state = State.READY
+        self.seq = 0
+        self.trial = 0  # trials started
+        self.rewards = 0
+        self.start_time = 0.0
+        self._timer: Any = None
+        self._reward_timers: list[Any] = [None, None]
+        self._lifted = False
+        self._spout = 0
+        self._cue_start = 0.0
+
+        positions = config.spout_positions
+        self.cue_duration = float(config.cue_duration)
+        self.spout_position = [positions[0], positions[0]]
+        self.windows: tuple[deque[int], deque[int]] = (
+            deque(maxlen=config.window),
+            deque(maxlen=config.window),
+        )
+        if carry_over is not None:
+            self.spout_position = list(carry_over.spout_position)
+            self.cue_duration = max(float(config.min_cue_duration), carry_over.cue_duration)
+            for spout in (0, 1):
+                self.windows[spout].extend(carry_over.windows[spout])
+        self._trials_since_advance = config.advance_delay
+        self._auto_shaping = True
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The session dict, folded from the documents emitted so far."""
+        return self.builder.data
+
+    @property
+    def ended(self) -> bool:
+        return self.state is State.ENDED
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def start(self) -> None:
+        """Emit ``session_start``, place the spouts and begin the first ITI."""
+        if self.state is not State.READY:
+            raise IllegalTransition("session already started")
+        self.start_time = self.clock.now()
+        self._emit(
+            SessionStart,
+            t=self.start_time,
+            mouse=self.mouse,
+            settings=self.config.settings(),
+            metadata=self.metadata,
+            carry_over=self.carry_over,
+            software_version=SOFTWARE_VERSION,
+        )
+        initial = self.config.initial_spout
+        self._spout = self.rng.randint(0, 1) if initial == "random" else int(initial)
+        for spout in (0, 1):
+            self.rig.move_spout(spout, self.spout_position[spout])
+        self.rig.on_paw = self._on_paw
+        self.rig.on_touch = self._on_touch
+        self._begin_iti()
+
+    def stop(self, status: SessionStatus = "stopped") -> None:
+        """End now; a trial in progress is dropped (it has no outcome)."""
+        if self.state is not State.ENDED:
+            self._end(status)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _emit(self, kind: type[Any], **fields: Any) -> None:
+        doc = kind(session_id=self.session_id, box=self.box, seq=self.seq, **fields)
+        self.seq += 1
+        self.builder.add(doc)
+        for sink in self._sinks:
+            sink(doc)
+
+    def _goto(self, new: State) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"{self.state.value} -> {new.value}")
+        self.state = new
+
+    def _schedule(self, delay_s: float, callback: Callable[[], None]) -> None:
+        self._cancel_timer()
+        self._timer = self.clock.call_later(delay_s, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ------------------------------------------------------------------ ITI
+
+    def _begin_iti(self) -> None:
+        if self.clock.now() - self.start_time >= self.config.duration:
+            self._end("complete")
+            return
+        self._goto(State.WAIT_REST)
+        if self.rig.paws_resting():
+            self._start_countdown()
+
+    def _start_countdown(self) -> None:
+        self._goto(State.ITI)
+        low, high = self.config.intertrial_interval
+        self._schedule(self.rng.uniform(low, high) / 1000, self._start_trial)
+
+    def _break_iti(self) -> None:
+        self._cancel_timer()
+        self._goto(State.TIMEOUT)
+        self._schedule(self.config.timeout / 1000, self._begin_iti)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_paw(self, paw: int, resting: bool) -> None:
+        now = self.clock.now()
+        if resting:
+            if self.state is State.WAIT_REST and self.rig.paws_resting():
+                self._start_countdown()
+            return
+        if self.state is State.ITI:
+            self._emit(Reset, t=now, paw=paw)
+            self._break_iti()
+        elif self.state is State.CUE and not self._lifted:
+            self._lifted = True
+            self._emit(Lift, t=now, trial=self.trial - 1, paw=paw)
+
+    def _on_touch(self, spout: int, touching: bool) -> None:
+        if not touching:
+            return
+        now = self.clock.now()
+        if self.state is State.ITI:
+            self._emit(SpontaneousReach, t=now, spout=spout)
+            self._break_iti()
+        elif self.state is State.CUE:
+            if spout == self._spout:
+                self._finish_trial(now, CORRECT)
+            else:
+                self._finish_trial(now, INCORRECT)
+
+    # ------------------------------------------------------------------ trials
+
+    def _shaping_now(self) -> bool:
+        mode = self.config.shaping
+        if mode != "auto":
+            return mode == "on"
+        window = self.windows[self._spout]
+        if not any(outcome == CORRECT for outcome in window):
+            self._auto_shaping = True
+        elif self._window_rate(self._spout) >= self.config.advance_threshold:
+            self._auto_shaping = False
+        return self._auto_shaping
+
+    def _window_rate(self, spout: int) -> float:
+        counted = (CORRECT, INCORRECT) if self.config.advance_with_incorrects else (CORRECT,)
+        hits = sum(1 for outcome in self.windows[spout] if outcome in counted)
+        return hits / self.config.window
+
+    def _adapt(self, now: float) -> None:
+        """Advance the current spout, then the other, then shorten the cue (DESIGN §3.5)."""
+        spout = self._spout
+        if self._window_rate(spout) < self.config.advance_threshold:
+            return
+        last = self.config.spout_positions[-1]
+        if self.spout_position[spout] >= last and self.spout_position[1 - spout] >= last:
+            shorter = max(self.cue_duration * self.config.cue_decay, self.config.min_cue_duration)
+            if shorter < self.cue_duration:
+                self.cue_duration = shorter
+                self._emit(CueChanged, t=now, cue_duration=shorter)
+            return
+        if self._trials_since_advance < self.config.advance_delay:
+            return
+        target = spout if self.spout_position[spout] < last else 1 - spout
+        self.spout_position[target] = self._next_position(self.spout_position[target])
+        self.rig.move_spout(target, self.spout_position[target])
+        self._trials_since_advance = 0
+        self._emit(SpoutsMoved, t=now, spout_position=tuple(self.spout_position))
+
+    def _next_position(self, current: int) -> int:
+        further = [p for p in self.config.spout_positions if p > current]
+        return further[0] if further else current
+
+    def _start_trial(self) -> None:
+        now = self.clock.now()
+        self._adapt(now)
+        shaping = self._shaping_now()
+        self._goto(State.CUE)
+        self._lifted = False
+        self._cue_start = now
+        spout = self._spout
+        self.rig.set_cue(spout, True)
+        self.rig.set_sync(True)
+        self._emit(
+            TrialStart,
+            t=now,
+            trial=self.trial,
+            spout=spout,
+            cue_duration=self.cue_duration,
+            spout_position=tuple(self.spout_position),
+            shaping=shaping,
+        )
+        self.trial += 1
+        if shaping:
+            self._reward(spout, now)
+        self._schedule(self.cue_duration / 1000, self._cue_expired)
+
+    def _cue_expired(self) -> None:
+        self._finish_trial(self._cue_start + self.cue_duration / 1000, MISSED)
+
+    def _finish_trial(self, end: float, outcome: int) -> None:
+        self._cancel_timer()
+        spout = self._spout
+        self.rig.set_cue(spout, False)
+        self.rig.set_sync(False)
+        self._emit(TrialEnd, t=end, trial=self.trial - 1, outcome=outcome)
+        self.windows[spout].append(outcome)
+        self._trials_since_advance += 1
+        if outcome == CORRECT:
+            self._reward(spout, end)
+            self._spout = self.rng.randint(0, 1)
+        # After a missed or incorrect trial the same spout comes again: a correction trial.
+        if outcome == INCORRECT:
+            self._goto(State.TIMEOUT)
+            self._schedule(self.config.timeout / 1000, self._begin_iti)
+        else:
+            self._begin_iti()
+
+    def _reward(self, spout: int, now: float) -> None:
+        duration_ms = self.config.reward_duration_ms[spout]
+        self.rig.open_solenoid(spout)
+        self.rewards += 1
+        if self._reward_timers[spout] is not None:
+            self._reward_timers[spout].cancel()  # a second reward extends the first
+        self._reward_timers[spout] = self.clock.call_later(
+            duration_ms / 1000, self._close_solenoid, spout
+        )
+        self._emit(Reward, t=now, spout=spout, duration_ms=duration_ms)
+
+    def _close_solenoid(self, spout: int) -> None:
+        self._reward_timers[spout] = None
+        self.rig.close_solenoid(spout)
+
+    # ------------------------------------------------------------------ end
+
+    def _end(self, status: SessionStatus) -> None:
+        self._cancel_timer()
+        self._goto(State.ENDED)
+        self.rig.on_paw = None
+        self.rig.on_touch = None
+        # Outputs off now; a reward already flowing is cut short rather than left open.
+        for timer in self._reward_timers:
+            if timer is not None:
+                timer.cancel()
+        self.rig.all_off()
+        now = self.clock.now()
+        outcomes = [t["outcome"] for t in self.builder.data.get("trials", [])]
+        self._emit(
+            SessionEnd,
+            t=now,
+            status=status,
+            end_time=now,
+            duration=round(now - self.start_time, 6),
+            date=local_date(self.start_time),
+            notes=self.metadata.get("notes"),
+            counts={
+                "trials": len(outcomes),
+                "correct": outcomes.count(CORRECT),
+                "incorrect": outcomes.count(INCORRECT),
+                "missed": outcomes.count(MISSED),
+                "rewards": self.rewards,
+            },
+        )
+        log.debug("session %s of %s ended: %s", self.session_id, self.mouse, status)
+        for callback in self.on_end:
+            callback(self)

@@ -1,0 +1,116 @@
+"""One rig's moving parts wired together: the loop, the hardware and, with ``--sim``, a mouse.
+
+``labagent train``, ``labagent run`` and the benchmarks all build their rig
+through :meth:`RigRuntime.create`, so a session runs the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.clock import EventLoop
+from agent.engine import Session, Sink
+from agent.hardware import PinMap, Rig, mock_pin_factory, real_pin_factory
+from agent.sim import MouseProfile, SimulatedMouse
+from shared.carryover import CarryOver
+from shared.config import TaskConfig
+from shared.errors import ConfigError
+
+
+@dataclass
+class RigRuntime:
+    """The loop, the rig, and the simulated mouse when there is one."""
+
+    loop: EventLoop
+    rig: Rig
+    mouse: SimulatedMouse | None = None
+    seed: int | None = None
+    sessions_run: int = field(default=0)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        sim: bool,
+        time_scale: float = 1.0,
+        pins: PinMap | None = None,
+        seed: int | None = None,
+        profile: MouseProfile | None = None,
+        start_time: float | None = None,
+        pin_factory: Any = None,
+    ) -> RigRuntime:
+        """Build a rig on mock pins (``sim``) or this Pi's GPIO.
+
+        ``time_scale`` is task seconds per wall second; ``math.inf`` runs as fast
+        as the CPU allows. Only a simulated rig may run faster than real time.
+        """
+        if not time_scale > 0:
+            raise ConfigError(f"--time-scale must be positive, got {time_scale}")
+        if not sim and time_scale != 1.0:
+            raise ConfigError("--time-scale needs --sim: a real rig runs in real time")
+        loop = EventLoop(time_scale=time_scale, start_time=start_time)
+        factory = pin_factory or (mock_pin_factory() if sim else real_pin_factory())
+        rig = Rig(pins or PinMap(), factory, loop)
+        mouse = SimulatedMouse(rig, loop, profile, seed=seed) if sim else None
+        return cls(loop=loop, rig=rig, mouse=mouse, seed=seed)
+
+    def new_session(
+        self,
+        *,
+        config: TaskConfig,
+        mouse: str,
+        box: str = "local",
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        carry_over: CarryOver | None = None,
+        sink: Sink | None = None,
+    ) -> Session:
+        """A session on this rig; the simulated mouse (if any) sits down when it starts."""
+        rng_seed = None if self.seed is None else self.seed * 1000 + self.sessions_run
+        self.sessions_run += 1
+        session = Session(
+            config=config,
+            clock=self.loop,
+            rig=self.rig,
+            sink=sink,
+            mouse=mouse,
+            box=box,
+            session_id=session_id,
+            metadata=metadata,
+            carry_over=carry_over,
+            rng=random.Random(rng_seed),
+        )
+        if self.mouse is not None:
+            sim_mouse = self.mouse
+            session.on_end.append(lambda _s: sim_mouse.stop())
+            sim_mouse.start()
+        return session
+
+    def run_session(self, session: Session) -> dict[str, Any]:
+        """Start ``session`` and run the loop on this thread until it ends."""
+        session.start()
+        self.loop.run(until=lambda: session.ended, idle_exit=self.loop.virtual)
+        if not session.ended:  # virtual time ran out of events: nothing can happen any more
+            session.stop("aborted")
+        return session.data
+
+    def close(self) -> None:
+        if self.mouse is not None:
+            self.mouse.stop()
+        self.rig.close()
+
+
+def parse_time_scale(text: str) -> float:
+    """``--time-scale`` values: a positive number, or ``max``/``inf`` for unlimited."""
+    if text.lower() in ("max", "inf", "unlimited"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--time-scale must be a number or 'max', got {text!r}") from None
+    if not value > 0:
+        raise ConfigError(f"--time-scale must be positive, got {text!r}")
+    return value

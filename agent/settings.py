@@ -1,0 +1,439 @@
+"""The agent's settings, read at the edge: options, ``LABAGENT_*`` variables, a rig config file.
+
+Each setting is taken from the first place that gives it:
+
+1. the command line (``labagent run --box 3``);
+2. the environment (``LABAGENT_BOX=3``), handy for a systemd ``EnvironmentFile``;
+3. the rig config file (``--config-file`` or ``LABAGENT_CONFIG_FILE``), INI or JSON;
+4. the defaults (journal and data under ``$XDG_DATA_HOME/reachlab-agent``).
+
+Everything is validated here and turned into one frozen :class:`AgentSettings`;
+nothing deeper in the agent reads options or the environment. Mistakes raise
+:class:`~shared.errors.ConfigError` naming the value and where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.hardware import PinMap
+from shared.broker_url import format_broker_url, parse_broker_url
+from shared.errors import ConfigError, InvalidIdError
+from shared.ids import check_box_id
+from shared.protocol import DEFAULT_PREFIX, Topics
+
+ENV_PREFIX = "LABAGENT_"
+DEFAULT_BROKER = "mqtt://localhost:1883"
+DEFAULT_HEARTBEAT_S = 10.0
+DEFAULT_KEEPALIVE_S = 15
+APP_DIR = "reachlab-agent"
+
+
+def default_data_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/reachlab-agent``, else ``~/.local/share/reachlab-agent``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / APP_DIR
+
+
+# ---------------------------------------------------------------- broker
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where and how to connect; ``url`` never holds the password."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive: int = DEFAULT_KEEPALIVE_S
+
+    @property
+    def url(self) -> str:
+        return format_broker_url(self.host, self.port, self.tls)
+
+
+# ---------------------------------------------------------------- the rig config file
+
+
+class RigFile(BaseModel):
+    """The rig config file's keys; every one is optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    box: str | None = None
+    broker: str | None = None
+    prefix: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    journal: str | None = None
+    data_dir: str | None = None
+    heartbeat: float | None = Field(None, gt=0)
+    keepalive: int | None = Field(None, ge=5, le=3600)
+    pins: str | dict[str, Any] | None = Field(None, description="a pins JSON file, or the pins")
+
+
+AGENT_SECTION = "agent"
+PINS_SECTION = "pins"
+
+
+def _ini_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw.strip()
+
+
+def read_rig_file(path: str | os.PathLike[str]) -> tuple[RigFile, Path]:
+    """Read a rig config file (``.json``, else INI); return it and the folder paths are relative to.
+
+    INI: an ``[agent]`` section (``box = 3``, ``broker = mqtts://...``) and an
+    optional ``[pins]`` section (``paw_sensors = [17, 18]``). JSON: one object
+    with the same keys, ``pins`` being an object or a file name.
+    """
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"rig config file {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"rig config file {file}: cannot read it ({exc})") from None
+    values: dict[str, Any]
+    if file.suffix.lower() == ".json":
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"rig config file {file}: not valid JSON ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"rig config file {file}: expected a JSON object")
+        values = loaded
+    else:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read_string(text, source=str(file))
+        except configparser.Error as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigError(f"rig config file {file}: not a valid INI file ({first})") from None
+        unknown = [s for s in parser.sections() if s not in (AGENT_SECTION, PINS_SECTION)]
+        if unknown:
+            raise ConfigError(
+                f"rig config file {file}: unknown section [{unknown[0]}]"
+                f" (use [{AGENT_SECTION}] and [{PINS_SECTION}])"
+            )
+        values = dict(parser.items(AGENT_SECTION)) if parser.has_section(AGENT_SECTION) else {}
+        if parser.has_section(PINS_SECTION):
+            if "pins" in values:
+                raise ConfigError(
+                    f"rig config file {file}: give pins either as 'pins = FILE' or a [pins] section"
+                )
+            values["pins"] = {k: _ini_value(v) for k, v in parser.items(PINS_SECTION)}
+    try:
+        return RigFile.model_validate(values), file.parent
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "(file)"
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"rig config file {file}: unknown key {key!r}") from None
+        raise ConfigError(
+            f"rig config file {file}: key {key!r}: {err['msg']} (got {err.get('input')!r})"
+        ) from None
+
+
+# ---------------------------------------------------------------- all settings
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Everything ``labagent run`` needs, validated."""
+
+    box: str
+    broker: BrokerSettings
+    journal: Path
+    data_dir: Path
+    prefix: str = DEFAULT_PREFIX
+    sim: bool = False
+    time_scale: float = 1.0
+    seed: int | None = None
+    pins: PinMap | None = None
+    heartbeat: float = DEFAULT_HEARTBEAT_S
+
+
+#: option name -> (environment variable, rig file key)
+SOURCES: dict[str, tuple[str, str | None]] = {
+    "box": ("LABAGENT_BOX", "box"),
+    "broker": ("LABAGENT_BROKER", "broker"),
+    "prefix": ("LABAGENT_PREFIX", "prefix"),
+    "username": ("LABAGENT_MQTT_USERNAME", "username"),
+    "password": ("LABAGENT_MQTT_PASSWORD", "password"),
+    "ca_file": ("LABAGENT_CA_FILE", "ca_file"),
+    "cert_file": ("LABAGENT_CERT_FILE", "cert_file"),
+    "key_file": ("LABAGENT_KEY_FILE", "key_file"),
+    "journal": ("LABAGENT_JOURNAL", "journal"),
+    "data_dir": ("LABAGENT_DATA_DIR", "data_dir"),
+    "pins": ("LABAGENT_PINS", "pins"),
+    "heartbeat": ("LABAGENT_HEARTBEAT", "heartbeat"),
+    "keepalive": ("LABAGENT_KEEPALIVE", "keepalive"),
+    "sim": ("LABAGENT_SIM", None),
+    "time_scale": ("LABAGENT_TIME_SCALE", None),
+    "seed": ("LABAGENT_SEED", None),
+}
+PATH_KEYS = ("ca_file", "cert_file", "key_file", "journal", "data_dir", "pins")
+
+
+def add_config_file_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="rig config file (INI or .json): box, broker, credentials, pins "
+        "(env LABAGENT_CONFIG_FILE)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``labagent run``; each defaults to None so unset ones fall through."""
+    parser.add_argument("--box", help="this box's id (env LABAGENT_BOX)")
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help=f"mqtt://HOST[:PORT] or mqtts://... (env LABAGENT_BROKER; default {DEFAULT_BROKER})",
+    )
+    parser.add_argument(
+        "--sim",
+        action="store_const",
+        const=True,
+        default=None,
+        help="gpiozero mock pins and a simulated mouse (env LABAGENT_SIM=1)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        metavar="X",
+        help="task seconds per wall second, with --sim only (env LABAGENT_TIME_SCALE)",
+    )
+    parser.add_argument("--seed", help="seed the simulated mouse and the task (env LABAGENT_SEED)")
+    parser.add_argument(
+        "--journal", metavar="PATH", help="the SQLite journal (env LABAGENT_JOURNAL)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder of the local per-mouse JSON copies (env LABAGENT_DATA_DIR)",
+    )
+    parser.add_argument("--pins", metavar="FILE", help="JSON file of BCM pins (env LABAGENT_PINS)")
+    add_config_file_argument(parser)
+    parser.add_argument("--username", help="broker user name (env LABAGENT_MQTT_USERNAME)")
+    parser.add_argument(
+        "--password",
+        help="broker password; prefer LABAGENT_MQTT_PASSWORD or the rig file (ps shows options)",
+    )
+    parser.add_argument("--ca-file", metavar="FILE", help="CA certificate for mqtts:// brokers")
+    parser.add_argument("--cert-file", metavar="FILE", help="client certificate (mqtts://)")
+    parser.add_argument("--key-file", metavar="FILE", help="client certificate's key (mqtts://)")
+    parser.add_argument(
+        "--heartbeat",
+        metavar="S",
+        help=f"status heartbeat period in wall seconds (default {DEFAULT_HEARTBEAT_S:g})",
+    )
+    parser.add_argument(
+        "--keepalive", metavar="S", help=argparse.SUPPRESS
+    )  # MQTT keepalive; rarely worth changing
+    parser.add_argument(
+        "--prefix", help=f"topic prefix (env LABAGENT_PREFIX; default {DEFAULT_PREFIX})"
+    )
+
+
+class _Lookup:
+    """Finds each setting in the command line, then the environment, then the rig file."""
+
+    def __init__(
+        self, args: argparse.Namespace, environ: Mapping[str, str], rig: RigFile | None, base: Path
+    ) -> None:
+        self.args = args
+        self.environ = environ
+        self.rig = rig
+        self.base = base
+
+    def get(self, name: str) -> tuple[Any, str]:
+        """(value, where it came from), or (None, '') when nowhere gives it."""
+        env_name, file_key = SOURCES[name]
+        value = getattr(self.args, name, None)
+        if value is not None:
+            return value, f"--{name.replace('_', '-')}"
+        raw = self.environ.get(env_name)
+        if raw not in (None, ""):
+            return raw, env_name
+        if self.rig is not None and file_key is not None:
+            value = getattr(self.rig, file_key)
+            if value is not None:
+                if name in PATH_KEYS and isinstance(value, str):
+                    # Paths in a rig file are relative to the file, not to where labagent runs.
+                    value = str(self.base / Path(value).expanduser())
+                return value, f"rig config file key {file_key!r}"
+        return None, ""
+
+    def path(self, name: str) -> Path | None:
+        value, _ = self.get(name)
+        return None if value is None else Path(str(value)).expanduser()
+
+    def number(self, name: str, kind: type[float] | type[int]) -> float | int | None:
+        value, where = self.get(name)
+        if value is None:
+            return None
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
+
+
+def _rig_file(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[RigFile | None, Path]:
+    path = getattr(args, "config_file", None) or environ.get("LABAGENT_CONFIG_FILE") or None
+    if path is None:
+        return None, Path.cwd()
+    return read_rig_file(path)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{where}: expected 1/0, true/false, yes/no; got {value!r}")
+
+
+def _existing_file(path: Path | None, what: str) -> Path | None:
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    return path
+
+
+def resolve_journal(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Path:
+    """The journal path alone, for ``labagent status``."""
+    env = os.environ if environ is None else environ
+    rig, base = _rig_file(args, env)
+    lookup = _Lookup(args, env, rig, base)
+    return lookup.path("journal") or default_data_home(env) / "journal.sqlite3"
+
+
+def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AgentSettings:
+    """Merge the command line, the environment and the rig file into :class:`AgentSettings`."""
+    from agent.runtime import parse_time_scale
+
+    env = os.environ if environ is None else environ
+    rig, base = _rig_file(args, env)
+    lookup = _Lookup(args, env, rig, base)
+
+    box, where = lookup.get("box")
+    if box is None:
+        raise ConfigError("no box id: give --box, set LABAGENT_BOX, or put box in the rig file")
+    try:
+        box = check_box_id(str(box))
+    except InvalidIdError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    prefix_value, where = lookup.get("prefix")
+    prefix = str(prefix_value) if prefix_value is not None else DEFAULT_PREFIX
+    try:
+        Topics(prefix)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+    broker = _broker(lookup)
+
+    sim_value, where = lookup.get("sim")
+    sim = _flag(sim_value, where) if sim_value is not None else False
+    scale_value, where = lookup.get("time_scale")
+    time_scale = 1.0
+    if scale_value is not None:
+        time_scale = parse_time_scale(str(scale_value))
+        if math.isinf(time_scale):
+            raise ConfigError(
+                f"{where}: labagent run needs a finite time scale (it talks to the world "
+                "in real time); 'max' is only for labagent train"
+            )
+    if time_scale != 1.0 and not sim:
+        raise ConfigError("--time-scale needs --sim: a real rig runs in real time")
+
+    seed = lookup.number("seed", int)
+    heartbeat = lookup.number("heartbeat", float)
+    if heartbeat is not None and heartbeat <= 0:
+        raise ConfigError(f"heartbeat must be positive, got {heartbeat:g}")
+
+    pins: PinMap | None = None
+    pins_value, _ = lookup.get("pins")
+    if isinstance(pins_value, dict):
+        try:
+            pins = PinMap.model_validate(pins_value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"rig config file pins: key {key!r}: {err['msg']}") from None
+    elif pins_value is not None:
+        pins = PinMap.load(str(pins_value))
+
+    home = default_data_home(env)
+    return AgentSettings(
+        box=box,
+        broker=broker,
+        journal=lookup.path("journal") or home / "journal.sqlite3",
+        data_dir=lookup.path("data_dir") or home / "sessions",
+        prefix=prefix,
+        sim=sim,
+        time_scale=time_scale,
+        seed=None if seed is None else int(seed),
+        pins=pins,
+        heartbeat=float(heartbeat) if heartbeat is not None else DEFAULT_HEARTBEAT_S,
+    )
+
+
+def _broker(lookup: _Lookup) -> BrokerSettings:
+    url, _ = lookup.get("broker")
+    url = str(url) if url is not None else DEFAULT_BROKER
+    address = parse_broker_url(url)
+    username, _ = lookup.get("username")
+    password, _ = lookup.get("password")
+    keepalive = lookup.number("keepalive", int)
+    if keepalive is not None and not 5 <= keepalive <= 3600:
+        raise ConfigError(f"keepalive must be between 5 and 3600 s, got {keepalive}")
+    ca_file = _existing_file(lookup.path("ca_file"), "CA file")
+    cert_file = _existing_file(lookup.path("cert_file"), "client certificate file")
+    key_file = _existing_file(lookup.path("key_file"), "client key file")
+    if not address.tls and (ca_file or cert_file or key_file):
+        raise ConfigError(
+            f"certificate files need a TLS broker URL (mqtts://), but the broker is {url!r}"
+        )
+    if key_file is not None and cert_file is None:
+        raise ConfigError("a client key file needs a client certificate file (--cert-file)")
+    return BrokerSettings(
+        host=address.host,
+        port=address.port,
+        tls=address.tls,
+        username=str(username) if username is not None else address.username,
+        password=str(password) if password is not None else address.password,
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        keepalive=int(keepalive) if keepalive is not None else DEFAULT_KEEPALIVE_S,
+    )

@@ -1,0 +1,121 @@
+"""``labagent train`` and ``labagent config init``: one session on one rig, no broker needed.
+
+On a real rig it waits for Enter before starting and asks for notes at the end,
+as the original library did; with ``--sim`` or without a terminal it does neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+from agent.api import Mouse
+from agent.hardware import PinMap
+from shared.analysis import format_table, session_results
+from shared.config import generate_config, parse_meta
+from shared.documents import Document, TrialEnd
+from shared.ids import check_mouse_id
+from shared.sessionfile import mouse_file_path
+
+log = logging.getLogger("labagent")
+OUTCOMES = {0: "missed", 1: "correct", 2: "incorrect"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mouse", metavar="MOUSE", help="mouse id; data goes to DIR/MOUSE.json")
+    parser.add_argument("--data-dir", required=True, metavar="DIR", help="per-mouse JSON folder")
+    parser.add_argument(
+        "--config", metavar="FILE", help="task settings (.ini); default settings if absent"
+    )
+    parser.add_argument(
+        "--meta", action="append", metavar="KEY=VALUE", help="metadata to store, repeatable"
+    )
+    parser.add_argument("--notes", help="notes to store (otherwise asked for at the end on a rig)")
+    parser.add_argument("--sim", action="store_true", help="mock pins and a simulated mouse")
+    parser.add_argument(
+        "--time-scale",
+        default="1",
+        metavar="X",
+        help="task seconds per wall second with --sim; 'max' runs as fast as possible",
+    )
+    parser.add_argument("--seed", type=int, help="seed the simulated mouse and the task")
+    parser.add_argument("--pins", metavar="FILE", help="JSON file of BCM pin numbers")
+    parser.add_argument("--box", default="local", help="box id stored with the session")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.runtime import parse_time_scale
+
+    mouse_id = check_mouse_id(args.mouse)
+    data_dir = Path(args.data_dir).expanduser()
+    time_scale = parse_time_scale(args.time_scale)
+    metadata = parse_meta(args.meta)
+    if args.notes is not None:
+        metadata["notes"] = args.notes
+    pins = PinMap.load(args.pins) if args.pins else None
+    if args.config and not Path(args.config).expanduser().exists():
+        print(f"config file {args.config} does not exist: using the default settings")
+    interactive = sys.stdin.isatty() and not args.sim
+
+    mouse = Mouse.init_from_file(mouse_id=mouse_id, json_path=data_dir)
+    print(f"{mouse_id}: {len(mouse)} previous session(s) in {mouse_file_path(data_dir, mouse_id)}")
+    if interactive:
+        input("Press Enter to start the session (Ctrl-C ends it early)... ")
+
+    session = mouse.train(
+        config_file=args.config,
+        data=metadata,
+        sim=args.sim,
+        time_scale=time_scale,
+        seed=args.seed,
+        pins=pins,
+        box=args.box,
+        on_document=TrialLogger(mouse_id, quiet=math.isinf(time_scale)),
+    )
+    if args.notes is None and interactive:
+        session.data["notes"] = input("Notes for this session: ")
+    path = mouse.save_data_to_file(data_dir)
+    print(f"session {session.data.get('status')}: saved to {path}")
+    print(format_table([session_results(session.data).as_dict() | {"mouse": mouse_id}]))
+    return 0
+
+
+class TrialLogger:
+    """Prints one line per finished trial while a session runs."""
+
+    def __init__(self, mouse_id: str, quiet: bool) -> None:
+        self.mouse_id = mouse_id
+        self.quiet = quiet
+        self.correct = 0
+
+    def __call__(self, doc: Document) -> None:
+        if isinstance(doc, TrialEnd):
+            self.correct += doc.outcome == 1
+            if not self.quiet:
+                log.info(
+                    "%s trial %d: %s (%d correct)",
+                    self.mouse_id,
+                    doc.trial + 1,
+                    OUTCOMES[doc.outcome],
+                    self.correct,
+                )
+
+
+class ConfigCommand:
+    """``labagent config init PATH``."""
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+        init = sub.add_parser("init", help="write a config file with the default settings")
+        init.add_argument("path", metavar="PATH")
+        init.add_argument("--force", action="store_true", help="replace an existing file")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        path = generate_config(args.path, overwrite=args.force)
+        print(f"wrote the default settings to {path}")
+        return 0
