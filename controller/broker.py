@@ -1,0 +1,195 @@
+"""Finding or starting an MQTT broker for the demo and the tests (DESIGN §9).
+
+In order of preference: a ``mosquitto`` binary on PATH, started on a free
+loopback port with a throw-away config; otherwise the pure-Python ``amqtt``
+broker, embedded in this process on its own thread. Both are real MQTT 3.1.1
+brokers. Every broker started here is stopped by the object that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def find_free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> bool:
+    """True once ``host:port`` accepts a TCP connection, False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        # Readiness probe of another process: there is no event to wait on.
+        time.sleep(0.02)
+    return False
+
+
+class Broker(Protocol):
+    """A broker this process started and must stop."""
+
+    url: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class BrokerStartError(RuntimeError):
+    """A broker could not be started; the message says which and why."""
+
+
+class MosquittoBroker:
+    """A private ``mosquitto`` process on loopback, for the demo and the fault tests."""
+
+    def __init__(self, port: int | None = None, extra_config: str = "") -> None:
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.port = port or find_free_port()
+        self.url = f"mqtt://{LOOPBACK}:{self.port}"
+        self.extra_config = extra_config
+        self.process: subprocess.Popen[bytes] | None = None
+        self._dir = tempfile.TemporaryDirectory(prefix="reachlab-mosquitto-")
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        conf = Path(self._dir.name) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {LOOPBACK}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 100000\n"
+            f"{self.extra_config}\n",
+            encoding="utf-8",
+        )
+        log_file = open(Path(self._dir.name) / "mosquitto.log", "ab")  # noqa: SIM115  # owned by Popen
+        # Its own session: a Ctrl-C meant for the demo must not kill the broker under it.
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(conf)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log_file.close()
+        if not wait_for_port(LOOPBACK, self.port):
+            self.stop()
+            raise BrokerStartError(f"mosquitto did not start listening on {self.url}")
+        log.info("mosquitto (pid %s) listening on %s", self.process.pid, self.url)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+
+class AmqttBroker:
+    """The pure-Python ``amqtt`` broker, embedded on a background thread of this process."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or find_free_port()
+        self.url = f"mqtt://{LOOPBACK}:{self.port}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._broker: Any = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        async def serve() -> None:
+            from amqtt.broker import Broker as AmqttServer
+
+            config = {
+                "listeners": {"default": {"type": "tcp", "bind": f"{LOOPBACK}:{self.port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+            self._broker = AmqttServer(config)
+            await self._broker.start()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(serve())
+            except BaseException as exc:  # reported to start() on the caller's thread
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            self._loop.run_forever()
+            self._loop.close()
+
+        # amqtt logs every packet at INFO; the demo's screen is for the lab.
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        # Broker.start() returns once the listener is bound, so no port probe is needed
+        # (a probe's empty connection would only make amqtt log an error).
+        if not started.wait(timeout=15) or failure:
+            self.stop()
+            reason = failure[0] if failure else "not listening"
+            raise BrokerStartError(f"amqtt broker did not start on {self.url}: {reason}")
+        log.info("amqtt broker listening on %s", self.url)
+
+    def stop(self) -> None:
+        loop, thread, broker = self._loop, self._thread, self._broker
+        self._thread = None
+        if loop is None or thread is None:
+            return
+        if broker is not None and loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
+            with contextlib.suppress(Exception):
+                future.result(timeout=10)
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+
+
+def start_local_broker(port: int | None = None) -> MosquittoBroker | AmqttBroker:
+    """Start mosquitto when it is installed, else the embedded amqtt broker."""
+    broker: MosquittoBroker | AmqttBroker
+    broker = MosquittoBroker(port) if MosquittoBroker.available() else AmqttBroker(port)
+    broker.start()
+    return broker

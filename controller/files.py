@@ -1,0 +1,290 @@
+"""Per-mouse JSON files in and out of the database: ``labctl import`` and ``labctl export``.
+
+Export writes ``DIR/<mouse>.json`` atomically in the canonical format
+(:func:`shared.sessionfile.dumps_sessions` of the session dicts in training
+order). Each session is stored as its exported JSON text, so exporting is
+joining texts, and an imported file comes out byte for byte as it went in
+when it was in that canonical form (as the original library wrote it).
+
+Import is idempotent: a session already stored (same text, or same
+``session_id``) is skipped, so importing a file twice, or importing the
+agent's local copy of sessions the collector already has, changes nothing.
+The file's order is kept: each session is placed at its start time, but
+never before the session above it in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from controller.db import Database
+from controller.store import (
+    SESSIONS,
+    complete_session_texts,
+    digest,
+    ensure_mouse,
+    rewards_of,
+    session_text,
+    session_time,
+    store_trials,
+)
+from shared.errors import DataFileError, InvalidIdError
+from shared.ids import check_mouse_id
+from shared.sessionfile import atomic_write_text, mouse_file_path, read_sessions
+
+# ---------------------------------------------------------------- import
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    mouse: str
+    created_mouse: bool = False
+    imported: int = 0
+    present: int = 0
+    conflicts: list[str] = field(default_factory=list)
+
+
+def mouse_id_of(path: Path) -> str:
+    """The mouse a per-mouse file belongs to: its name without ``.json``."""
+    try:
+        return check_mouse_id(path.stem)
+    except InvalidIdError as exc:
+        raise DataFileError(f"{path}: the file name must be <mouse id>.json, and {exc}") from None
+
+
+def read_mouse_file(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, Any]]]:
+    """(mouse id, sessions) of a per-mouse file; DataFileError naming the file if unusable."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataFileError(f"{file}: no such file")
+    mouse = mouse_id_of(file)
+    return mouse, read_sessions(file)
+
+
+def import_files(db: Database, paths: Sequence[str | os.PathLike[str]]) -> list[ImportResult]:
+    """Import per-mouse files, all or nothing: every file is read and checked first."""
+    loaded = [(Path(p).expanduser(), *read_mouse_file(p)) for p in paths]
+    results = []
+    with db.engine.begin() as conn:
+        for path, mouse, sessions in loaded:
+            results.append(import_sessions(conn, mouse, sessions, path=path))
+    return results
+
+
+def import_sessions(
+    conn: Connection, mouse: str, sessions: list[dict[str, Any]], *, path: Path | None = None
+) -> ImportResult:
+    """Store the sessions of one mouse that are not stored yet, keeping their order."""
+    now = time.time()
+    result = ImportResult(path=path or Path(f"{mouse}.json"), mouse=mouse)
+    result.created_mouse = ensure_mouse(conn, mouse, now)
+    previous: float | None = None
+    for session in sessions:
+        text = session_text(session)
+        hashed = digest(text)
+        existing = _find_existing(conn, mouse, session, text, hashed)
+        if existing is not None:
+            position, conflict = existing
+            if conflict:
+                result.conflicts.append(conflict)
+            else:
+                result.present += 1
+            previous = position if previous is None else max(previous, position)
+            continue
+        when = session_time(session)
+        # The file's order is the training order: never place a session before the one above it.
+        position = when if when is not None else (previous if previous is not None else 0.0)
+        if previous is not None and position < previous:
+            position = previous
+        previous = position
+        _insert_imported(conn, mouse, session, text, hashed, position, now)
+        result.imported += 1
+    return result
+
+
+def _find_existing(
+    conn: Connection, mouse: str, session: dict[str, Any], text: str, hashed: str
+) -> tuple[float, str | None] | None:
+    """(position, conflict message or None) of the stored copy of this session, if any."""
+    same = conn.execute(
+        select(SESSIONS.c.position, SESSIONS.c.data).where(
+            SESSIONS.c.mouse_id == mouse, SESSIONS.c.digest == hashed
+        )
+    ).all()
+    for position, data in same:
+        if data == text:
+            return position, None
+    session_id = session.get("session_id")
+    if isinstance(session_id, str):
+        row = conn.execute(
+            select(SESSIONS.c.position, SESSIONS.c.mouse_id, SESSIONS.c.complete).where(
+                SESSIONS.c.session_id == session_id
+            )
+        ).first()
+        if row is not None:
+            position, owner, complete = row
+            what = "a different copy of it" if complete else "it, still being collected"
+            if owner != mouse:
+                what = f"it for mouse {owner}"
+            return position, f"session {session_id}: the database already holds {what}; kept that"
+    return None
+
+
+def _insert_imported(
+    conn: Connection,
+    mouse: str,
+    session: dict[str, Any],
+    text: str,
+    hashed: str,
+    position: float,
+    now: float,
+) -> None:
+    session_id = session.get("session_id")
+    status = session.get("status")
+    box = session.get("box")
+    end = session.get("end_time")
+    date = session.get("date")
+    session_pk = conn.execute(
+        SESSIONS.insert()
+        .values(
+            session_id=session_id if isinstance(session_id, str) and session_id else None,
+            mouse_id=mouse,
+            box=str(box)[:32] if isinstance(box, str | int) and not isinstance(box, bool) else None,
+            origin="imported",
+            status=status if status in ("complete", "stopped", "aborted") else None,
+            complete=True,
+            position=position,
+            start_time=session_time(session),
+            end_time=float(end)
+            if isinstance(end, int | float) and not isinstance(end, bool)
+            else None,
+            date=date[:32] if isinstance(date, str) else None,
+            trial_count=0,
+            reward_count=rewards_of(session),
+            data=text,
+            digest=hashed,
+            created_at=now,
+            completed_at=now,
+        )
+        .returning(SESSIONS.c.id)
+    ).scalar_one()
+    trials = store_trials(conn, session_pk, session)
+    conn.execute(SESSIONS.update().where(SESSIONS.c.id == session_pk).values(trial_count=trials))
+
+
+# ---------------------------------------------------------------- export
+
+
+@dataclass
+class ExportResult:
+    mouse: str
+    path: Path
+    sessions: int
+    written: bool
+    note: str = ""
+    failed: bool = False
+
+
+def export_text(conn: Connection, mouse: str) -> tuple[str, int]:
+    """The canonical file text of the mouse's complete sessions, and how many there are."""
+    texts = list(complete_session_texts(conn, mouse))
+    # Equal to json.dumps(list_of_dicts): json.dumps joins list items with ", ".
+    return "[" + ", ".join(texts) + "]", len(texts)
+
+
+def _foreign_sessions(existing: str, text: str) -> int | None:
+    """How many sessions the existing file holds that the new text lacks (None: not a file
+    of sessions)."""
+    try:
+        old = json.loads(existing)
+        new = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(old, list):
+        return None
+    ours = {json.dumps(s) for s in new}
+    return sum(1 for s in old if json.dumps(s) not in ours)
+
+
+def export_mouse(
+    conn: Connection, mouse: str, out_dir: Path, *, force: bool = False
+) -> ExportResult:
+    """Write ``out_dir/<mouse>.json``; never silently drop sessions an existing file holds."""
+    path = mouse_file_path(out_dir, mouse)
+    text, count = export_text(conn, mouse)
+    if count == 0:
+        return ExportResult(mouse, path, 0, False, "no complete sessions yet: nothing written")
+    if path.exists() and not force:
+        existing = path.read_text(encoding="utf-8", errors="replace")
+        if existing == text:
+            return ExportResult(mouse, path, count, False, "unchanged")
+        foreign = _foreign_sessions(existing, text)
+        if foreign is None:
+            raise DataFileError(
+                f"{path} exists and is not a per-mouse file; not replacing it (--force would)"
+            )
+        if foreign:
+            raise DataFileError(
+                f"{path} holds {foreign} session(s) the database does not have; "
+                f"`labctl import {path}` first, or pass --force to replace it"
+            )
+    atomic_write_text(path, text)
+    return ExportResult(mouse, path, count, True)
+
+
+def export_mice(
+    db: Database,
+    mice: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    progress: Callable[[ExportResult], None] | None = None,
+) -> list[ExportResult]:
+    """Export every mouse in ``mice`` (one consistent snapshot of the database).
+
+    A mouse whose file cannot be written gets a result with ``failed`` set;
+    the others are still exported.
+    """
+    folder = Path(out_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    with db.reader_engine.connect() as conn, conn.begin():
+        for mouse in mice:
+            try:
+                result = export_mouse(conn, mouse, folder, force=force)
+            except (DataFileError, OSError) as exc:
+                # One mouse's problem must not stop the others' export.
+                path = mouse_file_path(folder, mouse)
+                result = ExportResult(mouse, path, 0, False, str(exc), failed=True)
+            results.append(result)
+            if progress is not None:
+                progress(result)
+    return results
+
+
+def mice_with_sessions(conn: Connection) -> list[str]:
+    return list(
+        conn.execute(
+            select(SESSIONS.c.mouse_id)
+            .where(SESSIONS.c.complete.is_(True))
+            .group_by(SESSIONS.c.mouse_id)
+            .order_by(SESSIONS.c.mouse_id)
+        ).scalars()
+    )
+
+
+def session_count(conn: Connection, mouse: str) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).where(SESSIONS.c.mouse_id == mouse, SESSIONS.c.complete.is_(True))
+        ).scalar_one()
+    )

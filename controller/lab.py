@@ -1,0 +1,327 @@
+"""The lab's records: mice, boxes, which mouse is on which box, and cohorts.
+
+Every function takes an ORM :class:`~sqlalchemy.orm.Session` inside the
+caller's transaction and raises :class:`LabError` (one line, naming the
+mouse, box or cohort) for a person's mistake. Nothing here talks to a broker.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from controller.db import Assignment, Box, Cohort, CohortMember, Mouse, TrainingSession
+from shared.errors import InvalidIdError, ReachlabError
+from shared.ids import check_box_id, check_mouse_id
+
+COHORT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class LabError(ReachlabError, LookupError):
+    """An unknown mouse, box or cohort, or a change the lab's rules do not allow."""
+
+
+def check_cohort_name(name: str) -> str:
+    if not COHORT_NAME_PATTERN.fullmatch(name):
+        raise InvalidIdError(
+            f"invalid cohort name {name!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+# ---------------------------------------------------------------- mice and boxes
+
+
+def get_mouse(session: Session, mouse_id: str) -> Mouse:
+    mouse = session.get(Mouse, check_mouse_id(mouse_id))
+    if mouse is None:
+        raise LabError(
+            f"unknown mouse {mouse_id!r}: add it with `labctl mouse add {mouse_id}` "
+            f"or `labctl assign {mouse_id} --box BOX`"
+        )
+    return mouse
+
+
+def add_mouse(session: Session, mouse_id: str, notes: str = "") -> tuple[Mouse, bool]:
+    """The mouse, and whether it was created now."""
+    mouse = session.get(Mouse, check_mouse_id(mouse_id))
+    if mouse is not None:
+        return mouse, False
+    mouse = Mouse(id=mouse_id, created_at=time.time(), notes=notes)
+    session.add(mouse)
+    session.flush()
+    return mouse, True
+
+
+def get_box(session: Session, box_id: str) -> Box:
+    box = session.get(Box, check_box_id(box_id))
+    if box is None:
+        raise LabError(
+            f"unknown box {box_id!r}: no box of that id has reported to the collector "
+            "or been assigned a mouse"
+        )
+    return box
+
+
+def add_box(session: Session, box_id: str) -> tuple[Box, bool]:
+    box = session.get(Box, check_box_id(box_id))
+    if box is not None:
+        return box, False
+    box = Box(id=box_id, created_at=time.time(), state="offline")
+    session.add(box)
+    session.flush()
+    return box, True
+
+
+# ---------------------------------------------------------------- assignments
+
+
+def open_assignment(
+    session: Session, *, mouse_id: str | None = None, box_id: str | None = None
+) -> Assignment | None:
+    stmt = select(Assignment).where(Assignment.ended_at.is_(None))
+    if mouse_id is not None:
+        stmt = stmt.where(Assignment.mouse_id == mouse_id)
+    if box_id is not None:
+        stmt = stmt.where(Assignment.box_id == box_id)
+    return session.scalars(stmt).first()
+
+
+def box_of(session: Session, mouse_id: str) -> str | None:
+    assignment = open_assignment(session, mouse_id=mouse_id)
+    return assignment.box_id if assignment else None
+
+
+def assignments_by_box(session: Session) -> dict[str, str]:
+    """Box id -> the mouse on it now."""
+    rows = session.execute(
+        select(Assignment.box_id, Assignment.mouse_id).where(Assignment.ended_at.is_(None))
+    )
+    return {box: mouse for box, mouse in rows}
+
+
+@dataclass
+class AssignResult:
+    mouse: str
+    box: str
+    created_mouse: bool = False
+    created_box: bool = False
+    already: bool = False
+    moved_from: str | None = None
+    replaced: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def assign(
+    session: Session, mouse_id: str, box_id: str, *, move: bool = False, replace: bool = False
+) -> AssignResult:
+    """Put the mouse on the box. Moving it off another box needs ``move``; taking a box
+    another mouse is on needs ``replace``. The history is kept: old assignments are ended."""
+    check_mouse_id(mouse_id)
+    check_box_id(box_id)
+    now = time.time()
+    result = AssignResult(mouse=mouse_id, box=box_id)
+    _, result.created_mouse = add_mouse(session, mouse_id)
+    _, result.created_box = add_box(session, box_id)
+    current = open_assignment(session, mouse_id=mouse_id)
+    if current is not None and current.box_id == box_id:
+        result.already = True
+        return result
+    occupant = open_assignment(session, box_id=box_id)
+    if current is not None and not move:
+        raise LabError(
+            f"mouse {mouse_id} is on box {current.box_id}; pass --move to move it to box {box_id}"
+        )
+    if occupant is not None and not replace:
+        raise LabError(
+            f"box {box_id} already has mouse {occupant.mouse_id}; pass --replace to take "
+            f"{occupant.mouse_id} off it, or `labctl unassign {occupant.mouse_id}` first"
+        )
+    if current is not None:
+        current.ended_at = now
+        result.moved_from = current.box_id
+    if occupant is not None:
+        occupant.ended_at = now
+        result.replaced = occupant.mouse_id
+    session.flush()  # the partial unique indexes need the old rows closed first
+    session.add(Assignment(mouse_id=mouse_id, box_id=box_id, started_at=now))
+    session.flush()
+    return result
+
+
+def unassign(session: Session, mouse_id: str) -> str:
+    """Take the mouse off its box; returns the box."""
+    get_mouse(session, mouse_id)
+    current = open_assignment(session, mouse_id=mouse_id)
+    if current is None:
+        raise LabError(f"mouse {mouse_id} is not on any box")
+    current.ended_at = time.time()
+    return current.box_id
+
+
+def assignment_history(session: Session, mouse_id: str) -> list[Assignment]:
+    return list(
+        session.scalars(
+            select(Assignment)
+            .where(Assignment.mouse_id == mouse_id)
+            .order_by(Assignment.started_at, Assignment.id)
+        )
+    )
+
+
+# ---------------------------------------------------------------- cohorts
+
+
+def get_cohort(session: Session, name: str) -> Cohort:
+    cohort = session.get(Cohort, check_cohort_name(name))
+    if cohort is None:
+        raise LabError(f"unknown cohort {name!r}: `labctl cohort list` shows the cohorts")
+    return cohort
+
+
+def cohort_members(session: Session, name: str) -> list[str]:
+    get_cohort(session, name)
+    return list(
+        session.scalars(
+            select(CohortMember.mouse_id)
+            .where(CohortMember.cohort_name == name)
+            .order_by(CohortMember.position, CohortMember.mouse_id)
+        )
+    )
+
+
+def create_cohort(session: Session, name: str, mice: list[str]) -> list[str]:
+    """Create the cohort; returns the mice that were new to the lab."""
+    check_cohort_name(name)
+    for mouse_id in mice:
+        check_mouse_id(mouse_id)
+    if session.get(Cohort, name) is not None:
+        raise LabError(
+            f"cohort {name} already exists; add mice with `labctl cohort add {name} MOUSE...`"
+        )
+    session.add(Cohort(name=name, created_at=time.time()))
+    session.flush()
+    return add_to_cohort(session, name, mice)
+
+
+def add_to_cohort(session: Session, name: str, mice: list[str]) -> list[str]:
+    """Add mice (creating new ones); returns the mice that were new to the lab."""
+    get_cohort(session, name)
+    created = []
+    position = (
+        session.scalar(
+            select(func.max(CohortMember.position)).where(CohortMember.cohort_name == name)
+        )
+        or 0
+    )
+    present = set(cohort_members(session, name))
+    for mouse_id in dict.fromkeys(mice):  # keep the order, drop repeats
+        if add_mouse(session, mouse_id)[1]:
+            created.append(mouse_id)
+        if mouse_id in present:
+            continue
+        position += 1
+        session.add(CohortMember(cohort_name=name, mouse_id=mouse_id, position=position))
+    session.flush()
+    return created
+
+
+def remove_from_cohort(session: Session, name: str, mice: list[str]) -> None:
+    members = set(cohort_members(session, name))
+    for mouse_id in mice:
+        if mouse_id not in members:
+            raise LabError(f"mouse {mouse_id} is not in cohort {name}")
+        member = session.get(CohortMember, (name, mouse_id))
+        if member is not None:
+            session.delete(member)
+
+
+def list_cohorts(session: Session) -> list[tuple[str, list[str]]]:
+    names = session.scalars(select(Cohort.name).order_by(Cohort.name))
+    return [(name, cohort_members(session, name)) for name in names]
+
+
+def cohorts_of(session: Session, mouse_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(CohortMember.cohort_name)
+            .where(CohortMember.mouse_id == mouse_id)
+            .order_by(CohortMember.cohort_name)
+        )
+    )
+
+
+# ---------------------------------------------------------------- listings
+
+
+@dataclass
+class MouseSummary:
+    mouse: str
+    box: str | None
+    cohorts: list[str]
+    sessions: int
+    last_date: str | None
+    notes: str
+
+
+def mouse_summaries(session: Session, mice: list[str] | None = None) -> list[MouseSummary]:
+    ids = mice if mice is not None else list(session.scalars(select(Mouse.id).order_by(Mouse.id)))
+    boxes = {mouse: box for box, mouse in assignments_by_box(session).items()}
+    counts = dict(
+        session.execute(
+            select(TrainingSession.mouse_id, func.count())
+            .where(TrainingSession.complete.is_(True))
+            .group_by(TrainingSession.mouse_id)
+        ).all()
+    )
+    out = []
+    for mouse_id in ids:
+        mouse = get_mouse(session, mouse_id)
+        last_date = session.scalar(
+            select(TrainingSession.date)
+            .where(TrainingSession.mouse_id == mouse_id, TrainingSession.complete.is_(True))
+            .order_by(TrainingSession.position.desc(), TrainingSession.id.desc())
+            .limit(1)
+        )
+        out.append(
+            MouseSummary(
+                mouse=mouse_id,
+                box=boxes.get(mouse_id),
+                cohorts=cohorts_of(session, mouse_id),
+                sessions=int(counts.get(mouse_id, 0)),
+                last_date=last_date,
+                notes=mouse.notes,
+            )
+        )
+    return out
+
+
+def session_rows(session: Session, mouse_id: str) -> list[TrainingSession]:
+    """Every session of the mouse (also those still being collected), in training order."""
+    return list(
+        session.scalars(
+            select(TrainingSession)
+            .where(TrainingSession.mouse_id == mouse_id)
+            .order_by(TrainingSession.position, TrainingSession.id)
+        )
+    )
+
+
+def all_mice(session: Session) -> list[str]:
+    return list(session.scalars(select(Mouse.id).order_by(Mouse.id)))
+
+
+def assigned_mice(session: Session) -> list[str]:
+    """Every mouse that is on a box now, in box order."""
+    pairs = sorted(assignments_by_box(session).items(), key=lambda kv: box_sort_key(kv[0]))
+    return [mouse for _, mouse in pairs]
+
+
+def box_sort_key(box: str) -> tuple[int, int, str]:
+    """Boxes "1", "2", "10" sort as numbers; named boxes come after them."""
+    return (0, int(box), "") if box.isdigit() else (1, 0, box)

@@ -1,0 +1,267 @@
+"""What ``labctl status`` and ``labctl monitor`` show: one row per box, and recent events.
+
+A box's row merges two sources. The broker's retained status is the live
+truth (state, mouse, trial, rewards) when the broker can be reached; the
+database adds what only the collector knows: when the box was last heard
+from, when its last document came, and whether it went quiet (a box whose
+heartbeat stopped is offline even though its retained status still says
+otherwise, since no Last Will was ever published).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import select
+
+from controller.db import Box, Database
+from controller.lab import assignments_by_box, box_sort_key
+from shared.documents import (
+    CueChanged,
+    Document,
+    Lift,
+    Reset,
+    Reward,
+    SessionEnd,
+    SessionStart,
+    SpontaneousReach,
+    SpoutsMoved,
+    TrialEnd,
+    TrialStart,
+)
+from shared.errors import ProtocolError
+from shared.protocol import Status, parse_status
+
+SIDES = ("left", "right")
+OUTCOMES = {0: "missed", 1: "correct", 2: "incorrect"}
+
+
+@dataclass
+class BoxView:
+    """One box as ``labctl status --json`` reports it."""
+
+    box: str
+    online: bool
+    state: str
+    assigned: str | None = None
+    mouse: str | None = None
+    session_id: str | None = None
+    trial: int = 0
+    rewards: int = 0
+    progress: float | None = None
+    elapsed: float | None = None
+    duration: float | None = None
+    last_seen_age: float | None = None
+    last_event_age: float | None = None
+    note: str = ""
+    software_version: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StoredBox:
+    """A box row of the database, detached from its session."""
+
+    box: str
+    state: str
+    status: str | None
+    last_seen: float | None
+    last_event_at: float | None
+    offline_reason: str | None
+
+
+def stored_boxes(db: Database) -> tuple[dict[str, StoredBox], dict[str, str]]:
+    """Boxes as the collector last recorded them, and box -> assigned mouse."""
+    with db.reader() as session:
+        rows = {
+            box.id: StoredBox(
+                box.id, box.state, box.status, box.last_seen, box.last_event_at, box.offline_reason
+            )
+            for box in session.scalars(select(Box))
+        }
+        assigned = assignments_by_box(session)
+    return rows, assigned
+
+
+def _parse(text: str | None) -> Status | None:
+    if not text:
+        return None
+    try:
+        return parse_status(text)
+    except ProtocolError:
+        return None
+
+
+def box_views(
+    stored: Mapping[str, StoredBox],
+    assigned: Mapping[str, str],
+    live: Mapping[str, Status] | None,
+    live_texts: Mapping[str, str] | None = None,
+    *,
+    now: float | None = None,
+) -> list[BoxView]:
+    """Every box known to the database or the broker; ``live`` is None when the broker is away."""
+    now = time.time() if now is None else now
+    names = set(stored) | set(assigned) | set(live or {})
+    views = []
+    for name in sorted(names, key=box_sort_key):
+        row = stored.get(name)
+        status = live.get(name) if live is not None else None
+        note = ""
+        if status is not None:
+            online = status.state != "offline"
+            # Same status as the collector last saw, and it has since timed the box out:
+            # the retained message is stale.
+            if (
+                online
+                and row is not None
+                and row.state == "offline"
+                and row.offline_reason
+                and live_texts is not None
+                and live_texts.get(name) == row.status
+            ):
+                online = False
+                note = row.offline_reason
+        else:
+            status = _parse(row.status) if row is not None else None
+            if live is not None:
+                online = False
+                note = "no status on the broker" if row is not None else ""
+            else:
+                online = row is not None and row.state != "offline"
+                note = "from the database (broker unreachable)"
+        if row is not None and not online and not note and row.offline_reason:
+            note = row.offline_reason
+        view = BoxView(box=name, online=online, state="offline", assigned=assigned.get(name))
+        if status is not None:
+            view.state = status.state if online else "offline"
+            view.software_version = status.software_version
+            if online and status.state in ("running", "stopping"):
+                view.mouse = status.mouse
+                view.session_id = status.session_id
+                view.trial = status.trial
+                view.rewards = status.rewards
+                if status.session_started is not None and status.session_duration:
+                    # The agent's own task clock, so this is right at any --time-scale.
+                    view.elapsed = max(0.0, status.clock - status.session_started)
+                    view.duration = status.session_duration
+                    view.progress = min(1.0, view.elapsed / status.session_duration)
+        if row is not None:
+            if row.last_seen is not None:
+                view.last_seen_age = round(now - row.last_seen, 1)
+            if row.last_event_at is not None:
+                view.last_event_age = round(now - row.last_event_at, 1)
+        view.note = note
+        views.append(view)
+    return views
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def status_table(views: Iterable[BoxView], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in ("box", "online", "state", "mouse", "progress", "trials", "rewards"):
+        table.add_column(column, justify="right" if column in ("trials", "rewards") else "left")
+    table.add_column("last seen", justify="right")
+    table.add_column("last event", justify="right")
+    table.add_column("note")
+    for view in views:
+        if view.progress is not None:
+            progress = f"{view.progress:4.0%} {_clock(view.elapsed)}/{_clock(view.duration)}"
+        else:
+            progress = "-"
+        mouse = view.mouse or (f"({view.assigned})" if view.assigned else "-")
+        online = Text("yes", style="green") if view.online else Text("no", style="red")
+        table.add_row(
+            view.box,
+            online,
+            view.state,
+            mouse,
+            progress,
+            str(view.trial) if view.mouse else "-",
+            str(view.rewards) if view.mouse else "-",
+            age(view.last_seen_age),
+            age(view.last_event_age),
+            view.note,
+        )
+    return table
+
+
+def describe_event(doc: Document) -> str:
+    """One line for the monitor's event list."""
+    if isinstance(doc, SessionStart):
+        return f"session started: {doc.mouse}"
+    if isinstance(doc, TrialStart):
+        return (
+            f"trial {doc.trial + 1}: cue {SIDES[doc.spout]} (positions {list(doc.spout_position)})"
+        )
+    if isinstance(doc, Lift):
+        return f"trial {doc.trial + 1}: {SIDES[doc.paw]} paw lifted"
+    if isinstance(doc, TrialEnd):
+        return f"trial {doc.trial + 1}: {OUTCOMES[doc.outcome]}"
+    if isinstance(doc, Reward):
+        return f"reward, {SIDES[doc.spout]} spout ({doc.duration_ms} ms)"
+    if isinstance(doc, Reset):
+        return f"ITI reset: {SIDES[doc.paw]} paw"
+    if isinstance(doc, SpontaneousReach):
+        return f"spontaneous reach: {SIDES[doc.spout]} spout"
+    if isinstance(doc, SpoutsMoved):
+        return f"spouts moved to {list(doc.spout_position)}"
+    if isinstance(doc, CueChanged):
+        return f"cue shortened to {doc.cue_duration:.0f} ms"
+    if isinstance(doc, SessionEnd):
+        trials = doc.counts.get("trials")
+        return f"session ended: {doc.status}" + (f", {trials} trials" if trials is not None else "")
+    return doc.kind
+
+
+def events_table(events: Iterable[tuple[float, str, Document]], limit: int = 12) -> Table:
+    table = Table(title="recent events", title_justify="left", expand=False)
+    table.add_column("time")
+    table.add_column("box")
+    table.add_column("event")
+    for received, box, doc in list(events)[-limit:]:
+        table.add_row(
+            datetime.fromtimestamp(received).strftime("%H:%M:%S"), box, describe_event(doc)
+        )
+    return table
+
+
+def monitor_view(
+    views: list[BoxView], events: Iterable[tuple[float, str, Document]], header: str
+) -> RenderableType:
+    return Group(
+        Text(header, style="bold"),
+        status_table(views),
+        events_table(events),
+        Text("Ctrl-C to leave", style="dim"),
+    )
