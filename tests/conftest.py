@@ -1,0 +1,189 @@
+"""Shared fixtures: real brokers and databases, found or started as DESIGN §9 says.
+
+Broker, in order: ``REACHLAB_TEST_BROKER`` (an ``mqtt://`` URL); a ``mosquitto``
+binary started on a free port; a testcontainers Mosquitto when a Docker engine
+answers; the in-process ``amqtt`` broker. PostgreSQL: ``REACHLAB_TEST_POSTGRES``
+(an SQLAlchemy URL); a server on 127.0.0.1:5432; testcontainers; else skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from controller.broker import AmqttBroker, MosquittoBroker, find_free_port
+from controller.db import Database, open_database
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "tests" / "data"
+
+
+def docker_available() -> bool:
+    """True only when a Docker engine answers within a couple of seconds."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()  # type: ignore[attr-defined]  # untyped package
+    except Exception:  # any failure means "no usable engine": step aside
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _container_broker() -> Iterator[str]:
+    from testcontainers.core.container import DockerContainer
+
+    container = DockerContainer("eclipse-mosquitto:2").with_exposed_ports(1883)
+    container = container.with_command("mosquitto -c /mosquitto-no-auth.conf")
+    with container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(1883)
+        yield f"mqtt://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> Iterator[str]:
+    """URL of a running MQTT broker for the whole test session."""
+    explicit = os.environ.get("REACHLAB_TEST_BROKER")
+    if explicit:
+        yield explicit
+        return
+    if MosquittoBroker.available():
+        broker = MosquittoBroker()
+        broker.start()
+        try:
+            yield broker.url
+        finally:
+            broker.close()
+        return
+    if docker_available():
+        with _container_broker() as url:
+            yield url
+        return
+    amqtt = AmqttBroker()
+    amqtt.start()
+    try:
+        yield amqtt.url
+    finally:
+        amqtt.stop()
+
+
+@pytest.fixture
+def restartable_broker() -> Iterator[MosquittoBroker | AmqttBroker]:
+    """A private broker this test may stop and start again on the same port."""
+    broker: MosquittoBroker | AmqttBroker = (
+        MosquittoBroker() if MosquittoBroker.available() else AmqttBroker()
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        if isinstance(broker, MosquittoBroker):
+            broker.close()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A topic prefix of this test's own, so tests sharing a broker never see each other."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def _local_postgres_url() -> str | None:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), timeout=1):
+        for user in ("postgres", os.environ.get("USER", "root"), "root"):
+            url = f"postgresql+psycopg2://{user}@127.0.0.1:5432/test"
+            try:
+                import psycopg2
+
+                psycopg2.connect(
+                    host="127.0.0.1", port=5432, user=user, dbname="test", connect_timeout=3
+                ).close()
+            except Exception:  # wrong role or database: try the next
+                continue
+            return url
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """An SQLAlchemy URL of a reachable PostgreSQL database, or skip."""
+    explicit = os.environ.get("REACHLAB_TEST_POSTGRES")
+    if explicit:
+        yield explicit
+        return
+    local = _local_postgres_url()
+    if local:
+        yield local
+        return
+    if docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine") as pg:
+            yield pg.get_connection_url()
+        return
+    pytest.skip("no PostgreSQL server reachable and no Docker engine")
+
+
+@pytest.fixture
+def free_port() -> int:
+    return find_free_port()
+
+
+# ---------------------------------------------------------------- databases
+
+
+def temporary_postgres(server_url: str) -> Iterator[str]:
+    """A fresh database on the server for one test; dropped afterwards."""
+    server = make_url(server_url)
+    name = f"reachlab_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+#: Run a test on SQLite, then on PostgreSQL (skipped only when no server is reachable).
+DB_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The body of the ``db_url`` fixture, parametrized with :data:`DB_KINDS`."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lab.db'}"
+        return
+    yield from temporary_postgres(request.getfixturevalue("postgres_server_url"))
+
+
+@pytest.fixture(params=DB_KINDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL of this test's own: a SQLite file, then a PostgreSQL database."""
+    yield from database_url(request, tmp_path)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = open_database(db_url)
+    try:
+        yield database
+    finally:
+        database.close()

@@ -1,0 +1,146 @@
+"""Nothing is lost (DESIGN §6), shown with real processes: a broker that goes away and comes
+back mid-session, and an agent killed with SIGKILL mid-session and started again.
+
+In both, a subscriber standing in for the collector must end up, after
+de-duplication by ``(session_id, seq)``, with every document of the session
+exactly once and in order, the same documents the journal holds, and the
+journal must not have pruned anything before ``committed``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.journal import Journal
+from controller.broker import MosquittoBroker
+from shared.documents import Document, SessionEnd, build_session, parse_document
+from shared.sessionfile import read_sessions
+from tests.test_daemon import AgentProcess, RigClient, start_session, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.broker]
+
+#: Task seconds of the sessions here: about six wall seconds at the agents' time scale.
+LONG = {"duration": 3600}
+
+
+def journal_count(path: Path, session_id: str) -> int:
+    try:
+        with Journal.open_readonly(path) as journal:
+            info = journal.session(session_id)
+            return info.documents if info is not None else 0
+    except Exception:  # the agent may be creating the file this very moment
+        return 0
+
+
+def journal_pending(path: Path) -> int:
+    with Journal.open_readonly(path) as journal:
+        return journal.pending_count()
+
+
+def journal_docs(path: Path, session_id: str) -> list[Document]:
+    with Journal.open_readonly(path) as journal:
+        return [parse_document(e.body) for e in journal.entries(session_id)]
+
+
+def assert_exactly_once_in_order(received: list[Document], journal: list[Document]) -> None:
+    """``received`` is de-duplicated in arrival order: its seqs must count up from 0."""
+    assert [d.seq for d in received] == list(range(len(received)))
+    assert received == journal
+    assert isinstance(received[-1], SessionEnd)
+
+
+@pytest.fixture
+def persistent_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A private mosquitto that keeps its clients' sessions across a restart on the same port."""
+    if not MosquittoBroker.available():
+        pytest.skip("needs the mosquitto binary: this test stops and restarts the broker")
+    store = tmp_path / "mosquitto-store"
+    store.mkdir()
+    store.chmod(0o777)  # mosquitto started by root drops to its own user to write here
+    broker = MosquittoBroker(extra_config=f"persistence true\npersistence_location {store}/\n")
+    broker.start()
+    yield broker
+    broker.close()
+
+
+def test_a_broker_outage_mid_session_loses_nothing(
+    persistent_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    prefix = f"fault-{uuid.uuid4().hex[:8]}"
+    # A persistent session: the broker keeps queueing for this subscriber while it is away.
+    collector = RigClient(
+        persistent_broker.url, prefix, client_id=f"collector-{prefix}", persistent=True
+    )
+    try:
+        with AgentProcess(tmp_path / "rig", persistent_broker.url, prefix) as agent:
+            collector.wait_state("idle")
+            session_id = start_session(collector, LONG)
+            collector.wait(lambda: len(collector.session_docs(session_id)) >= 10, "documents")
+
+            persistent_broker.stop()
+            at_stop = journal_count(agent.journal, session_id)
+            # The session carries on without the broker, journalling as it goes.
+            wait_until(
+                lambda: journal_count(agent.journal, session_id) >= at_stop + 120,
+                "the session to carry on while the broker is down",
+            )
+            assert journal_pending(agent.journal) >= 120  # journalled, waiting for the broker
+            persistent_broker.start()
+
+            docs = collector.wait_complete(session_id)
+            journal = journal_docs(agent.journal, session_id)
+            assert_exactly_once_in_order(docs, journal)
+            assert docs[-1].status == "complete"  # type: ignore[union-attr]
+            collector.wait_state("idle")  # published once the local copy is written
+            assert read_sessions(agent.data_dir / "M1.json") == [build_session(docs)]
+            # Everything arrived, and still nothing was pruned: that waits for "committed".
+            assert journal_count(agent.journal, session_id) == len(docs)
+            reply = collector.command("committed", session_id=session_id, last_seq=docs[-1].seq)
+            assert reply.ok and reply.data["pruned"] is True
+            assert journal_count(agent.journal, session_id) == 0
+            output = agent.output()
+        assert "lost connection to broker" in output and output.count("connected to broker") >= 2
+    finally:
+        collector.close()
+
+
+def test_an_agent_killed_mid_session_and_restarted_loses_nothing(
+    broker_url: str, tmp_path: Path
+) -> None:
+    prefix = f"fault-{uuid.uuid4().hex[:8]}"
+    collector = RigClient(broker_url, prefix)
+    folder = tmp_path / "rig"
+    try:
+        with AgentProcess(folder, broker_url, prefix) as first:
+            collector.wait_state("idle")
+            session_id = start_session(collector, LONG)
+            collector.wait(lambda: len(collector.session_docs(session_id)) >= 20, "documents")
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+        collector.wait_state("offline")  # the Last Will
+        before = journal_docs(first.journal, session_id)
+        assert not isinstance(before[-1], SessionEnd)
+
+        with AgentProcess(folder, broker_url, prefix) as second:
+            docs = collector.wait_complete(session_id)
+            journal = journal_docs(second.journal, session_id)
+            assert_exactly_once_in_order(docs, journal)
+            end = docs[-1]
+            assert isinstance(end, SessionEnd) and end.status == "aborted"
+            assert docs[:-1] == before  # every document the dead process journalled
+            assert end.seq == before[-1].seq + 1 and end.t == before[-1].t
+            collector.wait_state("idle")
+            copy = read_sessions(second.data_dir / "M1.json")
+            assert copy == [build_session(docs)] and copy[0]["status"] == "aborted"
+            assert journal_count(second.journal, session_id) == len(docs)  # not pruned yet
+            reply = collector.command("committed", session_id=session_id, last_seq=end.seq)
+            assert reply.ok
+            assert "closed it as aborted" in second.output()
+    finally:
+        collector.close()

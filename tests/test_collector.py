@@ -1,0 +1,248 @@
+"""The collector against a real broker and real databases (SQLite, and PostgreSQL when reachable).
+
+A :class:`~controller.testing.FakeRig` plays the box: it publishes documents
+in whatever order (and with whatever losses) the test says, and answers
+``resend`` and ``committed`` from what it holds, as the agent does. Each
+test has its own topic prefix, so tests sharing the broker never meet.
+Nothing sleeps: tests wait for conditions, woken after every stored batch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from controller.collector import Collector
+from controller.db import Box, Database, DeadLetter, TrainingSession
+from controller.db import Document as DocumentRow
+from controller.ingest import IngestSettings
+from controller.mqtt import BrokerSettings, parse_broker_url
+from controller.store import complete_session_texts
+from controller.testing import FakeRig, session_dict, synthetic_session
+from shared.protocol import CommittedCommand, ResendCommand, Topics
+
+pytestmark = pytest.mark.broker
+TIMEOUT = 20.0
+FAST = IngestSettings(heartbeat_timeout=30, gap_grace=0.2, resend_interval=1.0, tail_grace=1.0)
+
+
+class Running:
+    """A collector on a thread, with a way to wait for what it stores."""
+
+    def __init__(self, db: Database, broker: BrokerSettings, topics: Topics) -> None:
+        self.db = db
+        self.cond = threading.Condition()
+        self.batches = 0
+        self.collector = Collector(
+            db,
+            broker,
+            topics=topics,
+            settings=FAST,
+            tick_interval=0.1,
+            on_batch=self._on_batch,
+        )
+
+    def _on_batch(self, size: int) -> None:
+        with self.cond:
+            self.batches += 1
+            self.cond.notify_all()
+
+    def start(self) -> Running:
+        self.collector.start()
+        assert self.collector.subscribed.wait(TIMEOUT), "the collector did not subscribe"
+        return self
+
+    def stop(self) -> None:
+        self.collector.stop()
+
+    def wait(self, predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+        """Check ``predicate`` after every stored batch (and every 0.2 s) until it holds."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            with self.cond:
+                self.cond.wait(min(left, 0.2))
+
+    # what is in the database
+    def count(self, model: type[Any]) -> int:
+        with self.db.reader() as session:
+            return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+    def complete(self, session_id: str) -> bool:
+        with self.db.reader() as session:
+            row = session.scalar(
+                select(TrainingSession).where(TrainingSession.session_id == session_id)
+            )
+            return bool(row is not None and row.complete)
+
+    def exported(self, mouse: str) -> list[dict[str, Any]]:
+        with self.db.reader_engine.connect() as conn:
+            return [json.loads(t) for t in complete_session_texts(conn, mouse)]
+
+
+@pytest.fixture
+def broker(broker_url: str) -> BrokerSettings:
+    return parse_broker_url(broker_url)
+
+
+@pytest.fixture
+def topics(topic_prefix: str) -> Topics:
+    return Topics(topic_prefix)
+
+
+@pytest.fixture
+def running(db: Database, broker: BrokerSettings, topics: Topics) -> Iterator[Running]:
+    collector = Running(db, broker, topics).start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
+
+
+@pytest.fixture
+def rig(broker: BrokerSettings, topics: Topics) -> Iterator[FakeRig]:
+    with FakeRig(broker, topics, "1") as fake:
+        yield fake
+
+
+def test_a_session_with_duplicates_and_out_of_order_documents_is_stored_and_committed(
+    running: Running, rig: FakeRig
+) -> None:
+    docs = synthetic_session(mouse="M1", box="1", trials=30, seed=4)
+    stream = docs + docs[10:20]  # a replay after a reconnect
+    random.Random(2).shuffle(stream)
+    rig.publish(stream)
+    sid = docs[0].session_id
+    running.wait(lambda: running.complete(sid), "the session to be complete")
+    assert rig.wait(lambda: sid in rig.committed), "no committed reached the box"
+    assert running.exported("M1") == [session_dict(docs)]
+    assert running.count(DocumentRow) == len(docs)
+
+
+def test_a_gap_is_repaired_by_asking_the_box_to_resend(running: Running, rig: FakeRig) -> None:
+    docs = synthetic_session(mouse="M2", box="1", trials=12, seed=6)
+    lost = docs[7:13]
+    rig.hold(lost)  # the network lost these; the box still has them
+    rig.publish(docs[:7] + docs[13:])
+    sid = docs[0].session_id
+    running.wait(lambda: running.complete(sid), "the gap to be repaired")
+    resends = [c for c in rig.commands if isinstance(c, ResendCommand)]
+    assert resends and (resends[0].from_seq, resends[0].to_seq) == (7, 12)
+    assert running.exported("M2") == [session_dict(docs)]
+    assert rig.wait(lambda: sid in rig.committed)
+
+
+def test_malformed_messages_go_to_dead_letters_while_valid_traffic_continues(
+    running: Running, rig: FakeRig, topics: Topics
+) -> None:
+    docs = synthetic_session(mouse="M3", box="1", trials=10, seed=7)
+    bad = [
+        (topics.events("1"), b"{this is not json"),
+        (topics.events("1"), b'{"kind": "trial_end", "session_id": "x"}'),
+        (topics.status("1"), b'{"box": "1", "state": "sleeping"}'),
+        (topics.reply("1"), b"42"),
+    ]
+    for number, doc in enumerate(docs):
+        rig.publish([doc])
+        if number % 5 == 0 and bad:
+            rig.publish_raw(*bad.pop())
+    sid = docs[0].session_id
+    running.wait(lambda: running.complete(sid) and running.count(DeadLetter) == 4, "all stored")
+    with running.db.reader() as session:
+        reasons = sorted(letter.reason for letter in session.scalars(select(DeadLetter)))
+    assert len(reasons) == 4
+    assert any("invalid status" in r for r in reasons)
+    assert running.exported("M3") == [session_dict(docs)]
+
+
+def test_documents_published_while_the_collector_is_down_are_stored_when_it_returns(
+    db: Database, broker: BrokerSettings, topics: Topics, rig: FakeRig
+) -> None:
+    first = Running(db, broker, topics).start()  # makes the broker keep a session for it
+    first.stop()
+    docs = synthetic_session(mouse="M4", box="1", trials=8, seed=8)
+    rig.publish(docs)
+    second = Running(db, broker, topics).start()
+    try:
+        sid = docs[0].session_id
+        second.wait(lambda: second.complete(sid), "the queued documents to be stored")
+        assert second.exported("M4") == [session_dict(docs)]
+        assert [c for c in rig.commands if isinstance(c, ResendCommand)] == []
+    finally:
+        second.stop()
+
+
+def test_box_status_is_tracked_and_the_last_will_marks_it_offline(
+    running: Running, broker: BrokerSettings, topics: Topics
+) -> None:
+    rig = FakeRig(broker, topics, "7").__enter__()
+
+    def state() -> str | None:
+        with running.db.reader() as session:
+            box = session.get(Box, "7")
+            return box.state if box is not None else None
+
+    running.wait(lambda: state() == "idle", "the box's status")
+    rig.close(clean=True)  # publishes "offline", as the agent's shutdown (or Last Will) does
+    running.wait(lambda: state() == "offline", "the box to be offline")
+
+
+def test_two_boxes_interleaved_are_kept_apart(
+    running: Running, broker: BrokerSettings, topics: Topics
+) -> None:
+    with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2") as two:
+        a = synthetic_session(mouse="A", box="1", trials=10, seed=1)
+        b = synthetic_session(mouse="B", box="2", trials=10, seed=2)
+        for x, y in zip(a, b, strict=False):
+            one.publish([x])
+            two.publish([y])
+        one.publish(a[len(b) :])
+        two.publish(b[len(a) :])
+        running.wait(
+            lambda: running.complete(a[0].session_id) and running.complete(b[0].session_id),
+            "both sessions",
+        )
+        assert running.exported("A") == [session_dict(a)]
+        assert running.exported("B") == [session_dict(b)]
+        assert one.wait(lambda: a[0].session_id in one.committed)
+        assert two.wait(lambda: b[0].session_id in two.committed)
+        assert all(
+            not isinstance(c, CommittedCommand) or c.session_id == a[0].session_id
+            for c in one.commands
+        )
+
+
+def test_a_full_queue_holds_paho_back_until_the_writer_catches_up(
+    db: Database, broker: BrokerSettings, topics: Topics
+) -> None:
+    import paho.mqtt.client as paho
+
+    collector = Collector(db, broker, topics=topics, max_queued=2)
+
+    def message(mid: int) -> paho.MQTTMessage:
+        m = paho.MQTTMessage(mid=mid, topic=topics.events("1").encode())
+        m.payload, m.qos = b"{}", 1
+        return m
+
+    collector._on_message(collector._client, None, message(1))
+    collector._on_message(collector._client, None, message(2))
+    third = threading.Thread(
+        target=collector._on_message, args=(collector._client, None, message(3))
+    )
+    third.start()
+    third.join(0.3)
+    assert third.is_alive(), "a third message was queued past the bound"
+    collector._store(collector._next_batch())  # the writer stores (and frees) the first two
+    third.join(10)
+    assert not third.is_alive()
+    assert collector.queue.qsize() == 1

@@ -1,0 +1,389 @@
+"""The collector's core without a broker: documents in, rows and commands out.
+
+:class:`~controller.ingest.Ingest` is driven directly with raw messages, a
+list for a command sink and a clock the test moves, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from controller.db import Box, Database, DeadLetter, TrainingSession, Trial
+from controller.db import Document as DocumentRow
+from controller.ingest import Incoming, Ingest, IngestSettings, RigCommand
+from controller.store import complete_session_texts
+from controller.testing import session_dict, synthetic_session
+from shared.documents import Document, dump_document
+from shared.protocol import CommittedCommand, Reply, ResendCommand, Status, Topics, encode
+
+TOPICS = Topics("lab")
+SETTINGS = IngestSettings(
+    heartbeat_timeout=30, gap_grace=1, resend_interval=5, tail_grace=5, commit_retry=30
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, RigCommand]] = []
+
+    def send(self, box: str, command: RigCommand) -> None:
+        self.sent.append((box, command))
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [c for _, c in self.sent if isinstance(c, kind)]
+
+
+class Harness:
+    """An ingest on a database, with helpers to feed it what a box would send."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.clock = Clock()
+        self.sink = Sink()
+        self.ingest = self.restart()
+
+    def restart(self) -> Ingest:
+        self.ingest = Ingest(self.db, self.sink, topics=TOPICS, settings=SETTINGS, clock=self.clock)
+        return self.ingest
+
+    def message(self, topic: str, payload: bytes | str, retained: bool = False) -> Incoming:
+        data = payload.encode() if isinstance(payload, str) else payload
+        return Incoming(topic, data, self.clock(), retained)
+
+    def docs(self, docs: Sequence[Document], box: str = "1") -> list[Incoming]:
+        return [self.message(TOPICS.events(box), dump_document(d)) for d in docs]
+
+    def status(self, box: str = "1", retained: bool = False, **fields: Any) -> Incoming:
+        fields.setdefault("state", "idle")
+        return self.message(TOPICS.status(box), encode(Status(box=box, **fields)), retained)
+
+    def reply(self, box: str, command: RigCommand, ok: bool = True, **fields: Any) -> Incoming:
+        reply = Reply(request_id=command.request_id, command=command.command, ok=ok, **fields)
+        return self.message(TOPICS.reply(box), encode(reply))
+
+    def handle(self, *messages: Incoming | list[Incoming]) -> None:
+        flat: list[Incoming] = []
+        for m in messages:
+            flat.extend(m if isinstance(m, list) else [m])
+        self.ingest.handle(flat)
+
+    def count(self, model: type[Any]) -> int:
+        with self.db.reader() as session:
+            return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+    def session_row(self, session_id: str) -> TrainingSession:
+        with self.db.reader() as session:
+            row = session.scalar(
+                select(TrainingSession).where(TrainingSession.session_id == session_id)
+            )
+            assert row is not None
+            return row
+
+    def exported(self, mouse: str) -> list[dict[str, Any]]:
+        with self.db.reader_engine.connect() as conn:
+            return [json.loads(t) for t in complete_session_texts(conn, mouse)]
+
+
+@pytest.fixture
+def lab(db: Database) -> Iterator[Harness]:
+    yield Harness(db)
+
+
+# ---------------------------------------------------------------- documents
+
+
+def test_a_whole_session_is_rebuilt_exactly_as_the_box_builds_it(lab: Harness) -> None:
+    docs = synthetic_session(mouse="M1", trials=25, seed=3)
+    lab.handle(lab.status(state="running"), lab.docs(docs))
+    assert lab.exported("M1") == [session_dict(docs)]
+    row = lab.session_row(docs[0].session_id)
+    assert row.complete and row.status == "complete" and row.last_seq == len(docs) - 1
+    assert row.trial_count == 25 == lab.count(Trial)
+    (committed,) = lab.sink.of(CommittedCommand)
+    assert committed.session_id == docs[0].session_id
+    assert committed.last_seq == len(docs) - 1
+
+
+def test_duplicates_are_stored_once_and_change_nothing(lab: Harness) -> None:
+    docs = synthetic_session(trials=8)
+    lab.handle(lab.docs(docs[:10]))
+    lab.handle(lab.docs(docs[:10] + docs[5:10]))  # replayed after a reconnect
+    assert lab.count(DocumentRow) == 10
+    lab.handle(lab.docs(docs))
+    lab.handle(lab.docs(docs))
+    assert lab.count(DocumentRow) == len(docs)
+    assert lab.exported("M1") == [session_dict(docs)]
+    assert lab.session_row(docs[0].session_id).trial_count == 8
+
+
+def test_documents_in_any_order_make_the_same_session(lab: Harness) -> None:
+    docs = synthetic_session(trials=20, seed=5)
+    shuffled = docs[:]
+    random.Random(1).shuffle(shuffled)
+    for start in range(0, len(shuffled), 7):
+        lab.handle(lab.docs(shuffled[start : start + 7]))
+    assert lab.exported("M1") == [session_dict(docs)]
+    assert len(lab.sink.of(CommittedCommand)) == 1
+    assert lab.sink.of(ResendCommand) == []
+
+
+def test_counts_of_a_running_session_are_written_at_the_next_tick(lab: Harness) -> None:
+    docs = synthetic_session(trials=10, seed=2)
+    trial_ends = [i for i, d in enumerate(docs) if d.kind == "trial_end"]
+    upto = trial_ends[3] + 1
+    lab.handle(lab.docs(docs[:upto]))
+    lab.ingest.tick()
+    row = lab.session_row(docs[0].session_id)
+    assert (row.trial_count, row.complete) == (4, False)
+    lab.restart()  # counts are rebuilt from the stored documents
+    lab.handle(lab.docs(docs[upto : trial_ends[5] + 1]))
+    lab.ingest.tick()
+    assert lab.session_row(docs[0].session_id).trial_count == 6
+
+
+# ---------------------------------------------------------------- gaps
+
+
+def test_a_gap_is_asked_for_again_after_a_grace_period_and_at_most_every_interval(
+    lab: Harness,
+) -> None:
+    docs = synthetic_session(trials=10)
+    lab.handle(lab.status(state="running", session_id=docs[0].session_id))
+    lab.handle(lab.docs(docs[:5] + docs[9:15]))  # 5..8 lost
+    lab.ingest.tick()
+    assert lab.sink.of(ResendCommand) == []  # might still be on its way
+    lab.clock.advance(1.5)
+    lab.ingest.tick()
+    (resend,) = lab.sink.of(ResendCommand)
+    assert (resend.session_id, resend.from_seq, resend.to_seq) == (docs[0].session_id, 5, 8)
+    lab.clock.advance(1)
+    lab.ingest.tick()
+    assert len(lab.sink.of(ResendCommand)) == 1  # rate-limited
+    lab.clock.advance(5)
+    lab.ingest.tick()
+    assert len(lab.sink.of(ResendCommand)) == 2
+    lab.handle(lab.docs(docs[5:9]))  # the resend arrives
+    lab.handle(lab.docs(docs[15:]))
+    lab.clock.advance(10)
+    lab.ingest.tick()
+    assert len(lab.sink.of(ResendCommand)) == 2
+    assert lab.exported("M1") == [session_dict(docs)]
+
+
+def test_a_session_end_promising_more_documents_than_stored_triggers_a_resend(
+    lab: Harness,
+) -> None:
+    docs = synthetic_session(trials=6)
+    lab.handle(lab.status(state="idle"))
+    lab.handle(lab.docs(docs[:-3] + docs[-1:]))  # the two before the end are lost
+    lab.clock.advance(2)
+    lab.ingest.tick()
+    (resend,) = lab.sink.of(ResendCommand)
+    assert (resend.from_seq, resend.to_seq) == (len(docs) - 3, len(docs) - 2)
+
+
+def test_a_lost_session_end_is_asked_for_once_the_box_has_moved_on(lab: Harness) -> None:
+    docs = synthetic_session(trials=6)
+    sid = docs[0].session_id
+    lab.handle(lab.status(state="running", session_id=sid), lab.docs(docs[:-1]))
+    lab.clock.advance(20)
+    lab.handle(lab.status(state="running", session_id=sid))
+    lab.ingest.tick()
+    assert lab.sink.of(ResendCommand) == []  # still running: no end yet is normal
+    lab.handle(lab.status(state="idle"))
+    lab.clock.advance(6)
+    lab.handle(lab.status(state="idle"))
+    lab.ingest.tick()
+    (resend,) = lab.sink.of(ResendCommand)
+    assert (resend.from_seq, resend.to_seq) == (len(docs) - 1, None)
+
+
+def test_no_resend_goes_to_a_box_that_is_offline(lab: Harness) -> None:
+    docs = synthetic_session(trials=6)
+    lab.handle(lab.status(state="offline"), lab.docs(docs[:3] + docs[5:]))
+    lab.clock.advance(10)
+    lab.ingest.tick()
+    assert lab.sink.of(ResendCommand) == []
+
+
+def test_a_box_that_no_longer_holds_a_session_stops_the_asking(lab: Harness) -> None:
+    docs = synthetic_session(trials=6)
+    lab.handle(lab.status(), lab.docs(docs[:3] + docs[5:]))
+    lab.clock.advance(2)
+    lab.ingest.tick()
+    (resend,) = lab.sink.of(ResendCommand)
+    lab.handle(lab.reply("1", resend, ok=False, code="not_found", error="not in the journal"))
+    lab.clock.advance(60)
+    lab.ingest.tick()
+    assert len(lab.sink.of(ResendCommand)) == 1
+    assert "no longer holds" in (lab.session_row(docs[0].session_id).problem or "")
+
+
+# ---------------------------------------------------------------- committed
+
+
+def test_committed_is_confirmed_by_the_reply_and_repeated_until_it_is(lab: Harness) -> None:
+    docs = synthetic_session(trials=4)
+    lab.handle(lab.status(), lab.docs(docs))
+    (first,) = lab.sink.of(CommittedCommand)
+    lab.clock.advance(31)
+    lab.handle(lab.status())
+    lab.ingest.tick()
+    second = lab.sink.of(CommittedCommand)[-1]
+    assert second.session_id == first.session_id and second.request_id != first.request_id
+    lab.handle(lab.reply("1", second, data={"pruned": True}))
+    assert lab.session_row(docs[0].session_id).committed_at == lab.clock.now
+    lab.clock.advance(100)
+    lab.handle(lab.status())
+    lab.ingest.tick()
+    assert len(lab.sink.of(CommittedCommand)) == 2
+
+
+def test_a_box_replaying_a_stored_session_gets_committed_again(lab: Harness) -> None:
+    docs = synthetic_session(trials=4)
+    lab.handle(lab.status(), lab.docs(docs))
+    lab.clock.advance(3)
+    lab.handle(lab.docs(docs[-3:]))  # the box never heard our committed
+    assert len(lab.sink.of(CommittedCommand)) == 2
+    assert lab.count(DocumentRow) == len(docs)
+
+
+def test_a_restarted_collector_resumes_unconfirmed_commits(lab: Harness) -> None:
+    docs = synthetic_session(trials=4)
+    lab.handle(lab.status(), lab.docs(docs))
+    lab.restart()
+    lab.clock.advance(1)
+    lab.handle(lab.status())  # a live status: the box is online
+    lab.clock.advance(40)
+    lab.handle(lab.status())
+    lab.ingest.tick()
+    assert len(lab.sink.of(CommittedCommand)) == 2
+
+
+# ---------------------------------------------------------------- boxes
+
+
+def test_box_status_and_last_seen_are_kept(lab: Harness) -> None:
+    lab.handle(lab.status("2", state="running", mouse="M1", trial=3))
+    with lab.db.reader() as session:
+        box = session.get(Box, "2")
+        assert box is not None
+        assert (box.state, box.last_seen) == ("running", lab.clock.now)
+        assert json.loads(box.status or "")["trial"] == 3
+
+
+def test_a_silent_box_is_marked_offline_without_a_last_will(lab: Harness) -> None:
+    lab.handle(lab.status("1", state="running"))
+    lab.clock.advance(29)
+    lab.ingest.tick()
+    assert lab.ingest.boxes["1"].online
+    lab.clock.advance(2)
+    lab.ingest.tick()
+    with lab.db.reader() as session:
+        box = session.get(Box, "1")
+        assert box is not None
+        assert box.state == "offline"
+        assert "no message for 30 s" in (box.offline_reason or "")
+    lab.handle(lab.docs(synthetic_session(trials=1)[:1]))  # it speaks again
+    with lab.db.reader() as session:
+        box = session.get(Box, "1")
+        assert box is not None and (box.state, box.offline_reason) == ("running", None)
+
+
+def test_a_retained_status_is_not_taken_as_a_sign_of_life(lab: Harness) -> None:
+    lab.handle(lab.status("1", state="idle", retained=True))
+    lab.clock.advance(31)
+    lab.ingest.tick()
+    assert not lab.ingest.boxes["1"].online
+
+
+def test_the_last_will_marks_a_box_offline(lab: Harness) -> None:
+    lab.handle(lab.status("1", state="idle"))
+    lab.handle(lab.status("1", state="offline"))
+    with lab.db.reader() as session:
+        box = session.get(Box, "1")
+        assert box is not None and box.state == "offline"
+        assert "Last Will" in (box.offline_reason or "")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("lab/rigs/1/events", b"{not json", "not valid JSON|Invalid JSON"),
+        ("lab/rigs/1/events", b"\xff\xfe", "Invalid JSON|UTF-8|utf-8"),
+        ("lab/rigs/1/events", b'{"kind": "trial_end", "seq": 1}', "invalid session document"),
+        ("lab/rigs/1/status", b'{"box": "1", "state": "dancing"}', "invalid status"),
+        ("lab/rigs/1/reply", b"[]", "invalid reply"),
+        ("lab/rigs/bad box!/events", b"{}", "invalid box id|not a reachlab"),
+        ("elsewhere/x", b"{}", "not a reachlab rig topic"),
+    ],
+)
+def test_a_bad_message_becomes_a_dead_letter_with_its_reason(
+    lab: Harness, topic: str, payload: bytes, reason: str
+) -> None:
+    docs = synthetic_session(trials=3)
+    lab.handle(lab.docs(docs[:4]), lab.message(topic, payload), lab.docs(docs[4:]))
+    with lab.db.reader() as session:
+        (letter,) = session.scalars(select(DeadLetter)).all()
+    assert letter.topic == topic and letter.payload == payload
+    assert pytest.approx(letter.received_at) == lab.clock.now
+    import re
+
+    assert re.search(reason, letter.reason), letter.reason
+    assert lab.exported("M1") == [session_dict(docs)]  # the valid traffic went on
+
+
+def test_a_document_on_another_box_topic_is_a_dead_letter(lab: Harness) -> None:
+    (doc,) = synthetic_session(box="1", trials=0)[:1]
+    lab.handle(lab.message(TOPICS.events("2"), dump_document(doc)))
+    with lab.db.reader() as session:
+        (letter,) = session.scalars(select(DeadLetter)).all()
+    assert "box '1' on the topic of box '2'" in letter.reason
+    assert lab.count(DocumentRow) == 0
+
+
+def test_a_session_that_cannot_be_rebuilt_is_kept_with_its_problem(lab: Harness) -> None:
+    docs = synthetic_session(trials=3)
+    # A stream whose trial_end has no trial_start: schema-valid documents, broken session.
+    broken = [d for d in docs if d.kind != "trial_start"]
+    broken = [d.model_copy(update={"seq": i}) for i, d in enumerate(broken)]
+    lab.handle(lab.docs(broken))
+    row = lab.session_row(docs[0].session_id)
+    assert not row.complete and "cannot rebuild" in (row.problem or "")
+    assert lab.sink.of(CommittedCommand) == []  # the box keeps its journal
+    assert lab.count(DocumentRow) == len(broken)
+
+
+def test_a_failed_transaction_stores_nothing_and_the_batch_can_be_retried(
+    lab: Harness, db_url: str
+) -> None:
+    docs = synthetic_session(trials=5)
+    lab.handle(lab.docs(docs[:4]))
+    with lab.db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE documents RENAME TO documents_away"))
+    with pytest.raises(Exception):  # noqa: B017  (whatever the database raises)
+        lab.handle(lab.docs(docs[4:]))
+    with lab.db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE documents_away RENAME TO documents"))
+    lab.handle(lab.docs(docs[4:]))
+    assert lab.exported("M1") == [session_dict(docs)]

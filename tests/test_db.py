@@ -1,0 +1,207 @@
+"""The controller's database: schema from the migrations, SQLite settings, the lab's rules.
+
+Also home of the database fixtures the other controller tests import:
+``db_url`` runs a test on SQLite and on PostgreSQL (a fresh database of its
+own, dropped afterwards; skipped only when no server is reachable).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from controller.db import (
+    SCHEMA_REVISION,
+    Assignment,
+    Base,
+    Database,
+    DatabaseError,
+    alembic_config,
+    default_database_path,
+    open_database,
+)
+from controller.lab import LabError, assign, assignment_history, unassign
+
+from .conftest import REPO
+
+# ---------------------------------------------------------------- schema
+
+
+def test_the_schema_is_created_on_first_use_and_matches_the_models(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
+            SCHEMA_REVISION
+        )
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_the_migration_history_is_one_clean_line_ending_at_the_expected_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    revisions = list(script.walk_revisions())
+    assert script.get_heads() == [SCHEMA_REVISION]
+    assert [r.revision for r in revisions] == ["0001"]
+    assert revisions[0].down_revision is None
+
+
+def test_opening_again_leaves_an_up_to_date_database_alone(db_url: str) -> None:
+    open_database(db_url).close()
+    again = open_database(db_url)
+    with again.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    again.close()
+
+
+def test_processes_racing_to_create_the_schema_all_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = f"from controller.db import open_database; open_database({url!r}).close()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    assert inspect(create_engine(url)).has_table("documents")
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_enforced(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'lab.db'}")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.add(Assignment(mouse_id="nobody", box_id="nowhere", started_at=0.0))
+    db.close()
+
+
+def test_the_default_database_lives_in_the_user_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_database_path() == tmp_path / "data" / "reachlab" / "reachlab.db"
+    db = open_database(None)
+    db.close()
+    assert (tmp_path / "data" / "reachlab" / "reachlab.db").exists()
+
+
+def test_a_database_from_a_newer_labctl_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    open_database(url).close()
+    with create_engine(url).begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(DatabaseError, match=r"revision 9999.*newer labctl"):
+        open_database(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "invalid database URL"),
+        ("nosuchdb://host/x", "unknown database kind"),
+        ("postgresql+psycopg2://nobody@127.0.0.1:1/x", "cannot open database .*127.0.0.1:1"),
+        ("sqlite:////nonexistent-dir/deeper/lab.db", "cannot open database sqlite:////nonexist"),
+    ],
+)
+def test_a_bad_or_unreachable_database_is_one_clear_error(url: str, message: str) -> None:
+    with pytest.raises(DatabaseError, match=message) as info:
+        open_database(url)
+    assert "\n" not in str(info.value)
+
+
+def test_a_password_in_the_url_never_shows_in_errors() -> None:
+    with pytest.raises(DatabaseError) as info:
+        open_database("postgresql+psycopg2://user:s3cret@127.0.0.1:1/x")
+    assert "s3cret" not in str(info.value)
+
+
+# ---------------------------------------------------------------- assignments
+
+
+def test_a_mouse_is_on_one_box_at_a_time_and_moving_it_is_explicit(db: Database) -> None:
+    with db.session() as session:
+        first = assign(session, "M1", "1")
+        assert first.created_mouse and first.created_box
+    with pytest.raises(LabError, match="M1 is on box 1; pass --move"), db.session() as session:
+        assign(session, "M1", "2")
+    with db.session() as session:
+        moved = assign(session, "M1", "2", move=True)
+        assert moved.moved_from == "1"
+        history = assignment_history(session, "M1")
+    assert [(a.box_id, a.ended_at is None) for a in history] == [("1", False), ("2", True)]
+
+
+def test_a_box_holds_one_mouse_and_replacing_it_is_explicit(db: Database) -> None:
+    with db.session() as session:
+        assign(session, "M1", "1")
+    with pytest.raises(LabError, match="box 1 already has mouse M1"), db.session() as session:
+        assign(session, "M2", "1")
+    with db.session() as session:
+        assert assign(session, "M2", "1", replace=True).replaced == "M1"
+        assert unassign(session, "M2") == "1"
+
+
+def test_the_database_itself_refuses_two_open_assignments_of_one_mouse(db: Database) -> None:
+    with db.session() as session:
+        assign(session, "M1", "1")
+        assign(session, "M2", "2")
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.add(Assignment(mouse_id="M1", box_id="2", started_at=1.0))
+        session.flush()
+
+
+def test_the_collector_checkpoints_the_wal_on_a_thread_of_its_own(tmp_path: Path) -> None:
+    from controller.db import Checkpointer
+
+    path = tmp_path / "lab.db"
+    db = open_database(f"sqlite:///{path}")
+    checkpointer = Checkpointer(db, interval=0.05)
+    checkpointer.start()
+    try:
+        with db.engine.begin() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            conn.exec_driver_sql("INSERT INTO mice (id, created_at, notes) VALUES ('M1', 0, '')")
+    finally:
+        checkpointer.stop()
+    assert Path(f"{path}-wal").stat().st_size == 0  # the final checkpoint emptied the WAL
+    db.close()
+
+
+def test_a_durable_transaction_commits_with_full_sync_and_others_do_not(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    db = open_database(f"sqlite:///{tmp_path / 'lab.db'}")
+    seen: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    with db.durable_engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with db.engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    assert "PRAGMA synchronous = FULL" in seen
+    db.close()
+
+
+def test_the_quick_way_to_trial_rows_gives_what_the_careful_way_gives() -> None:
+    import json as jsonlib
+
+    from controller.store import trial_row_tuples, trial_rows
+    from controller.testing import session_dict, synthetic_session
+
+    samples = REPO / "tests" / "data"
+    sessions = [session_dict(synthetic_session(trials=40, seed=3))]
+    for sample in sorted(samples.glob("*.json")):
+        sessions.extend(jsonlib.loads(sample.read_text()))
+    odd = {"trials": [{"start": 5, "end": "6", "spout": True, "outcome": 1}]}
+    for session in [*sessions, odd]:
+        careful = [tuple(row.values()) for row in trial_rows(7, session)]
+        assert trial_row_tuples(7, session) == careful

@@ -1,0 +1,1137 @@
+"""The docker/ stack is valid and consistent, checked without a Docker engine.
+
+No Docker engine runs on the team's machines, so nothing here builds an image
+or starts a container. Instead the tests read what Docker would read and hold
+it against the code:
+
+* the compose file, interpolated the way ``docker compose`` does with
+  ``docker/.env.example``: services, ports, volumes, health conditions, and
+  every rig's box id, MQTT user name and password agreeing with the broker's
+  user list; the rigs' environment is resolved by the agent's own settings code;
+* the mosquitto config and ACL: no anonymous clients, the files it names are
+  the ones the entrypoint writes from the mounted repository files, and the ACL
+  (evaluated here by a small model of mosquitto's ``acl_file`` rules) lets a rig
+  publish and read only its own topics as :class:`shared.protocol.Topics` makes
+  them, while the controller reads and commands every box;
+* the same config, entrypoint script and ACL run in a real ``mosquitto`` when
+  one is installed, with paho clients proving the permissions on the wire, and
+  (marked slow) the collector and three rigs started with the compose file's
+  environment train a cohort through that broker, down to the pruned journals;
+* the Dockerfiles: base image, extras and console scripts that exist in
+  ``pyproject.toml``, and arguments the CLIs accept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from controller.broker import find_free_port
+from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKER = REPO / "docker"
+COMPOSE_FILE = DOCKER / "docker-compose.yml"
+ENV_EXAMPLE = DOCKER / ".env.example"
+MOSQUITTO_DIR = DOCKER / "mosquitto"
+MOSQUITTO_CONF = MOSQUITTO_DIR / "mosquitto.conf"
+ACL_FILE = MOSQUITTO_DIR / "acl"
+INIT_SCRIPT = MOSQUITTO_DIR / "init.sh"
+
+RIGS = {"rig1": "1", "rig2": "2", "rig3": "3"}
+SERVICES = {"mosquitto", "postgres", "controller", *RIGS}
+CONTROLLER_USER = "controller"
+TOPICS = Topics(DEFAULT_PREFIX)
+KINDS: tuple[TopicKind, ...] = ("status", "events", "cmd", "reply")
+RIG_PUBLISHES: tuple[TopicKind, ...] = ("status", "events", "reply")
+#: Box ids beyond the stack's three, to show the rules hold for any valid id.
+OTHER_BOXES = ("1", "2", "3", "box-12", "Lab_7")
+
+
+# ---------------------------------------------------------------- compose, as docker reads it
+
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
+_BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?)(?P<arg>.*))?$")
+
+
+class MissingVariable(LookupError):
+    """A ``${VAR:?message}`` had no value, so compose would refuse to start."""
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's substitution: ``$$``, ``$VAR``, ``${VAR}``, ``:-``, ``-``, ``:?`` and ``?``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        if match["named"]:
+            return env.get(match["named"], "")
+        spec = _BRACED.match(match["braced"])
+        if spec is None:
+            raise ValueError(f"invalid interpolation {match.group(0)!r}")
+        name, op, arg = spec["name"], spec["op"], spec["arg"]
+        value = env.get(name)
+        unset = not value if op in (":-", ":?") else value is None
+        if not unset:
+            return str(value)
+        if op in (":-", "-"):
+            return interpolate(arg, env)
+        if op in (":?", "?"):
+            raise MissingVariable(f"{name}: {arg}")
+        return ""
+
+    return _VARIABLE.sub(replace, text)
+
+
+def _interpolate_tree(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, list):
+        return [_interpolate_tree(item, env) for item in node]
+    if isinstance(node, dict):
+        return {key: _interpolate_tree(value, env) for key, value in node.items()}
+    return node
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines, as compose reads a ``.env`` file (comments and blanks skipped)."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f"{path}:{number}: {raw!r}"
+        values[key] = value
+    return values
+
+
+def raw_compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), "the compose file must be a YAML mapping"
+    return data
+
+
+def compose(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The compose file with variables substituted from ``env`` (default: .env.example)."""
+    stack: dict[str, Any] = _interpolate_tree(
+        raw_compose(), read_env_file(ENV_EXAMPLE) if env is None else env
+    )
+    return stack
+
+
+def environment(service: Mapping[str, Any]) -> dict[str, str]:
+    """A service's ``environment``, given as a mapping or as a ``KEY=VALUE`` list."""
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def mosquitto_users(stack: Mapping[str, Any]) -> dict[str, str]:
+    """User name -> password, from the broker service's ``MOSQUITTO_USERS``."""
+    text = environment(stack["services"]["mosquitto"])["MOSQUITTO_USERS"]
+    users: dict[str, str] = {}
+    for pair in text.split():
+        user, sep, password = pair.partition(":")
+        assert sep and user and password, f"MOSQUITTO_USERS entry {pair!r} is not USER:PASSWORD"
+        assert user not in users, f"MQTT user {user!r} is listed twice"
+        users[user] = password
+    return users
+
+
+def volume_mounts(service: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(source, target, mode) of each short-syntax volume of a service."""
+    mounts = []
+    for entry in service.get("volumes", []):
+        assert isinstance(entry, str), f"use the short volume syntax: {entry!r}"
+        parts = entry.split(":")
+        mounts.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+    return mounts
+
+
+def published_ports(service: Mapping[str, Any]) -> list[tuple[str | None, int, int]]:
+    """(host ip, host port, container port) of a service's short-syntax ports."""
+    out = []
+    for entry in service.get("ports", []):
+        parts = str(entry).split(":")
+        assert len(parts) in (2, 3), f"give ports as [IP:]HOST:CONTAINER, got {entry!r}"
+        ip = parts[0] if len(parts) == 3 else None
+        out.append((ip, int(parts[-2]), int(parts[-1])))
+    return out
+
+
+# ---------------------------------------------------------------- mosquitto config and ACL
+
+
+def mosquitto_settings(text: str) -> dict[str, list[str]]:
+    """Option -> values (options may repeat) of a mosquitto config."""
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _, value = line.strip().partition(" ")
+        settings.setdefault(name, []).append(value.strip())
+    return settings
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT 3.1.1 topic filter matching: ``+`` is one level, ``#`` the rest (and the parent)."""
+    levels = topic_filter.split("/")
+    parts = topic.split("/")
+    if topic.startswith("$") and levels[0] in ("+", "#"):
+        return False  # wildcards at the first level never match $SYS and friends
+    for index, level in enumerate(levels):
+        if level == "#":
+            assert index == len(levels) - 1, f"'#' must be the last level: {topic_filter!r}"
+            return True
+        if index >= len(parts):
+            return False
+        if level not in ("+", parts[index]):
+            return False
+    return len(levels) == len(parts)
+
+
+ACCESS = ("read", "write", "readwrite", "deny")
+
+
+@dataclass(frozen=True)
+class AclRule:
+    access: str
+    topic: str
+
+
+@dataclass
+class Acl:
+    """mosquitto's ``acl_file`` semantics.
+
+    ``topic`` lines before any ``user`` line are for anonymous clients, after
+    ``user NAME`` for that user; ``pattern`` lines are for every client wherever
+    they stand, with ``%u`` / ``%c`` (a whole level) replaced by the user name /
+    client id. ``deny`` wins; otherwise access needs a matching grant.
+    """
+
+    anonymous: list[AclRule] = field(default_factory=list)
+    users: dict[str, list[AclRule]] = field(default_factory=dict)
+    patterns: list[AclRule] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> Acl:
+        acl = cls()
+        current: list[AclRule] = acl.anonymous
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            keyword, _, rest = line.partition(" ")
+            rest = rest.strip()
+            if keyword == "user":
+                assert rest, f"acl line {number}: user without a name"
+                current = acl.users.setdefault(rest, [])
+                continue
+            assert keyword in ("topic", "pattern"), f"acl line {number}: unknown {keyword!r}"
+            access, _, topic = rest.partition(" ")
+            if access not in ACCESS:
+                access, topic = "readwrite", rest
+            topic = topic.strip()
+            assert topic, f"acl line {number}: no topic"
+            for level in topic.split("/"):
+                assert "%" not in level or level in ("%u", "%c"), (
+                    f"acl line {number}: mosquitto substitutes %u/%c only as a whole level"
+                )
+            rule = AclRule(access, topic)
+            if keyword == "pattern":
+                acl.patterns.append(rule)
+            else:
+                assert "%" not in topic, f"acl line {number}: %u/%c only work in pattern lines"
+                current.append(rule)
+        return acl
+
+    def rules_for(self, username: str | None, client_id: str) -> list[AclRule]:
+        rules = list(self.anonymous if username is None else self.users.get(username, []))
+        for rule in self.patterns:
+            levels = []
+            for level in rule.topic.split("/"):
+                if level == "%u":
+                    if username is None:
+                        break
+                    level = username
+                elif level == "%c":
+                    level = client_id
+                levels.append(level)
+            else:
+                rules.append(AclRule(rule.access, "/".join(levels)))
+        return rules
+
+    def allows(self, username: str | None, topic: str, access: str, client_id: str = "c") -> bool:
+        matching = [
+            r.access for r in self.rules_for(username, client_id) if topic_matches(r.topic, topic)
+        ]
+        if "deny" in matching:
+            return False
+        return any(a in (access, "readwrite") for a in matching)
+
+
+def read_acl() -> Acl:
+    return Acl.parse(ACL_FILE.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- Dockerfiles
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        instruction, _, args = line.partition(" ")
+        out.append((instruction.upper(), args.strip()))
+    assert not pending, f"{path.name}: dangling line continuation"
+    return out
+
+
+def exec_form(args: str, what: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), (
+        f"{what} must be in exec form (a JSON list), got {args!r}"
+    )
+    return value
+
+
+def dockerfile_env(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instruction, args in dockerfile_instructions(path):
+        if instruction == "ENV":
+            for item in shlex.split(args):
+                key, sep, value = item.partition("=")
+                assert sep, f"{path.name}: write ENV as KEY=VALUE, got {item!r}"
+                env[key] = value
+    return env
+
+
+def command_of(path: Path) -> list[str]:
+    """ENTRYPOINT + CMD of a Dockerfile, as the container would run them."""
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    for instruction, args in dockerfile_instructions(path):
+        if instruction == "ENTRYPOINT":
+            entrypoint = exec_form(args, f"{path.name} ENTRYPOINT")
+        elif instruction == "CMD":
+            cmd = exec_form(args, f"{path.name} CMD")
+    return entrypoint + cmd
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def pip_install_targets(path: Path) -> list[str]:
+    """What each ``pip install`` in a Dockerfile's RUN lines installs."""
+    targets = []
+    for instruction, args in dockerfile_instructions(path):
+        if instruction == "RUN":
+            for command in re.split(r"&&|;", args):
+                words = shlex.split(command)
+                if words[:2] == ["pip", "install"]:
+                    targets += [w for w in words[2:] if not w.startswith("-")]
+    return targets
+
+
+# ================================================================ tests: compose
+
+
+def test_compose_defines_broker_database_controller_and_three_rigs() -> None:
+    assert set(compose()["services"]) == SERVICES
+
+
+def test_compose_refuses_to_start_without_passwords() -> None:
+    with pytest.raises(MissingVariable):
+        compose({})
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    for name in read_env_file(ENV_EXAMPLE):
+        if "PASSWORD" in name:
+            assert f"${{{name}:?" in text, f"{name} must be required (${{{name}:?...}})"
+
+
+def test_every_compose_variable_is_in_env_example_and_no_secret_is_committed() -> None:
+    example = read_env_file(ENV_EXAMPLE)
+    used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text("utf-8")))
+    assert used, "expected variables in the compose file"
+    assert used <= set(example), f"missing from .env.example: {sorted(used - set(example))}"
+    assert set(example) <= used, f"unused in compose: {sorted(set(example) - used)}"
+    for name, value in example.items():
+        if "PASSWORD" in name:
+            assert value.startswith("change-me"), f"{name} in .env.example must be a placeholder"
+    ignored = (DOCKER / ".gitignore").read_text("utf-8").splitlines()
+    assert ".env" in ignored, "docker/.env holds real passwords: git must ignore it"
+
+
+def test_compose_file_is_structurally_valid() -> None:
+    stack = compose()
+    top_level = {"name", "services", "volumes", "networks", "secrets", "configs"}
+    for key in stack:
+        assert key in top_level or key.startswith("x-"), f"unknown top-level key {key!r}"
+    known = {
+        "image", "build", "entrypoint", "command", "environment", "volumes", "tmpfs",
+        "ports", "healthcheck", "depends_on", "restart", "init", "stop_grace_period",
+    }  # fmt: skip
+    declared_volumes = set(stack.get("volumes") or {})
+    used_volumes: set[str] = set()
+    for name, service in stack["services"].items():
+        assert set(service) <= known, f"{name}: unexpected keys {sorted(set(service) - known)}"
+        assert "image" in service or "build" in service, f"{name}: needs an image or a build"
+        if "build" in service:
+            context = (COMPOSE_FILE.parent / service["build"]["context"]).resolve()
+            assert context == REPO, f"{name}: build from the repository root"
+            assert (context / service["build"]["dockerfile"]).is_file()
+        for key, value in environment(service).items():
+            assert isinstance(value, str) and value != "", f"{name}: {key} is empty"
+        for source, target, mode in volume_mounts(service):
+            assert target.startswith("/"), f"{name}: mount target {target!r} is not absolute"
+            assert mode in ("ro", "rw"), f"{name}: mount mode {mode!r}"
+            if source.startswith("."):
+                assert (COMPOSE_FILE.parent / source).exists(), f"{name}: {source} does not exist"
+            else:
+                used_volumes.add(source)
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            assert dependency in stack["services"], f"{name} depends on unknown {dependency}"
+            condition = spec["condition"]
+            assert condition in (
+                "service_started", "service_healthy", "service_completed_successfully"
+            ), f"{name}: unknown condition {condition!r}"  # fmt: skip
+            if condition == "service_healthy":
+                assert "healthcheck" in stack["services"][dependency], (
+                    f"{name} waits for {dependency} to be healthy, which has no healthcheck"
+                )
+        if "healthcheck" in service:
+            test = service["healthcheck"]["test"]
+            assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1
+    assert used_volumes == declared_volumes, "named volumes used and declared must agree"
+
+
+def test_services_wait_for_a_healthy_broker_and_database() -> None:
+    services = compose()["services"]
+    controller_deps = services["controller"]["depends_on"]
+    assert controller_deps["mosquitto"]["condition"] == "service_healthy"
+    assert controller_deps["postgres"]["condition"] == "service_healthy"
+    for rig in RIGS:
+        assert services[rig]["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
+
+
+def test_ports_publish_the_broker_listener_and_keep_postgres_on_loopback() -> None:
+    services = compose()["services"]
+    listener = mosquitto_settings(MOSQUITTO_CONF.read_text("utf-8"))["listener"]
+    assert listener == ["1883"], "one plain listener on 1883, all interfaces of the container"
+    assert published_ports(services["mosquitto"]) == [(None, 1883, 1883)]
+    assert published_ports(services["postgres"]) == [("127.0.0.1", 5433, 5432)]
+    for name in ("controller", *RIGS):
+        assert "ports" not in services[name], f"{name} listens on nothing and publishes nothing"
+
+
+def test_every_client_reaches_the_broker_service_on_its_listener() -> None:
+    services = compose()["services"]
+    url = "mqtt://mosquitto:1883"
+    assert environment(services["controller"])["LABCTL_BROKER"] == url
+    for rig in RIGS:
+        assert environment(services[rig])["LABAGENT_BROKER"] == url
+
+
+def test_controller_database_url_matches_the_postgres_service() -> None:
+    services = compose()["services"]
+    pg = environment(services["postgres"])
+    url = environment(services["controller"])["LABCTL_DB"]
+    expected = (
+        f"postgresql+psycopg2://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{pg['POSTGRES_DB']}"
+    )
+    assert url == expected
+
+
+@pytest.mark.parametrize("rig", sorted(RIGS))
+def test_each_rig_logs_in_with_its_box_id_as_user_name_and_its_own_password(rig: str) -> None:
+    stack = compose()
+    env = environment(stack["services"][rig])
+    users = mosquitto_users(stack)
+    assert env["LABAGENT_BOX"] == RIGS[rig]
+    assert env["LABAGENT_MQTT_USERNAME"] == env["LABAGENT_BOX"], (
+        "the ACL's %u patterns need the MQTT user name to be the box id"
+    )
+    assert users[env["LABAGENT_MQTT_USERNAME"]] == env["LABAGENT_MQTT_PASSWORD"]
+
+
+def test_broker_users_are_the_controller_and_exactly_the_rigs() -> None:
+    stack = compose()
+    users = mosquitto_users(stack)
+    assert set(users) == {CONTROLLER_USER, *RIGS.values()}
+    assert len(set(users.values())) == len(users), "every MQTT user has its own password"
+    controller = environment(stack["services"]["controller"])
+    assert controller["LABCTL_MQTT_USERNAME"] == CONTROLLER_USER
+    assert users[CONTROLLER_USER] == controller["LABCTL_MQTT_PASSWORD"]
+    broker = environment(stack["services"]["mosquitto"])
+    assert broker["MOSQUITTO_HEALTHCHECK_PASSWORD"] == users[CONTROLLER_USER]
+
+
+@pytest.mark.parametrize("rig", sorted(RIGS))
+def test_rig_environment_is_accepted_by_the_agent_settings(rig: str) -> None:
+    from agent.cli import build_parser
+    from agent.settings import resolve
+
+    env = {**dockerfile_env(DOCKER / "agent.Dockerfile"), **environment(compose()["services"][rig])}
+    argv = command_of(DOCKER / "agent.Dockerfile")
+    args = build_parser().parse_args(argv[1:])
+    settings = resolve(args, environ=env)
+    assert settings.box == RIGS[rig]
+    assert settings.sim
+    assert settings.broker.url == "mqtt://mosquitto:1883"
+    assert settings.broker.username == RIGS[rig]
+    assert settings.journal == Path("/data/journal.sqlite3")
+    assert settings.data_dir == Path("/data/sessions")
+    mounts = {target: source for source, target, _ in volume_mounts(compose()["services"][rig])}
+    assert mounts.get("/data") == f"{rig}-data", "the journal must outlive the container"
+
+
+# ================================================================ tests: mosquitto config
+
+
+def test_mosquitto_config_requires_passwords_and_an_acl() -> None:
+    settings = mosquitto_settings(MOSQUITTO_CONF.read_text("utf-8"))
+    assert settings["allow_anonymous"] == ["false"]
+    assert len(settings["password_file"]) == 1
+    assert len(settings["acl_file"]) == 1
+    assert settings["persistence"] == ["true"]
+    assert "listener" in settings
+
+
+def test_mosquitto_files_come_from_the_mounted_repository_folder() -> None:
+    service = compose()["services"]["mosquitto"]
+    mounts = {target: (source, mode) for source, target, mode in volume_mounts(service)}
+    assert mounts["/mosquitto/config"] == ("./mosquitto", "ro")
+    assert (COMPOSE_FILE.parent / "mosquitto").resolve() == MOSQUITTO_DIR
+    # The entrypoint script, the config the command names and the ACL source are repository files.
+    assert service["entrypoint"] == ["/bin/sh", "/mosquitto/config/init.sh"]
+    assert INIT_SCRIPT.is_file()
+    assert service["command"][-2:] == ["-c", "/mosquitto/config/mosquitto.conf"]
+    script = INIT_SCRIPT.read_text("utf-8")
+    assert "${MOSQUITTO_CONF:-/mosquitto/config/mosquitto.conf}" in script
+    assert "${MOSQUITTO_ACL_SOURCE:-/mosquitto/config/acl}" in script
+    assert ACL_FILE.is_file()
+    # The files the broker reads are written by init.sh into the in-memory auth folder.
+    settings = mosquitto_settings(MOSQUITTO_CONF.read_text("utf-8"))
+    tmpfs = [entry.split(":")[0] for entry in service["tmpfs"]]
+    for option in ("password_file", "acl_file"):
+        path = settings[option][0]
+        assert str(Path(path).parent) in tmpfs, f"{option} {path} must be in a tmpfs mount"
+        assert not path.startswith("/mosquitto/config/"), (
+            f"{option} must not be the read-only mount"
+        )
+    persistence = settings["persistence_location"][0].rstrip("/")
+    assert mounts[persistence][0] == "mosquitto-data"
+
+
+def test_mosquitto_healthcheck_logs_in_as_the_controller() -> None:
+    test = compose()["services"]["mosquitto"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    words = shlex.split(test[1])
+    assert words[0] == "mosquitto_sub"
+    assert words[words.index("-u") + 1] == CONTROLLER_USER
+    assert words[words.index("-p") + 1] == "1883"
+    assert words[words.index("-t") + 1].startswith("$SYS/")
+    assert read_acl().allows(CONTROLLER_USER, words[words.index("-t") + 1], "read")
+
+
+# ================================================================ tests: ACL model
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "expected"),
+    [
+        ("reachlab/rigs/+/events", "reachlab/rigs/2/events", True),
+        ("reachlab/rigs/+/events", "reachlab/rigs/2/cmd", False),
+        ("reachlab/rigs/+/events", "reachlab/rigs/2/events/x", False),
+        ("reachlab/#", "reachlab/rigs/2/cmd", True),
+        ("reachlab/#", "reachlab", True),
+        ("reachlab/#", "other/rigs/2/cmd", False),
+        ("#", "$SYS/broker/version", False),
+        ("+/broker/version", "$SYS/broker/version", False),
+        ("$SYS/#", "$SYS/broker/version", True),
+        ("reachlab/rigs/2/status", "reachlab/rigs/2/status", True),
+        ("reachlab/rigs/2/status", "reachlab/rigs/22/status", False),
+    ],
+)
+def test_topic_filter_matcher_follows_mqtt_rules(
+    topic_filter: str, topic: str, expected: bool
+) -> None:
+    assert topic_matches(topic_filter, topic) is expected
+
+
+def test_acl_model_applies_patterns_to_every_user_and_deny_first() -> None:
+    acl = Acl.parse(
+        "topic read public/#\n"
+        "user alice\ntopic readwrite a/#\ntopic deny a/secret\n"
+        "pattern write home/%u/#\npattern read clients/%c\n"
+    )
+    assert acl.allows(None, "public/x", "read") and not acl.allows(None, "public/x", "write")
+    assert acl.allows("alice", "a/b", "write") and not acl.allows("alice", "a/secret", "read")
+    assert acl.allows("bob", "home/bob/x", "write") and not acl.allows(
+        "bob", "home/alice/x", "write"
+    )
+    assert acl.allows("bob", "clients/c7", "read", client_id="c7")
+    assert not acl.allows(None, "home/None/x", "write"), "%u never matches an anonymous client"
+
+
+@pytest.mark.parametrize("kind", RIG_PUBLISHES)
+def test_rig_2_may_publish_its_own_topic_but_no_other_box_s(kind: TopicKind) -> None:
+    acl = read_acl()
+    assert acl.allows("2", TOPICS.rig("2", kind), "write")
+    for other in ("1", "3", "box-12"):
+        assert not acl.allows("2", TOPICS.rig(other, kind), "write")
+
+
+def test_rig_2_reads_its_own_commands_only() -> None:
+    acl = read_acl()
+    assert acl.allows("2", TOPICS.cmd("2"), "read")
+    assert not acl.allows("2", TOPICS.cmd("1"), "read")
+    assert not acl.allows("2", TOPICS.cmd("3"), "read")
+
+
+def test_a_rig_cannot_command_a_box_or_read_what_rigs_publish() -> None:
+    acl = read_acl()
+    for box in OTHER_BOXES:
+        assert not acl.allows("2", TOPICS.cmd(box), "write"), "a rig must not forge commands"
+        for kind in RIG_PUBLISHES:
+            assert not acl.allows("2", TOPICS.rig(box, kind), "read")
+    assert not acl.allows("2", "$SYS/broker/version", "read")
+    assert not acl.allows("2", "elsewhere/topic", "write")
+
+
+@pytest.mark.parametrize("box", OTHER_BOXES)
+def test_controller_reads_every_rig_and_commands_every_box(box: str) -> None:
+    acl = read_acl()
+    for kind in RIG_PUBLISHES:
+        assert acl.allows(CONTROLLER_USER, TOPICS.rig(box, kind), "read")
+    assert acl.allows(CONTROLLER_USER, TOPICS.cmd(box), "write")
+    # Its subscriptions are the all-rigs filters; a concrete topic under each must be readable.
+    for kind in RIG_PUBLISHES:
+        assert topic_matches(TOPICS.all_rigs(kind), TOPICS.rig(box, kind))
+
+
+def test_anonymous_clients_get_nothing() -> None:
+    acl = read_acl()
+    for kind in KINDS:
+        for access in ("read", "write"):
+            assert not acl.allows(None, TOPICS.rig("1", kind), access)
+
+
+def test_every_rig_of_the_stack_is_confined_to_its_own_box() -> None:
+    acl = read_acl()
+    users = mosquitto_users(compose())
+    for box in RIGS.values():
+        assert box in users
+        for other in RIGS.values():
+            for kind in RIG_PUBLISHES:
+                assert acl.allows(box, TOPICS.rig(other, kind), "write") is (other == box)
+            assert acl.allows(box, TOPICS.cmd(other), "read") is (other == box)
+
+
+# ================================================================ tests: init.sh, real mosquitto
+
+
+needs_mosquitto = pytest.mark.skipif(
+    not (
+        shutil.which("mosquitto_passwd")
+        and (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists())
+    ),
+    reason="needs the mosquitto and mosquitto_passwd binaries",
+)
+
+
+@dataclass
+class BrokerFiles:
+    directory: Path
+    conf: Path
+    port: int
+    users: dict[str, str]
+
+
+def _broker_files(directory: Path, users: Mapping[str, str]) -> BrokerFiles:
+    """The repository's config with its paths moved under ``directory``; init.sh run on it."""
+    port = find_free_port()
+    auth = directory / "auth"
+    data = directory / "data"
+    data.mkdir()
+    lines = []
+    for line in MOSQUITTO_CONF.read_text("utf-8").splitlines():
+        name = line.partition(" ")[0]
+        if name == "listener":
+            line = f"listener {port} 127.0.0.1"
+        elif name == "password_file":
+            line = f"password_file {auth / 'passwords'}"
+        elif name == "acl_file":
+            line = f"acl_file {auth / 'acl'}"
+        elif name == "persistence_location":
+            line = f"persistence_location {data}/"
+        lines.append(line)
+    conf = directory / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MOSQUITTO_CONF": str(conf),
+        "MOSQUITTO_ACL_SOURCE": str(ACL_FILE),
+        "MOSQUITTO_USERS": " ".join(f"{u}:{p}" for u, p in users.items()),
+    }
+    result = subprocess.run(
+        ["sh", str(INIT_SCRIPT), "echo", "started"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("started"), "init.sh must exec its arguments"
+    return BrokerFiles(directory, conf, port, dict(users))
+
+
+@pytest.fixture
+def broker_dir() -> Iterator[Path]:
+    # mosquitto started as root drops to the 'mosquitto' user: the folder must be traversable.
+    with tempfile.TemporaryDirectory(prefix="reachlab-docker-test-") as name:
+        os.chmod(name, 0o755)
+        yield Path(name)
+
+
+@needs_mosquitto
+def test_init_script_writes_private_hashed_password_file_and_acl(broker_dir: Path) -> None:
+    users = mosquitto_users(compose())
+    files = _broker_files(broker_dir, users)
+    passwords = files.directory / "auth" / "passwords"
+    acl = files.directory / "auth" / "acl"
+    assert acl.read_bytes() == ACL_FILE.read_bytes()
+    lines = passwords.read_text("utf-8").splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == list(users)
+    for line in lines:
+        user, hashed = line.split(":", 1)
+        assert hashed.startswith("$7$") and users[user] not in hashed, "passwords must be hashed"
+    for path in (passwords, acl):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@needs_mosquitto
+@pytest.mark.parametrize("users", ["", "controller", "controller: 1:pw"])
+def test_init_script_refuses_a_missing_or_malformed_user_list(users: str, broker_dir: Path) -> None:
+    conf = broker_dir / "mosquitto.conf"
+    conf.write_text(
+        f"password_file {broker_dir}/auth/passwords\nacl_file {broker_dir}/auth/acl\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        ["sh", str(INIT_SCRIPT), "echo", "started"],
+        env={"PATH": os.environ.get("PATH", ""), "MOSQUITTO_CONF": str(conf),
+             "MOSQUITTO_ACL_SOURCE": str(ACL_FILE), "MOSQUITTO_USERS": users},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "started" not in result.stdout
+    assert "MOSQUITTO_USERS" in result.stderr
+
+
+class Client:
+    """A paho client that records what it receives, for checking permissions on the wire."""
+
+    def __init__(
+        self,
+        port: int,
+        username: str | None,
+        password: str | None,
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
+        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._connack: queue.Queue[Any] = queue.Queue()
+        self._subacks: queue.Queue[list[Any]] = queue.Queue()
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-{username}-{os.urandom(3).hex()}",
+            protocol=paho.MQTTv311,
+        )
+        if username is not None:
+            client.username_pw_set(username, password)
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        client.on_connect = lambda c, u, f, rc, p: self._connack.put(rc)
+        client.on_subscribe = lambda c, u, mid, codes, p: self._subacks.put(codes)
+        client.on_message = lambda c, u, m: self.received.put((m.topic, bytes(m.payload)))
+        self.client = client
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        self.connack = self._connack.get(timeout=10)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.connack.is_failure
+
+    def subscribe(self, *topics: str) -> list[bool]:
+        """Subscribe; True for each filter the broker granted."""
+        self.client.subscribe([(t, 1) for t in topics])
+        return [not code.is_failure for code in self._subacks.get(timeout=10)]
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def until(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+        """Everything received up to and including (topic, payload)."""
+        seen = []
+        while True:
+            message = self.received.get(timeout=10)
+            seen.append(message)
+            if message == (topic, payload):
+                return seen
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def drop(self) -> None:
+        """Vanish without DISCONNECT, as a rig whose network dies: the broker sends the will."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+@pytest.fixture
+def real_broker(broker_dir: Path) -> Iterator[BrokerFiles]:
+    """The stack's mosquitto config, ACL and init.sh, in a real mosquitto on a free port."""
+    files = _broker_files(broker_dir, mosquitto_users(compose()))
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    log = open(broker_dir / "mosquitto.log", "wb")  # noqa: SIM115  # closed below
+    process = subprocess.Popen(
+        [binary, "-c", str(files.conf)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        from controller.broker import wait_for_port
+
+        if not wait_for_port("127.0.0.1", files.port):
+            pytest.fail("mosquitto did not start: " + (broker_dir / "mosquitto.log").read_text())
+        yield files
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@needs_mosquitto
+def test_real_broker_refuses_anonymous_and_wrong_passwords(real_broker: BrokerFiles) -> None:
+    for username, password in ((None, None), ("2", "wrong"), ("nobody", "x")):
+        client = Client(real_broker.port, username, password)
+        try:
+            assert not client.accepted, f"{username!r} must be refused"
+        finally:
+            client.close()
+
+
+@needs_mosquitto
+def test_real_broker_confines_rig_2_to_its_own_topics(real_broker: BrokerFiles) -> None:
+    users = real_broker.users
+    controller = Client(real_broker.port, CONTROLLER_USER, users[CONTROLLER_USER])
+    rig = Client(real_broker.port, "2", users["2"])
+    try:
+        assert controller.accepted and rig.accepted
+        assert all(controller.subscribe(*(TOPICS.all_rigs(k) for k in RIG_PUBLISHES)))
+        assert rig.subscribe(TOPICS.cmd("2")) == [True]
+        rig.subscribe(TOPICS.cmd("1"), TOPICS.all_rigs("cmd"))  # granted or not, nothing may arrive
+
+        # Publishing: another box's topics are dropped, its own arrive (in order, so the
+        # last allowed message proves the forbidden ones before it were not delivered).
+        for kind in RIG_PUBLISHES:
+            rig.publish(TOPICS.rig("3", kind), b"forged")
+            rig.publish(TOPICS.rig("1", kind), b"forged")
+        rig.publish(TOPICS.cmd("2"), b"forged command")
+        for kind in RIG_PUBLISHES:
+            rig.publish(TOPICS.rig("2", kind), b"own")
+        seen = controller.until(TOPICS.reply("2"), b"own")
+        assert sorted(seen) == sorted((TOPICS.rig("2", k), b"own") for k in RIG_PUBLISHES)
+
+        # Reading: only its own commands reach the rig, whatever it subscribed to.
+        controller.publish(TOPICS.cmd("1"), b"for box 1")
+        controller.publish(TOPICS.cmd("3"), b"for box 3")
+        controller.publish(TOPICS.cmd("2"), b"for box 2")
+        seen = rig.until(TOPICS.cmd("2"), b"for box 2")
+        assert {topic for topic, _ in seen} == {TOPICS.cmd("2")}
+        assert (TOPICS.cmd("2"), b"forged command") not in seen
+    finally:
+        rig.close()
+        controller.close()
+
+
+@needs_mosquitto
+def test_real_broker_delivers_a_rig_s_last_will_on_its_status(real_broker: BrokerFiles) -> None:
+    users = real_broker.users
+    controller = Client(real_broker.port, CONTROLLER_USER, users[CONTROLLER_USER])
+    will = (TOPICS.status("3"), b'{"state": "offline"}')
+    rig = Client(real_broker.port, "3", users["3"], will=will)
+    try:
+        assert controller.subscribe(TOPICS.all_rigs("status")) == [True]
+        rig.drop()
+        assert controller.until(*will)[-1] == will
+    finally:
+        controller.close()
+
+
+@needs_mosquitto
+def test_real_broker_passes_the_compose_healthcheck(real_broker: BrokerFiles) -> None:
+    test = compose()["services"]["mosquitto"]["healthcheck"]["test"][1]
+    command = test.replace("-p 1883", f"-p {real_broker.port}")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MOSQUITTO_HEALTHCHECK_PASSWORD": real_broker.users[CONTROLLER_USER],
+    }
+    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    env["MOSQUITTO_HEALTHCHECK_PASSWORD"] = "wrong"
+    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30)
+    assert result.returncode != 0, "a broker refusing the controller must not look healthy"
+
+
+class Processes:
+    """Child processes of one test, each stopped by its pid at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
+        with open(self.directory / f"{name}.log", "wb") as log:
+            self.children[name] = subprocess.Popen(
+                argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            )
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                log = (self.directory / f"{name}.log").read_text(errors="replace")
+                pytest.fail(f"{name} exited with {child.returncode}:\n{log[-3000:]}")
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children.values():
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _run(argv: list[str], env: Mapping[str, str]) -> str:
+    result = subprocess.run(
+        argv, env=dict(env), capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert result.returncode == 0, f"{argv[2:]} failed: {result.stderr or result.stdout}"
+    return result.stdout
+
+
+def _wait_until(what: str, condition: Any, processes: Processes, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        processes.check_alive()
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.25)  # other processes' state: there is no event to wait on
+
+
+@needs_mosquitto
+@pytest.mark.slow
+def test_the_stack_s_services_train_a_cohort_through_its_broker_config(
+    real_broker: BrokerFiles,
+) -> None:
+    """The collector and three rigs, with the compose file's environment, through the
+    stack's mosquitto config and ACL: every session is stored, committed and pruned."""
+    stack = compose()
+    work = real_broker.directory
+    url = f"mqtt://127.0.0.1:{real_broker.port}"
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "HOME": str(work)}
+    controller_env = {
+        **base,
+        **environment(stack["services"]["controller"]),
+        "LABCTL_DB": f"sqlite:///{work / 'lab.db'}",
+        "LABCTL_BROKER": url,
+    }
+    labctl = [sys.executable, "-m", "controller.cli"]
+    processes = Processes(work)
+    try:
+        processes.spawn("collector", [*labctl, "serve"], controller_env)
+        for rig in RIGS:
+            rig_env = {
+                **base,
+                **dockerfile_env(DOCKER / "agent.Dockerfile"),
+                **environment(stack["services"][rig]),
+                "LABAGENT_BROKER": url,
+                "LABAGENT_TIME_SCALE": "120",
+                "LABAGENT_JOURNAL": str(work / rig / "journal.sqlite3"),
+                "LABAGENT_DATA_DIR": str(work / rig / "sessions"),
+            }
+            argv = command_of(DOCKER / "agent.Dockerfile")
+            processes.spawn(rig, [sys.executable, "-m", "agent.cli", *argv[1:]], rig_env)
+
+        def states() -> dict[str, str]:
+            text = _run([*labctl, "status", "--json"], controller_env)
+            return {row["box"]: row["state"] for row in json.loads(text)["boxes"]}
+
+        boxes = set(RIGS.values())
+        _wait_until("every rig idle", lambda: states() == dict.fromkeys(boxes, "idle"), processes)
+        mice = [f"Mouse{box}" for box in sorted(boxes)]
+        for mouse, box in zip(mice, sorted(boxes), strict=True):
+            _run([*labctl, "assign", mouse, "--box", box], controller_env)
+        _run([*labctl, "cohort", "create", "C1", *mice], controller_env)
+        _run([*labctl, "start", "--cohort", "C1", "--duration", "240"], controller_env)
+
+        def pruned() -> bool:
+            for rig in RIGS:
+                text = _run(
+                    [sys.executable, "-m", "agent.cli", "status", "--json",
+                     "--journal", str(work / rig / "journal.sqlite3")],
+                    base,
+                )  # fmt: skip
+                report = json.loads(text)
+                if report["sessions"] or report["pending"]:
+                    return False
+            return True
+
+        _wait_until("the sessions to be committed and pruned", pruned, processes)
+        _run([*labctl, "export", "--all", "--out", str(work / "export")], controller_env)
+        for mouse in mice:
+            sessions = json.loads((work / "export" / f"{mouse}.json").read_text("utf-8"))
+            assert [s["status"] for s in sessions] == ["complete"]
+            assert sessions[0]["box"] == mouse.removeprefix("Mouse")
+            assert sessions[0]["trials"], "a 4-minute session has trials"
+    finally:
+        processes.stop()
+
+
+# ================================================================ tests: Dockerfiles
+
+
+@pytest.mark.parametrize("name", ["controller.Dockerfile", "agent.Dockerfile"])
+def test_dockerfile_uses_python_3_11_slim_and_copies_only_existing_files(name: str) -> None:
+    path = DOCKER / name
+    instructions = dockerfile_instructions(path)
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert pyproject()["project"]["requires-python"] == ">=3.11"
+    ignore = (DOCKER / f"{name}.dockerignore").read_text("utf-8").splitlines()
+    for instruction, args in instructions:
+        if instruction == "COPY":
+            *sources, _target = shlex.split(args)
+            for source in sources:
+                assert (REPO / source).exists(), f"{name}: COPY {source}: not in the repository"
+                assert f"!{source.rstrip('/')}" in ignore, f"{name}: {source} is ignored"
+    assert any(i == "USER" and a != "root" for i, a in instructions), f"{name}: run as a user"
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("controller.Dockerfile", ".[controller,postgres]"), ("agent.Dockerfile", ".")],
+)
+def test_dockerfile_installs_the_repository_with_existing_extras(name: str, target: str) -> None:
+    assert pip_install_targets(DOCKER / name) == [target]
+    extras = re.findall(r"\[(.*)\]", target)
+    known = set(pyproject()["project"]["optional-dependencies"])
+    for extra in extras[0].split(",") if extras else []:
+        assert extra in known, f"{name}: unknown extra {extra!r}"
+
+
+@pytest.mark.parametrize(
+    ("name", "script"), [("controller.Dockerfile", "labctl"), ("agent.Dockerfile", "labagent")]
+)
+def test_dockerfile_runs_a_console_script_of_the_project(name: str, script: str) -> None:
+    argv = command_of(DOCKER / name)
+    assert argv[0] == script
+    scripts = pyproject()["project"]["scripts"]
+    assert script in scripts, f"{script} is not in [project.scripts]"
+    module = scripts[script].split(":")[0]
+    package = module.split(".")[0]
+    copied = [shlex.split(a)[0] for i, a in dockerfile_instructions(DOCKER / name) if i == "COPY"]
+    assert package in copied, f"{name}: {module} is not copied into the image"
+
+
+def test_agent_image_runs_labagent_run_with_sim() -> None:
+    from agent.cli import build_parser
+
+    argv = command_of(DOCKER / "agent.Dockerfile")
+    assert argv[:3] == ["labagent", "run", "--sim"]
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "run" and args.sim is True
+
+
+def test_agent_image_stays_light() -> None:
+    copied = [
+        shlex.split(a)[0]
+        for i, a in dockerfile_instructions(DOCKER / "agent.Dockerfile")
+        if i == "COPY"
+    ]
+    assert "controller" not in copied, "the agent image must not carry the controller"
+
+
+def test_controller_image_runs_labctl_serve() -> None:
+    argv = command_of(DOCKER / "controller.Dockerfile")
+    assert argv == ["labctl", "serve"]
+    import typer  # typer may vendor click: ask the command, not click
+
+    from controller.cli import app
+
+    commands = getattr(typer.main.get_command(app), "commands", {})
+    assert "serve" in commands, "labctl has no serve command"
+
+
+def test_controller_reads_the_environment_variables_compose_sets() -> None:
+    env = environment(compose()["services"]["controller"])
+    sources = "\n".join(p.read_text("utf-8") for p in (REPO / "controller").rglob("*.py"))
+    for name in env:
+        assert name in sources, f"compose sets {name}, which no controller code reads"
+
+
+def test_rig_environment_variables_are_ones_the_agent_reads() -> None:
+    from agent.settings import SOURCES
+
+    known = {env_name for env_name, _ in SOURCES.values()}
+    for rig in RIGS:
+        for name in environment(compose()["services"][rig]):
+            assert name in known, f"{rig}: {name} is not a LABAGENT_ setting"
+    for name in dockerfile_env(DOCKER / "agent.Dockerfile"):
+        assert not name.startswith("LABAGENT_") or name in known, name

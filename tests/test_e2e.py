@@ -1,0 +1,221 @@
+"""End to end with real processes: three ``labagent run --sim`` rigs, ``labctl serve``, labctl.
+
+Three mice are assigned to three boxes, the cohort is started twice (the
+second session carries over from the first), and once the collector has
+committed every session the exported per-mouse files must equal, session for
+session and byte for byte, each agent's own local copy in its ``--data-dir``;
+the agents' journals must then be pruned. Every process is started here and
+stopped here, by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from controller.cli import app
+from controller.db import TrainingSession, open_database
+from shared.sessionfile import read_sessions
+
+from .conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.broker]
+
+BOXES = ("1", "2", "3")
+TIME_SCALE = 600  # a 10-minute session in one wall second
+DURATION = 600
+TIMEOUT = 90.0
+
+
+class Processes:
+    """Children of this test, each stopped by pid at the end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"{name}.log", "wb") as log:
+            self.children[name] = subprocess.Popen(
+                argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def check_alive(self) -> None:
+        for name, proc in self.children.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def stop_all(self) -> dict[str, int]:
+        # Rigs first, so their last documents still find the collector.
+        order = sorted(self.children, key=lambda n: n == "collector")
+        for name in order:
+            if self.children[name].poll() is None:
+                self.children[name].send_signal(signal.SIGTERM)
+        codes = {}
+        for name in order:
+            proc = self.children[name]
+            try:
+                codes[name] = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait(timeout=5)
+        return codes
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path / "logs")
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def wait_until(condition: Callable[[], bool], what: str, procs: Processes) -> None:
+    """Poll another process's effect until the deadline (there is no event to wait on)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        procs.check_alive()
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {n}\n{procs.log(n)}" for n in procs.children)
+            raise AssertionError(f"timed out waiting for {what}\n{logs}")
+        time.sleep(0.1)
+
+
+def test_a_cohort_on_three_real_rigs_exports_exactly_the_agents_own_copies(
+    tmp_path: Path, broker_url: str, topic_prefix: str, processes: Processes
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'lab.db'}"
+    env = {
+        **os.environ,
+        "LABCTL_DB": db_url,
+        "LABCTL_BROKER": broker_url,
+        "LABCTL_PREFIX": topic_prefix,
+        "PYTHONUNBUFFERED": "1",
+    }
+    open_database(db_url).close()
+    processes.start("collector", [sys.executable, "-m", "controller.cli", "serve"], env)
+    for box in BOXES:
+        rig = tmp_path / f"rig{box}"
+        processes.start(
+            f"rig{box}",
+            [
+                sys.executable, "-m", "agent.cli", "run", "--box", box, "--broker", broker_url,
+                "--prefix", topic_prefix, "--sim", "--time-scale", str(TIME_SCALE),
+                "--seed", box, "--journal", str(rig / "journal.db"),
+                "--data-dir", str(rig / "data"),
+            ],
+            env,
+        )  # fmt: skip
+
+    runner = CliRunner()
+    cli_env = {k: env[k] for k in ("LABCTL_DB", "LABCTL_BROKER", "LABCTL_PREFIX")}
+
+    def labctl(*args: str, expect: int = 0) -> str:
+        result = runner.invoke(app, list(args), env=cli_env)
+        assert result.exit_code == expect, result.output
+        return result.stdout
+
+    def box_states() -> dict[str, Any]:
+        rows = json.loads(labctl("status", "--json"))["boxes"]
+        return {r["box"]: r for r in rows}
+
+    # The collector has subscribed once the rigs' statuses reach its database.
+    wait_until(
+        lambda: all(
+            r.get("state") == "idle" and r.get("last_seen_age") is not None
+            for r in (box_states().get(b, {}) for b in BOXES)
+        ),
+        "every rig online and seen by the collector",
+        processes,
+    )
+    mice = [f"E2EMouse{box}" for box in BOXES]
+    for box, mouse in zip(BOXES, mice, strict=True):
+        assert "created mouse" in labctl("assign", mouse, "--box", box)
+    labctl("cohort", "create", "C1", *mice)
+
+    db = open_database(db_url)
+
+    def committed_sessions() -> int:
+        with db.reader() as session:
+            return int(
+                session.scalar(
+                    select(func.count()).where(
+                        TrainingSession.complete.is_(True),
+                        TrainingSession.committed_at.is_not(None),
+                    )
+                )
+                or 0
+            )
+
+    for round_number in (1, 2):
+        wait_until(
+            lambda: all(box_states()[b]["state"] == "idle" for b in BOXES),
+            "every rig idle before the start",
+            processes,
+        )
+        out = labctl(
+            "start", "--cohort", "C1", "--duration", str(DURATION), "--meta", "trainer=e2e"
+        )
+        assert "3 of 3 session(s) started" in out
+        expected = 3 * round_number
+
+        def all_committed(expected: int = expected) -> bool:
+            return committed_sessions() == expected
+
+        wait_until(
+            all_committed,
+            f"round {round_number}: every session stored and committed",
+            processes,
+        )
+    db.close()
+
+    out_dir = tmp_path / "export"
+    labctl("export", "--all", "--out", str(out_dir))
+    for box, mouse in zip(BOXES, mice, strict=True):
+        exported = out_dir / f"{mouse}.json"
+        agent_copy = tmp_path / f"rig{box}" / "data" / f"{mouse}.json"
+        ours, theirs = read_sessions(exported), read_sessions(agent_copy)
+        assert len(ours) == len(theirs) == 2
+        for session_ours, session_theirs in zip(ours, theirs, strict=True):
+            assert session_ours == session_theirs
+        assert exported.read_bytes() == agent_copy.read_bytes()
+        first, second = ours
+        assert first["status"] == second["status"] == "complete"
+        assert first["trainer"] == "e2e" and first["box"] == box
+        assert len(first["trials"]) > 3
+        # The second session carried over where the first left the spouts (adaptation only
+        # moves them further, so without the carry-over they would be back at the start).
+        left_at = first["trials"][-1]["spout_position"]
+        restarted_at = second["trials"][0]["spout_position"]
+        assert all(b >= a for a, b in zip(left_at, restarted_at, strict=True))
+
+    # Committed sessions are pruned from each rig's journal.
+    for box in BOXES:
+        status = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "status", "--json",
+             "--journal", str(tmp_path / f"rig{box}" / "journal.db")],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert json.loads(status.stdout)["sessions"] == []
+
+    codes = processes.stop_all()
+    assert codes == dict.fromkeys(processes.children, 0), {
+        n: processes.log(n) for n in processes.children
+    }

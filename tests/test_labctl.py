@@ -1,0 +1,473 @@
+"""``labctl`` through typer's CliRunner: what a person sees, and what reaches the boxes.
+
+Errors must be one line on stderr (``labctl: error: ...``) and exit status 2,
+never a traceback. Commands that talk to boxes run against a real broker
+with :class:`~controller.testing.FakeRig` boxes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from controller.cli import app
+from controller.db import open_database
+from controller.files import import_files
+from controller.mqtt import BrokerSettings, parse_broker_url
+from controller.testing import FakeRig, session_dict, synthetic_session
+from shared.carryover import carry_over_from
+from shared.config import TaskConfig
+from shared.protocol import StartCommand, StopCommand, Topics
+from shared.sessionfile import dumps_sessions, read_sessions, write_sessions
+
+from .conftest import REPO, SAMPLES
+
+
+class Labctl:
+    """Runs labctl commands against one database, broker and prefix."""
+
+    def __init__(self, db_url: str, broker_url: str, prefix: str) -> None:
+        self.env = {
+            "LABCTL_DB": db_url,
+            "LABCTL_BROKER": broker_url,
+            "LABCTL_PREFIX": prefix,
+            "LABCTL_MQTT_USERNAME": None,
+            "LABCTL_MQTT_PASSWORD": None,
+        }
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, env: dict[str, Any] | None = None) -> Result:
+        return self.runner.invoke(app, list(args), env={**self.env, **(env or {})})
+
+    def ok(self, *args: str) -> str:
+        result = self(*args)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def error(self, *args: str, env: dict[str, Any] | None = None) -> str:
+        """Run a command that must fail with one clear line; return that line."""
+        result = self(*args, env=env)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("labctl: error: ")
+        return lines[0]
+
+
+@pytest.fixture
+def labctl(tmp_path: Path, broker_url: str, topic_prefix: str) -> Labctl:
+    return Labctl(f"sqlite:///{tmp_path / 'lab.db'}", broker_url, topic_prefix)
+
+
+@pytest.fixture
+def broker(broker_url: str) -> BrokerSettings:
+    return parse_broker_url(broker_url)
+
+
+def unused_port() -> int:
+    from controller.broker import find_free_port
+
+    return find_free_port()
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_an_unknown_mouse_is_one_clear_line(labctl: Labctl) -> None:
+    for args in (
+        ["mouse", "show", "Nobody"],
+        ["results", "Nobody"],
+        ["export", "Nobody", "--out", "x"],
+        ["unassign", "Nobody"],
+    ):
+        assert "unknown mouse 'Nobody'" in labctl.error(*args)
+
+
+def test_an_invalid_mouse_or_box_id_names_the_value(labctl: Labctl) -> None:
+    assert "invalid mouse id 'bad/mouse'" in labctl.error("assign", "bad/mouse", "--box", "1")
+    assert "invalid box id 'box 1!'" in labctl.error("assign", "M1", "--box", "box 1!")
+    assert "invalid cohort name" in labctl.error("cohort", "create", "no such!", "M1")
+
+
+def test_an_unknown_cohort_or_box_is_one_clear_line(labctl: Labctl) -> None:
+    assert "unknown cohort 'C9'" in labctl.error("start", "--cohort", "C9")
+    assert "unknown box '99'" in labctl.error("stop", "--box", "99")
+
+
+@pytest.mark.parametrize(
+    ("db", "message"),
+    [
+        ("nonsense://x", "invalid database URL nonsense://x"),
+        ("not a url", "invalid database URL 'not a url'"),
+        ("postgresql+psycopg2://lab@127.0.0.1:1/lab", "cannot open database .*127.0.0.1:1/lab"),
+    ],
+)
+def test_a_bad_or_unreachable_database_says_which_and_where(
+    labctl: Labctl, db: str, message: str
+) -> None:
+    import re
+
+    line = labctl.error("mouse", "list", env={"LABCTL_DB": db})
+    assert re.search(message, line), line
+
+
+def test_a_bad_or_unreachable_broker_says_which_and_where(labctl: Labctl) -> None:
+    labctl.ok("assign", "M1", "--box", "1")
+    line = labctl.error("--broker", "http://lab:1883", "start", "M1")
+    assert "invalid broker URL 'http://lab:1883'" in line
+    port = unused_port()
+    line = labctl.error("--broker", f"mqtt://127.0.0.1:{port}", "start", "M1")
+    assert f"cannot reach MQTT broker mqtt://127.0.0.1:{port}" in line
+
+
+def test_bad_start_options_are_refused_before_anything_is_sent(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    labctl.ok("assign", "M1", "--box", "1")
+    assert "--config: no such file" in labctl.error("start", "M1", "--config", "missing.ini")
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[Settings]\ncue_duraton = 5000\n")
+    assert "unknown key 'cue_duraton'" in labctl.error("start", "M1", "--config", str(bad))
+    assert "expected KEY=VALUE" in labctl.error("start", "M1", "--meta", "trainer")
+    assert "exactly one" in labctl.error("start", "M1", "--all")
+    assert "--duration must be positive" in labctl.error("start", "M1", "--duration", "-5")
+
+
+def test_importing_an_unusable_file_imports_nothing(labctl: Labctl, tmp_path: Path) -> None:
+    good = tmp_path / "Good.json"
+    shutil.copy(SAMPLES / "later-float-times.json", good)
+    broken = tmp_path / "Broken.json"
+    broken.write_text("[{")
+    assert "Broken.json: not valid JSON" in labctl.error("import", str(good), str(broken))
+    misnamed = tmp_path / "bad name!.json"
+    misnamed.write_text("[]")
+    assert "file name must be <mouse id>.json" in labctl.error("import", str(misnamed))
+    assert "no such file" in labctl.error("import", str(tmp_path / "absent.json"))
+    assert "no mice yet" in labctl.ok("mouse", "list")
+
+
+# ---------------------------------------------------------------- assign, mice, cohorts
+
+
+def test_assign_works_on_an_empty_database_and_says_it_created_the_mouse(labctl: Labctl) -> None:
+    out = labctl.ok("assign", "ExampleMouse1", "--box", "1")
+    assert "created mouse ExampleMouse1" in out and "assigned ExampleMouse1 to box 1" in out
+    assert "already on box 1" in labctl.ok("assign", "ExampleMouse1", "--box", "1")
+    line = labctl.error("assign", "ExampleMouse1", "--box", "2")
+    assert "is on box 1; pass --move" in line
+    assert "moved ExampleMouse1 from box 1 to box 2" in labctl.ok(
+        "assign", "ExampleMouse1", "--box", "2", "--move"
+    )
+    shown = json.loads(labctl.ok("mouse", "show", "ExampleMouse1", "--json"))
+    assert [a["box"] for a in shown["assignments"]] == ["1", "2"]
+    assert shown["assignments"][0]["until"] is not None
+
+
+def test_mice_and_cohorts(labctl: Labctl) -> None:
+    assert "created mouse A" in labctl.ok("mouse", "add", "A", "B", "--notes", "cage 4")
+    out = labctl.ok("cohort", "create", "C1", "A", "B", "C")
+    assert "created mouse C" in out and "created mouse A" not in out
+    assert "already exists" in labctl.error("cohort", "create", "C1", "A")
+    assert labctl.ok("cohort", "list").strip() == "C1: A B C"
+    labctl.ok("cohort", "remove", "C1", "B")
+    assert json.loads(labctl.ok("cohort", "list", "--json")) == [
+        {"cohort": "C1", "mice": ["A", "C"]}
+    ]
+    labctl.ok("assign", "A", "--box", "3")
+    assert "A  box 3" in labctl.ok("cohort", "show", "C1")
+    mice = json.loads(labctl.ok("mouse", "list", "--json"))
+    assert [(m["mouse"], m["box"], m["notes"]) for m in mice] == [
+        ("A", "3", "cage 4"),
+        ("B", None, "cage 4"),
+        ("C", None, ""),
+    ]
+
+
+def test_config_init_writes_the_defaults_and_never_overwrites_silently(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    path = tmp_path / "reach.ini"
+    assert str(path) in labctl.ok("config", "init", str(path))
+    from shared.config import read_config
+
+    assert read_config(path) == TaskConfig()
+    assert "already exists" in labctl.error("config", "init", str(path))
+    labctl.ok("config", "init", str(path), "--force")
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_import_then_export_returns_the_sample_files_byte_for_byte(
+    db_url: str, tmp_path: Path, broker_url: str
+) -> None:
+    labctl = Labctl(db_url, broker_url, "unused")
+    samples = sorted(SAMPLES.glob("*.json"))
+    assert samples
+    labctl.ok("import", *map(str, samples))
+    out = labctl.ok("import", *map(str, samples))  # twice: nothing changes
+    assert out.count("0 session(s) imported") == len(samples)
+    labctl.ok("export", "--all", "--out", str(tmp_path / "out"))
+    for sample in samples:
+        assert (tmp_path / "out" / sample.name).read_bytes() == sample.read_bytes()
+    assert "unchanged" in labctl.ok("export", "--all", "--out", str(tmp_path / "out"))
+
+
+def test_import_keeps_the_file_order_even_when_the_times_disagree(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    sessions = read_sessions(SAMPLES / "legacy-clock-times.json")
+    later, earlier = sessions[1], sessions[0]
+    odd = [later, earlier, {**earlier, "notes": "no times at all", "date": None}]
+    odd[2].pop("start_time")
+    write_sessions(tmp_path / "Odd.json", odd)
+    labctl.ok("import", str(tmp_path / "Odd.json"))
+    labctl.ok("export", "Odd", "--out", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "Odd.json").read_text() == dumps_sessions(odd)
+
+
+def test_recorded_sessions_and_imported_ones_export_in_training_order(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    old = read_sessions(SAMPLES / "later-float-times.json")  # 2022
+    write_sessions(tmp_path / "M1.json", old)
+    recorded = synthetic_session(mouse="M1", trials=5)  # 2023
+    db = open_database(labctl.env["LABCTL_DB"])
+    from controller.ingest import Incoming, Ingest
+    from shared.documents import dump_document
+
+    class Sink:
+        def send(self, box: str, command: Any) -> None:
+            pass
+
+    Ingest(db, Sink()).handle(
+        [Incoming(Topics().events("1"), dump_document(d).encode(), 0.0) for d in recorded]
+    )
+    import_files(db, [tmp_path / "M1.json"])  # imported after, but older
+    db.close()
+    labctl.ok("export", "M1", "--out", str(tmp_path / "out"))
+    assert read_sessions(tmp_path / "out" / "M1.json") == [*old, session_dict(recorded)]
+
+
+def test_export_never_drops_sessions_a_file_already_holds(labctl: Labctl, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    labctl.ok("import", str(SAMPLES / "later-float-times.json"))
+    labctl.ok("export", "later-float-times", "--out", str(out))
+    target = out / "later-float-times.json"
+    extra = {**read_sessions(target)[0], "notes": "written by hand on the rig"}
+    write_sessions(target, [*read_sessions(target), extra])
+    before = target.read_bytes()
+    result = labctl("export", "later-float-times", "--out", str(out))
+    assert result.exit_code == 1
+    assert "holds 1 session(s) the database does not have" in result.stderr
+    assert target.read_bytes() == before
+    labctl.ok("export", "later-float-times", "--out", str(out), "--force")
+    assert target.read_bytes() == (SAMPLES / "later-float-times.json").read_bytes()
+
+
+def test_results_are_the_shared_analysis_of_the_stored_sessions(labctl: Labctl) -> None:
+    from shared.analysis import mouse_results
+
+    labctl.ok("import", str(SAMPLES / "legacy-clock-times.json"))
+    rows = json.loads(labctl.ok("results", "legacy-clock-times", "--json"))
+    expected = mouse_results(
+        "legacy-clock-times", read_sessions(SAMPLES / "legacy-clock-times.json")
+    )
+    assert [r["d_prime"] for r in rows] == [e.d_prime for e in expected]
+    assert [r["water_ul"] for r in rows] == [e.water_ul for e in expected]
+    table = labctl.ok("results", "legacy-clock-times")
+    assert "d'" in table and "2020-02-07" in table
+
+
+# ---------------------------------------------------------------- boxes
+
+
+@pytest.fixture
+def boxes(broker: BrokerSettings, topic_prefix: str) -> Iterator[dict[str, FakeRig]]:
+    topics = Topics(topic_prefix)
+    with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2", state="running") as two:
+        yield {"1": one, "2": two}
+
+
+@pytest.mark.broker
+def test_start_sends_config_carry_over_and_metadata_and_reports_what_did_not_start(
+    labctl: Labctl, boxes: dict[str, FakeRig], tmp_path: Path
+) -> None:
+    # M1 on an idle box, with a previous session; M2 on a busy box; M3 on a box with no
+    # agent; M4 on no box at all.
+    previous = session_dict(synthetic_session(mouse="M1", trials=20, seed=9))
+    write_sessions(tmp_path / "M1.json", [previous])
+    labctl.ok("import", str(tmp_path / "M1.json"))
+    for mouse, box in (("M1", "1"), ("M2", "2"), ("M3", "3")):
+        labctl.ok("assign", mouse, "--box", box)
+    labctl.ok("mouse", "add", "M4")
+    labctl.ok("cohort", "create", "C1", "M1", "M2", "M3", "M4")
+    result = labctl(
+        "start", "--cohort", "C1", "--duration", "600", "--meta", "trainer=Matt",
+        "--meta", "weight=24.5", "--timeout", "5",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "1 of 4 session(s) started" in result.stdout
+    assert "box 2 is busy" in result.stdout
+    assert "box 3 is offline" in result.stdout
+    assert "no box assigned" in result.stdout
+    assert boxes["1"].wait(lambda: any(isinstance(c, StartCommand) for c in boxes["1"].commands))
+    (command,) = [c for c in boxes["1"].commands if isinstance(c, StartCommand)]
+    assert command.mouse == "M1"
+    assert command.config == TaskConfig(duration=600).settings()
+    assert command.metadata == {"trainer": "Matt", "weight": 24.5}
+    assert command.carry_over == carry_over_from(previous, TaskConfig().window)
+    assert command.session_id in result.stdout
+    assert not [c for c in boxes["2"].commands if isinstance(c, StartCommand)]
+
+
+@pytest.mark.broker
+def test_start_of_idle_boxes_succeeds_and_a_second_start_finds_them_busy(
+    labctl: Labctl, broker: BrokerSettings, topic_prefix: str
+) -> None:
+    topics = Topics(topic_prefix)
+    with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2") as two:
+        labctl.ok("assign", "A", "--box", "1")
+        labctl.ok("assign", "B", "--box", "2")
+        out = labctl.ok("start", "--all")
+        assert "2 of 2 session(s) started" in out
+        assert one.state == two.state == "running"
+        one.publish_status()  # the box says so, as the agent does after starting
+        result = labctl("start", "A")
+        assert result.exit_code == 1 and "busy" in result.stdout
+        stopped = labctl.ok("stop", "A")
+        assert "yes" in stopped
+        assert any(isinstance(c, StopCommand) for c in one.commands)
+
+
+@pytest.mark.broker
+def test_status_merges_the_live_statuses_with_the_database(
+    labctl: Labctl, boxes: dict[str, FakeRig]
+) -> None:
+    labctl.ok("assign", "M1", "--box", "1")
+    labctl.ok("assign", "M9", "--box", "9")  # a box that never reported
+    boxes["2"].publish_status(
+        mouse="M2", session_id="s2", trial=12, rewards=7, session_started=1000.0,
+        session_duration=1800.0, clock=1900.0,
+    )  # fmt: skip
+    report = json.loads(labctl.ok("status", "--json"))
+    assert report["broker_reachable"] is True
+    rows = {row["box"]: row for row in report["boxes"]}
+    assert rows["1"]["online"] and rows["1"]["state"] == "idle" and rows["1"]["assigned"] == "M1"
+    assert rows["2"]["state"] == "running" and rows["2"]["mouse"] == "M2"
+    assert (rows["2"]["trial"], rows["2"]["rewards"]) == (12, 7)
+    assert rows["2"]["progress"] == pytest.approx(0.5)
+    assert not rows["9"]["online"] and rows["9"]["state"] == "offline"
+    table = labctl.ok("status")
+    assert "M2" in table and "50%" in table
+
+
+def test_status_without_the_broker_shows_the_database_and_warns(labctl: Labctl) -> None:
+    labctl.ok("assign", "M1", "--box", "1")
+    port = unused_port()
+    result = labctl("--broker", f"mqtt://127.0.0.1:{port}", "status", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["broker_reachable"] is False
+    assert f"cannot reach MQTT broker mqtt://127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.broker
+def test_monitor_once_shows_every_box(labctl: Labctl, boxes: dict[str, FakeRig]) -> None:
+    out = labctl.ok("monitor", "--once")
+    assert "recent events" in out and "running" in out and "idle" in out
+
+
+@pytest.mark.broker
+def test_monitor_for_a_while_shows_events_as_they_come(
+    labctl: Labctl, boxes: dict[str, FakeRig]
+) -> None:
+    import threading
+
+    docs = synthetic_session(mouse="M1", box="1", trials=3)
+    timer = threading.Timer(0.5, boxes["1"].publish, args=(docs,))
+    timer.start()
+    try:
+        out = labctl.ok("monitor", "--duration", "2", "--refresh", "0.1")
+    finally:
+        timer.cancel()
+    assert "session started: M1" in out
+
+
+@pytest.mark.broker
+def test_stop_all_with_nothing_running_says_so(labctl: Labctl, broker: BrokerSettings) -> None:
+    prefix = labctl.env["LABCTL_PREFIX"]
+    assert prefix is not None
+    with FakeRig(broker, Topics(prefix), "1"):
+        assert "no session is running" in labctl.ok("stop", "--all")
+
+
+# ---------------------------------------------------------------- serve
+
+
+def poll(condition: Any, what: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Wait for another process's effect: check, then a short pause, until the deadline."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"labctl serve exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def box_known(db_url: str, box: str) -> bool:
+    from controller.db import Box
+
+    check = open_database(db_url)
+    try:
+        with check.reader() as session:
+            return session.get(Box, box) is not None
+    finally:
+        check.close()
+
+
+@pytest.mark.broker
+def test_serve_stores_a_session_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, broker_url: str, broker: BrokerSettings, topic_prefix: str
+) -> None:
+    db = f"sqlite:///{tmp_path / 'lab.db'}"
+    env = {
+        **os.environ,
+        "LABCTL_DB": db,
+        "LABCTL_BROKER": broker_url,
+        "LABCTL_PREFIX": topic_prefix,
+    }
+    open_database(db).close()  # schema first, so the test can look while serve runs
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "serve"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        with FakeRig(broker, Topics(topic_prefix), "1") as rig:
+            # The box's retained status reaching the database shows the collector has subscribed.
+            poll(lambda: box_known(db, "1"), "the collector to subscribe", proc)
+            docs = synthetic_session(mouse="M1", box="1", trials=5)
+            rig.publish(docs)
+            assert rig.wait(lambda: docs[0].session_id in rig.committed, 30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, output
+    assert "collector stopped" in output and "Traceback" not in output
+    check = open_database(db)
+    with check.reader_engine.connect() as conn:
+        from controller.store import mouse_sessions
+
+        assert mouse_sessions(conn, "M1") == [session_dict(docs)]
+    check.close()
