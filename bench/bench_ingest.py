@@ -1,0 +1,467 @@
+"""Benchmark of the collector: sustained ingest against a bare subscriber, and commit latency.
+
+All on one broker, in one run:
+
+1. **Bare subscriber**: a paho client in its own process that only counts the
+   documents of 50 publishers (QoS 1, each a box publishing one session as
+   fast as it can). Its rate is what the machine can carry at all.
+2. **Collector**: the same 50 publishers into a real ``labctl serve`` process
+   with a fresh SQLite database. Its sustained rate is documents stored per
+   second, measured from the moment the publishers start until the database
+   holds every document (read from outside, as any reader would see them).
+   Target: at least 0.8 of the bare subscriber's rate (the median over
+   ``--rounds`` rounds, each a bare run then a collector run), and no
+   document lost.
+3. **Latency** at ``--rate`` documents per second (default 1,000, spread over
+   the 50 publishers): from the publish call to the row being committed and
+   visible in the database, found by polling the database every
+   ``--poll-ms``. Target: p99 under 50 ms.
+
+The broker is ``--broker URL`` if given, else a private mosquitto started here.
+Every process the bench starts, it stops.
+
+Run: ``python bench/bench_ingest.py [--publishers 50] [--docs 600] [--rate 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import paho.mqtt.client as paho  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from controller.broker import MosquittoBroker, start_local_broker  # noqa: E402
+from controller.mqtt import BrokerSettings, parse_broker_url  # noqa: E402
+from controller.testing import synthetic_session  # noqa: E402
+from shared.documents import dump_document  # noqa: E402
+from shared.protocol import Status, Topics, encode  # noqa: E402
+
+PUBLISHER_PROCESSES = 5
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def client(broker: BrokerSettings, name: str) -> paho.Client:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}")
+    c.max_queued_messages_set(0)
+    c.connect(broker.host, broker.port, 30)
+    c.loop_start()
+    return c
+
+
+# ---------------------------------------------------------------- publishers
+
+
+def documents_for(box: str, docs: int, seed: int) -> list[Any]:
+    """About ``docs`` documents of one session on ``box``, ending with its session_end."""
+    trials = max(1, int(docs / 3.2))
+    stream = synthetic_session(mouse=f"BenchMouse{box}", box=box, trials=trials, seed=seed)
+    return stream
+
+
+def publisher_process(
+    url: str,
+    prefix: str,
+    boxes: list[str],
+    docs: int,
+    rate_per_box: float | None,
+    ready: Any,
+    go: Any,
+    counts: Any,
+    box_offsets: list[float],
+    go_time: Any,
+) -> None:
+    """Publish one session per box, as fast as possible or at ``rate_per_box`` documents/s."""
+    broker = parse_broker_url(url)
+    topics = Topics(prefix)
+    clients = {box: client(broker, f"bench-rig-{box}") for box in boxes}
+    streams = {box: documents_for(box, docs, seed=int(box)) for box in boxes}
+    ready.release()
+    go.wait()
+    infos = []
+    if rate_per_box is None:
+        # Round-robin over the boxes, so all 50 publishers are busy at once.
+        longest = max(len(s) for s in streams.values())
+        for index in range(longest):
+            for box in boxes:
+                if index < len(streams[box]):
+                    payload = dump_document(streams[box][index]).encode()
+                    infos.append(clients[box].publish(topics.events(box), payload, qos=1))
+    else:
+        # Each box publishes every 1/rate_per_box s, the boxes spread evenly over that
+        # period (and the processes over each other), so the total is a steady stream.
+        start = go_time.value
+        interval = 1.0 / rate_per_box
+        slots = sorted(
+            (start + (index + offset) * interval, box, index)
+            for offset, box in zip(box_offsets, boxes, strict=True)
+            for index in range(len(streams[box]))
+        )
+        for due, box, index in slots:
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)  # pacing the publishers is the point here
+            # t carries the publish time, so the reader can compute the latency.
+            doc = streams[box][index].model_copy(update={"t": time.time()})
+            payload = dump_document(doc).encode()
+            infos.append(clients[box].publish(topics.events(box), payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(120)
+    with counts.get_lock():
+        counts.value += len(infos)
+    for c in clients.values():
+        c.disconnect()
+        c.loop_stop()
+
+
+def run_publishers(
+    url: str, prefix: str, publishers: int, docs: int, rate: float | None
+) -> tuple[list[mp.Process], Go, int]:
+    """Start the publisher processes, connected and ready; returns (processes, go, total)."""
+    boxes = [str(n) for n in range(1, publishers + 1)]
+    groups = [boxes[i::PUBLISHER_PROCESSES] for i in range(PUBLISHER_PROCESSES)]
+    groups = [g for g in groups if g]
+    ready = mp.Semaphore(0)
+    go = mp.Event()
+    go_time = mp.Value("d", 0.0)
+    counts = mp.Value("i", 0)
+    per_box = None if rate is None else rate / publishers
+    offset = {box: number / publishers for number, box in enumerate(boxes)}
+    procs = [
+        mp.Process(
+            target=publisher_process,
+            args=(
+                url,
+                prefix,
+                g,
+                docs,
+                per_box,
+                ready,
+                go,
+                counts,
+                [offset[b] for b in g],
+                go_time,
+            ),
+        )
+        for g in groups
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.acquire()
+    total = sum(len(documents_for(b, docs, int(b))) for b in boxes)
+    return procs, Go(go, go_time), total
+
+
+class Go:
+    """Releases the publishers, telling them the common start time."""
+
+    def __init__(self, event: Any, when: Any) -> None:
+        self.event, self.when = event, when
+
+    def set(self) -> None:
+        self.when.value = time.time() + 0.05
+        self.event.set()
+
+
+def join(procs: list[mp.Process]) -> None:
+    for p in procs:
+        p.join(120)
+        if p.is_alive():
+            p.kill()
+
+
+# ---------------------------------------------------------------- 1. bare subscriber
+
+
+def bare_subscriber(url: str, prefix: str, expected: int, subscribed: Any, out: Any) -> None:
+    broker = parse_broker_url(url)
+    topics = Topics(prefix)
+    done = threading.Event()
+    state = {"count": 0, "last": 0.0}
+
+    def on_connect(c: paho.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+        c.subscribe(topics.all_rigs("events"), 1)
+
+    def on_subscribe(c: paho.Client, u: Any, mid: int, rcs: Any, p: Any) -> None:
+        subscribed.set()
+
+    def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
+        state["count"] += 1
+        if state["count"] >= expected:
+            state["last"] = time.time()
+            done.set()
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{uuid.uuid4().hex[:6]}")
+    c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
+    c.connect(broker.host, broker.port, 30)
+    c.loop_start()
+    done.wait(300)
+    out.put((state["count"], state["last"], cpu_seconds(os.getpid())))
+    c.disconnect()
+    c.loop_stop()
+
+
+def measure_bare(url: str, publishers: int, docs: int) -> tuple[float, int, int, float]:
+    prefix = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    procs, go, total = run_publishers(url, prefix, publishers, docs, None)
+    subscribed = mp.Event()
+    out: Any = mp.Queue()
+    sub = mp.Process(target=bare_subscriber, args=(url, prefix, total, subscribed, out))
+    sub.start()
+    subscribed.wait(30)
+    busy0 = machine_busy()
+    started = time.time()
+    go.set()
+    count, last, cpu = out.get(timeout=300)
+    busy1 = machine_busy()
+    print(f"  machine busy {(busy1[0] - busy0[0]) / (busy1[1] - busy0[1]):.0%}")
+    join(procs)
+    sub.join(30)
+    return count / (last - started), count, total, cpu
+
+
+# ---------------------------------------------------------------- 2. and 3. the collector
+
+
+class Serve:
+    """A ``labctl serve`` process on a fresh SQLite file, stopped by pid."""
+
+    def __init__(self, url: str, prefix: str, folder: Path) -> None:
+        self.db_path = folder / f"{prefix}.db"
+        self.url = url
+        self.prefix = prefix
+        env = {
+            **os.environ,
+            "LABCTL_DB": f"sqlite:///{self.db_path}",
+            "LABCTL_BROKER": url,
+            "LABCTL_PREFIX": prefix,
+            "PYTHONPATH": str(REPO),
+        }
+        self.log = open(folder / f"{prefix}.log", "wb")  # noqa: SIM115  (closed in stop)
+        subprocess.run(
+            [sys.executable, "-m", "controller.cli", "mouse", "list"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip  (creates the schema before serve starts)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "serve"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_subscribed()
+
+    def query(self, sql: str, *args: Any) -> list[Any]:
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def wait_subscribed(self) -> None:
+        """A retained status reaching the database shows the collector has subscribed."""
+        broker = parse_broker_url(self.url)
+        c = client(broker, "bench-probe")
+        status = Status(box="probe", state="idle")
+        c.publish(Topics(self.prefix).status("probe"), encode(status), qos=1, retain=True)
+        deadline = time.monotonic() + 30
+        while not self.query("SELECT 1 FROM boxes WHERE id = 'probe'"):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit("labctl serve did not start; see its log")
+            time.sleep(0.05)  # another process's effect: nothing to wait on but the file
+        c.publish(Topics(self.prefix).status("probe"), b"", qos=1, retain=True).wait_for_publish(5)
+        c.disconnect()
+        c.loop_stop()
+
+    def count(self) -> int:
+        return int(self.query("SELECT count(*) FROM documents")[0][0])
+
+    def newest_id(self, conn: sqlite3.Connection) -> int:
+        """The highest document row id: O(1), unlike count(*), so polling costs next to
+        nothing (the bench shares the machine's CPU with what it measures)."""
+        conn.rollback()  # a fresh snapshot
+        return int(conn.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0])
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+def measure_collector(
+    url: str, publishers: int, docs: int, folder: Path
+) -> tuple[float, int, int, int, float]:
+    prefix = f"bench-serve-{uuid.uuid4().hex[:6]}"
+    serve = Serve(url, prefix, folder)
+    try:
+        procs, go, total = run_publishers(url, prefix, publishers, docs, None)
+        cpu_before = cpu_seconds(serve.proc.pid)
+        busy0 = machine_busy()
+        started = time.time()
+        go.set()
+        deadline = time.monotonic() + 300
+        reader = sqlite3.connect(f"file:{serve.db_path}?mode=ro", uri=True, timeout=30)
+        while serve.newest_id(reader) < total and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling the database from outside, as any reader would
+        finished = time.time()
+        while (
+            int(reader.execute("SELECT count(*) FROM sessions WHERE complete").fetchone()[0])
+            < publishers
+            and time.monotonic() < deadline
+        ):
+            reader.rollback()
+            time.sleep(0.02)
+        all_complete = time.time() - started
+        reader.close()
+        stored = serve.count()
+        cpu = cpu_seconds(serve.proc.pid) - cpu_before
+        busy1 = machine_busy()
+        print(f"  machine busy {(busy1[0] - busy0[0]) / (busy1[1] - busy0[1]):.0%}")
+        join(procs)
+        unique = serve.query("SELECT count(DISTINCT session_id || ':' || seq) FROM documents")
+        complete = serve.query("SELECT count(*) FROM sessions WHERE complete")[0][0]
+        print(f"  every session rebuilt and stored {all_complete:.2f} s after the start")
+        return stored / (finished - started), stored, int(unique[0][0]), int(complete), cpu
+    finally:
+        serve.stop()
+
+
+def measure_latency(
+    url: str, publishers: int, rate: float, seconds: float, folder: Path, poll_ms: float
+) -> tuple[list[float], int, int]:
+    prefix = f"bench-lat-{uuid.uuid4().hex[:6]}"
+    serve = Serve(url, prefix, folder)
+    docs = max(4, int(rate * seconds / publishers))
+    try:
+        procs, go, total = run_publishers(url, prefix, publishers, docs, rate)
+        latencies: list[float] = []
+        conn = sqlite3.connect(f"file:{serve.db_path}?mode=ro", uri=True, timeout=30)
+        last_id = 0
+        go.set()
+        deadline = time.monotonic() + seconds * 3 + 60
+        seen = 0
+        while seen < total and time.monotonic() < deadline:
+            rows = conn.execute(
+                "SELECT id, t FROM documents WHERE id > ? ORDER BY id", (last_id,)
+            ).fetchall()
+            now = time.time()
+            for row_id, t in rows:
+                last_id = max(last_id, row_id)
+                seen += 1
+                latencies.append(now - t)
+            conn.rollback()  # a new snapshot on the next read
+            time.sleep(poll_ms / 1000)
+        conn.close()
+        join(procs)
+        return latencies, seen, total
+    finally:
+        serve.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--broker", help="broker URL (default: a private mosquitto)")
+    parser.add_argument("--publishers", type=int, default=50)
+    parser.add_argument("--docs", type=int, default=600, help="documents per publisher")
+    parser.add_argument("--rate", type=float, default=1000.0, help="documents/s for latency")
+    parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
+    parser.add_argument("--poll-ms", type=float, default=1.0, help="database poll period")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds")
+    args = parser.parse_args()
+
+    broker: Any = None
+    url = args.broker
+    if url is None:
+        broker = start_local_broker()
+        url = broker.url
+    kind = "mosquitto" if isinstance(broker, MosquittoBroker) else "given/amqtt"
+    print(f"broker {url} ({kind}); {args.publishers} publishers at QoS 1")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+            folder = Path(tmp)
+            bare_rates, serve_rates = [], []
+            for _ in range(args.rounds):
+                bare, received, total, cpu = measure_bare(url, args.publishers, args.docs)
+                bare_rates.append(bare)
+                print(
+                    f"bare subscriber : {bare:8.0f} docs/s  ({received}/{total} received, "
+                    f"{cpu / received * 1e6:.0f} µs CPU per document)"
+                )
+                rate, stored, unique, complete, cpu = measure_collector(
+                    url, args.publishers, args.docs, folder
+                )
+                serve_rates.append(rate)
+                lost = total - stored
+                print(
+                    f"labctl serve    : {rate:8.0f} docs/s  ({stored}/{total} stored, "
+                    f"{unique} unique, {complete}/{args.publishers} sessions complete, "
+                    f"lost {lost}, {cpu / max(stored, 1) * 1e6:.0f} µs CPU per document)"
+                )
+            # Each round pairs the two measurements taken back to back, so a round's
+            # ratio is the least disturbed by whatever else the machine was doing.
+            per_round = [s / b for s, b in zip(serve_rates, bare_rates, strict=True)]
+            ratio = statistics.median(per_round)
+            print(
+                f"ratio collector/bare per round: {', '.join(f'{r:.2f}' for r in per_round)}; "
+                f"median {ratio:.2f}, best-of-each {max(serve_rates) / max(bare_rates):.2f}  "
+                f"(target >= 0.80: {'ok' if ratio >= 0.8 else 'MISSED'})"
+            )
+            latencies, seen, total = measure_latency(
+                url, args.publishers, args.rate, args.seconds, folder, args.poll_ms
+            )
+            ms = [x * 1000 for x in latencies]
+            p99 = percentile(ms, 99)
+            print(
+                f"latency at {args.rate:g} docs/s, publish -> committed row ({seen}/{total} docs, "
+                f"poll {args.poll_ms:g} ms): median {statistics.median(ms):.1f} ms, "
+                f"p99 {p99:.1f} ms, max {max(ms):.1f} ms "
+                f"(target p99 < 50 ms: {'ok' if p99 < 50 else 'MISSED'})"
+            )
+    finally:
+        if broker is not None:
+            broker.stop()
+            if isinstance(broker, MosquittoBroker):
+                broker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
