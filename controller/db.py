@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ APP_NAME = "reachlab"
 DB_FILE = "reachlab.db"
 #: How long a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: How long opening a SQLite database retries SQLite's immediate "database is locked".
+OPEN_RETRY_S = 30.0
+OPEN_RETRY_PAUSE_S = 0.05
 #: Any constant: the PostgreSQL advisory lock that serialises concurrent schema upgrades.
 _UPGRADE_LOCK_KEY = 0x7265616368
 
@@ -395,19 +399,42 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
         url = f"sqlite:///{path}"
     engine = create_database_engine(url)
     db = Database(engine)
-    try:
-        if upgrade:
-            upgrade_schema(engine)
-        else:
-            with engine.connect():
-                pass
-    except DatabaseError:
-        engine.dispose()
-        raise
-    except (SQLAlchemyError, OSError) as exc:
-        engine.dispose()
-        raise DatabaseError(f"cannot open database {db.url}: {_first_line(exc)}") from None
-    return db
+    deadline = time.monotonic() + OPEN_RETRY_S
+    while True:
+        try:
+            if upgrade:
+                upgrade_schema(engine)
+            else:
+                with engine.connect():
+                    pass
+            return db
+        except DatabaseError:
+            engine.dispose()
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            if _sqlite_busy(engine, exc) and time.monotonic() < deadline:
+                # SQLite answers "database is locked" at once, without waiting out
+                # busy_timeout, while another process opens, recovers or closes the
+                # last connection to a WAL database (https://sqlite.org/wal.html,
+                # "Sometimes Queries Return SQLITE_BUSY In WAL Mode"): labctl started
+                # beside a starting or stopping collector must wait, not fail.
+                engine.dispose()
+                _wait_before_retry()
+                continue
+            engine.dispose()
+            raise DatabaseError(f"cannot open database {db.url}: {_first_line(exc)}") from None
+
+
+def _wait_before_retry() -> None:
+    time.sleep(OPEN_RETRY_PAUSE_S)
+
+
+def _sqlite_busy(engine: Engine, exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's transient "database is locked"/"busy" answer."""
+    if engine.dialect.name != "sqlite":
+        return False
+    message = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in message or "database is busy" in message
 
 
 # ---------------------------------------------------------------- WAL checkpoints
@@ -444,8 +471,18 @@ class Checkpointer:
         def no_auto_checkpoints(dbapi_connection: Any, record: Any) -> None:
             dbapi_connection.execute("PRAGMA wal_autocheckpoint = 0")
 
+        import sqlite3
+
+        # Opened before the pool is emptied, so this process never closes its last
+        # connection to the database: closing the last one makes SQLite clean up the
+        # WAL under an exclusive lock, and another process opening it then is refused.
+        conn = sqlite3.connect(
+            self.path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
         self.db.engine.dispose()  # every connection from now on is one without
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(conn,), name="wal-checkpoints", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -454,11 +491,7 @@ class Checkpointer:
             self._thread.join(30)
             self._thread = None
 
-    def _run(self) -> None:
-        import sqlite3
-
-        assert self.path is not None
-        conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    def _run(self, conn: Any) -> None:
         try:
             while not self._stop.wait(self.interval):
                 self._checkpoint(conn, "PASSIVE")

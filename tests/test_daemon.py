@@ -169,13 +169,19 @@ class RigClient:
         self.wait(ended, f"the session_end of {session_id}")
         return next(d for d in self.session_docs(session_id) if isinstance(d, SessionEnd))
 
-    def wait_complete(self, session_id: str) -> list[Document]:
+    def wait_complete(self, session_id: str, timeout: float = TIMEOUT) -> list[Document]:
         """Wait until every seq up to the session_end has arrived; return them in arrival order."""
         end = self.wait_session_end(session_id)
-        self.wait(
-            lambda: len(self.session_docs(session_id)) == end.seq + 1,
-            f"all {end.seq + 1} documents of {session_id}",
-        )
+        try:
+            self.wait(
+                lambda: len(self.session_docs(session_id)) == end.seq + 1,
+                f"all {end.seq + 1} documents of {session_id}",
+                timeout,
+            )
+        except AssertionError as exc:
+            have = {doc.seq for doc in self.session_docs(session_id)}
+            missing = sorted(set(range(end.seq + 1)) - have)
+            raise AssertionError(f"{exc}; missing seqs {missing[:20]} of {len(missing)}") from None
         return self.session_docs(session_id)
 
     def close(self) -> None:

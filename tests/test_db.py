@@ -7,6 +7,7 @@ own, dropped afterwards; skipped only when no server is reachable).
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from controller import db as db_module
 from controller.db import (
     SCHEMA_REVISION,
     Assignment,
@@ -73,6 +75,58 @@ def test_processes_racing_to_create_the_schema_all_succeed(tmp_path: Path) -> No
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
     assert inspect(create_engine(url)).has_table("documents")
+
+
+def _hold_exclusive_lock(path: Path) -> sqlite3.Connection:
+    """Another process's view of the file: a connection that keeps every other one out."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("DELETE FROM dead_letters")
+    holder.execute("COMMIT")  # exclusive locking mode keeps the lock after the commit
+    return holder
+
+
+def test_opening_waits_out_sqlite_s_immediate_database_is_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite refuses at once, without busy_timeout, while another process opens, recovers
+    or closes a WAL database: labctl beside a starting collector retries instead of failing."""
+    path = tmp_path / "lab.db"
+    open_database(f"sqlite:///{path}").close()
+    holder = _hold_exclusive_lock(path)
+    # busy_timeout 0 turns the lock into SQLite's immediate refusal.
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 0)
+    waits: list[int] = []
+
+    def other_process_lets_go() -> None:
+        waits.append(1)
+        if len(waits) == 2:
+            holder.close()
+
+    monkeypatch.setattr(db_module, "_wait_before_retry", other_process_lets_go)
+    db = open_database(f"sqlite:///{path}")
+    with db.reader() as session:
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
+            SCHEMA_REVISION
+        )
+    db.close()
+    assert len(waits) == 2  # refused twice, then opened once the lock was gone
+
+
+def test_a_database_locked_for_good_is_still_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "lab.db"
+    open_database(f"sqlite:///{path}").close()
+    holder = _hold_exclusive_lock(path)
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 0)
+    monkeypatch.setattr(db_module, "OPEN_RETRY_S", 0.0)
+    try:
+        with pytest.raises(DatabaseError, match=r"cannot open database .*database is locked"):
+            open_database(f"sqlite:///{path}")
+    finally:
+        holder.close()
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys_enforced(tmp_path: Path) -> None:
