@@ -1,8 +1,9 @@
 """The original single-rig library's Python API, working with no broker and no controller.
 
-The seed documentation's code runs with only its import line changed::
+The seed documentation's code runs with only its import lines changed::
 
-    from agent import Mouse, generate_config   # was: from reach import Mouse ...
+    import agent as reach                      # was: import reach
+    from agent import Mouse                    # was: from reach import Mouse
 
     mouse = Mouse.init_from_file(mouse_id="ExampleMouse1", json_path="~/training_data")
     mouse.train(config_file="~/reach_config.ini", data={"trainer": "Matt", "training_box": 1})
@@ -26,7 +27,8 @@ from agent.hardware import PinMap
 from agent.runtime import RigRuntime, parse_time_scale
 from shared.analysis import SessionResults, cohort_results, mouse_results, session_results
 from shared.carryover import last_carry_over
-from shared.config import generate_config, read_config
+from shared.config import TaskConfig, generate_config, read_config
+from shared.errors import ConfigError
 from shared.ids import check_mouse_id
 from shared.sessionfile import append_session, mouse_file_path, read_sessions, write_sessions
 
@@ -72,6 +74,7 @@ class Mouse:
         config_file: str | os.PathLike[str] | None = None,
         data: dict[str, Any] | None = None,
         *,
+        config: TaskConfig | dict[str, Any] | None = None,
         sim: bool | None = None,
         time_scale: float | None = None,
         seed: int | None = None,
@@ -86,12 +89,21 @@ class Mouse:
         run on a laptop), else a real rig in real time.
         Ctrl-C ends the session cleanly as ``stopped`` and keeps its data.
         ``on_document`` sees every session document as it is emitted.
+
+        The settings come from ``config`` (a :class:`~shared.config.TaskConfig`, or a
+        dict of settings checked like a config file's) when given, else from
+        ``config_file``, else the defaults. A dict names only what differs from them.
         """
         if sim is None:
             sim = os.environ.get("LABAGENT_SIM", "").lower() in ("1", "true", "yes")
         if time_scale is None:
             time_scale = parse_time_scale(os.environ.get("LABAGENT_TIME_SCALE", "1"))
-        config = read_config(Path(config_file).expanduser() if config_file else None)
+        if config is not None and config_file is not None:
+            raise ConfigError("give the settings as config_file or as config, not both")
+        if isinstance(config, dict):
+            config = TaskConfig.from_dict(config, source="config")
+        elif config is None:
+            config = read_config(Path(config_file).expanduser() if config_file else None)
         carry = last_carry_over([s.data for s in self.data], config.window)
         runtime = RigRuntime.create(sim=sim, time_scale=time_scale, pins=pins, seed=seed)
         try:

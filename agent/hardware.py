@@ -169,7 +169,8 @@ class Rig:
             self.sync = DigitalOutputDevice(pins.sync, pin_factory=pin_factory)
         except GPIOZeroError as exc:
             self.close()
-            raise HardwareError(f"GPIO set-up failed: {exc}") from None
+            # Some gpiozero errors carry no text (PinPWMUnsupported on a plain pin): name the class.
+            raise HardwareError(f"GPIO set-up failed: {str(exc) or type(exc).__name__}") from None
         for index, device in enumerate(self.paws):
             device.when_activated = lambda _d=None, i=index: self._post_paw(i, True)
             device.when_deactivated = lambda _d=None, i=index: self._post_paw(i, False)

@@ -15,8 +15,8 @@ from pathlib import Path
 from agent.api import Mouse
 from agent.hardware import PinMap
 from shared.analysis import format_table, session_results
-from shared.config import generate_config, parse_meta
-from shared.documents import Document, TrialEnd
+from shared.config import generate_config, parse_meta, read_config
+from shared.documents import Document, SessionStart, TrialEnd
 from shared.ids import check_mouse_id
 from shared.sessionfile import mouse_file_path
 
@@ -56,17 +56,21 @@ def run(args: argparse.Namespace) -> int:
     if args.notes is not None:
         metadata["notes"] = args.notes
     pins = PinMap.load(args.pins) if args.pins else None
-    if args.config and not Path(args.config).expanduser().exists():
-        print(f"config file {args.config} does not exist: using the default settings")
+    # Checked before the person is asked to press Enter: a bad file fails now, not later.
+    config = read_config(Path(args.config).expanduser() if args.config else None)
     interactive = sys.stdin.isatty() and not args.sim
 
     mouse = Mouse.init_from_file(mouse_id=mouse_id, json_path=data_dir)
     print(f"{mouse_id}: {len(mouse)} previous session(s) in {mouse_file_path(data_dir, mouse_id)}")
     if interactive:
-        input("Press Enter to start the session (Ctrl-C ends it early)... ")
+        try:
+            input("Press Enter to start the session (Ctrl-C ends it early)... ")
+        except EOFError:
+            print("\nno session started: standard input was closed")
+            return 1
 
     session = mouse.train(
-        config_file=args.config,
+        config=config,
         data=metadata,
         sim=args.sim,
         time_scale=time_scale,
@@ -76,15 +80,27 @@ def run(args: argparse.Namespace) -> int:
         on_document=TrialLogger(mouse_id, quiet=math.isinf(time_scale)),
     )
     if args.notes is None and interactive:
-        session.data["notes"] = input("Notes for this session: ")
+        session.data["notes"] = ask_notes()
     path = mouse.save_data_to_file(data_dir)
     print(f"session {session.data.get('status')}: saved to {path}")
     print(format_table([session_results(session.data).as_dict() | {"mouse": mouse_id}]))
     return 0
 
 
+def ask_notes() -> str:
+    """The session's notes from the person at the rig; Ctrl-C or Ctrl-D here means none.
+
+    The session is over and not yet saved: leaving the prompt must never lose it.
+    """
+    try:
+        return input("Notes for this session: ")
+    except (EOFError, KeyboardInterrupt):
+        print("\nno notes; saving the session")
+        return ""
+
+
 class TrialLogger:
-    """Prints one line per finished trial while a session runs."""
+    """Prints a line when the session starts and one per finished trial while it runs."""
 
     def __init__(self, mouse_id: str, quiet: bool) -> None:
         self.mouse_id = mouse_id
@@ -92,7 +108,9 @@ class TrialLogger:
         self.correct = 0
 
     def __call__(self, doc: Document) -> None:
-        if isinstance(doc, TrialEnd):
+        if isinstance(doc, SessionStart):
+            log.info("%s: session %s started (Ctrl-C ends it)", self.mouse_id, doc.session_id)
+        elif isinstance(doc, TrialEnd):
             self.correct += doc.outcome == 1
             if not self.quiet:
                 log.info(

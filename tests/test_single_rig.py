@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from agent import Cohort, Mouse, generate_config
+from shared.errors import ConfigError
 from shared.sessionfile import read_sessions, validate_sessions
 
 from .conftest import REPO, SAMPLES
@@ -27,6 +33,28 @@ def labagent(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     )
 
 
+#: The original library's user documentation, as the team received it.
+SEED_DOC = SAMPLES / "seed-training.rst"
+#: What replaces the original import lines (`import reach`, `from reach import Mouse`).
+SEED_IMPORTS = "import agent as reach\nfrom agent import Mouse\n"
+
+
+def seed_code_blocks(text: str) -> list[str]:
+    """The ``.. code-block:: python`` blocks of an .rst text, dedented, in order."""
+    blocks: list[str] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        if line.strip() != ".. code-block:: python":
+            continue
+        body: list[str] = []
+        for following in lines[number + 1 :]:
+            if following.strip() and not following.startswith(" "):
+                break
+            body.append(following)
+        blocks.append(textwrap.dedent("\n".join(body)).strip() + "\n")
+    return blocks
+
+
 def test_seed_documentation_code_runs_with_only_the_import_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -35,28 +63,46 @@ def test_seed_documentation_code_runs_with_only_the_import_changed(
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "training_data").mkdir()
 
-    # The code blocks of seed/training.rst, verbatim but for `reach` -> `agent`:
-    import agent as reach
-
-    mouse = reach.Mouse.init_from_file(
-        mouse_id="ExampleMouse1",
-        json_path="~/training_data",
-    )
-    reach.generate_config("~/reach_config.ini")
-    mouse.train(
-        config_file="~/reach_config.ini",
-        data={"trainer": "Matt", "training_box": 1},
-    )
-    mouse.save_data_to_file("~/training_data")
+    # Every code block of the seed's training.rst, run as written, in the order it gives
+    # them: load, train with metadata, save, train again from a config file, write one.
+    blocks = seed_code_blocks(SEED_DOC.read_text(encoding="utf-8"))
+    assert len(blocks) == 5 and "Mouse.init_from_file(" in blocks[0]
+    namespace: dict[str, object] = {}
+    exec(SEED_IMPORTS, namespace)
+    for block in blocks:
+        exec(compile(block, str(SEED_DOC), "exec"), namespace)
 
     saved = read_sessions(tmp_path / "training_data" / "ExampleMouse1.json")
-    assert len(saved) == 1
+    assert len(saved) == 1  # saved once, after the first session
     session = saved[0]
     assert (session["trainer"], session["training_box"]) == ("Matt", 1)
     assert session["status"] == "complete"
     assert session["duration"] >= 1800
     assert len(session["trials"]) > 50
     assert list(session)[:2] == ["trainer", "training_box"]  # metadata first, as before
+    mouse = namespace["mouse"]
+    assert isinstance(mouse, Mouse) and len(mouse) == 2  # the second block's session too
+    assert (tmp_path / "reach_config.ini").read_text().startswith("[Settings]")
+
+
+def test_the_docs_give_the_same_import_lines_the_seed_test_uses() -> None:
+    text = (REPO / "docs" / "single-rig.md").read_text(encoding="utf-8")
+    for line in SEED_IMPORTS.splitlines():
+        assert line in text
+
+
+def test_settings_can_be_given_from_python_and_bad_ones_name_the_key(tmp_path: Path) -> None:
+    mouse = Mouse("PyConfig")
+    session = mouse.train(
+        config={"duration": 120, "timeout": 2000}, sim=True, time_scale=float("inf"), seed=3
+    )
+    assert session.data["duration"] >= 120 and session.data["timeout"] == 2000
+    assert session.data["duration"] < 1800
+    with pytest.raises(ConfigError, match="cue_decay"):
+        mouse.train(config={"cue_decay": "fast"}, sim=True, time_scale=float("inf"))
+    with pytest.raises(ConfigError, match="not both"):
+        mouse.train(config_file=tmp_path / "x.ini", config={"duration": 60}, sim=True)
+    assert len(mouse) == 1  # the refused calls ran nothing
 
 
 def test_a_second_session_continues_where_the_first_left_off(tmp_path: Path) -> None:
@@ -187,3 +233,69 @@ def test_generate_config_round_trips_through_the_reader(tmp_path: Path) -> None:
     from shared.config import TaskConfig, read_config
 
     assert read_config(generate_config(tmp_path / "c.ini")) == TaskConfig()
+
+
+class Terminal:
+    """A ``labagent train`` process on a pseudo-terminal, as a person at the rig runs it."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=REPO,
+            env=env,
+        )
+        os.close(slave)
+        self.output = b""
+
+    def read_until(self, needle: bytes, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.output:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.master], [], [], max(left, 0))
+            if not ready:
+                raise AssertionError(f"no {needle!r} after {timeout:g} s: {self.output!r}")
+            try:
+                self.output += os.read(self.master, 4096)
+            except OSError:  # the process closed the terminal: it has exited
+                raise AssertionError(f"exited before {needle!r}: {self.output!r}") from None
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        os.close(self.master)
+
+
+def test_on_a_rig_train_waits_for_enter_and_ctrl_c_at_the_notes_prompt_still_saves(
+    tmp_path: Path,
+) -> None:
+    """Not --sim, on a terminal: it waits for Enter, Ctrl-C ends the session as stopped, and a
+    second Ctrl-C at the notes prompt means "no notes", never a lost session."""
+    env = {
+        **os.environ,
+        # The "real" pin factory, made of gpiozero's mock pins: no Pi in a test machine.
+        "GPIOZERO_PIN_FACTORY": "mock",
+        "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin",
+    }
+    data = tmp_path / "data"
+    terminal = Terminal(["train", "M9", "--data-dir", str(data), "--meta", "trainer=Matt"], env)
+    try:
+        terminal.read_until(b"Press Enter to start")
+        assert b"started" not in terminal.output  # it waits for the person
+        os.write(terminal.master, b"\n")
+        terminal.read_until(b"started (Ctrl-C ends it)")
+        terminal.process.send_signal(signal.SIGINT)
+        terminal.read_until(b"Notes for this session: ")
+        terminal.process.send_signal(signal.SIGINT)
+        terminal.read_until(b"saved to")
+        assert terminal.process.wait(30) == 0, terminal.output.decode()
+    finally:
+        terminal.close()
+    (session,) = read_sessions(data / "M9.json")
+    assert session["status"] == "stopped" and session["notes"] == ""
+    assert session["trainer"] == "Matt"
+    assert b"Traceback" not in terminal.output
