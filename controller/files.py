@@ -227,7 +227,12 @@ def export_mouse(
         existing = path.read_text(encoding="utf-8", errors="replace")
         if existing == text:
             return ExportResult(mouse, path, count, False, "unchanged")
-        foreign = _foreign_sessions(existing, text)
+        # The everyday case, checked without parsing 10+ MB twice: the database has only
+        # added sessions after those of our last export.
+        appended = existing.startswith("[") and text.startswith(existing.rstrip()[:-1] + ", ")
+        foreign = 0 if appended and existing.rstrip().endswith("]") else None
+        if foreign is None:
+            foreign = _foreign_sessions(existing, text)
         if foreign is None:
             raise DataFileError(
                 f"{path} exists and is not a per-mouse file; not replacing it (--force would)"
