@@ -65,8 +65,12 @@ def persistent_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
         pytest.skip("needs the mosquitto binary: this test stops and restarts the broker")
     store = tmp_path / "mosquitto-store"
     store.mkdir()
-    store.chmod(0o777)  # mosquitto started by root drops to its own user to write here
-    broker = MosquittoBroker(extra_config=f"persistence true\npersistence_location {store}/\n")
+    # Started by root, mosquitto drops to its own user, which cannot write under pytest's
+    # private tmp_path: the save at shutdown would fail and the subscriber's session (and
+    # what was queued for it) would be gone after the restart. `user` only acts under root.
+    broker = MosquittoBroker(
+        extra_config=f"user root\npersistence true\npersistence_location {store}/\n"
+    )
     broker.start()
     yield broker
     broker.close()
@@ -87,6 +91,8 @@ def test_a_broker_outage_mid_session_loses_nothing(
             collector.wait(lambda: len(collector.session_docs(session_id)) >= 10, "documents")
 
             persistent_broker.stop()
+            # The broker saved the collector's session: what it queued survives the restart.
+            assert (tmp_path / "mosquitto-store" / "mosquitto.db").exists()
             at_stop = journal_count(agent.journal, session_id)
             # The session carries on without the broker, journalling as it goes.
             wait_until(
