@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -693,18 +694,60 @@ def monitor(
             console().print(render())
             return
         deadline = None if duration is None else time.monotonic() + duration
+        # Ctrl-C (or a SIGINT from a script) ends the loop between redraws rather than
+        # interrupting whatever runs (a database read, a redraw): the last view stays on
+        # screen and the exit status is 0, even where a parent left SIGINT ignored.
+        leave = threading.Event()
+
+        def on_sigint(signum: int, frame: FrameType | None) -> None:
+            leave.set()
+            with link.cond:  # re-entrant: safe even if this thread holds it
+                link.cond.notify_all()
+
+        in_main = threading.current_thread() is threading.main_thread()  # else no signals
+        previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
         try:
             with Live(render(), console=console(), refresh_per_second=4, transient=False) as live:
-                while deadline is None or time.monotonic() < deadline:
+                while not leave.is_set() and (deadline is None or time.monotonic() < deadline):
                     wait = (
                         refresh if deadline is None else min(refresh, deadline - time.monotonic())
                     )
                     link.wait_for_message(max(wait, 0.0))
+                    if leave.is_set():
+                        break
                     live.update(render())
                     # However busy the lab, redraw at most ten times a second.
-                    link.wait_for_message(0.1, only_new=False)
-        except KeyboardInterrupt:
-            pass
+                    link.wait_for(leave.is_set, 0.1)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    ctx: typer.Context,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", help="show the N newest")
+    ] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Messages the collector could not use, newest first, with the reason.
+
+    One row each: when it arrived, its topic, why the collector refused it, and
+    the start of its payload with its size. They are kept in the database's
+    dead_letters table; listing them changes nothing.
+    """
+    from controller.views import dead_letters_table, recent_dead_letters
+
+    if limit < 1:
+        fail(f"--limit must be at least 1, got {limit}")
+    rows, total = recent_dead_letters(state_of(ctx).db(), limit)
+    if as_json:
+        print_json([row.as_dict() for row in rows])
+    elif not rows:
+        say("no dead letters")
+    else:
+        console().print(dead_letters_table(rows, total))
 
 
 # ---------------------------------------------------------------- files
@@ -853,7 +896,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """The collector: store every rig's documents and status until stopped (SIGTERM, Ctrl-C)."""
+    """The collector: store every rig's documents and status until SIGTERM or Ctrl-C."""
     from controller.collector import Collector
     from controller.ingest import IngestSettings
 

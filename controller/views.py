@@ -1,4 +1,4 @@
-"""What ``labctl status`` and ``labctl monitor`` show: one row per box, and recent events.
+"""What ``labctl status``, ``monitor`` and ``dead-letters`` show: boxes, events, bad messages.
 
 A box's row merges two sources. The broker's retained status is the live
 truth (state, mouse, trial, rewards) when the broker can be reached; the
@@ -19,9 +19,9 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, func, select
 
-from controller.db import Box, Database
+from controller.db import Box, Database, DeadLetter
 from controller.lab import assignments_by_box, box_sort_key
 from shared.documents import (
     CueChanged,
@@ -265,3 +265,78 @@ def monitor_view(
         events_table(events),
         Text("Ctrl-C to leave", style="dim"),
     )
+
+
+# ---------------------------------------------------------------- dead letters
+
+PREVIEW_BYTES = 240  # read from the database per dead letter, however big the payload
+PREVIEW_CHARS = 60  # shown in the table and the JSON
+
+
+@dataclass
+class DeadLetterView:
+    """One dead letter as ``labctl dead-letters --json`` reports it."""
+
+    id: int
+    received_at: float
+    topic: str
+    reason: str
+    payload_bytes: int
+    payload_preview: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def payload_preview(payload: bytes, limit: int = PREVIEW_CHARS) -> str:
+    """The start of a payload on one line: invalid UTF-8 escaped, control characters as spaces."""
+    text = payload.decode("utf-8", errors="backslashreplace")
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def recent_dead_letters(db: Database, limit: int) -> tuple[list[DeadLetterView], int]:
+    """The ``limit`` newest dead letters, newest first, and how many are stored in all."""
+    head = func.substr(DeadLetter.payload, 1, PREVIEW_BYTES, type_=LargeBinary)
+    query = (
+        select(
+            DeadLetter.id,
+            DeadLetter.received_at,
+            DeadLetter.topic,
+            DeadLetter.reason,
+            func.length(DeadLetter.payload),
+            head,
+        )
+        .order_by(DeadLetter.received_at.desc(), DeadLetter.id.desc())
+        .limit(limit)
+    )
+    with db.reader() as session:
+        total = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
+        rows = [
+            DeadLetterView(
+                id=row_id,
+                received_at=received_at,
+                topic=topic,
+                reason=reason,
+                payload_bytes=size or 0,
+                payload_preview=payload_preview(bytes(start or b"")),
+            )
+            for row_id, received_at, topic, reason, size, start in session.execute(query)
+        ]
+    return rows, total
+
+
+def dead_letters_table(rows: Iterable[DeadLetterView], total: int) -> Table:
+    rows = list(rows)
+    shown = f"the newest {len(rows)} of {total}" if len(rows) < total else f"all {total}"
+    table = Table(title=f"dead letters, newest first ({shown})", title_justify="left")
+    for column in ("received", "topic", "reason", "payload"):
+        table.add_column(column)
+    for row in rows:
+        received = datetime.fromtimestamp(row.received_at).strftime("%Y-%m-%d %H:%M:%S")
+        preview = row.payload_preview if row.payload_bytes else "(empty)"
+        # Text, not str: a payload or reason holding [brackets] must not be read as markup.
+        table.add_row(
+            received, Text(row.topic), Text(row.reason), Text(f"{preview} ({row.payload_bytes} B)")
+        )
+    return table

@@ -290,6 +290,63 @@ def test_results_are_the_shared_analysis_of_the_stored_sessions(labctl: Labctl) 
     assert "d'" in table and "2020-02-07" in table
 
 
+# ---------------------------------------------------------------- dead letters
+
+
+def test_dead_letters_lists_what_the_collector_could_not_use_newest_first(
+    db_url: str, broker_url: str
+) -> None:
+    from controller.ingest import Incoming, Ingest
+    from shared.protocol import Status, encode
+
+    labctl = Labctl(db_url, broker_url, "unused")
+    assert labctl.ok("dead-letters").strip() == "no dead letters"
+    assert json.loads(labctl.ok("dead-letters", "--json")) == []
+
+    class Sink:
+        def send(self, box: str, command: Any) -> None:
+            pass
+
+    topics = Topics()
+    long_garbage = b"[bold]not markup[/bold] \n\t" + b"x" * 500 + b"\xff"
+    db = open_database(db_url)
+    try:
+        Ingest(db, Sink()).handle(
+            [
+                Incoming(topics.events("1"), b"{not json", 1_000.0),
+                Incoming(topics.status("2"), encode(Status(box="3", state="idle")), 2_000.0),
+                Incoming("elsewhere/topic", long_garbage, 3_000.0),
+            ]
+        )
+    finally:
+        db.close()
+
+    rows = json.loads(labctl.ok("dead-letters", "--json"))
+    assert [(r["received_at"], r["topic"]) for r in rows] == [
+        (3_000.0, "elsewhere/topic"),
+        (2_000.0, topics.status("2")),
+        (1_000.0, topics.events("1")),
+    ]
+    assert "status of box '3' on the topic of box '2'" in rows[1]["reason"]
+    assert rows[2]["payload_preview"] == "{not json" and rows[2]["payload_bytes"] == 9
+    garbage = rows[0]
+    assert garbage["payload_bytes"] == len(long_garbage)
+    assert garbage["payload_preview"].startswith("[bold]not markup[/bold] xxx")
+    assert len(garbage["payload_preview"]) == 60 and garbage["payload_preview"].endswith("\u2026")
+
+    newest = json.loads(labctl.ok("dead-letters", "--limit", "1", "--json"))
+    assert [r["topic"] for r in newest] == ["elsewhere/topic"]
+
+    table = labctl.ok("dead-letters")
+    assert "newest first (all 3)" in table
+    assert table.index("elsewhere/topic") < table.index(topics.status("2"))
+    assert table.index(topics.status("2")) < table.index(topics.events("1"))
+    assert "[bold]not markup[/bold]" in table  # a payload is shown, never read as markup
+    assert "{not json (9 B)" in table
+    assert "the newest 2 of 3" in labctl.ok("dead-letters", "-n", "2")
+    assert "--limit must be at least 1, got 0" in labctl.error("dead-letters", "--limit", "0")
+
+
 # ---------------------------------------------------------------- boxes
 
 
@@ -383,25 +440,73 @@ def test_status_without_the_broker_shows_the_database_and_warns(labctl: Labctl) 
 
 
 @pytest.mark.broker
-def test_monitor_once_shows_every_box(labctl: Labctl, boxes: dict[str, FakeRig]) -> None:
+def test_monitor_once_or_for_a_while_shows_every_box(
+    labctl: Labctl, boxes: dict[str, FakeRig]
+) -> None:
     out = labctl.ok("monitor", "--once")
     assert "recent events" in out and "running" in out and "idle" in out
+    # --duration ends the live view by itself and leaves its last picture.
+    out = labctl.ok("monitor", "--duration", "0.3", "--refresh", "0.1")
+    assert "running" in out and "idle" in out and "Ctrl-C to leave" in out
+
+
+def read_screen(fd: int, timeout: float) -> bytes:
+    """What a process wrote to its terminal: waits up to ``timeout`` for the first bytes."""
+    import select
+
+    if not select.select([fd], [], [], timeout)[0]:
+        return b""
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the process closed the terminal (it exited)
+        return b""
 
 
 @pytest.mark.broker
-def test_monitor_for_a_while_shows_events_as_they_come(
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_monitor_shows_events_live_and_leaves_cleanly_on_ctrl_c(
     labctl: Labctl, boxes: dict[str, FakeRig]
 ) -> None:
-    import threading
+    import pty
+    import time
 
-    docs = synthetic_session(mouse="M1", box="1", trials=3)
-    timer = threading.Timer(0.5, boxes["1"].publish, args=(docs,))
-    timer.start()
+    env = {k: v for k, v in {**os.environ, **labctl.env}.items() if v is not None}
+    # A terminal, as a person has: the live view redraws on it while it runs.
+    env.update(TERM="xterm", COLUMNS="160", LINES="60")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "monitor", "--refresh", "0.1"],
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(slave)
+    screen = b""
     try:
-        out = labctl.ok("monitor", "--duration", "2", "--refresh", "0.1")
+        # Events are not retained, so one sent before the monitor subscribed is lost: the rig
+        # keeps sending the session's start until the live view shows it.
+        start = synthetic_session(mouse="M1", box="1", trials=1)[:1]
+        deadline = time.monotonic() + 30
+        while b"session started: M1" not in screen:
+            assert proc.poll() is None, f"labctl monitor exited with {proc.returncode}"
+            assert time.monotonic() < deadline, f"no event shown; the screen: {screen[-2000:]!r}"
+            boxes["1"].publish(start, hold=False)
+            screen += read_screen(master, 0.2)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        deadline = time.monotonic() + 20
+        while (chunk := read_screen(master, 0.1)) or proc.poll() is None:
+            assert time.monotonic() < deadline, "labctl monitor did not leave on SIGINT"
+            screen += chunk
+        assert proc.stderr is not None
+        errors = proc.stderr.read().decode()
     finally:
-        timer.cancel()
-    assert "session started: M1" in out
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=20)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        os.close(master)
+    assert proc.returncode == 0, errors
+    assert "Traceback" not in errors and b"Traceback" not in screen
+    assert errors == ""
 
 
 @pytest.mark.broker
