@@ -1,11 +1,24 @@
-"""``labctl demo`` end to end in a short configuration: real broker, collector and rigs."""
+"""``labctl demo`` end to end in short configurations: real broker, collector and rigs.
+
+Every demo runs as a real subprocess. Afterwards nothing it started may survive: the pids
+in its ``processes.json`` (broker included) are gone and the broker's port is closed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +27,8 @@ from shared.sessionfile import read_sessions
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
+
+DEMO = [sys.executable, "-m", "controller.cli", "demo"]
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:
@@ -31,14 +46,130 @@ def processes_mentioning(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def test_demo_runs_a_lab_exports_every_mouse_and_leaves_no_process(tmp_path: Path) -> None:
+def running(pid: int, argv: list[str] | None) -> bool:
+    """True while ``pid`` is a live (not zombie) process with this command line."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        return False
+    return argv is None or cmdline.split(b"\0")[:-1] == [a.encode() for a in argv]
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def read_record(lab_dir: Path) -> dict[str, Any]:
+    record = json.loads((lab_dir / "processes.json").read_text(encoding="utf-8"))
+    assert isinstance(record, dict)
+    return record
+
+
+def assert_nothing_left(lab_dir: Path) -> None:
+    """No process the demo started is alive, the broker included, and its port is closed."""
+    record = read_record(lab_dir)
+    broker = record["broker"]
+    assert broker is not None and broker["port"]
+    if broker["kind"] == "mosquitto":
+        assert broker["pid"] and broker["argv"]
+        assert not running(broker["pid"], broker["argv"]), "the demo's mosquitto is still running"
+    assert not port_open(broker["port"]), f"the broker's port {broker['port']} is still open"
+    assert {"collector", "rig-1", "rig-2"} <= set(record["processes"])
+    for name, child in record["processes"].items():
+        assert not running(child["pid"], child["argv"]), f"{name} (pid {child['pid']}) survived"
+    assert processes_mentioning(str(lab_dir)) == []
+
+
+@dataclass
+class Demo:
+    """A ``labctl demo`` subprocess with its output in files (a full pipe would block it)."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+    def output(self) -> str:
+        return self.stdout.read_text(errors="replace")
+
+    def errors(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def wait_for(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                pytest.fail(f"the demo exited ({self.process.returncode}) before {what}:\n"
+                            f"{self.output()[-3000:]}\n{self.errors()[-3000:]}")  # fmt: skip
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(0.05)  # polling another process's files; there is no event to wait on
+
+    def wait_exit(self, timeout: float) -> int:
+        started = time.monotonic()
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the demo did not exit within {timeout:g} s:\n{self.output()[-3000:]}")
+        print(f"demo exited with {code} after {time.monotonic() - started:.1f} s")
+        return code
+
+
+@pytest.fixture
+def start_demo(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
+    """Starts ``labctl demo --dir LAB_DIR ARGS``; at teardown, after the test's own checks,
+    stops it and anything it left behind, by pid, should the test have failed."""
+    started: list[tuple[Demo, Path]] = []
+
+    def start(lab_dir: Path, *args: str) -> Demo:
+        stdout, stderr = tmp_path / "demo.out", tmp_path / "demo.err"
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = subprocess.Popen(
+                [*DEMO, "--dir", str(lab_dir), *args],
+                cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        started.append((Demo(process, stdout, stderr), lab_dir))
+        return started[-1][0]
+
+    yield start
+    for run, lab_dir in started:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait(timeout=10)
+        with contextlib.suppress(OSError, ValueError):
+            record = read_record(lab_dir)
+            for child in [*record["processes"].values(), record["broker"] or {}]:
+                if child.get("argv") and running(child["pid"], child["argv"]):
+                    os.kill(child["pid"], signal.SIGKILL)
+
+
+def trials_stored(lab_dir: Path, sessions: int, trials: int) -> bool:
+    """True once the collector stored ``trials`` trial_end documents of each of ``sessions``."""
+    db = lab_dir / "lab.db"
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=1)) as conn:
+            rows = conn.execute(
+                "SELECT session_id, COUNT(*) FROM documents WHERE kind = 'trial_end' "
+                "GROUP BY session_id"
+            ).fetchall()
+    except sqlite3.Error:  # not created yet, or busy
+        return False
+    return sum(1 for _, count in rows if count >= trials) >= sessions
+
+
+def test_demo_runs_a_lab_exports_every_mouse_and_leaves_no_process(
+    tmp_path: Path, start_demo: Callable[..., Demo]
+) -> None:
     lab_dir = tmp_path / "lab"
-    result = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "demo",
-         "--rigs", "2", "--minutes", "2", "--time-scale", "60", "--dir", str(lab_dir)],
-        cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=240,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = start_demo(lab_dir, "--rigs", "2", "--minutes", "2", "--time-scale", "60")
+    code = run.wait_exit(timeout=240)
+    assert code == 0, run.output()[-3000:] + run.errors()[-3000:]
     for mouse in ("DemoMouse1", "DemoMouse2"):
         sessions = read_sessions(lab_dir / "export" / f"{mouse}.json")
         assert len(sessions) == 1
@@ -52,5 +183,70 @@ def test_demo_runs_a_lab_exports_every_mouse_and_leaves_no_process(tmp_path: Pat
             lab_dir / "rigs" / f"box-{session['box']}" / "data" / f"{mouse}.json"
         )
         assert agent_copy == session
-    assert "DemoMouse1" in result.stdout and "d'" in result.stdout
-    assert processes_mentioning(str(lab_dir)) == []
+    assert "DemoMouse1" in run.output() and "d'" in run.output()
+    assert run.errors() == ""
+    assert_nothing_left(lab_dir)
+
+
+def test_ctrl_c_stops_the_sessions_exports_them_and_leaves_no_process(
+    tmp_path: Path, start_demo: Callable[..., Demo]
+) -> None:
+    lab_dir = tmp_path / "lab"
+    # 30-minute sessions at 60x: 30 s of wall time, far longer than the test waits.
+    run = start_demo(lab_dir, "--rigs", "2", "--minutes", "30", "--time-scale", "60")
+    run.wait_for("trials to be stored", lambda: trials_stored(lab_dir, 2, 2), timeout=90)
+    run.process.send_signal(signal.SIGINT)
+    code = run.wait_exit(timeout=60)
+    assert code == 130, run.output()[-3000:] + run.errors()[-3000:]
+    assert "interrupted: stopping the sessions" in run.output()
+    assert "stopping now" not in run.output()
+    assert "all demo processes stopped" in run.output()
+    assert run.errors() == ""
+    for mouse in ("DemoMouse1", "DemoMouse2"):
+        (session,) = read_sessions(lab_dir / "export" / f"{mouse}.json")
+        assert session["status"] == "stopped"
+        assert 0 < session["duration"] < 30 * 60
+        assert len(session["trials"]) >= 2
+    assert_nothing_left(lab_dir)
+
+
+def test_a_second_ctrl_c_stops_waiting_but_still_exports_and_stops_everything(
+    tmp_path: Path, start_demo: Callable[..., Demo]
+) -> None:
+    lab_dir = tmp_path / "lab"
+    run = start_demo(lab_dir, "--rigs", "2", "--minutes", "30", "--time-scale", "60")
+    run.wait_for("trials to be stored", lambda: trials_stored(lab_dir, 2, 1), timeout=90)
+    run.process.send_signal(signal.SIGINT)
+    run.wait_for("the wrap-up", lambda: "interrupted:" in run.output(), timeout=30)
+    run.process.send_signal(signal.SIGINT)
+    code = run.wait_exit(timeout=60)
+    assert code == 130, run.output()[-3000:] + run.errors()[-3000:]
+    assert "stopping now" in run.output()
+    assert run.errors() == ""
+    for mouse in ("DemoMouse1", "DemoMouse2"):  # what the database held, exported
+        assert read_sessions(lab_dir / "export" / f"{mouse}.json")
+    assert_nothing_left(lab_dir)
+
+
+def test_a_failed_step_is_one_line_on_stderr_and_leaves_no_process(
+    tmp_path: Path, start_demo: Callable[..., Demo]
+) -> None:
+    lab_dir = tmp_path / "lab"
+    (lab_dir / "lab.db").mkdir(parents=True)  # the collector cannot open its database
+    run = start_demo(lab_dir, "--rigs", "2", "--minutes", "1", "--no-monitor")
+    code = run.wait_exit(timeout=120)
+    assert code == 2, run.output()[-3000:] + run.errors()[-3000:]
+    (line,) = run.errors().splitlines()
+    assert line.startswith("labctl: error: collector exited with"), line
+    assert "all demo processes stopped" in run.output()
+    assert_nothing_left(lab_dir)
+
+
+def test_a_bad_option_is_one_line_on_stderr(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*DEMO, "--rigs", "0", "--dir", str(tmp_path / "lab")],
+        cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "labctl: error: --rigs must be between 1 and 32, got 0\n"
+    assert not (tmp_path / "lab").exists()
