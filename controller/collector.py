@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controller.db import Checkpointer, Database
 from controller.ingest import Incoming, Ingest, IngestSettings, RigCommand
-from controller.mqtt import BrokerSettings, make_client
+from controller.mqtt import BrokerSettings, ack_all, make_client
 from shared.protocol import QOS, Topics, encode
 
 log = logging.getLogger("labctl.collector")
@@ -110,6 +110,7 @@ class Collector:
             client_id=self.client_id,
             clean_session=False,
             manual_ack=True,
+            buffered_reads=True,
         )
         self._client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         self.checkpointer = Checkpointer(db)
@@ -240,9 +241,14 @@ class Collector:
                 self.ingest.handle_unusable(message, f"internal error: {exc!r}")
 
     def _ack(self, batch: list[_Received]) -> None:
+        # A message of an earlier connection is delivered again on this one: not acked.
+        generation = self._generation
+        ack_all(
+            self._client,
+            [item.mid for item in batch if item.qos == 1 and item.generation == generation],
+        )
         for item in batch:
-            # A message of an earlier connection is delivered again on this one.
-            if item.qos > 0 and item.generation == self._generation:
+            if item.qos == 2 and item.generation == generation:  # not used by reachlab
                 self._client.ack(item.mid, item.qos)
 
     # ------------------------------------------------------------ paho's thread

@@ -22,7 +22,7 @@ from controller.collector import Collector
 from controller.db import Box, Database, DeadLetter, TrainingSession
 from controller.db import Document as DocumentRow
 from controller.ingest import IngestSettings
-from controller.mqtt import BrokerSettings, parse_broker_url
+from controller.mqtt import BrokerSettings, ack_all, make_client, parse_broker_url
 from controller.store import complete_session_texts
 from controller.testing import FakeRig, session_dict, synthetic_session
 from shared.protocol import CommittedCommand, ResendCommand, Topics
@@ -246,3 +246,86 @@ def test_a_full_queue_holds_paho_back_until_the_writer_catches_up(
     third.join(10)
     assert not third.is_alive()
     assert collector.queue.qsize() == 1
+
+
+# ---------------------------------------------------------------- acknowledgements
+
+
+class _ManualAckSubscriber:
+    """A persistent-session client built as the collector's is (manual acks, buffered
+    reads); it records every message the broker delivers, payloads as ints."""
+
+    def __init__(self, broker: BrokerSettings, topic: str, client_id: str) -> None:
+        self.topic = topic
+        self.cond = threading.Condition()
+        self.received: list[tuple[int, int]] = []
+        self.subscribed = threading.Event()
+        self.unsubscribed = threading.Event()
+        self.client = make_client(
+            broker, client_id=client_id, clean_session=False, manual_ack=True, buffered_reads=True
+        )
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_unsubscribe = lambda *_: self.unsubscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self.subscribed.wait(TIMEOUT), "the subscriber did not subscribe"
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        with self.cond:
+            self.received.append((message.mid, int(message.payload)))
+            self.cond.notify_all()
+
+    def wait_for(self, count: int) -> list[tuple[int, int]]:
+        with self.cond:
+            arrived = self.cond.wait_for(lambda: len(self.received) >= count, TIMEOUT)
+            assert arrived, f"{len(self.received)} of {count} messages arrived"
+            return list(self.received)
+
+    def close(self) -> None:
+        # The broker reads a connection's packets in order: once it has answered the
+        # UNSUBSCRIBE it has read every PUBACK sent before it. (Closing straight away can
+        # reset the connection while the broker still has unread PUBACKs; those messages
+        # then come again, which is harmless but not what this test is about.)
+        self.client.unsubscribe(self.topic)
+        assert self.unsubscribed.wait(TIMEOUT)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_a_batch_acknowledged_in_one_write_is_never_delivered_again(
+    broker: BrokerSettings, topic_prefix: str
+) -> None:
+    """The collector acknowledges a stored batch in one write (ack_all): the broker must
+    take every PUBACK in it, and deliver again exactly the messages left unacknowledged."""
+    topic = f"{topic_prefix}/acks"
+    client_id = f"acks-{topic_prefix}"
+    first = _ManualAckSubscriber(broker, topic, client_id)
+    publisher = make_client(broker, client_id=f"pub-{topic_prefix}")
+    publisher.connect(broker.host, broker.port)
+    publisher.loop_start()
+    try:
+        for n in range(50):
+            publisher.publish(topic, f"{n}".encode(), qos=1).wait_for_publish(TIMEOUT)
+        stored = first.wait_for(10)[:10]  # a batch of ten, "stored", then acknowledged
+        ack_all(first.client, [mid for mid, _ in stored])
+        first.close()
+        acked = {n for _, n in stored}
+        assert len(acked) == 10
+
+        again = _ManualAckSubscriber(broker, topic, client_id)
+        try:
+            seen: set[int] = set()
+            done = 0
+            while seen != set(range(50)) - acked:
+                batch = again.wait_for(done + 1)[done:]
+                done += len(batch)
+                seen |= {n for _, n in batch}
+                assert not seen & acked, f"acknowledged messages came again: {seen & acked}"
+                ack_all(again.client, [mid for mid, _ in batch])
+        finally:
+            again.close()
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
