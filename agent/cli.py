@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from shared import __version__
 from shared.errors import ReachlabError
@@ -29,8 +30,15 @@ def _subcommands() -> dict[str, tuple[str, ModuleType]]:
     }
 
 
+class LabagentParser(argparse.ArgumentParser):
+    """argparse, with a command-line mistake as one line (argparse adds the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = LabagentParser(
         prog="labagent", description="reachlab rig agent: run reach-task sessions on this box."
     )
     parser.add_argument("--version", action="version", version=f"labagent {__version__}")

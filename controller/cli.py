@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from shared.config import generate_config, parse_meta, read_config
@@ -50,14 +51,37 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_ERROR)
 
 
+def usage_error_line(exc: UsageError) -> str:
+    """A mistake in the command line as one line: what is wrong, and where help is."""
+    message = " ".join(exc.format_message().split())
+    path = exc.ctx.command_path if exc.ctx is not None else "labctl"
+    return f"{message} (see '{path} --help')"
+
+
 class LabctlGroup(TyperGroup):
-    """Turns reachlab's errors, database and OS errors into one line and exit status 2."""
+    """Turns reachlab's errors, database and OS errors, and command-line mistakes, into
+    one line and exit status 2."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        # Options of labctl itself (--db, --broker, ...) are parsed here.
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except NoArgsIsHelpError:
+            raise  # plain `labctl` or `labctl mouse`: click shows the help
+        except UsageError as exc:
+            fail(usage_error_line(exc))
 
     def invoke(self, ctx: Any) -> Any:
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
             return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:  # a subcommand's arguments (click's is several lines)
+            fail(usage_error_line(exc))
         except ReachlabError as exc:
             fail(str(exc))
         except SQLAlchemyError as exc:

@@ -94,6 +94,22 @@ def test_an_unknown_mouse_is_one_clear_line(labctl: Labctl) -> None:
         assert "unknown mouse 'Nobody'" in labctl.error(*args)
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["results", "M1", "--bogus"], "No such option: --bogus (see 'labctl results --help')"),
+        (["--bogus", "status"], "No such option: --bogus"),
+        (["assign"], "Missing argument 'mouse'. (see 'labctl assign --help')"),
+        (["dead-letters", "-n", "x"], "Invalid value for '--limit' / '-n'"),
+        (["mouse", "frob"], "No such command 'frob'. (see 'labctl mouse --help')"),
+    ],
+)
+def test_a_command_line_mistake_is_one_line_not_click_s_usage_block(
+    labctl: Labctl, args: list[str], expected: str
+) -> None:
+    assert expected in labctl.error(*args)
+
+
 def test_an_invalid_mouse_or_box_id_names_the_value(labctl: Labctl) -> None:
     assert "invalid mouse id 'bad/mouse'" in labctl.error("assign", "bad/mouse", "--box", "1")
     assert "invalid box id 'box 1!'" in labctl.error("assign", "M1", "--box", "box 1!")

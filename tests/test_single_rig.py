@@ -218,6 +218,21 @@ def test_a_missing_config_file_gives_the_defaults_and_says_so(tmp_path: Path) ->
     assert read_sessions(tmp_path / "M6.json")[0]["duration"] >= 1800
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train"], "labagent train: error: the following arguments are required: MOUSE"),
+        (["frob"], "labagent: error: argument COMMAND: invalid choice: 'frob'"),
+        (["train", "M1", "--data-dir", "d", "--seed", "x"], "argument --seed: invalid int"),
+    ],
+)
+def test_a_command_line_mistake_is_one_line(args: list[str], expected: str) -> None:
+    result = labagent(*args)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert expected in line and "--help" in line
+
+
 def test_config_init_writes_defaults_and_never_overwrites(tmp_path: Path) -> None:
     path = tmp_path / "reach.ini"
     assert labagent("config", "init", str(path)).returncode == 0
