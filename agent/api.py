@@ -25,6 +25,7 @@ from typing import Any
 from agent.engine import Sink
 from agent.hardware import PinMap
 from agent.runtime import RigRuntime, parse_time_scale
+from agent.sim import MouseProfile
 from shared.analysis import SessionResults, cohort_results, mouse_results, session_results
 from shared.carryover import last_carry_over
 from shared.config import TaskConfig, generate_config, read_config
@@ -81,6 +82,7 @@ class Mouse:
         pins: PinMap | None = None,
         box: str = "local",
         on_document: Sink | None = None,
+        mouse_profile: MouseProfile | None = None,
     ) -> Session:
         """Run one session on this rig, continuing from the previous session (carry-over).
 
@@ -88,7 +90,8 @@ class Mouse:
         ``LABAGENT_TIME_SCALE`` environment variables (so an unchanged script can
         run on a laptop), else a real rig in real time.
         Ctrl-C ends the session cleanly as ``stopped`` and keeps its data.
-        ``on_document`` sees every session document as it is emitted.
+        ``on_document`` sees every session document as it is emitted;
+        ``mouse_profile`` sets how the simulated mouse behaves (with ``sim`` only).
 
         The settings come from ``config`` (a :class:`~shared.config.TaskConfig`, or a
         dict of settings checked like a config file's) when given, else from
@@ -105,7 +108,11 @@ class Mouse:
         elif config is None:
             config = read_config(Path(config_file).expanduser() if config_file else None)
         carry = last_carry_over([s.data for s in self.data], config.window)
-        runtime = RigRuntime.create(sim=sim, time_scale=time_scale, pins=pins, seed=seed)
+        if mouse_profile is not None and not sim:
+            raise ConfigError("a simulated mouse's profile needs sim=True (--sim)")
+        runtime = RigRuntime.create(
+            sim=sim, time_scale=time_scale, pins=pins, seed=seed, profile=mouse_profile
+        )
         try:
             task = runtime.new_session(
                 config=config,

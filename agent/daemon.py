@@ -124,6 +124,7 @@ class Agent:
             time_scale=settings.time_scale,
             pins=settings.pins,
             seed=settings.seed,
+            profile=settings.sim_mouse,
         )
         self.loop = self.runtime.loop
         try:

@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.hardware import PinMap
+from agent.sim import MouseProfile
 from shared.broker_url import format_broker_url, parse_broker_url
 from shared.errors import ConfigError, InvalidIdError
 from shared.ids import check_box_id
@@ -174,6 +175,8 @@ class AgentSettings:
     seed: int | None = None
     pins: PinMap | None = None
     heartbeat: float = DEFAULT_HEARTBEAT_S
+    #: How the simulated mouse behaves (``--sim`` only); None: the default mouse.
+    sim_mouse: MouseProfile | None = None
 
 
 #: option name -> (environment variable, rig file key)
@@ -194,6 +197,7 @@ SOURCES: dict[str, tuple[str, str | None]] = {
     "sim": ("LABAGENT_SIM", None),
     "time_scale": ("LABAGENT_TIME_SCALE", None),
     "seed": ("LABAGENT_SEED", None),
+    "sim_mouse": ("LABAGENT_SIM_MOUSE", None),
 }
 PATH_KEYS = ("ca_file", "cert_file", "key_file", "journal", "data_dir", "pins")
 
@@ -228,6 +232,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="task seconds per wall second, with --sim only (env LABAGENT_TIME_SCALE)",
     )
     parser.add_argument("--seed", help="seed the simulated mouse and the task (env LABAGENT_SEED)")
+    parser.add_argument(
+        "--sim-mouse",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --sim: how the simulated mouse behaves, e.g. hit_probability=0.5 "
+        "(repeatable; env LABAGENT_SIM_MOUSE=KEY=VALUE,KEY=VALUE)",
+    )
     parser.add_argument(
         "--journal", metavar="PATH", help="the SQLite journal (env LABAGENT_JOURNAL)"
     )
@@ -377,6 +388,15 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         raise ConfigError("--time-scale needs --sim: a real rig runs in real time")
 
     seed = lookup.number("seed", int)
+    profile_value, where = lookup.get("sim_mouse")
+    sim_mouse: MouseProfile | None = None
+    if profile_value is not None:
+        if isinstance(profile_value, list):
+            sim_mouse = MouseProfile.from_items(str(item) for item in profile_value)
+        else:
+            sim_mouse = MouseProfile.from_text(str(profile_value))
+        if not sim:
+            raise ConfigError(f"{where}: a simulated mouse needs --sim")
     heartbeat = lookup.number("heartbeat", float)
     if heartbeat is not None and heartbeat <= 0:
         raise ConfigError(f"heartbeat must be positive, got {heartbeat:g}")
@@ -405,6 +425,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         seed=None if seed is None else int(seed),
         pins=pins,
         heartbeat=float(heartbeat) if heartbeat is not None else DEFAULT_HEARTBEAT_S,
+        sim_mouse=sim_mouse,
     )
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from agent.hardware import Rig, Scheduler
+from shared.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,37 @@ class MouseProfile:
     def __post_init__(self) -> None:
         for name in ("hit_probability", "correct_probability"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be between 0 and 1")
+                raise ConfigError(f"simulated mouse: {name} must be between 0 and 1")
+        for item in fields(self):
+            if getattr(self, item.name) < 0:
+                raise ConfigError(f"simulated mouse: {item.name} must not be negative")
+
+    @classmethod
+    def from_items(cls, items: Iterable[str]) -> MouseProfile:
+        """A profile from ``KEY=VALUE`` texts (``--sim-mouse hit_probability=0.5``); the
+        keys not given keep their defaults. An unknown key or a bad number is a
+        :class:`~shared.errors.ConfigError` naming it."""
+        known = {item.name for item in fields(cls)}
+        values: dict[str, float] = {}
+        for text in items:
+            key, sep, raw = text.partition("=")
+            key = key.strip()
+            if not sep:
+                raise ConfigError(f"simulated mouse: expected KEY=VALUE, got {text!r}")
+            if key not in known:
+                raise ConfigError(
+                    f"simulated mouse: unknown key {key!r} (known: {', '.join(sorted(known))})"
+                )
+            try:
+                values[key] = float(raw)
+            except ValueError:
+                raise ConfigError(f"simulated mouse: {key} must be a number, got {raw!r}") from None
+        return cls(**values)
+
+    @classmethod
+    def from_text(cls, text: str) -> MouseProfile:
+        """A profile from ``KEY=VALUE,KEY=VALUE`` (the ``LABAGENT_SIM_MOUSE`` variable)."""
+        return cls.from_items(item for item in text.split(",") if item.strip())
 
 
 class SimulatedMouse:

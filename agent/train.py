@@ -14,9 +14,11 @@ from pathlib import Path
 
 from agent.api import Mouse
 from agent.hardware import PinMap
+from agent.sim import MouseProfile
 from shared.analysis import format_table, session_results
 from shared.config import generate_config, parse_meta, read_config
 from shared.documents import Document, SessionStart, TrialEnd
+from shared.errors import ConfigError
 from shared.ids import check_mouse_id
 from shared.sessionfile import mouse_file_path
 
@@ -42,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="task seconds per wall second with --sim; 'max' runs as fast as possible",
     )
     parser.add_argument("--seed", type=int, help="seed the simulated mouse and the task")
+    parser.add_argument(
+        "--sim-mouse",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --sim: how the simulated mouse behaves, e.g. hit_probability=0.5 "
+        "(repeatable; keys in docs/agent.md)",
+    )
     parser.add_argument("--pins", metavar="FILE", help="JSON file of BCM pin numbers")
     parser.add_argument("--box", default="local", help="box id stored with the session")
 
@@ -56,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.notes is not None:
         metadata["notes"] = args.notes
     pins = PinMap.load(args.pins) if args.pins else None
+    profile = MouseProfile.from_items(args.sim_mouse) if args.sim_mouse else None
+    if profile is not None and not args.sim:
+        raise ConfigError("--sim-mouse needs --sim: a real rig has a real mouse")
     # Checked before the person is asked to press Enter: a bad file fails now, not later.
     config = read_config(Path(args.config).expanduser() if args.config else None)
     interactive = sys.stdin.isatty() and not args.sim
@@ -78,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         pins=pins,
         box=args.box,
         on_document=TrialLogger(mouse_id, quiet=math.isinf(time_scale)),
+        mouse_profile=profile,
     )
     if args.notes is None and interactive:
         session.data["notes"] = ask_notes()

@@ -1,0 +1,95 @@
+"""The simulated mouse: seeded sessions repeat exactly, and its profile shapes its behaviour."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import Mouse
+from agent.settings import add_arguments, resolve
+from agent.sim import MouseProfile
+from shared.errors import ConfigError
+
+SHORT = {"duration": 900}
+
+
+def simulated_session(seed: int, profile: MouseProfile | None = None) -> dict[str, Any]:
+    mouse = Mouse("SimMouse")
+    session = mouse.train(
+        config=SHORT, sim=True, time_scale=math.inf, seed=seed, mouse_profile=profile
+    )
+    return session.data
+
+
+def behaviour(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What the mouse did, in task time from the session's start (the start is wall time)."""
+    t0 = data["start_time"]
+    return [
+        (t["spout"], t["outcome"], round(t["start"] - t0, 6), t.get("lift_paw"))
+        for t in data["trials"]
+    ] + [("reset", round(t - t0, 6), paw) for t, paw in data["resets"]]
+
+
+def test_a_seed_repeats_a_session_exactly_and_another_seed_does_not() -> None:
+    first, again, other = simulated_session(7), simulated_session(7), simulated_session(8)
+    assert len(first["trials"]) > 40
+    assert behaviour(first) == behaviour(again)
+    assert behaviour(first) != behaviour(other)
+
+
+def missed_fraction(data: dict[str, Any]) -> float:
+    trials: list[dict[str, Any]] = data["trials"]
+    return sum(t["outcome"] == 0 for t in trials) / len(trials)
+
+
+def correct_among_touches(data: dict[str, Any]) -> float:
+    touched: list[dict[str, Any]] = [t for t in data["trials"] if t["outcome"] != 0]
+    return sum(t["outcome"] == 1 for t in touched) / len(touched)
+
+
+def test_the_profile_sets_how_often_the_mouse_reaches_and_how_well() -> None:
+    # A missed trial repeats its spout, so the rates are per trial, not exact; seeded, so
+    # these numbers are the same on every run.
+    keen = simulated_session(3, MouseProfile(hit_probability=0.95, correct_probability=0.95))
+    idle = simulated_session(3, MouseProfile(hit_probability=0.3, correct_probability=0.5))
+    assert missed_fraction(keen) < 0.15
+    assert 0.55 < missed_fraction(idle) < 0.85
+    assert correct_among_touches(keen) > 0.85
+    assert correct_among_touches(idle) < 0.7
+
+
+def test_profile_items_are_checked_and_name_the_bad_key() -> None:
+    profile = MouseProfile.from_items(["hit_probability=0.4", "reach_time=0.5"])
+    assert (profile.hit_probability, profile.reach_time) == (0.4, 0.5)
+    assert profile.correct_probability == MouseProfile().correct_probability
+    assert MouseProfile.from_text("hit_probability=0.4,reach_time=0.5") == profile
+    for items, message in [
+        (["hit=0.5"], "unknown key 'hit'"),
+        (["hit_probability"], "expected KEY=VALUE"),
+        (["reach_time=soon"], "reach_time must be a number, got 'soon'"),
+        (["hit_probability=1.5"], "hit_probability must be between 0 and 1"),
+        (["drink_time=-1"], "drink_time must not be negative"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            MouseProfile.from_items(items)
+
+
+def _run_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_labagent_run_takes_the_profile_from_options_or_the_environment(tmp_path: Path) -> None:
+    env = {"XDG_DATA_HOME": str(tmp_path), "LABAGENT_BOX": "1"}
+    settings = resolve(_run_args("--sim", "--sim-mouse", "hit_probability=0.5"), env)
+    assert settings.sim_mouse == MouseProfile(hit_probability=0.5)
+    from_env = resolve(_run_args("--sim"), {**env, "LABAGENT_SIM_MOUSE": "reach_time=0.2"})
+    assert from_env.sim_mouse == MouseProfile(reach_time=0.2)
+    assert resolve(_run_args("--sim"), env).sim_mouse is None
+    with pytest.raises(ConfigError, match="needs --sim"):
+        resolve(_run_args("--sim-mouse", "hit_probability=0.5"), env)
