@@ -43,12 +43,12 @@ def test_a_seed_repeats_a_session_exactly_and_another_seed_does_not() -> None:
 
 def missed_fraction(data: dict[str, Any]) -> float:
     trials: list[dict[str, Any]] = data["trials"]
-    return sum(t["outcome"] == 0 for t in trials) / len(trials)
+    return sum(1 for t in trials if t["outcome"] == 0) / len(trials)
 
 
 def correct_among_touches(data: dict[str, Any]) -> float:
     touched: list[dict[str, Any]] = [t for t in data["trials"] if t["outcome"] != 0]
-    return sum(t["outcome"] == 1 for t in touched) / len(touched)
+    return sum(1 for t in touched if t["outcome"] == 1) / len(touched)
 
 
 def test_the_profile_sets_how_often_the_mouse_reaches_and_how_well() -> None:
