@@ -952,45 +952,10 @@ def serve(
 
 
 def _register_demo() -> None:
-    """``labctl demo`` lives in :mod:`controller.demo`; wire it up in whichever form it has."""
-    try:
-        from controller import demo as demo_module
-    except ImportError:
-        return
-    command = getattr(demo_module, "demo_command", None)
-    if command is not None:
-        app.command("demo")(command)
-        return
+    """``labctl demo`` lives with the rest of the demo, in :mod:`controller.demo`."""
+    from controller.demo import demo_command
 
-    @app.command("demo")
-    def demo(
-        rigs: Annotated[int, typer.Option("--rigs", help="simulated rigs, one mouse each")] = 4,
-        minutes: Annotated[float, typer.Option("--minutes", help="session length")] = 30.0,
-        time_scale: Annotated[
-            float | None,
-            typer.Option("--time-scale", metavar="X", help="task seconds per wall second"),
-        ] = None,
-        directory: Annotated[Path, typer.Option("--dir", help="where the demo's files go")] = Path(
-            "reachlab-demo"
-        ),
-        seed: Annotated[int, typer.Option("--seed", help="seed of the simulated mice")] = 1,
-        no_monitor: Annotated[
-            bool, typer.Option("--no-monitor", help="do not show the live monitor")
-        ] = False,
-    ) -> None:
-        """A whole simulated lab on this machine: broker, collector, rigs and a cohort."""
-        try:
-            code = demo_module.run_demo(
-                rigs=rigs,
-                minutes=minutes,
-                time_scale=time_scale,
-                directory=directory,
-                seed=seed,
-                monitor=not no_monitor,
-            )
-        except demo_module.DemoError as exc:
-            fail(str(exc))
-        raise typer.Exit(code)
+    app.command("demo")(demo_command)
 
 
 _register_demo()
