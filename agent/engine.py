@@ -36,7 +36,7 @@ from shared.documents import (
     TrialEnd,
     TrialStart,
 )
-from shared.errors import ReachlabError
+from shared.errors import HardwareError, ReachlabError
 from shared.sessionfile import CORRECT, INCORRECT, MISSED, SessionStatus
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class RigIO(Protocol):
 
     def move_spout(self, spout: int, position: int) -> None: ...
 
-    def all_off(self) -> None: ...
+    def all_off(self) -> list[str]: ...
 
 
 Sink = Callable[[Document], None]
@@ -203,8 +203,8 @@ class Session:
         self._spout = self.rng.randint(0, 1) if initial == "random" else int(initial)
         for spout in (0, 1):
             self.rig.move_spout(spout, self.spout_position[spout])
-        self.rig.on_paw = self._on_paw
-        self.rig.on_touch = self._on_touch
+        self.rig.on_paw = self._guarded(self._on_paw)
+        self.rig.on_touch = self._guarded(self._on_touch)
         self._begin_iti()
 
     def stop(self, status: SessionStatus = "stopped") -> None:
@@ -228,7 +228,25 @@ class Session:
 
     def _schedule(self, delay_s: float, callback: Callable[[], None]) -> None:
         self._cancel_timer()
-        self._timer = self.clock.call_later(delay_s, callback)
+        self._timer = self.clock.call_later(delay_s, self._guarded(callback))
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """``callback``, but a hardware fault in it ends the session as ``aborted``.
+
+        The loop runs the task's callbacks; an exception there would end the loop and
+        leave the rig as it was. Instead the outputs go off (as many as still work),
+        the session ends, and everything recorded so far is kept.
+        """
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except HardwareError as exc:
+                log.error("session %s of %s: %s; ending it", self.session_id, self.mouse, exc)
+                if self.state is not State.ENDED:
+                    self._end("aborted")
+
+        return guarded
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -377,7 +395,7 @@ class Session:
         if self._reward_timers[spout] is not None:
             self._reward_timers[spout].cancel()  # a second reward extends the first
         self._reward_timers[spout] = self.clock.call_later(
-            duration_ms / 1000, self._close_solenoid, spout
+            duration_ms / 1000, self._guarded(self._close_solenoid), spout
         )
         self._emit(Reward, t=now, spout=spout, duration_ms=duration_ms)
 

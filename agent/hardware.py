@@ -8,15 +8,19 @@ pins, which the simulated mouse drives.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import ConfigError, HardwareError
+
+log = logging.getLogger("labagent.hardware")
 
 #: Duty cycles (%) of the Actuonix PQ12-P at 50 Hz that place the spout at 1..7 mm,
 #: the original library's table.
@@ -25,6 +29,17 @@ ACTUATOR_FREQUENCY_HZ = 50
 #: The original library removed actuator power a second after each move to stop it humming.
 ACTUATOR_HOLD_S = 1.0
 LEFT, RIGHT = 0, 1
+
+
+@contextlib.contextmanager
+def _gpio(part: str) -> Iterator[None]:
+    """gpiozero's errors while driving ``part`` as a :class:`HardwareError` naming it."""
+    from gpiozero.exc import GPIOZeroError
+
+    try:
+        yield
+    except GPIOZeroError as exc:
+        raise HardwareError(f"{part}: {str(exc) or type(exc).__name__}") from None
 
 
 def duty_cycle(position: int) -> float:
@@ -202,21 +217,26 @@ class Rig:
     # ------------------------------------------------------------- outputs
 
     def set_cue(self, spout: int, on: bool) -> None:
-        self.cues[spout].value = on
+        with _gpio(f"cue LED of spout {spout}"):
+            self.cues[spout].value = on
 
     def set_sync(self, on: bool) -> None:
-        self.sync.value = on
+        with _gpio("sync output"):
+            self.sync.value = on
 
     def open_solenoid(self, spout: int) -> None:
-        self.solenoids[spout].on()
+        with _gpio(f"solenoid of spout {spout}"):
+            self.solenoids[spout].on()
 
     def close_solenoid(self, spout: int) -> None:
-        self.solenoids[spout].off()
+        with _gpio(f"solenoid of spout {spout}"):
+            self.solenoids[spout].off()
 
     def move_spout(self, spout: int, position: int) -> None:
         """Drive actuator ``spout`` to ``position`` mm, then remove power after a second."""
         value = duty_cycle(position)
-        self.actuators[spout].value = value
+        with _gpio(f"actuator of spout {spout}"):
+            self.actuators[spout].value = value
         self.spout_position[spout] = position
         pending = self._power_off[spout]
         if pending is not None:
@@ -229,15 +249,33 @@ class Rig:
         self._power_off[spout] = None
         self.actuators[spout].value = 0
 
-    def all_off(self) -> None:
-        """Cues, solenoids, sync and actuator power off: the safe state."""
-        for group in (getattr(self, "cues", []), getattr(self, "solenoids", [])):
-            for device in group:
-                device.off()
-        for device in getattr(self, "actuators", []):
-            device.value = 0
+    def all_off(self) -> list[str]:
+        """Cues, solenoids, sync and actuator power off: the safe state.
+
+        Every output is tried even when one fails (a dead LED must never leave a
+        solenoid open); what failed is logged and returned, not raised, so a session
+        or the agent can still end and keep its data.
+        """
+        from gpiozero.exc import GPIOZeroError
+
+        failed: list[str] = []
+
+        def off(name: str, device: Any, action: Callable[[Any], None]) -> None:
+            try:
+                action(device)
+            except GPIOZeroError as exc:
+                failed.append(f"{name}: {str(exc) or type(exc).__name__}")
+
+        for name in ("cues", "solenoids"):
+            for number, device in enumerate(getattr(self, name, [])):
+                off(f"{name}[{number}]", device, lambda d: d.off())
+        for number, device in enumerate(getattr(self, "actuators", [])):
+            off(f"actuators[{number}]", device, lambda d: setattr(d, "value", 0))
         if hasattr(self, "sync"):
-            self.sync.off()
+            off("sync", self.sync, lambda d: d.off())
+        for failure in failed:
+            log.error("could not switch off %s", failure)
+        return failed
 
     def close(self) -> None:
         """Outputs off and every pin released."""

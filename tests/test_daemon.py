@@ -506,6 +506,19 @@ def test_hardware_utilities_drive_the_rig(agent: ThreadAgent, client: RigClient)
     client.wait(opened_three_times, "three rewards")  # mock pins keep their history
 
 
+def test_a_hardware_fault_is_an_error_reply_naming_the_part_and_the_agent_carries_on(
+    agent: ThreadAgent, client: RigClient
+) -> None:
+    # A solenoid whose GPIO has gone (closed under the agent): using it raises in gpiozero.
+    agent.rig.solenoids[0].close()
+    reply = client.command("dispense", spout=0, count=1, duration_ms=50)
+    assert not reply.ok and reply.code == "hardware"
+    assert reply.error is not None and "opening the solenoid of spout 0 failed" in reply.error
+    assert client.command("ping").ok  # still serving
+    assert client.command("dispense", spout=1, count=1, duration_ms=50).ok  # the other spout
+    client.assert_one_reply_each()
+
+
 def test_hardware_utilities_are_refused_while_a_session_runs(
     agent: ThreadAgent, client: RigClient
 ) -> None:

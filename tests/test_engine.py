@@ -421,3 +421,26 @@ def test_an_illegal_transition_raises() -> None:
     rig.session.start()
     with pytest.raises(IllegalTransition):
         rig.session.start()
+
+
+def test_a_dead_output_ends_the_session_as_aborted_with_everything_else_off() -> None:
+    """A cue LED whose GPIO fails mid-session: the session ends as aborted, keeps what it
+    recorded, and every other output goes off (no solenoid is left open)."""
+    rig = ScriptedRig(duration=600)
+    rig.respond(lambda cued: cued)
+    broken_at: list[float] = []
+
+    def break_left_cue() -> None:
+        broken_at.append(rig.loop.now())
+        rig.rig.cues[0].close()  # its GPIO goes away
+
+    rig.at(120.0, break_left_cue)
+    data = rig.run()
+    assert data["status"] == "aborted"
+    assert data["trials"] and all(t["end"] <= data["end_time"] for t in data["trials"])
+    assert data["end_time"] - data["start_time"] < 600  # it did not run to its end
+    assert data["end_time"] >= broken_at[0]
+    assert not any(s.is_active for s in rig.rig.solenoids)
+    assert not rig.rig.sync.is_active and not rig.rig.cues[1].is_lit
+    (failure,) = rig.rig.all_off()  # the broken LED is still the only failure
+    assert failure.startswith("cues[0]: ")
