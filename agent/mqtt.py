@@ -205,7 +205,21 @@ class MqttLink:
         reason_code: Any,
         properties: Any,
     ) -> None:
-        if self._closing or not self._was_connected:
+        if self._closing:
+            return
+        if not self._was_connected:
+            # Closed before the broker accepted the connection: typically a TLS handshake
+            # the broker refused (a client certificate it wants and did not get, or one it
+            # does not trust). Said once per outage, like an unreachable broker.
+            self._failures += 1
+            if self._failures == 1 and not self._last_refusal:  # a refusal is logged already
+                log.warning(
+                    "broker %s closed the connection before accepting it: check the TLS "
+                    "certificates and the credentials; retrying every %d-%d s",
+                    self.broker.url,
+                    RECONNECT_MIN_S,
+                    RECONNECT_MAX_S,
+                )
             return
         self._was_connected = False
         # paho reports a dropped socket as "Unspecified error"; say what happened.

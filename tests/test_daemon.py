@@ -67,6 +67,7 @@ class RigClient:
         ca_file: Path | None = None,
         username: str | None = None,
         password: str | None = None,
+        cert: tuple[Path, Path] | None = None,
     ) -> None:
         address = parse_broker_url(url)
         self.topics = Topics(prefix)
@@ -82,7 +83,11 @@ class RigClient:
             clean_session=not persistent,
         )
         if address.tls:
-            self.client.tls_set(ca_certs=str(ca_file) if ca_file else None)
+            self.client.tls_set(
+                ca_certs=str(ca_file) if ca_file else None,
+                certfile=str(cert[0]) if cert else None,
+                keyfile=str(cert[1]) if cert else None,
+            )
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
@@ -598,7 +603,7 @@ class SecureBroker:
 
     USER, PASSWORD = "rig1", "s3cret"
 
-    def __init__(self) -> None:
+    def __init__(self, client_certificates: bool = False) -> None:
         # Outside pytest's private tmp_path: mosquitto drops to its own user to read these.
         self.folder = Path(tempfile.mkdtemp(prefix="reachlab-tls-"))
         self.folder.chmod(0o755)
@@ -611,7 +616,14 @@ class SecureBroker:
             ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"],
             ["mosquitto_passwd", "-b", "-c", "passwords", self.USER, self.PASSWORD],
+            # A client certificate for the rig, signed by the same CA.
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
+             "-out", "client.csr", "-subj", "/CN=rig1"],
+            ["openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "client.pem", "-days", "2"],
         ]  # fmt: skip
+        self.client_cert = self.folder / "client.pem"
+        self.client_key = self.folder / "client.key"
         (self.folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
         for argv in run:
             subprocess.run(argv, cwd=self.folder, check=True, capture_output=True)
@@ -622,6 +634,7 @@ class SecureBroker:
                 f"allow_anonymous false\npassword_file {self.folder / 'passwords'}\n"
                 f"cafile {self.ca}\ncertfile {self.folder / 'server.pem'}\n"
                 f"keyfile {self.folder / 'server.key'}\n"
+                + ("require_certificate true\n" if client_certificates else "")
             )
         )
         self.url = f"mqtts://127.0.0.1:{self.broker.port}"
@@ -662,6 +675,44 @@ def test_the_agent_connects_over_tls_with_a_password_from_the_environment(
             client.wait_state("idle")
             assert client.command("ping").ok
             assert SecureBroker.PASSWORD not in process.output()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def mtls_broker() -> Iterator[SecureBroker]:
+    if not (MosquittoBroker.available() and shutil.which("openssl")):
+        pytest.skip("needs the mosquitto and openssl binaries")
+    if not shutil.which("mosquitto_passwd"):
+        pytest.skip("needs mosquitto_passwd")
+    broker = SecureBroker(client_certificates=True)
+    yield broker
+    broker.close()
+
+
+def test_a_broker_that_wants_client_certificates_takes_the_rig_s_and_refuses_none(
+    mtls_broker: SecureBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    broker = mtls_broker
+    auth = {"LABAGENT_MQTT_USERNAME": SecureBroker.USER,
+            "LABAGENT_MQTT_PASSWORD": SecureBroker.PASSWORD}  # fmt: skip
+    client = RigClient(
+        broker.url, topic_prefix, ca_file=broker.ca, username=SecureBroker.USER,
+        password=SecureBroker.PASSWORD, cert=(broker.client_cert, broker.client_key),
+    )  # fmt: skip
+    try:
+        with AgentProcess(
+            tmp_path / "without", broker.url, topic_prefix, "--ca-file", str(broker.ca), env=auth
+        ) as refused:
+            wait_until(lambda: "closed the connection before" in refused.output(), "the refusal")
+            assert refused.process.poll() is None  # still running, retrying with back-off
+            assert client.status is None  # it never got as far as publishing a status
+        with AgentProcess(
+            tmp_path / "with", broker.url, topic_prefix, "--ca-file", str(broker.ca),
+            "--cert-file", str(broker.client_cert), "--key-file", str(broker.client_key), env=auth,
+        ):  # fmt: skip
+            client.wait_state("idle")
+            assert client.command("ping").ok
     finally:
         client.close()
 
