@@ -19,7 +19,7 @@ import pytest
 
 from agent.journal import Journal
 from controller.broker import MosquittoBroker
-from shared.documents import Document, SessionEnd, build_session, parse_document
+from shared.documents import Document, SessionEnd, TrialEnd, build_session, parse_document
 from shared.sessionfile import read_sessions
 from tests.test_daemon import AgentProcess, RigClient, start_session, wait_until
 
@@ -115,6 +115,12 @@ def test_a_broker_outage_mid_session_loses_nothing(
             assert journal_count(agent.journal, session_id) == 0
             output = agent.output()
         assert "lost connection to broker" in output and output.count("connected to broker") >= 2
+        # One log line per trial, through the outage as before it.
+        trials = [d for d in docs if isinstance(d, TrialEnd)]
+        assert len(trials) > 50
+        for trial in trials:
+            assert f"M1 trial {trial.trial + 1}: " in output
+        assert output.count(" M1 trial ") == len(trials)
     finally:
         collector.close()
 
