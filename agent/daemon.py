@@ -287,6 +287,12 @@ class Agent:
         )
 
     def link_message(self, topic: str, payload: bytes) -> None:
+        if topic != self.topics.cmd(self.box):
+            # Only the cmd topic is subscribed, but a broker may still deliver others: the
+            # amqtt broker (the tests' and the demo's last resort) hands a new subscriber
+            # retained messages of unrelated topics. They are not commands to this box.
+            log.debug("ignored a message on %s: not this box's command topic", topic)
+            return
         self._handle_command(payload)
 
     def link_acked(self, mids: list[int]) -> None:
@@ -358,7 +364,9 @@ class Agent:
 
     # ------------------------------------------------------------------ status
 
-    def _status(self, state: RigState | None = None, pending: int = 0) -> Status:
+    def _status(
+        self, state: RigState | None = None, pending: int = 0, uncommitted: list[str] | None = None
+    ) -> Status:
         session = self.session
         running = session is not None and not session.ended
         return Status(
@@ -373,6 +381,7 @@ class Agent:
             software_version=SOFTWARE_VERSION,
             clock=self.loop.now(),
             pending_documents=pending,
+            uncommitted=uncommitted or [],
         )
 
     def _publish_status(self, force: bool = False) -> None:
@@ -382,7 +391,9 @@ class Agent:
         if not force and now - self._last_status < STATUS_MIN_INTERVAL_S:
             return
         self._last_status = now
-        status = self._status(pending=self.journal.pending_count())
+        status = self._status(
+            pending=self.journal.pending_count(), uncommitted=self.journal.uncommitted()
+        )
         self.link.publish(self.topics.status(self.box), encode(status), retain=True)
 
     def _schedule_heartbeat(self) -> None:
@@ -540,10 +551,13 @@ class Agent:
             raise CommandError("invalid", str(exc)) from None
         if pruned:
             log.info("session %s committed by the controller: pruned it", cmd.session_id)
+            self._publish_status(force=True)  # its uncommitted list is shorter now
         return {"session_id": cmd.session_id, "pruned": pruned}
 
     def _ping(self, cmd: PingCommand) -> dict[str, Any]:
-        status = self._status(pending=self.journal.pending_count())
+        status = self._status(
+            pending=self.journal.pending_count(), uncommitted=self.journal.uncommitted()
+        )
         return status.model_dump(exclude={"schema_version"})
 
     def _dispense(self, cmd: DispenseCommand) -> dict[str, Any]:

@@ -464,6 +464,14 @@ class Journal:
         rows = self._db.execute(_INFO_QUERY + where + " ORDER BY s.start_time").fetchall()
         return _fetch_info(rows)
 
+    def uncommitted(self, limit: int = 50) -> list[str]:
+        """Ids of ended sessions not yet committed by the controller, oldest first."""
+        rows = self._db.execute(
+            "SELECT session_id FROM sessions WHERE state = 'ended' ORDER BY start_time LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def uncopied(self) -> list[SessionInfo]:
         """Ended sessions whose local per-mouse JSON copy has not been written yet."""
         return [s for s in self.sessions() if s.state == "ended" and not s.copied]

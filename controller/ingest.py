@@ -24,7 +24,8 @@ What it does with each kind of message:
   for ``heartbeat_timeout`` is marked offline even if its Last Will never came.
 * **reply**: confirms ``committed`` (the box pruned its journal) or reports a
   resend the box cannot serve.
-* anything malformed goes to ``dead_letters`` with the reason, and a log line.
+* anything malformed goes to ``dead_letters`` with the reason, and a log line; a
+  message outside this lab's topics (which it never subscribed to) is ignored.
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ class BoxTrack:
     #: The last_seen / last_event_at values the database holds (written at most every second).
     written_seen: float | None = None
     written_event: float | None = None
+    #: Ended sessions its journal still holds, uncommitted (from its last status).
+    uncommitted: tuple[str, ...] = ()
 
     @property
     def online(self) -> bool:
@@ -358,6 +361,10 @@ class Ingest:
         self.stored_documents = 0
         self.dead_letters = 0
         self._topic_cache: dict[str, tuple[str, str]] = {}
+        #: When each session a box listed as uncommitted, unknown here, was last asked for.
+        self._asked_unknown: dict[str, float] = {}
+        #: Every topic of this lab's rigs starts so; the collector subscribes to nothing else.
+        self._rig_topics = f"{self.topics.prefix}/rigs/"
         #: Sessions whose every document is stored, waiting to be rebuilt: id -> box.
         self._whole: dict[str, str] = {}
         self._completions_paused_until = 0.0
@@ -494,6 +501,11 @@ class Ingest:
 
     def _decode(self, message: Incoming, work: _Batch) -> None:
         """Validate one message and sort it into the batch; a bad one becomes a dead letter."""
+        if not message.topic.startswith(self._rig_topics):
+            # Not subscribed, so not sent to this lab: a broker delivered it anyway (amqtt
+            # hands new subscribers retained messages of other topics). Nothing to keep.
+            log.debug("ignored a message on %s: not under %s", message.topic, self._rig_topics)
+            return
         try:
             box, kind = self._parse_topic(message.topic)
         except ProtocolError as exc:
@@ -749,6 +761,7 @@ class Ingest:
                 status, text, _ = work.statuses[name]
                 track.reported = status.state
                 track.session_id = status.session_id
+                track.uncommitted = tuple(status.uncommitted)
                 values["status"] = text
                 values["state"] = status.state
                 if status.state == "offline":
@@ -877,10 +890,63 @@ class Ingest:
                 conn.execute(_UPDATE_PROGRESS, [_progress_row(t) for t in dirty])
                 for session in dirty:
                     session.dirty = False
+            self._recover_unknown(conn, work)
         self._ask_for_missing(work)
         self._retry_commits(work)
         self._forget(now)
         self._send(work)
+
+    def _recover_unknown(self, conn: Connection, work: _Batch) -> None:
+        """Sessions a box still holds uncommitted that the collector is not following.
+
+        Its status lists them. One the database has (complete, or partly stored) is
+        loaded, and the usual paths finish it (resend of what is missing, committed
+        again). One the collector never saw at all, because the broker lost every
+        document of it (restarted without persistence, a full queue, a broker that
+        keeps no offline sessions), is asked for whole: ``resend`` from seq 0.
+        """
+        now = work.now
+        wanted: list[tuple[str, str]] = []
+        for rig in self.boxes.values():
+            if not rig.online:
+                continue  # it replays and reports again when it is back
+            for session_id in rig.uncommitted:
+                if session_id in self.tracks or session_id == rig.session_id:
+                    continue
+                asked = self._asked_unknown.get(session_id)
+                if asked is not None and now - asked < self.settings.resend_interval:
+                    continue
+                wanted.append((rig.box, session_id))
+        if not wanted:
+            return
+        ids = [session_id for _, session_id in wanted]
+        known = set(
+            conn.execute(select(SESSIONS.c.session_id).where(SESSIONS.c.session_id.in_(ids)))
+            .scalars()
+            .all()
+        ) | set(
+            conn.execute(
+                select(DOCUMENTS.c.session_id).where(DOCUMENTS.c.session_id.in_(ids)).distinct()
+            )
+            .scalars()
+            .all()
+        )
+        for box, session_id in wanted:
+            self._asked_unknown[session_id] = now
+            if session_id in known:
+                self._track(conn, session_id, box)  # stored before: the usual paths take over
+                continue
+            log.info(
+                "box %s holds session %s, which never reached the collector; asking for all of it",
+                box,
+                session_id,
+            )
+            work.outgoing.append(
+                (box, ResendCommand(request_id=_request_id(), session_id=session_id, from_seq=0))
+            )
+        if len(self._asked_unknown) > 10_000:  # bounded: keep the newest half
+            newest = sorted(self._asked_unknown.items(), key=lambda item: item[1])[5_000:]
+            self._asked_unknown = dict(newest)
 
     def _ask_for_missing(self, work: _Batch) -> None:
         now = work.now

@@ -174,7 +174,18 @@ class FakeRig:
 
     # ------------------------------------------------------------ what the test does
 
+    def uncommitted(self) -> list[str]:
+        """Sessions held whole (their session_end too) and not committed, as the agent lists
+        them in its status."""
+        with self.cond:
+            return [
+                session_id
+                for session_id, docs in self.held.items()
+                if any(isinstance(doc, SessionEnd) for doc in docs.values())
+            ]
+
     def publish_status(self, **fields: Any) -> None:
+        fields.setdefault("uncommitted", self.uncommitted())
         status = Status(box=self.box, state=self.state, **fields)
         self.client.publish(
             self.topics.status(self.box), encode(status), qos=QOS, retain=True
@@ -214,7 +225,7 @@ class FakeRig:
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
     ) -> None:
         client.subscribe(self.topics.cmd(self.box), QOS)
-        status = Status(box=self.box, state=self.state)
+        status = Status(box=self.box, state=self.state, uncommitted=self.uncommitted())
         client.publish(self.topics.status(self.box), encode(status), qos=QOS, retain=True)
         self.connected.set()
 

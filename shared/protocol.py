@@ -206,6 +206,11 @@ class Status(_Message):
     software_version: str = ""
     clock: float = Field(0.0, description="agent's task clock when sent, Unix seconds")
     pending_documents: int = Field(0, description="journalled documents not yet acknowledged")
+    uncommitted: list[str] = Field(
+        default_factory=list,
+        description="ended sessions the journal still holds because no 'committed' came for "
+        "them, oldest first (at most 50): the collector asks for any it does not have",
+    )
 
 
 _T = TypeVar("_T", bound=BaseModel)

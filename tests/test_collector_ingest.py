@@ -277,6 +277,51 @@ def test_a_restarted_collector_resumes_unconfirmed_commits(lab: Harness) -> None
     assert len(lab.sink.of(CommittedCommand)) == 2
 
 
+def test_a_session_the_broker_lost_entirely_is_asked_for_whole_from_the_box_s_status(
+    lab: Harness,
+) -> None:
+    """Not one document of a session reached the collector (a broker restarted without
+    persistence, or one that keeps nothing for offline clients); the box's status lists
+    it as uncommitted, so the collector asks for all of it, once per resend interval."""
+    lost = synthetic_session(mouse="M7", trials=5, seed=4)
+    sid = lost[0].session_id
+    lab.handle(lab.status(uncommitted=[sid]))
+    lab.ingest.tick()
+    (resend,) = lab.sink.of(ResendCommand)
+    assert (resend.session_id, resend.from_seq, resend.to_seq) == (sid, 0, None)
+    lab.clock.advance(1)
+    lab.handle(lab.status(uncommitted=[sid]))
+    lab.ingest.tick()
+    assert len(lab.sink.of(ResendCommand)) == 1  # not again within the resend interval
+    lab.handle(lab.docs(lost))  # the box answers the resend
+    assert lab.exported("M7") == [session_dict(lost)]
+    (committed,) = lab.sink.of(CommittedCommand)
+    assert committed.session_id == sid
+
+
+def test_a_listed_session_stored_before_a_restart_is_committed_not_asked_for(
+    lab: Harness,
+) -> None:
+    docs = synthetic_session(mouse="M8", trials=4, seed=5)
+    lab.handle(lab.status(), lab.docs(docs))
+    assert len(lab.sink.of(CommittedCommand)) == 1  # the box never got it
+    lab.restart()
+    lab.ingest.tracks.clear()  # as if long forgotten
+    lab.clock.advance(40)
+    lab.handle(lab.status(uncommitted=[docs[0].session_id]))
+    lab.ingest.tick()
+    assert lab.sink.of(ResendCommand) == []
+    assert [c.session_id for c in lab.sink.of(CommittedCommand)][-1] == docs[0].session_id
+    assert len(lab.sink.of(CommittedCommand)) == 2
+
+
+def test_the_running_session_and_offline_boxes_are_not_asked_for(lab: Harness) -> None:
+    lab.handle(lab.status(state="running", session_id="now", uncommitted=["now"]))
+    lab.handle(lab.status(box="2", state="offline", uncommitted=["gone"]))
+    lab.ingest.tick()
+    assert lab.sink.of(ResendCommand) == []
+
+
 # ---------------------------------------------------------------- boxes
 
 
@@ -335,7 +380,8 @@ def test_the_last_will_marks_a_box_offline(lab: Harness) -> None:
         ("lab/rigs/1/status", b'{"box": "1", "state": "dancing"}', "invalid status"),
         ("lab/rigs/1/reply", b"[]", "invalid reply"),
         ("lab/rigs/bad box!/events", b"{}", "invalid box id|not a reachlab"),
-        ("elsewhere/x", b"{}", "not a reachlab rig topic"),
+        ("lab/rigs/1/cmd", b"{}", "does not take 'cmd' messages"),
+        ("lab/rigs/1/events/extra", b"{}", "not a reachlab rig topic"),
     ],
 )
 def test_a_bad_message_becomes_a_dead_letter_with_its_reason(
@@ -351,6 +397,22 @@ def test_a_bad_message_becomes_a_dead_letter_with_its_reason(
 
     assert re.search(reason, letter.reason), letter.reason
     assert lab.exported("M1") == [session_dict(docs)]  # the valid traffic went on
+
+
+def test_a_message_outside_the_lab_s_topics_is_ignored_not_kept(lab: Harness) -> None:
+    """The collector subscribes only to its prefix's rig topics; what a broker delivers
+    from elsewhere (amqtt replays other topics' retained messages) is not this lab's."""
+    docs = synthetic_session(trials=3)
+    lab.handle(
+        lab.docs(docs[:4]),
+        lab.message("other-lab/rigs/1/status", b'{"box": "1", "state": "offline"}'),
+        lab.message("elsewhere/x", b"{}"),
+        lab.docs(docs[4:]),
+    )
+    with lab.db.reader() as session:
+        assert session.scalars(select(DeadLetter)).all() == []
+        assert session.scalar(select(func.count()).select_from(Box)) == 1  # only lab's box 1
+    assert lab.ingest.stored_documents == len(docs)
 
 
 def test_a_document_on_another_box_topic_is_a_dead_letter(lab: Harness) -> None:

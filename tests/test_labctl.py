@@ -331,7 +331,7 @@ def test_dead_letters_lists_what_the_collector_could_not_use_newest_first(
             [
                 Incoming(topics.events("1"), b"{not json", 1_000.0),
                 Incoming(topics.status("2"), encode(Status(box="3", state="idle")), 2_000.0),
-                Incoming("elsewhere/topic", long_garbage, 3_000.0),
+                Incoming(f"{topics.prefix}/rigs/1/elsewhere", long_garbage, 3_000.0),
             ]
         )
     finally:
@@ -339,7 +339,7 @@ def test_dead_letters_lists_what_the_collector_could_not_use_newest_first(
 
     rows = json.loads(labctl.ok("dead-letters", "--json"))
     assert [(r["received_at"], r["topic"]) for r in rows] == [
-        (3_000.0, "elsewhere/topic"),
+        (3_000.0, f"{topics.prefix}/rigs/1/elsewhere"),
         (2_000.0, topics.status("2")),
         (1_000.0, topics.events("1")),
     ]
@@ -351,11 +351,11 @@ def test_dead_letters_lists_what_the_collector_could_not_use_newest_first(
     assert len(garbage["payload_preview"]) == 60 and garbage["payload_preview"].endswith("\u2026")
 
     newest = json.loads(labctl.ok("dead-letters", "--limit", "1", "--json"))
-    assert [r["topic"] for r in newest] == ["elsewhere/topic"]
+    assert [r["topic"] for r in newest] == [f"{topics.prefix}/rigs/1/elsewhere"]
 
     table = labctl.ok("dead-letters")
     assert "newest first (all 3)" in table
-    assert table.index("elsewhere/topic") < table.index(topics.status("2"))
+    assert table.index(f"{topics.prefix}/rigs/1/elsewhere") < table.index(topics.status("2"))
     assert table.index(topics.status("2")) < table.index(topics.events("1"))
     assert "[bold]not markup[/bold]" in table  # a payload is shown, never read as markup
     assert "{not json (9 B)" in table
