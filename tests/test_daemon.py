@@ -390,11 +390,18 @@ def test_a_started_session_runs_to_its_end_and_every_document_arrives_in_order(
     with Journal.open_readonly(tmp_path / "journal.sqlite3") as journal:
         info = journal.session(session_id)
         assert info is not None and info.state == "ended" and info.documents == end.seq + 1
-    # ... and after it, the journal lets the session go.
+    # ... and the box says so, so a collector that never saw the session can ask for it.
+    assert client.command("ping").data["uncommitted"] == [session_id]
+    client.wait(lambda: client.status is not None and client.status.uncommitted == [session_id],
+                "a status listing the session")  # fmt: skip
+    # After "committed", the journal lets the session go, and the status stops listing it.
     reply = client.command("committed", session_id=session_id, last_seq=end.seq)
     assert reply.ok and reply.data["pruned"] is True
     with Journal.open_readonly(tmp_path / "journal.sqlite3") as journal:
         assert journal.sessions() == []
+    client.wait(lambda: client.status is not None and client.status.uncommitted == [],
+                "a status without it")  # fmt: skip
+    assert client.command("ping").data["uncommitted"] == []
     client.assert_one_reply_each()
 
 
