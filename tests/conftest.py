@@ -1,6 +1,7 @@
 """Shared fixtures: real brokers and databases, found or started as DESIGN §9 says.
 
-Broker, in order: ``REACHLAB_TEST_BROKER`` (an ``mqtt://`` URL); a ``mosquitto``
+Broker, in order: ``REACHLAB_TEST_BROKER`` (an ``mqtt://`` URL, or ``amqtt`` for the
+embedded broker as on a machine with neither mosquitto nor Docker); a ``mosquitto``
 binary started on a free port; a testcontainers Mosquitto when a Docker engine
 answers; the in-process ``amqtt`` broker. PostgreSQL: ``REACHLAB_TEST_POSTGRES``
 (an SQLAlchemy URL); a server on 127.0.0.1:5432; testcontainers; else skip.
@@ -58,11 +59,11 @@ def _container_broker() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def broker_url() -> Iterator[str]:
     """URL of a running MQTT broker for the whole test session."""
-    explicit = os.environ.get("REACHLAB_TEST_BROKER")
-    if explicit:
+    explicit = os.environ.get("REACHLAB_TEST_BROKER") or None
+    if explicit and explicit != "amqtt":
         yield explicit
         return
-    if MosquittoBroker.available():
+    if explicit is None and MosquittoBroker.available():
         broker = MosquittoBroker()
         broker.start()
         try:
@@ -70,7 +71,7 @@ def broker_url() -> Iterator[str]:
         finally:
             broker.close()
         return
-    if docker_available():
+    if explicit is None and docker_available():
         with _container_broker() as url:
             yield url
         return
