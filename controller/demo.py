@@ -121,6 +121,8 @@ class Lab:
     monitor: subprocess.Popen[bytes] | None = None
     interrupts: Interrupts = field(default_factory=Interrupts)
     started: bool = False
+    #: Use the embedded amqtt broker even where a mosquitto binary is installed.
+    embedded_broker: bool = False
 
     @property
     def db_url(self) -> str:
@@ -223,7 +225,8 @@ class Lab:
     def start_services(self, time_scale: float, seed: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         # Known before it starts, so stop_all stops it whatever happens next.
-        self.broker = MosquittoBroker() if MosquittoBroker.available() else AmqttBroker()
+        use_mosquitto = MosquittoBroker.available() and not self.embedded_broker
+        self.broker = MosquittoBroker() if use_mosquitto else AmqttBroker()
         try:
             self.broker.start()
         except BrokerStartError as exc:
@@ -308,6 +311,7 @@ def run_demo(
     seed: int = 1,
     out: TextIO = sys.stdout,
     monitor: bool = True,
+    embedded_broker: bool = False,
 ) -> int:
     """Run the whole demo; returns 0, or 130 after Ctrl-C/SIGTERM.
 
@@ -320,7 +324,12 @@ def run_demo(
     if time_scale is not None and time_scale <= 0:
         raise DemoError(f"--time-scale must be positive, got {time_scale:g}")
     scale = time_scale or default_time_scale(minutes)
-    lab = Lab(directory=(directory or Path("reachlab-demo")).resolve(), rigs=rigs, out=out)
+    lab = Lab(
+        directory=(directory or Path("reachlab-demo")).resolve(),
+        rigs=rigs,
+        out=out,
+        embedded_broker=embedded_broker,
+    )
     wall = minutes * 60 / scale
     lab.say(
         f"reachlab demo: {rigs} simulated rigs, {minutes:g}-minute sessions at {scale:g}x "
@@ -484,6 +493,13 @@ def demo_command(
     no_monitor: Annotated[
         bool, typer.Option("--no-monitor", help="do not show the live monitor")
     ] = False,
+    embedded_broker: Annotated[
+        bool,
+        typer.Option(
+            "--embedded-broker",
+            help="use the embedded amqtt broker even if mosquitto is installed",
+        ),
+    ] = False,
 ) -> None:
     """A whole simulated lab on this machine: broker, collector, rigs and a cohort.
 
@@ -499,5 +515,6 @@ def demo_command(
         directory=directory,
         seed=seed,
         monitor=not no_monitor,
+        embedded_broker=embedded_broker,
     )
     raise typer.Exit(code)

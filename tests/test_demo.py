@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from controller.broker import MosquittoBroker
 from shared.sessionfile import read_sessions
 
 from .conftest import REPO
@@ -163,11 +164,19 @@ def trials_stored(lab_dir: Path, sessions: int, trials: int) -> bool:
     return sum(1 for _, count in rows if count >= trials) >= sessions
 
 
+@pytest.mark.parametrize(
+    ("options", "broker"),
+    [
+        ([], "mosquitto" if MosquittoBroker.available() else "amqtt"),
+        # What a machine without mosquitto gets: the broker embedded in the demo itself.
+        (["--embedded-broker"], "amqtt"),
+    ],
+)
 def test_demo_runs_a_lab_exports_every_mouse_and_leaves_no_process(
-    tmp_path: Path, start_demo: Callable[..., Demo]
+    tmp_path: Path, start_demo: Callable[..., Demo], options: list[str], broker: str
 ) -> None:
     lab_dir = tmp_path / "lab"
-    run = start_demo(lab_dir, "--rigs", "2", "--minutes", "2", "--time-scale", "60")
+    run = start_demo(lab_dir, "--rigs", "2", "--minutes", "2", "--time-scale", "60", *options)
     code = run.wait_exit(timeout=240)
     assert code == 0, run.output()[-3000:] + run.errors()[-3000:]
     for mouse in ("DemoMouse1", "DemoMouse2"):
@@ -184,6 +193,7 @@ def test_demo_runs_a_lab_exports_every_mouse_and_leaves_no_process(
         )
         assert agent_copy == session
     assert "DemoMouse1" in run.output() and "d'" in run.output()
+    assert f"broker: {broker}" in run.output()
     assert run.errors() == ""
     assert_nothing_left(lab_dir)
 
