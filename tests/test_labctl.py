@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -523,6 +524,51 @@ def test_monitor_shows_events_live_and_leaves_cleanly_on_ctrl_c(
     assert proc.returncode == 0, errors
     assert "Traceback" not in errors and b"Traceback" not in screen
     assert errors == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_exporting_many_mice_on_a_terminal_shows_a_progress_bar(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    import pty
+
+    sessions = read_sessions(SAMPLES / "later-float-times.json")
+    files = []
+    for number in range(5):
+        path = tmp_path / "in" / f"Mouse{number}.json"
+        write_sessions(path, sessions)
+        files.append(str(path))
+    labctl.ok("import", *files)
+    env = {k: v for k, v in {**os.environ, **labctl.env}.items() if v is not None}
+    env.update(TERM="xterm", COLUMNS="120", LINES="40")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "export", "--all", "--out", str(tmp_path / "out")],
+        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(slave)
+    screen = b""
+    try:
+        while (chunk := read_screen(master, 30)) or proc.poll() is None:
+            screen += chunk
+        assert proc.stderr is not None
+        errors = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=20)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        os.close(master)
+    assert proc.returncode == 0, errors
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))  # no colours
+    assert re.search(r"exporting ━+ 5/5 Mouse4", text), text  # the bar, counting the mice
+    for number in range(5):
+        assert f"Mouse{number}: 1 session(s) ->" in text
+        assert read_sessions(tmp_path / "out" / f"Mouse{number}.json") == sessions
+    # Not a terminal: no bar, only the lines (as in every other test here).
+    plain = labctl.ok("export", "--all", "--out", str(tmp_path / "out"))
+    assert "/5" not in plain and plain.count("unchanged") == 5
 
 
 @pytest.mark.broker
