@@ -467,16 +467,56 @@ def test_monitor_once_or_for_a_while_shows_every_box(
     assert "running" in out and "idle" in out and "Ctrl-C to leave" in out
 
 
-def read_screen(fd: int, timeout: float) -> bytes:
-    """What a process wrote to its terminal: waits up to ``timeout`` for the first bytes."""
-    import select
+class Terminal:
+    """A labctl process on a pseudo-terminal, as a person runs it; the test reads its screen."""
 
-    if not select.select([fd], [], [], timeout)[0]:
-        return b""
-    try:
-        return os.read(fd, 65536)
-    except OSError:  # EIO: the process closed the terminal (it exited)
-        return b""
+    def __init__(self, labctl: Labctl, *args: str) -> None:
+        import pty
+
+        env = {k: v for k, v in {**os.environ, **labctl.env}.items() if v is not None}
+        # A terminal, as a person has: live views redraw and progress bars show on it.
+        env.update(TERM="xterm", COLUMNS="160", LINES="60")
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", *args],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.close(slave)
+        self.screen = b""
+        self.errors = ""
+
+    def read(self, timeout: float) -> bytes:
+        """What the process wrote next: waits up to ``timeout`` for the first bytes."""
+        import select
+
+        chunk = b""
+        if select.select([self.master], [], [], timeout)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the process closed the terminal (it exited)
+                chunk = b""
+        self.screen += chunk
+        return chunk
+
+    def read_until_exit(self, timeout: float, what: str) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.read(0.1) or self.proc.poll() is None:
+            assert time.monotonic() < deadline, what
+
+    def text(self) -> str:
+        """The screen without colours and cursor moves."""
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.screen.decode(errors="replace"))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=20)
+        if self.proc.stderr is not None:
+            self.errors = self.proc.stderr.read().decode()
+            self.proc.stderr.close()
+        os.close(self.master)
 
 
 @pytest.mark.broker
@@ -484,54 +524,32 @@ def read_screen(fd: int, timeout: float) -> bytes:
 def test_monitor_shows_events_live_and_leaves_cleanly_on_ctrl_c(
     labctl: Labctl, boxes: dict[str, FakeRig]
 ) -> None:
-    import pty
     import time
 
-    env = {k: v for k, v in {**os.environ, **labctl.env}.items() if v is not None}
-    # A terminal, as a person has: the live view redraws on it while it runs.
-    env.update(TERM="xterm", COLUMNS="160", LINES="60")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "monitor", "--refresh", "0.1"],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    os.close(slave)
-    screen = b""
+    term = Terminal(labctl, "monitor", "--refresh", "0.1")
     try:
         # Events are not retained, so one sent before the monitor subscribed is lost: the rig
         # keeps sending the session's start until the live view shows it.
         start = synthetic_session(mouse="M1", box="1", trials=1)[:1]
         deadline = time.monotonic() + 30
-        while b"session started: M1" not in screen:
-            assert proc.poll() is None, f"labctl monitor exited with {proc.returncode}"
-            assert time.monotonic() < deadline, f"no event shown; the screen: {screen[-2000:]!r}"
+        while b"session started: M1" not in term.screen:
+            assert term.proc.poll() is None, f"labctl monitor exited: {term.proc.returncode}"
+            assert time.monotonic() < deadline, f"no event shown: {term.screen[-2000:]!r}"
             boxes["1"].publish(start, hold=False)
-            screen += read_screen(master, 0.2)
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        deadline = time.monotonic() + 20
-        while (chunk := read_screen(master, 0.1)) or proc.poll() is None:
-            assert time.monotonic() < deadline, "labctl monitor did not leave on SIGINT"
-            screen += chunk
-        assert proc.stderr is not None
-        errors = proc.stderr.read().decode()
+            term.read(0.2)
+        term.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        term.read_until_exit(20, "labctl monitor did not leave on SIGINT")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=20)
-        if proc.stderr is not None:
-            proc.stderr.close()
-        os.close(master)
-    assert proc.returncode == 0, errors
-    assert "Traceback" not in errors and b"Traceback" not in screen
-    assert errors == ""
+        term.close()
+    assert term.proc.returncode == 0, term.errors
+    assert b"Traceback" not in term.screen
+    assert term.errors == ""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 def test_exporting_many_mice_on_a_terminal_shows_a_progress_bar(
     labctl: Labctl, tmp_path: Path
 ) -> None:
-    import pty
-
     sessions = read_sessions(SAMPLES / "later-float-times.json")
     files = []
     for number in range(5):
@@ -539,29 +557,13 @@ def test_exporting_many_mice_on_a_terminal_shows_a_progress_bar(
         write_sessions(path, sessions)
         files.append(str(path))
     labctl.ok("import", *files)
-    env = {k: v for k, v in {**os.environ, **labctl.env}.items() if v is not None}
-    env.update(TERM="xterm", COLUMNS="120", LINES="40")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "export", "--all", "--out", str(tmp_path / "out")],
-        cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    os.close(slave)
-    screen = b""
+    term = Terminal(labctl, "export", "--all", "--out", str(tmp_path / "out"))
     try:
-        while (chunk := read_screen(master, 30)) or proc.poll() is None:
-            screen += chunk
-        assert proc.stderr is not None
-        errors = proc.stderr.read().decode()
+        term.read_until_exit(60, "labctl export did not finish")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=20)
-        if proc.stderr is not None:
-            proc.stderr.close()
-        os.close(master)
-    assert proc.returncode == 0, errors
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))  # no colours
+        term.close()
+    assert term.proc.returncode == 0, term.errors
+    text = term.text()
     assert re.search(r"exporting ━+ 5/5 Mouse4", text), text  # the bar, counting the mice
     for number in range(5):
         assert f"Mouse{number}: 1 session(s) ->" in text
