@@ -67,6 +67,11 @@ class MosquittoBroker:
         self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="reachlab-mosquitto-")
+        #: A port picked here may be taken by another process before mosquitto binds it;
+        #: until the first start succeeds, another one is picked. After that the port is
+        #: kept: a restarted broker must be where its clients look for it.
+        self._may_move = port is None
+        self._log_start = 0
 
     @staticmethod
     def available() -> bool:
@@ -79,6 +84,35 @@ class MosquittoBroker:
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
+        for _attempt in range(3):
+            if self._start_once():
+                self._may_move = False
+                log.info("mosquitto (pid %s) listening on %s", self.pid, self.url)
+                return
+            if not (
+                self._may_move and b"Address already in use" in self._log_tail(self._log_start)
+            ):
+                break
+            self.port = find_free_port()  # lost a race for the port: take another
+            self.url = f"mqtt://{LOOPBACK}:{self.port}"
+        self.stop()
+        said = self._log_tail(self._log_start).decode(errors="replace").strip()
+        raise BrokerStartError(
+            f"mosquitto did not start listening on {self.url}: "
+            f"{said.splitlines()[-1] if said else 'no output'}"
+        )
+
+    @property
+    def _log_path(self) -> Path:
+        return Path(self._dir.name) / "mosquitto.log"
+
+    def _log_tail(self, start: int = 0) -> bytes:
+        """The log from byte ``start`` on (its last 2000 bytes)."""
+        path = self._log_path
+        return path.read_bytes()[start:][-2000:] if path.exists() else b""
+
+    def _start_once(self) -> bool:
+        """Start the process; True once it is running and listening on the port."""
         conf = Path(self._dir.name) / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} {LOOPBACK}\n"
@@ -88,7 +122,9 @@ class MosquittoBroker:
             f"{self.extra_config}\n",
             encoding="utf-8",
         )
-        log_file = open(Path(self._dir.name) / "mosquitto.log", "ab")  # noqa: SIM115  # owned by Popen
+        # A restart appends to the same log: only what this process writes counts.
+        self._log_start = self._log_path.stat().st_size if self._log_path.exists() else 0
+        log_file = open(self._log_path, "ab")  # noqa: SIM115  # owned by Popen
         # Its own session: a Ctrl-C meant for the demo must not kill the broker under it.
         self.process = subprocess.Popen(
             [self.binary, "-c", str(conf)],
@@ -97,10 +133,18 @@ class MosquittoBroker:
             start_new_session=True,
         )
         log_file.close()
-        if not wait_for_port(LOOPBACK, self.port):
-            self.stop()
-            raise BrokerStartError(f"mosquitto did not start listening on {self.url}")
-        log.info("mosquitto (pid %s) listening on %s", self.process.pid, self.url)
+        process = self.process
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False  # it could not start (the port taken, a bad config line)
+            # "running" comes after the listeners are bound: the port answering alone
+            # could be another process that holds it.
+            running = b" running" in self._log_tail(self._log_start)
+            if running and wait_for_port(LOOPBACK, self.port, 1.0):
+                return process.poll() is None
+            time.sleep(0.02)  # readiness of another process: there is no event to wait on
+        return False
 
     def stop(self) -> None:
         process, self.process = self.process, None
