@@ -363,6 +363,8 @@ class Ingest:
         self._topic_cache: dict[str, tuple[str, str]] = {}
         #: When each session a box listed as uncommitted, unknown here, was last asked for.
         self._asked_unknown: dict[str, float] = {}
+        #: When each of those was first listed by its box.
+        self._unknown_since: dict[str, float] = {}
         #: Every topic of this lab's rigs starts so; the collector subscribes to nothing else.
         self._rig_topics = f"{self.topics.prefix}/rigs/"
         #: Sessions whose every document is stored, waiting to be rebuilt: id -> box.
@@ -903,7 +905,8 @@ class Ingest:
         loaded, and the usual paths finish it (resend of what is missing, committed
         again). One the collector never saw at all, because the broker lost every
         document of it (restarted without persistence, a full queue, a broker that
-        keeps no offline sessions), is asked for whole: ``resend`` from seq 0.
+        keeps no offline sessions), is asked for whole: ``resend`` from seq 0, once it
+        has been listed for ``tail_grace`` without any of its documents arriving.
         """
         now = work.now
         wanted: list[tuple[str, str]] = []
@@ -932,10 +935,15 @@ class Ingest:
             .all()
         )
         for box, session_id in wanted:
-            self._asked_unknown[session_id] = now
             if session_id in known:
                 self._track(conn, session_id, box)  # stored before: the usual paths take over
                 continue
+            # A box coming back publishes its status first and replays its documents right
+            # after: give them the time to arrive before asking for the whole session.
+            since = self._unknown_since.setdefault(session_id, now)
+            if now - since < self.settings.tail_grace:
+                continue
+            self._asked_unknown[session_id] = now
             log.info(
                 "box %s holds session %s, which never reached the collector; asking for all of it",
                 box,
@@ -944,9 +952,11 @@ class Ingest:
             work.outgoing.append(
                 (box, ResendCommand(request_id=_request_id(), session_id=session_id, from_seq=0))
             )
-        if len(self._asked_unknown) > 10_000:  # bounded: keep the newest half
-            newest = sorted(self._asked_unknown.items(), key=lambda item: item[1])[5_000:]
-            self._asked_unknown = dict(newest)
+        for seen in (self._asked_unknown, self._unknown_since):
+            if len(seen) > 10_000:  # bounded: keep the newest half
+                newest = sorted(seen.items(), key=lambda item: item[1])[5_000:]
+                seen.clear()
+                seen.update(newest)
 
     def _ask_for_missing(self, work: _Batch) -> None:
         now = work.now

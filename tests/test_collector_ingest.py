@@ -287,6 +287,9 @@ def test_a_session_the_broker_lost_entirely_is_asked_for_whole_from_the_box_s_st
     sid = lost[0].session_id
     lab.handle(lab.status(uncommitted=[sid]))
     lab.ingest.tick()
+    assert lab.sink.of(ResendCommand) == []  # a box back online replays right after its status
+    lab.clock.advance(SETTINGS.tail_grace)
+    lab.ingest.tick()
     (resend,) = lab.sink.of(ResendCommand)
     assert (resend.session_id, resend.from_seq, resend.to_seq) == (sid, 0, None)
     lab.clock.advance(1)
@@ -297,6 +300,21 @@ def test_a_session_the_broker_lost_entirely_is_asked_for_whole_from_the_box_s_st
     assert lab.exported("M7") == [session_dict(lost)]
     (committed,) = lab.sink.of(CommittedCommand)
     assert committed.session_id == sid
+
+
+def test_a_listed_session_whose_documents_follow_its_status_is_not_asked_for(
+    lab: Harness,
+) -> None:
+    docs = synthetic_session(mouse="M9", trials=4, seed=6)
+    lab.handle(lab.status(uncommitted=[docs[0].session_id]))  # back online: status first,
+    lab.ingest.tick()
+    lab.clock.advance(1)
+    lab.handle(lab.docs(docs))  # then its journal's replay
+    lab.clock.advance(SETTINGS.tail_grace)
+    lab.handle(lab.status(uncommitted=[docs[0].session_id]))
+    lab.ingest.tick()
+    assert lab.sink.of(ResendCommand) == []
+    assert lab.exported("M9") == [session_dict(docs)]
 
 
 def test_a_listed_session_stored_before_a_restart_is_committed_not_asked_for(
