@@ -1,7 +1,8 @@
 """Nothing is lost (DESIGN §6), shown with real processes: a broker that goes away and comes
-back mid-session, and an agent killed with SIGKILL mid-session and started again.
+back mid-session, an agent killed with SIGKILL mid-session and started again, and
+sessions that ran before the collector ever connected.
 
-In both, a subscriber standing in for the collector must end up, after
+In the first two, a subscriber standing in for the collector must end up, after
 de-duplication by ``(session_id, seq)``, with every document of the session
 exactly once and in order, the same documents the journal holds, and the
 journal must not have pruned anything before ``committed``.
@@ -159,3 +160,55 @@ def test_an_agent_killed_mid_session_and_restarted_loses_nothing(
             assert "closed it as aborted" in second.output()
     finally:
         collector.close()
+
+
+def test_sessions_run_before_the_collector_ever_connected_are_collected_from_the_journal(
+    broker_url: str, tmp_path: Path
+) -> None:
+    """A lab starts training before `labctl serve` first runs: the broker keeps nothing for
+    a collector it has never seen, so every document of those sessions is gone from the
+    wire. The rig's status lists them as uncommitted; the collector asks for them whole,
+    stores them, commits them, and the rig prunes its journal."""
+    from controller.collector import Collector
+    from controller.db import open_database
+    from controller.files import export_mice
+    from controller.ingest import IngestSettings
+    from controller.mqtt import parse_broker_url as parse_url
+    from shared.protocol import Topics
+
+    prefix = f"fault-{uuid.uuid4().hex[:8]}"
+    observer = RigClient(broker_url, prefix)
+    db = open_database(f"sqlite:///{tmp_path / 'lab.db'}")
+    try:
+        with AgentProcess(tmp_path / "rig", broker_url, prefix) as agent:
+            observer.wait_state("idle")
+            session_id = start_session(observer, {"duration": 120})
+            observer.wait_complete(session_id, REPLAY_TIMEOUT)
+            observer.wait_state("idle")
+            assert journal_count(agent.journal, session_id) > 0  # held: nobody committed it
+
+            collector = Collector(
+                db,
+                parse_url(broker_url),
+                topics=Topics(prefix),
+                settings=IngestSettings(tail_grace=1.0, resend_interval=2.0, gap_grace=0.2),
+                tick_interval=0.1,
+            )
+            collector.start()
+            try:
+                wait_until(
+                    lambda: journal_count(agent.journal, session_id) == 0,
+                    "the session to be asked for, stored, committed and pruned",
+                    timeout=REPLAY_TIMEOUT,
+                )
+            finally:
+                collector.stop()
+            output = agent.output()
+        out = tmp_path / "export"
+        (result,) = export_mice(db, ["M1"], out)
+        assert result.written and result.sessions == 1
+        assert read_sessions(out / "M1.json") == read_sessions(agent.data_dir / "M1.json")
+        assert "committed by the controller: pruned it" in output
+    finally:
+        db.close()
+        observer.close()
