@@ -86,11 +86,13 @@ class Collector:
         self.tick_interval = tick_interval
         self.on_batch = on_batch
         self.queue: queue.SimpleQueue[_Received] = queue.SimpleQueue()
-        # Mosquitto does not hold back QoS 1 messages for a subscriber that has not yet
-        # acknowledged the earlier ones, so with the database stalled the queue would grow
-        # without end. Past max_queued, paho's thread waits: the socket fills and the
-        # broker keeps the rest (nothing is acknowledged that is not stored). A size check
-        # per message, not a semaphore: it is on the hot path of every document.
+        # A broker holds back QoS 1 messages for a subscriber that has not acknowledged the
+        # earlier ones only as far as its own in-flight limit goes (mosquitto's
+        # max_inflight_messages: 20 by default, 0 for none; amqtt has none), so with the
+        # database stalled the queue could grow without end. Past max_queued, paho's
+        # thread waits: the socket fills and the broker keeps the rest (nothing is
+        # acknowledged that is not stored). A size check per message, not a semaphore: it
+        # is on the hot path of every document.
         self.max_queued = max_queued
         self._drained = threading.Event()
         self.connected = threading.Event()
