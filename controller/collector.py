@@ -88,8 +88,8 @@ class Collector:
         self.queue: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         # A broker holds back QoS 1 messages for a subscriber that has not acknowledged the
         # earlier ones only as far as its own in-flight limit goes (mosquitto's
-        # max_inflight_messages: 20 by default, 0 for none; amqtt has none), so with the
-        # database stalled the queue could grow without end. Past max_queued, paho's
+        # max_inflight_messages: 20 by default, 0 for none), so with the database stalled
+        # the queue could grow without end. Past max_queued, paho's
         # thread waits: the socket fills and the broker keeps the rest (nothing is
         # acknowledged that is not stored). A size check per message, not a semaphore: it
         # is on the hot path of every document.
