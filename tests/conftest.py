@@ -130,21 +130,6 @@ def broker_keeps_offline_messages(broker_url: str) -> bool:
 
 
 @pytest.fixture
-def restartable_broker() -> Iterator[MosquittoBroker | AmqttBroker]:
-    """A private broker this test may stop and start again on the same port."""
-    broker: MosquittoBroker | AmqttBroker = (
-        MosquittoBroker() if MosquittoBroker.available() else AmqttBroker()
-    )
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        if isinstance(broker, MosquittoBroker):
-            broker.close()
-
-
-@pytest.fixture
 def topic_prefix() -> str:
     """A topic prefix of this test's own, so tests sharing a broker never see each other."""
     return f"test-{uuid.uuid4().hex[:12]}"
