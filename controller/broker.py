@@ -165,9 +165,12 @@ class MosquittoBroker:
 class AmqttBroker:
     """The pure-Python ``amqtt`` broker, embedded on a background thread of this process."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
         self.port = port or find_free_port()
         self.url = f"mqtt://{LOOPBACK}:{self.port}"
+        #: Where amqtt's own log goes (its warnings included); None: this process's logging.
+        self.log_file = log_file
+        self._log_handler: logging.Handler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker: Any = None
@@ -192,6 +195,10 @@ class AmqttBroker:
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
+            # amqtt's unhandled task errors (it can trip over its own subscriptions while a
+            # client connects) reach the loop's handler: log them as the broker's, where
+            # its other messages go, not as asyncio's on the terminal.
+            self._loop.set_exception_handler(_log_loop_error)
             try:
                 self._loop.run_until_complete(serve())
             except BaseException as exc:  # reported to start() on the caller's thread
@@ -203,7 +210,19 @@ class AmqttBroker:
             self._loop.close()
 
         # amqtt logs every packet at INFO; the demo's screen is for the lab.
-        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        amqtt_log = logging.getLogger("amqtt")
+        amqtt_log.setLevel(logging.WARNING)
+        if self.log_file is not None:
+            # Its warnings (a client gone, messages not broadcast at shutdown) belong in
+            # the broker's log, as mosquitto's do, not on the terminal of the process
+            # that embeds it.
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._log_handler = logging.FileHandler(self.log_file, encoding="utf-8")
+            self._log_handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            amqtt_log.addHandler(self._log_handler)
+            amqtt_log.propagate = False
         self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
         self._thread.start()
         # Broker.start() returns once the listener is bound, so no port probe is needed
@@ -226,9 +245,23 @@ class AmqttBroker:
         if loop.is_running():
             loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        if self._log_handler is not None:
+            amqtt_log = logging.getLogger("amqtt")
+            amqtt_log.removeHandler(self._log_handler)
+            amqtt_log.propagate = True
+            self._log_handler.close()
+            self._log_handler = None
 
     def close(self) -> None:
         self.stop()
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    logging.getLogger("amqtt").error(
+        "%s", context.get("message", "error in the broker's event loop"),
+        exc_info=exc if isinstance(exc, BaseException) else None,
+    )  # fmt: skip
 
 
 def start_local_broker(port: int | None = None) -> MosquittoBroker | AmqttBroker:

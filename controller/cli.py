@@ -723,13 +723,18 @@ def monitor(
         # screen and the exit status is 0, even where a parent left SIGINT ignored.
         leave = threading.Event()
 
-        def on_sigint(signum: int, frame: FrameType | None) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
             leave.set()
             with link.cond:  # re-entrant: safe even if this thread holds it
                 link.cond.notify_all()
 
+        # SIGTERM (how the demo ends it) leaves the same clean way, the cursor restored.
         in_main = threading.current_thread() is threading.main_thread()  # else no signals
-        previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+        previous = (
+            {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if in_main
+            else {}
+        )
         try:
             with Live(render(), console=console(), refresh_per_second=4, transient=False) as live:
                 while not leave.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -743,8 +748,8 @@ def monitor(
                     # However busy the lab, redraw at most ten times a second.
                     link.wait_for(leave.is_set, 0.1)
         finally:
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @app.command("dead-letters")

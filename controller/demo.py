@@ -226,7 +226,11 @@ class Lab:
         self.directory.mkdir(parents=True, exist_ok=True)
         # Known before it starts, so stop_all stops it whatever happens next.
         use_mosquitto = MosquittoBroker.available() and not self.embedded_broker
-        self.broker = MosquittoBroker() if use_mosquitto else AmqttBroker()
+        self.broker = (
+            MosquittoBroker()
+            if use_mosquitto
+            else AmqttBroker(log_file=self.directory / "logs" / "broker.log")
+        )
         try:
             self.broker.start()
         except BrokerStartError as exc:
@@ -426,7 +430,10 @@ def watch_until_done(lab: Lab, wall: float) -> None:
             )
         lab.wait_until("the sessions to end", lambda: sessions_done(lab), wall * 3 + 60)
     finally:
-        lab.monitor.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a monitor still starting (importing) when the sessions end
+        # would print a KeyboardInterrupt traceback; SIGTERM ends it quietly there, and
+        # once its live view runs it leaves cleanly on either.
+        lab.monitor.send_signal(signal.SIGTERM)
         try:
             lab.monitor.wait(timeout=10)
         except subprocess.TimeoutExpired:

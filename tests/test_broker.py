@@ -1,15 +1,25 @@
-"""Starting a private mosquitto (the demo's and the tests' broker) when its port is taken."""
+"""The private brokers of the demo and the tests: a mosquitto whose port is taken, and the
+embedded amqtt broker's log."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from controller.broker import LOOPBACK, BrokerStartError, MosquittoBroker, wait_for_port
+from controller.broker import (
+    LOOPBACK,
+    AmqttBroker,
+    BrokerStartError,
+    MosquittoBroker,
+    wait_for_port,
+)
 
-pytestmark = pytest.mark.skipif(not MosquittoBroker.available(), reason="needs mosquitto")
+needs_mosquitto = pytest.mark.skipif(not MosquittoBroker.available(), reason="needs mosquitto")
 
 
 @pytest.fixture
@@ -21,6 +31,7 @@ def taken_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
+@needs_mosquitto
 def test_a_port_picked_for_it_but_taken_meanwhile_makes_it_take_another(taken_port: int) -> None:
     broker = MosquittoBroker()
     broker.port, broker.url = taken_port, f"mqtt://{LOOPBACK}:{taken_port}"  # lost the race
@@ -33,6 +44,7 @@ def test_a_port_picked_for_it_but_taken_meanwhile_makes_it_take_another(taken_po
         broker.close()
 
 
+@needs_mosquitto
 def test_a_port_given_to_it_that_is_taken_is_a_clear_error(taken_port: int) -> None:
     broker = MosquittoBroker(port=taken_port)
     try:
@@ -43,6 +55,7 @@ def test_a_port_given_to_it_that_is_taken_is_a_clear_error(taken_port: int) -> N
         broker.close()
 
 
+@needs_mosquitto
 def test_a_restarted_broker_keeps_its_port() -> None:
     broker = MosquittoBroker()
     try:
@@ -54,3 +67,34 @@ def test_a_restarted_broker_keeps_its_port() -> None:
         assert wait_for_port(LOOPBACK, port, 5)
     finally:
         broker.close()
+
+
+def test_the_embedded_broker_logs_to_its_file_and_not_to_the_terminal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What amqtt says, and what its event loop trips over, goes to the broker's log (the
+    demo's logs/broker.log) as mosquitto's would, not to the embedding process's stderr."""
+    log_file = tmp_path / "logs" / "broker.log"
+    broker = AmqttBroker(log_file=log_file)
+    broker.start()
+    try:
+        loop = broker._loop
+        assert loop is not None
+        done = threading.Event()
+
+        def fail_in_the_loop() -> None:
+            loop.call_exception_handler(
+                {"message": "a task failed", "exception": RuntimeError("changed size")}
+            )
+            logging.getLogger("amqtt.broker").warning("messages not broadcasted")
+            done.set()
+
+        loop.call_soon_threadsafe(fail_in_the_loop)
+        assert done.wait(10)
+    finally:
+        broker.stop()
+    text = log_file.read_text(encoding="utf-8")
+    assert "a task failed" in text and "RuntimeError: changed size" in text
+    assert "messages not broadcasted" in text
+    assert capfd.readouterr().err == ""
+    assert logging.getLogger("amqtt").propagate  # the logger is as it was once stopped

@@ -141,6 +141,10 @@ def start_demo(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
         if run.process.poll() is None:
             run.process.kill()
             run.process.wait(timeout=10)
+        # pytest shows this only for a failed test: what every part of the demo logged.
+        print(f"--- demo stdout (tail)\n{run.output()[-2000:]}\n--- demo stderr\n{run.errors()}")
+        for log in sorted((lab_dir / "logs").glob("*.log")):
+            print(f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-1500:]}")
         with contextlib.suppress(OSError, ValueError):
             record = read_record(lab_dir)
             for child in [*record["processes"].values(), record["broker"] or {}]:
@@ -194,7 +198,7 @@ def test_demo_runs_a_lab_exports_every_mouse_and_leaves_no_process(
         assert agent_copy == session
     assert "DemoMouse1" in run.output() and "d'" in run.output()
     assert f"broker: {broker}" in run.output()
-    assert run.errors() == ""
+    assert run.errors() == ""  # the embedded broker's warnings too go to logs/broker.log
     assert_nothing_left(lab_dir)
 
 
