@@ -32,6 +32,7 @@ from shared.protocol import StartCommand, StopCommand, Topics
 from shared.sessionfile import dumps_sessions, read_sessions, write_sessions
 
 from .conftest import REPO, SAMPLES
+from .terminal import Terminal
 
 
 class Labctl:
@@ -467,56 +468,11 @@ def test_monitor_once_or_for_a_while_shows_every_box(
     assert "running" in out and "idle" in out and "Ctrl-C to leave" in out
 
 
-class Terminal:
-    """A labctl process on a pseudo-terminal, as a person runs it; the test reads its screen."""
-
-    def __init__(self, labctl: Labctl, *args: str) -> None:
-        import pty
-
-        env = {k: v for k, v in {**os.environ, **labctl.env}.items() if v is not None}
-        # A terminal, as a person has: live views redraw and progress bars show on it.
-        env.update(TERM="xterm", COLUMNS="160", LINES="60")
-        self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", *args],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        os.close(slave)
-        self.screen = b""
-        self.errors = ""
-
-    def read(self, timeout: float) -> bytes:
-        """What the process wrote next: waits up to ``timeout`` for the first bytes."""
-        import select
-
-        chunk = b""
-        if select.select([self.master], [], [], timeout)[0]:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:  # EIO: the process closed the terminal (it exited)
-                chunk = b""
-        self.screen += chunk
-        return chunk
-
-    def read_until_exit(self, timeout: float, what: str) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while self.read(0.1) or self.proc.poll() is None:
-            assert time.monotonic() < deadline, what
-
-    def text(self) -> str:
-        """The screen without colours and cursor moves."""
-        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.screen.decode(errors="replace"))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=20)
-        if self.proc.stderr is not None:
-            self.errors = self.proc.stderr.read().decode()
-            self.proc.stderr.close()
-        os.close(self.master)
+def labctl_on_terminal(labctl: Labctl, *args: str) -> Terminal:
+    """labctl as a person runs it: live views redraw and progress bars show on a terminal."""
+    env = {k: v for k, v in {**os.environ, **labctl.env}.items() if v is not None}
+    env.update(TERM="xterm", COLUMNS="160", LINES="60")
+    return Terminal("controller.cli", args, env, split_stderr=True)
 
 
 @pytest.mark.broker
@@ -526,22 +482,22 @@ def test_monitor_shows_events_live_and_leaves_cleanly_on_ctrl_c(
 ) -> None:
     import time
 
-    term = Terminal(labctl, "monitor", "--refresh", "0.1")
+    term = labctl_on_terminal(labctl, "monitor", "--refresh", "0.1")
     try:
         # Events are not retained, so one sent before the monitor subscribed is lost: the rig
         # keeps sending the session's start until the live view shows it.
         start = synthetic_session(mouse="M1", box="1", trials=1)[:1]
         deadline = time.monotonic() + 30
         while b"session started: M1" not in term.screen:
-            assert term.proc.poll() is None, f"labctl monitor exited: {term.proc.returncode}"
+            assert term.process.poll() is None, f"labctl monitor exited: {term.process.returncode}"
             assert time.monotonic() < deadline, f"no event shown: {term.screen[-2000:]!r}"
             boxes["1"].publish(start, hold=False)
             term.read(0.2)
-        term.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        term.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         term.read_until_exit(20, "labctl monitor did not leave on SIGINT")
     finally:
         term.close()
-    assert term.proc.returncode == 0, term.errors
+    assert term.process.returncode == 0, term.errors
     assert b"Traceback" not in term.screen
     assert term.errors == ""
 
@@ -557,12 +513,12 @@ def test_exporting_many_mice_on_a_terminal_shows_a_progress_bar(
         write_sessions(path, sessions)
         files.append(str(path))
     labctl.ok("import", *files)
-    term = Terminal(labctl, "export", "--all", "--out", str(tmp_path / "out"))
+    term = labctl_on_terminal(labctl, "export", "--all", "--out", str(tmp_path / "out"))
     try:
         term.read_until_exit(60, "labctl export did not finish")
     finally:
         term.close()
-    assert term.proc.returncode == 0, term.errors
+    assert term.process.returncode == 0, term.errors
     text = term.text()
     assert re.search(r"exporting ━+ 5/5 Mouse4", text), text  # the bar, counting the mice
     for number in range(5):

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from shared.errors import ConfigError
 from shared.sessionfile import read_sessions, validate_sessions
 
 from .conftest import REPO, SAMPLES
+from .terminal import Terminal
 
 
 def labagent(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -250,41 +248,6 @@ def test_generate_config_round_trips_through_the_reader(tmp_path: Path) -> None:
     assert read_config(generate_config(tmp_path / "c.ini")) == TaskConfig()
 
 
-class Terminal:
-    """A ``labagent train`` process on a pseudo-terminal, as a person at the rig runs it."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.master, slave = pty.openpty()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            cwd=REPO,
-            env=env,
-        )
-        os.close(slave)
-        self.output = b""
-
-    def read_until(self, needle: bytes, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.output:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.master], [], [], max(left, 0))
-            if not ready:
-                raise AssertionError(f"no {needle!r} after {timeout:g} s: {self.output!r}")
-            try:
-                self.output += os.read(self.master, 4096)
-            except OSError:  # the process closed the terminal: it has exited
-                raise AssertionError(f"exited before {needle!r}: {self.output!r}") from None
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        os.close(self.master)
-
-
 def test_on_a_rig_train_waits_for_enter_and_ctrl_c_at_the_notes_prompt_still_saves(
     tmp_path: Path,
 ) -> None:
@@ -297,20 +260,23 @@ def test_on_a_rig_train_waits_for_enter_and_ctrl_c_at_the_notes_prompt_still_sav
         "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin",
     }
     data = tmp_path / "data"
-    terminal = Terminal(["train", "M9", "--data-dir", str(data), "--meta", "trainer=Matt"], env)
+    terminal = Terminal(
+        "agent.cli", ["train", "M9", "--data-dir", str(data), "--meta", "trainer=Matt"], env,
+        typing=True,
+    )  # fmt: skip
     try:
         terminal.read_until(b"Press Enter to start")
-        assert b"started" not in terminal.output  # it waits for the person
+        assert b"started" not in terminal.screen  # it waits for the person
         os.write(terminal.master, b"\n")
         terminal.read_until(b"started (Ctrl-C ends it)")
         terminal.process.send_signal(signal.SIGINT)
         terminal.read_until(b"Notes for this session: ")
         terminal.process.send_signal(signal.SIGINT)
         terminal.read_until(b"saved to")
-        assert terminal.process.wait(30) == 0, terminal.output.decode()
+        assert terminal.process.wait(30) == 0, terminal.screen.decode()
     finally:
         terminal.close()
     (session,) = read_sessions(data / "M9.json")
     assert session["status"] == "stopped" and session["notes"] == ""
     assert session["trainer"] == "Matt"
-    assert b"Traceback" not in terminal.output
+    assert b"Traceback" not in terminal.screen
