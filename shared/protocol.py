@@ -119,6 +119,12 @@ class CommittedCommand(_Command):
     command: Literal["committed"] = "committed"
     session_id: str
     last_seq: int = Field(ge=0)
+    digest: str | None = Field(
+        None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="shared.digest.session_digest of the stored documents 0..last_seq; "
+        "an agent prunes only when its journal gives the same",
+    )
 
 
 class PingCommand(_Command):
