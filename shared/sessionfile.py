@@ -1,9 +1,12 @@
 """The canonical per-mouse JSON file: typed models of a session, reading and atomic writing.
 
-A file is a JSON list with one dict per session in training order. The models
-describe and validate that shape (and generate its JSON Schema), but files are
-kept as the plain dicts they were read as, so that key order, number types and
-keys we do not know survive a read-write round trip byte for byte.
+A file is a JSON list with one dict per session in training order. Reading is
+lenient and writing exact: :func:`read_sessions` keeps the plain dicts as they
+are in the file, so that every shape the original library wrote over its life,
+key order, number types and keys we do not know survive a read-write round
+trip. The models describe and strictly validate the sessions reachlab itself
+records (and generate their JSON Schema); docs/data-format.md lists the older
+shapes.
 """
 
 from __future__ import annotations
@@ -83,7 +86,12 @@ MouseFile = TypeAdapter(list[SessionRecord])
 
 
 def validate_sessions(sessions: Any, source: str) -> list[dict[str, Any]]:
-    """Check that ``sessions`` is a list of session dicts; return it unchanged."""
+    """Check strictly that ``sessions`` are sessions as reachlab records them; return them
+    unchanged.
+
+    This is for what reachlab itself makes; files from elsewhere are read with
+    :func:`read_sessions`, which only refuses what is not a list of sessions at all.
+    """
     if not isinstance(sessions, list):
         raise DataFileError(f"{source}: expected a JSON list of sessions")
     try:
@@ -100,16 +108,78 @@ def mouse_file_path(data_dir: str | os.PathLike[str], mouse_id: str) -> Path:
     return Path(data_dir).expanduser() / f"{check_mouse_id(mouse_id)}.json"
 
 
+_JSON_KIND = {dict: "a JSON object", list: "a JSON list", str: "a string", bool: "true/false"}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return _JSON_KIND.get(type(value), "a number")
+
+
+def _cut_short(text: str, exc: json.JSONDecodeError) -> bool:
+    """Whether the decoder failed because the text ends mid-JSON (a copy cut short)."""
+    if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+        return True
+    # Cut inside a literal: '[{"shaping": tru'
+    rest = text[exc.pos :].rstrip()
+    return any(word.startswith(rest) for word in ("true", "false", "null", "NaN", "Infinity"))
+
+
+def loads_sessions(text: str, source: str) -> list[dict[str, Any]]:
+    """The session dicts of a per-mouse file's text, exactly as they are in it.
+
+    Lenient: every shape of session the original library ever wrote is kept,
+    unknown keys and odd values and all. Refused, with one line naming
+    ``source`` and the problem: text that is not JSON (or is cut short), and
+    JSON that is not a list of dicts.
+    """
+    if not text.strip():
+        raise DataFileError(f"{source}: the file is empty, not a JSON list of sessions")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if _cut_short(text, exc):
+            raise DataFileError(
+                f"{source}: truncated: the JSON ends before it is complete "
+                f"(line {exc.lineno}, column {exc.colno})"
+            ) from None
+        raise DataFileError(
+            f"{source}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        # The C decoder stops at Python's recursion limit; a session is ~5 levels deep.
+        raise DataFileError(
+            f"{source}: nested too deeply to be a per-mouse file (not a list of sessions)"
+        ) from None
+    if not isinstance(data, list):
+        raise DataFileError(f"{source}: expected a JSON list of sessions, found {_kind(data)}")
+    for number, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise DataFileError(
+                f"{source}: session {number} is {_kind(item)}, not a session (a JSON object)"
+            )
+    return data
+
+
 def read_sessions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read and validate a per-mouse file; a missing file is an empty history."""
+    """The session dicts of a per-mouse file, unchanged; a missing file is an empty history.
+
+    See :func:`loads_sessions` for what is refused (:class:`DataFileError`).
+    """
     file = Path(path).expanduser()
     if not file.exists():
         return []
     try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{file}: not valid JSON ({exc})") from None
-    return validate_sessions(raw, str(file))
+        # utf-8-sig: a file saved by an editor that adds a byte-order mark still reads.
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    except IsADirectoryError:
+        raise DataFileError(f"{file}: is a folder, not a per-mouse file") from None
+    except OSError as exc:
+        raise DataFileError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    return loads_sessions(text, str(file))
 
 
 def dumps_sessions(sessions: Iterable[dict[str, Any]]) -> str:
@@ -121,7 +191,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` via a temp file and a rename, so a crash never leaves half a file."""
     file = Path(path).expanduser()
     file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    except OSError as exc:
+        raise _naming(exc, file) from None
     try:
         # mkstemp makes the file owner-only; keep the old file's mode, or the umask's default.
         try:
@@ -136,10 +209,20 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, file)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(exc, file) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return file
+
+
+def _naming(exc: OSError, file: Path) -> OSError:
+    """``exc`` about ``file``: the hidden temp file is ours, the person knows only the target."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(file))
 
 
 def write_sessions(path: str | os.PathLike[str], sessions: Iterable[dict[str, Any]]) -> Path:

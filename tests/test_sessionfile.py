@@ -108,17 +108,71 @@ def test_file_that_is_not_a_list_is_a_one_line_data_file_error(tmp_path: Path) -
     assert isinstance(info.value, ValueError)
 
 
-def test_bad_trial_outcome_is_named_in_a_one_line_data_file_error(tmp_path: Path) -> None:
-    path = tmp_path / "M1.json"
-    bad = session(trials=[trial(0, 1), trial(1, 3)])
-    path.write_text(json.dumps([session(), bad]))
+def test_strict_validation_names_a_bad_trial_outcome_in_one_line() -> None:
+    bad = session(trials=[trial(0, 1), trial(1, 7)])
     with pytest.raises(DataFileError) as info:
-        read_sessions(path)
+        validate_sessions([session(), bad], "M1.json")
     message = str(info.value)
     assert "session 1.trials.1.outcome" in message
     assert "0, 1 or 2" in message
-    assert str(path) in message
+    assert message.startswith("M1.json: ")
     assert "\n" not in message
+
+
+def test_reading_keeps_sessions_strict_validation_would_refuse(tmp_path: Path) -> None:
+    # Reading is lenient: odd shapes of the original's files come back as they are.
+    odd = [
+        {"trials": [{"start": 1.0}, {}, trial(1, 3)], "weight": "21.1"},
+        {"status": "exploded", "resets": [[1.0, "left"]], "spout_position": 3.5},
+        {},
+    ]
+    path = tmp_path / "M1.json"
+    path.write_text(json.dumps(odd))
+    assert read_sessions(path) == odd
+    with pytest.raises(DataFileError):
+        validate_sessions(odd, "M1.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "the file is empty"),
+        ("  \n", "the file is empty"),
+        ('[{"trials": [{"start": 1.5, "end"', "truncated"),
+        ('[{"trials": [{"start": 1.5}], "notes": "cut', "truncated"),
+        ('[{"shaping": tru', "truncated"),
+        ('[{"trials": []}] trailing', "not valid JSON: Extra data (line 1, column 18)"),
+        ('{"trials": []}', "expected a JSON list of sessions, found a JSON object"),
+        ("3", "expected a JSON list of sessions, found a number"),
+        ('[{"trials": []}, [1, 2]]', "session 1 is a JSON list, not a session"),
+        ("[null]", "session 0 is null, not a session"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_a_file_that_is_not_a_list_of_sessions_is_one_line_naming_file_and_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "M1.json"
+    path.write_text(text)
+    with pytest.raises(DataFileError) as info:
+        read_sessions(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert problem in message
+    assert "\n" not in message
+
+
+def test_a_byte_order_mark_does_not_stop_a_file_being_read(tmp_path: Path) -> None:
+    path = tmp_path / "M1.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([session()]).encode())
+    assert read_sessions(path) == [session()]
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "M1.json"
+    path.write_bytes(b'[{"trainer": "\xe9"}]')
+    with pytest.raises(DataFileError, match=f"{path}: not UTF-8 text"):
+        read_sessions(path)
 
 
 @pytest.mark.parametrize(
@@ -164,6 +218,42 @@ def test_failed_rename_keeps_the_old_file_and_removes_the_temp_file(
     assert path.read_bytes() == before
     assert leftover_temp_files(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["M1.json"]
+
+
+def test_permission_denied_names_the_target_file_not_the_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel's refusal to create a file in a folder we may not write to (tests run as
+    # root here, so chmod would not refuse): mkstemp's os.open fails naming its temp file.
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_open = os.open
+
+    def refuse_in_folder(file: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        if Path(file).parent == folder:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", refuse_in_folder)
+    with pytest.raises(PermissionError) as info:
+        write_sessions(folder / "M1.json", [session()])
+    assert info.value.filename == str(folder / "M1.json")
+    assert ".tmp" not in str(info.value)
+    assert str(info.value) == f"[Errno 13] Permission denied: '{folder / 'M1.json'}'"
+
+
+def test_a_failed_rename_names_the_target_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(src: Any, dst: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(src), str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError) as info:
+        write_sessions(tmp_path / "M1.json", [session()])
+    assert ".tmp" not in str(info.value)
+    assert info.value.filename == str(tmp_path / "M1.json")
+    assert leftover_temp_files(tmp_path) == []
 
 
 def test_unserialisable_session_leaves_the_old_file_untouched(tmp_path: Path) -> None:
