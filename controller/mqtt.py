@@ -213,6 +213,7 @@ class LabLink:
         timeout: float = 5.0,
         events: bool = False,
         on_event: Callable[[str, Document], None] | None = None,
+        on_status: Callable[[str, Status], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -225,6 +226,7 @@ class LabLink:
         self.replies: dict[str, Reply] = {}
         self.events: deque[tuple[float, str, Document]] = deque(maxlen=200)
         self.on_event = on_event
+        self.on_status = on_status
         self._want_events = events
         self._marker = f"{topics.prefix}/labctl/{self.client_id}/sync"
         self._marker_seen: set[bytes] = set()
@@ -267,6 +269,11 @@ class LabLink:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up now; after a drop paho reconnects on its own."""
+        return bool(self._client.is_connected())
 
     def _wait(self, predicate: Callable[[], bool], what: str, timeout: float | None = None) -> None:
         with self.cond:
@@ -354,6 +361,8 @@ class LabLink:
                 self.statuses[box] = status
                 self.status_texts[box] = payload.decode("utf-8")
                 self.status_times[box] = time.time()
+                if self.on_status is not None:
+                    self.on_status(box, status)
             elif kind == "reply":
                 reply = parse_reply(payload)
                 self.replies[reply.request_id] = reply
