@@ -1,0 +1,245 @@
+"""The labctl typer app itself: global options, the shared state, and one-line errors.
+
+Global options, each also an environment variable: ``--db`` (``LABCTL_DB``,
+any SQLAlchemy URL; default a SQLite file in the user data directory),
+``--broker`` (``LABCTL_BROKER``, ``mqtt://`` or ``mqtts://``), ``--prefix``
+(``LABCTL_PREFIX``), ``--ca-file`` (``LABCTL_MQTT_CA_FILE``); the broker
+credentials come from ``LABCTL_MQTT_USERNAME`` and ``LABCTL_MQTT_PASSWORD``.
+Settings are read here and nowhere deeper.
+
+A person's mistake or an unreachable service ends the command with one line
+on stderr (``labctl: error: ...``) and exit status 2; a command that ran
+but could not do all it was asked (a box did not start) exits with 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
+
+from shared.errors import ConfigError, ReachlabError
+from shared.protocol import DEFAULT_PREFIX, Topics
+
+if TYPE_CHECKING:  # the real imports are deferred to keep labctl quick to start
+    from controller.db import Database
+    from controller.mqtt import BrokerSettings, LabLink
+
+log = logging.getLogger("labctl")
+
+EXIT_FAILED = 1  # ran, but not everything asked for happened
+EXIT_ERROR = 2  # a mistake, or a service that cannot be reached
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with one line on stderr."""
+    typer.echo(f"labctl: error: {message}", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def usage_error_line(exc: UsageError) -> str:
+    """A mistake in the command line as one line: what is wrong, and where help is."""
+    message = " ".join(exc.format_message().split())
+    path = exc.ctx.command_path if exc.ctx is not None else "labctl"
+    return f"{message} (see '{path} --help')"
+
+
+class LabctlGroup(TyperGroup):
+    """Turns reachlab's errors, database and OS errors, and command-line mistakes, into
+    one line and exit status 2."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        # Options of labctl itself (--db, --broker, ...) are parsed here.
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except NoArgsIsHelpError:
+            raise  # plain `labctl` or `labctl mouse`: click shows the help
+        except UsageError as exc:
+            fail(usage_error_line(exc))
+
+    def invoke(self, ctx: Any) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:  # a subcommand's arguments (click's is several lines)
+            fail(usage_error_line(exc))
+        except ReachlabError as exc:
+            fail(str(exc))
+        except SQLAlchemyError as exc:
+            state = ctx.obj if isinstance(ctx.obj, State) else None
+            where = f"database {state.db_url_display}" if state else "database"
+            orig = getattr(exc, "orig", None)
+            text = str(orig if orig is not None else exc).strip().splitlines()
+            fail(f"{where}: {text[0] if text else type(exc).__name__}")
+        except OSError as exc:
+            target = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{target}{exc.strerror or exc}")
+
+
+app = typer.Typer(
+    cls=LabctlGroup,
+    name="labctl",
+    help="Run a reach-task training lab: assign mice to boxes, start cohorts, watch the rigs, "
+    "collect and export the per-mouse JSON files.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+# ---------------------------------------------------------------- global state
+
+
+@dataclass
+class State:
+    """The global options; the database and broker settings are made on first use."""
+
+    db_url: str | None
+    broker_url: str
+    prefix: str
+    ca_file: str | None
+    username: str | None
+    password: str | None
+    _db: Database | None = field(default=None, repr=False)
+
+    @property
+    def db_url_display(self) -> str:
+        from controller.db import default_database_url, display_url
+
+        try:
+            return display_url(self.db_url or default_database_url())
+        except Exception:  # an unparseable URL: show it as given
+            return str(self.db_url)
+
+    def db(self) -> Database:
+        if self._db is None:
+            from controller.db import open_database
+
+            self._db = open_database(self.db_url)
+        return self._db
+
+    def broker(self) -> BrokerSettings:
+        from controller.mqtt import parse_broker_url
+
+        return parse_broker_url(
+            self.broker_url, username=self.username, password=self.password, ca_file=self.ca_file
+        )
+
+    def topics(self) -> Topics:
+        try:
+            return Topics(self.prefix)
+        except ValueError as exc:
+            raise ConfigError(f"--prefix: {exc}") from None
+
+    @contextmanager
+    def link(self, *, events: bool = False, timeout: float = 5.0) -> Iterator[LabLink]:
+        from controller.mqtt import LabLink
+
+        with LabLink(self.broker(), self.topics(), events=events, timeout=timeout) as link:
+            yield link
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def state_of(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="LABCTL_DB",
+            metavar="URL",
+            help="database: any SQLAlchemy URL (default: reachlab.db in the user data directory)",
+            show_default=False,
+        ),
+    ] = None,
+    broker: Annotated[
+        str,
+        typer.Option(
+            "--broker",
+            envvar="LABCTL_BROKER",
+            metavar="URL",
+            help="MQTT broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT]",
+        ),
+    ] = "mqtt://localhost:1883",
+    prefix: Annotated[
+        str,
+        typer.Option(
+            "--prefix", envvar="LABCTL_PREFIX", metavar="PREFIX", help="MQTT topic prefix"
+        ),
+    ] = DEFAULT_PREFIX,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-file",
+            envvar="LABCTL_MQTT_CA_FILE",
+            metavar="FILE",
+            help="CA certificate for an mqtts:// broker",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    state = State(
+        db_url=db.strip() if db and db.strip() else None,
+        broker_url=broker,
+        prefix=prefix,
+        ca_file=ca_file,
+        # Credentials only from the environment: options would show in `ps`.
+        username=os.environ.get("LABCTL_MQTT_USERNAME") or None,
+        password=os.environ.get("LABCTL_MQTT_PASSWORD") or None,
+    )
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped into a file or another program, a table should not be squeezed into 80 columns.
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def say(message: str) -> None:
+    typer.echo(message)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+def when(t: float) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM``."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))

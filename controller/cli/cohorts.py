@@ -1,0 +1,97 @@
+"""The ``labctl cohort`` group: groups of mice that are started together."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from controller.cli.app import (
+    LabctlGroup,
+    print_json,
+    say,
+    state_of,
+)
+
+cohort_app = typer.Typer(
+    cls=LabctlGroup, help="Groups of mice that are started together.", no_args_is_help=True
+)
+
+
+@cohort_app.command("create")
+def cohort_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="cohort name")],
+    mice: Annotated[list[str], typer.Argument(help="mouse ids (created if new)")],
+) -> None:
+    """Create a cohort of mice."""
+    from controller.lab import create_cohort
+
+    with state_of(ctx).db().session() as session:
+        created = create_cohort(session, name, mice)
+    for mouse_id in created:
+        say(f"created mouse {mouse_id}")
+    say(f"created cohort {name}: {' '.join(dict.fromkeys(mice))}")
+
+
+@cohort_app.command("add")
+def cohort_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="cohort name")],
+    mice: Annotated[list[str], typer.Argument(help="mouse ids (created if new)")],
+) -> None:
+    """Add mice to a cohort."""
+    from controller.lab import add_to_cohort
+
+    with state_of(ctx).db().session() as session:
+        created = add_to_cohort(session, name, mice)
+    for mouse_id in created:
+        say(f"created mouse {mouse_id}")
+    say(f"cohort {name}: added {' '.join(mice)}")
+
+
+@cohort_app.command("remove")
+def cohort_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="cohort name")],
+    mice: Annotated[list[str], typer.Argument(help="mouse ids")],
+) -> None:
+    """Take mice out of a cohort (the mice and their data stay)."""
+    from controller.lab import remove_from_cohort
+
+    with state_of(ctx).db().session() as session:
+        remove_from_cohort(session, name, mice)
+    say(f"cohort {name}: removed {' '.join(mice)}")
+
+
+@cohort_app.command("list")
+def cohort_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every cohort and its mice."""
+    from controller.lab import list_cohorts
+
+    with state_of(ctx).db().reader() as session:
+        cohorts = list_cohorts(session)
+    if as_json:
+        print_json([{"cohort": name, "mice": mice} for name, mice in cohorts])
+        return
+    if not cohorts:
+        say("no cohorts yet: `labctl cohort create NAME MOUSE...`")
+    for name, mice in cohorts:
+        say(f"{name}: {' '.join(mice) or '(no mice)'}")
+
+
+@cohort_app.command("show")
+def cohort_show(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="cohort name")]
+) -> None:
+    """A cohort's mice with their boxes."""
+    from controller.lab import box_of, cohort_members
+
+    with state_of(ctx).db().reader() as session:
+        rows = [(m, box_of(session, m)) for m in cohort_members(session, name)]
+    say(f"cohort {name}: {len(rows)} mice")
+    for mouse_id, box in rows:
+        say(f"  {mouse_id}  box {box or '- (not assigned)'}")

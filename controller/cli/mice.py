@@ -1,0 +1,172 @@
+"""labctl assign / unassign and the ``labctl mouse`` group: mice and their boxes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from controller.cli.app import (
+    LabctlGroup,
+    app,
+    console,
+    print_json,
+    say,
+    state_of,
+    when,
+)
+
+mouse_app = typer.Typer(cls=LabctlGroup, help="Add, list and show mice.", no_args_is_help=True)
+
+
+@app.command()
+def assign(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(help="mouse id (created if new)")],
+    box: Annotated[str, typer.Option("--box", "-b", help="box id", show_default=False)],
+    move: Annotated[
+        bool, typer.Option("--move", help="move the mouse off its current box")
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="take the mouse already on BOX off it")
+    ] = False,
+) -> None:
+    """Put a mouse on a box (one mouse per box, one box per mouse; the history is kept)."""
+    from controller.lab import assign as assign_mouse
+
+    db = state_of(ctx).db()
+    with db.session() as session:
+        result = assign_mouse(session, mouse, box, move=move, replace=replace)
+    if result.created_mouse:
+        say(f"created mouse {mouse}")
+    if result.created_box:
+        say(f"new box {box}")
+    if result.already:
+        say(f"{mouse} is already on box {box}")
+        return
+    if result.replaced:
+        say(f"took {result.replaced} off box {box}")
+    if result.moved_from:
+        say(f"moved {mouse} from box {result.moved_from} to box {box}")
+    else:
+        say(f"assigned {mouse} to box {box}")
+
+
+@app.command()
+def unassign(ctx: typer.Context, mouse: Annotated[str, typer.Argument(help="mouse id")]) -> None:
+    """Take a mouse off its box."""
+    from controller.lab import unassign as unassign_mouse
+
+    with state_of(ctx).db().session() as session:
+        box = unassign_mouse(session, mouse)
+    say(f"took {mouse} off box {box}")
+
+
+@mouse_app.command("add")
+def mouse_add(
+    ctx: typer.Context,
+    mice: Annotated[list[str], typer.Argument(help="mouse ids")],
+    notes: Annotated[str, typer.Option("--notes", help="a note kept with each mouse")] = "",
+) -> None:
+    """Add mice to the lab."""
+    from controller.lab import add_mouse
+
+    with state_of(ctx).db().session() as session:
+        results = [(m, add_mouse(session, m, notes)[1]) for m in mice]
+    for mouse_id, created in results:
+        say(f"created mouse {mouse_id}" if created else f"mouse {mouse_id} already exists")
+
+
+@mouse_app.command("list")
+def mouse_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every mouse: its box, cohorts and stored sessions."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from controller.lab import mouse_summaries
+
+    with state_of(ctx).db().reader() as session:
+        rows = mouse_summaries(session)
+    if as_json:
+        print_json([asdict(r) for r in rows])
+        return
+    if not rows:
+        say("no mice yet: `labctl assign MOUSE --box BOX` or `labctl mouse add MOUSE`")
+        return
+    table = Table()
+    for column in ("mouse", "box", "cohorts", "sessions", "last session", "notes"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r.mouse, r.box or "-", ", ".join(r.cohorts) or "-", str(r.sessions),
+            r.last_date or "-", r.notes,
+        )  # fmt: skip
+    console().print(table)
+
+
+@mouse_app.command("show")
+def mouse_show(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(help="mouse id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """One mouse: box, cohorts, assignment history and sessions."""
+    from rich.table import Table
+
+    from controller.lab import assignment_history, mouse_summaries, session_rows
+
+    with state_of(ctx).db().reader() as session:
+        (summary,) = mouse_summaries(session, [mouse])
+        history: list[dict[str, Any]] = [
+            {"box": a.box_id, "from": a.started_at, "until": a.ended_at}
+            for a in assignment_history(session, mouse)
+        ]
+        sessions: list[dict[str, Any]] = [
+            {
+                "session_id": s.session_id,
+                "date": s.date,
+                "box": s.box,
+                "origin": s.origin,
+                "status": s.status,
+                "complete": s.complete,
+                "trials": s.trial_count,
+                "rewards": s.reward_count,
+                "problem": s.problem,
+            }
+            for s in session_rows(session, mouse)
+        ]
+    if as_json:
+        print_json(
+            {
+                "mouse": summary.mouse,
+                "box": summary.box,
+                "cohorts": summary.cohorts,
+                "notes": summary.notes,
+                "assignments": history,
+                "sessions": sessions,
+            }
+        )
+        return
+    say(
+        f"mouse {summary.mouse}: box {summary.box or '-'}, "
+        f"cohorts {', '.join(summary.cohorts) or '-'}"
+    )
+    if summary.notes:
+        say(f"notes: {summary.notes}")
+    for a in history:
+        until = when(a["until"]) if a["until"] else "now"
+        say(f"  on box {a['box']} from {when(a['from'])} until {until}")
+    table = Table(title=f"{len(sessions)} session(s)", title_justify="left")
+    for column in ("#", "date", "box", "status", "trials", "rewards", "origin", "state"):
+        table.add_column(column)
+    for number, s in enumerate(sessions, 1):
+        collected = "stored" if s["complete"] else (s["problem"] or "collecting")
+        table.add_row(
+            str(number), s["date"] or "-", s["box"] or "-", s["status"] or "-",
+            str(s["trials"]), str(s["rewards"]), s["origin"], collected,
+        )  # fmt: skip
+    console().print(table)

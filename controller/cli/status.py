@@ -1,0 +1,159 @@
+"""labctl status, monitor and dead-letters: what the rigs and the collector are doing."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from controller.cli.app import (
+    State,
+    app,
+    console,
+    fail,
+    print_json,
+    say,
+    state_of,
+)
+
+if TYPE_CHECKING:
+    from controller.mqtt import LabLink
+
+
+def _views(state: State, link: LabLink | None) -> list[Any]:
+    from controller.views import box_views, stored_boxes
+
+    stored, assigned = stored_boxes(state.db())
+    live = link.statuses if link is not None else None
+    texts = link.status_texts if link is not None else None
+    return box_views(stored, assigned, live, texts)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every box: online, state, mouse, session progress, trials, rewards, last event."""
+    from controller.mqtt import BrokerError
+    from controller.views import status_table
+
+    state = state_of(ctx)
+    state.db()
+    broker = state.broker()
+    warning = None
+    try:
+        with state.link() as link:
+            views = _views(state, link)
+    except BrokerError as exc:
+        warning = f"{exc}; showing the database's last known state"
+        views = _views(state, None)
+    if as_json:
+        print_json(
+            {
+                "broker": broker.url,
+                "broker_reachable": warning is None,
+                "database": state.db_url_display,
+                "boxes": [v.as_dict() for v in views],
+            }
+        )
+    elif not views:
+        say("no boxes yet: start `labagent run` on the rigs and `labctl serve` here")
+    else:
+        console().print(status_table(views))
+    if warning:
+        typer.echo(f"labctl: warning: {warning}", err=True)
+
+
+@app.command()
+def monitor(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", metavar="S", help="exit after S seconds", show_default=False),
+    ] = None,
+    refresh: Annotated[float, typer.Option("--refresh", metavar="S", help="redraw period")] = 0.5,
+) -> None:
+    """A live view of every rig and the latest events (Ctrl-C to leave)."""
+    from rich.live import Live
+
+    from controller.views import monitor_view
+
+    state = state_of(ctx)
+    state.db()
+    with state.link(events=True) as link:
+        header = f"reachlab monitor: broker {link.settings.url}, prefix {link.topics.prefix}"
+
+        def render() -> Any:
+            with link.cond:
+                events = list(link.events)
+            return monitor_view(_views(state, link), events, header)
+
+        if once:
+            console().print(render())
+            return
+        deadline = None if duration is None else time.monotonic() + duration
+        # Ctrl-C (or a SIGINT from a script) ends the loop between redraws rather than
+        # interrupting whatever runs (a database read, a redraw): the last view stays on
+        # screen and the exit status is 0, even where a parent left SIGINT ignored.
+        leave = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            leave.set()
+            with link.cond:  # re-entrant: safe even if this thread holds it
+                link.cond.notify_all()
+
+        # SIGTERM (how the demo ends it) leaves the same clean way, the cursor restored.
+        in_main = threading.current_thread() is threading.main_thread()  # else no signals
+        previous = (
+            {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if in_main
+            else {}
+        )
+        try:
+            with Live(render(), console=console(), refresh_per_second=4, transient=False) as live:
+                while not leave.is_set() and (deadline is None or time.monotonic() < deadline):
+                    wait = (
+                        refresh if deadline is None else min(refresh, deadline - time.monotonic())
+                    )
+                    link.wait_for_message(max(wait, 0.0))
+                    if leave.is_set():
+                        break
+                    live.update(render())
+                    # However busy the lab, redraw at most ten times a second.
+                    link.wait_for(leave.is_set, 0.1)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    ctx: typer.Context,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", help="show the N newest")
+    ] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Messages the collector could not use, newest first, with the reason.
+
+    One row each: when it arrived, its topic, why the collector refused it, and
+    the start of its payload with its size. They are kept in the database's
+    dead_letters table; listing them changes nothing.
+    """
+    from controller.views import dead_letters_table, recent_dead_letters
+
+    if limit < 1:
+        fail(f"--limit must be at least 1, got {limit}")
+    rows, total = recent_dead_letters(state_of(ctx).db(), limit)
+    if as_json:
+        print_json([row.as_dict() for row in rows])
+    elif not rows:
+        say("no dead letters")
+    else:
+        console().print(dead_letters_table(rows, total))
