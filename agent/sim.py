@@ -94,20 +94,30 @@ class SimulatedMouse:
         return device.pin
 
     def start(self) -> None:
-        """Sit down with both paws on the sensors and start fidgeting now and then."""
+        """Sit down with both paws on the sensors and start fidgeting now and then.
+
+        Each start is a fresh sit-down: whatever the mouse was doing when the last
+        session stopped (drinking, mid-reach) is over, so an agent's later sessions
+        get a mouse that answers.
+        """
+        self.stop()
         self.active = True
+        for touch in self.rig.touches:
+            self._pin(touch).drive_low()
         for paw in self.rig.paws:
             self._pin(paw).drive_high()
         self._schedule_fidget()
         self._schedule_spontaneous()
 
     def stop(self) -> None:
+        """Leave the rig: no more reaches, and no timer of this sitting runs later."""
         self.active = False
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        if self._reach_timer is not None:
-            self._reach_timer.cancel()
+        self._reach_timer = None
+        # The cancelled timers included the one that would have ended a reach or a drink.
+        self._busy = False
 
     def _later(self, delay: float, callback: Any, *args: Any) -> Any:
         timer = self.loop.call_later(delay, callback, *args)

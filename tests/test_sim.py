@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent import Mouse
-from agent.settings import add_arguments, resolve
+from agent.daemon import Agent
+from agent.runtime import RigRuntime
+from agent.settings import AgentSettings, BrokerSettings, add_arguments, resolve
 from agent.sim import MouseProfile
+from shared.documents import Document, TrialEnd
 from shared.errors import ConfigError
+from shared.sessionfile import read_sessions
 
 SHORT = {"duration": 900}
 
@@ -93,3 +99,73 @@ def test_labagent_run_takes_the_profile_from_options_or_the_environment(tmp_path
     assert resolve(_run_args("--sim"), env).sim_mouse is None
     with pytest.raises(ConfigError, match="needs --sim"):
         resolve(_run_args("--sim-mouse", "hit_probability=0.5"), env)
+
+
+# ---------------------------------------------------------------- many sessions on one agent
+
+
+class LoopAgent:
+    """A real :class:`~agent.daemon.Agent` whose commands the test hands straight to it.
+
+    No broker: the agent is driven through the link's own entry point, ``link_message``,
+    and its task loop runs on virtual time on the test's thread, so five half-hour
+    sessions take well under a second. The rig, the simulated mouse and the journal are
+    the ones ``labagent run --sim`` uses, kept from one session to the next.
+    """
+
+    def __init__(self, folder: Path, seed: int) -> None:
+        settings = AgentSettings(
+            box="1",
+            broker=BrokerSettings(host="127.0.0.1", port=1),  # never connected
+            journal=folder / "journal.sqlite3",
+            data_dir=folder / "data",
+            sim=True,
+            seed=seed,
+        )
+        self.runtime = RigRuntime.create(sim=True, time_scale=math.inf, seed=seed)
+        self.agent = Agent(settings, runtime=self.runtime)
+        self.cmd_topic = self.agent.topics.cmd("1")
+
+    def command(self, command: str, **fields: Any) -> None:
+        payload = {"command": command, "request_id": uuid.uuid4().hex[:12], **fields}
+        self.agent.link_message(self.cmd_topic, json.dumps(payload).encode())
+
+    def run_session(self, config: dict[str, Any], *, stop_after_a_reward: bool = False) -> None:
+        self.command("start", session_id=uuid.uuid4().hex, mouse="M1", config=config)
+        session = self.agent.session
+        assert session is not None and not session.ended, "the start was refused"
+        if stop_after_a_reward:
+            # Stopped the moment a trial is rewarded: the mouse is still drinking.
+            def on_document(doc: Document) -> None:
+                if isinstance(doc, TrialEnd) and doc.outcome == 1:
+                    self.runtime.loop.call_soon_threadsafe(self.command, "stop")
+
+            session.add_sink(on_document)
+        self.runtime.loop.run(until=lambda: session.ended, idle_exit=True)
+        assert session.ended
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.agent.link.close()
+        self.agent.journal.close()
+
+
+def test_the_mouse_keeps_answering_over_five_sessions_on_one_agent(tmp_path: Path) -> None:
+    rig = LoopAgent(tmp_path, seed=4)
+    try:
+        # The first session ends while the mouse drinks its reward; the others run to
+        # their end, and a session that ends on its duration often does so mid-drink too.
+        rig.run_session(SHORT, stop_after_a_reward=True)
+        for _ in range(4):
+            rig.run_session(SHORT)
+    finally:
+        rig.close()
+    sessions = read_sessions(tmp_path / "data" / "M1.json")
+    assert [s["status"] for s in sessions] == ["stopped"] + ["complete"] * 4
+    assert [t["outcome"] for t in sessions[0]["trials"]][-1] == 1
+    for number, session in enumerate(sessions[1:], 2):
+        answered = [t for t in session["trials"] if t["outcome"] != 0]
+        assert len(answered) >= 5, f"session {number}: {len(answered)} answered trials"
+        assert any("lift_time" in t for t in session["trials"]), f"session {number}: no lifts"
+    later = sessions[1:]
+    assert sum(len(s["resets"]) for s in later) > 0, "no ITI resets after the first session"
