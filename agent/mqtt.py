@@ -27,7 +27,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from agent.journal import Journal, JournalEntry
-from agent.settings import BrokerSettings
+from shared.broker_url import BrokerSettings
 from shared.errors import ConfigError
 from shared.protocol import QOS
 

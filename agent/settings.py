@@ -20,7 +20,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.hardware import PinMap
 from agent.sim import MouseProfile
-from shared.broker_url import format_broker_url, parse_broker_url
+from shared.broker_url import (
+    DEFAULT_KEEPALIVE_S,
+    broker_settings,
+    warn_if_readable_by_others,
+)
+from shared.broker_url import BrokerSettings as BrokerSettings  # one type, shared with labctl
 from shared.errors import ConfigError, InvalidIdError
 from shared.ids import check_box_id
 from shared.protocol import DEFAULT_PREFIX, Topics
@@ -36,7 +41,6 @@ from shared.protocol import DEFAULT_PREFIX, Topics
 ENV_PREFIX = "LABAGENT_"
 DEFAULT_BROKER = "mqtt://localhost:1883"
 DEFAULT_HEARTBEAT_S = 10.0
-DEFAULT_KEEPALIVE_S = 15
 APP_DIR = "reachlab-agent"
 
 
@@ -45,28 +49,6 @@ def default_data_home(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base).expanduser() / APP_DIR
-
-
-# ---------------------------------------------------------------- broker
-
-
-@dataclass(frozen=True)
-class BrokerSettings:
-    """Where and how to connect; ``url`` never holds the password."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never in a log line
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    keepalive: int = DEFAULT_KEEPALIVE_S
-
-    @property
-    def url(self) -> str:
-        return format_broker_url(self.host, self.port, self.tls)
 
 
 # ---------------------------------------------------------------- the rig config file
@@ -82,6 +64,7 @@ class RigFile(BaseModel):
     prefix: str | None = None
     username: str | None = None
     password: str | None = None
+    credentials_file: str | None = None
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -186,6 +169,7 @@ SOURCES: dict[str, tuple[str, str | None]] = {
     "prefix": ("LABAGENT_PREFIX", "prefix"),
     "username": ("LABAGENT_MQTT_USERNAME", "username"),
     "password": ("LABAGENT_MQTT_PASSWORD", "password"),
+    "credentials_file": ("LABAGENT_MQTT_CREDENTIALS_FILE", "credentials_file"),
     "ca_file": ("LABAGENT_CA_FILE", "ca_file"),
     "cert_file": ("LABAGENT_CERT_FILE", "cert_file"),
     "key_file": ("LABAGENT_KEY_FILE", "key_file"),
@@ -199,7 +183,7 @@ SOURCES: dict[str, tuple[str, str | None]] = {
     "seed": ("LABAGENT_SEED", None),
     "sim_mouse": ("LABAGENT_SIM_MOUSE", None),
 }
-PATH_KEYS = ("ca_file", "cert_file", "key_file", "journal", "data_dir", "pins")
+PATH_KEYS = ("credentials_file", "ca_file", "cert_file", "key_file", "journal", "data_dir", "pins")
 
 
 def add_config_file_argument(parser: argparse.ArgumentParser) -> None:
@@ -250,9 +234,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pins", metavar="FILE", help="JSON file of BCM pins (env LABAGENT_PINS)")
     add_config_file_argument(parser)
     parser.add_argument("--username", help="broker user name (env LABAGENT_MQTT_USERNAME)")
+    # Refused with a clear line in resolve(): a password on a command line shows in `ps`.
+    parser.add_argument("--password", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--password",
-        help="broker password; prefer LABAGENT_MQTT_PASSWORD or the rig file (ps shows options)",
+        "--credentials-file",
+        metavar="FILE",
+        help="mode 0600 file of 'username = ...' and 'password = ...' lines "
+        "(env LABAGENT_MQTT_CREDENTIALS_FILE; or LABAGENT_MQTT_PASSWORD)",
     )
     parser.add_argument("--ca-file", metavar="FILE", help="CA certificate for mqtts:// brokers")
     parser.add_argument("--cert-file", metavar="FILE", help="client certificate (mqtts://)")
@@ -274,8 +262,14 @@ class _Lookup:
     """Finds each setting in the command line, then the environment, then the rig file."""
 
     def __init__(
-        self, args: argparse.Namespace, environ: Mapping[str, str], rig: RigFile | None, base: Path
+        self,
+        args: argparse.Namespace,
+        environ: Mapping[str, str],
+        rig: RigFile | None,
+        base: Path,
+        rig_file: Path | None = None,
     ) -> None:
+        self.rig_file = rig_file
         self.args = args
         self.environ = environ
         self.rig = rig
@@ -316,11 +310,12 @@ class _Lookup:
         return number
 
 
-def _rig_file(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[RigFile | None, Path]:
+def _lookup(args: argparse.Namespace, environ: Mapping[str, str]) -> _Lookup:
     path = getattr(args, "config_file", None) or environ.get("LABAGENT_CONFIG_FILE") or None
     if path is None:
-        return None, Path.cwd()
-    return read_rig_file(path)
+        return _Lookup(args, environ, None, Path.cwd())
+    rig, base = read_rig_file(path)
+    return _Lookup(args, environ, rig, base, Path(path).expanduser())
 
 
 def _flag(value: Any, where: str) -> bool:
@@ -334,17 +329,10 @@ def _flag(value: Any, where: str) -> bool:
     raise ConfigError(f"{where}: expected 1/0, true/false, yes/no; got {value!r}")
 
 
-def _existing_file(path: Path | None, what: str) -> Path | None:
-    if path is not None and not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist")
-    return path
-
-
 def resolve_journal(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Path:
     """The journal path alone, for ``labagent status``."""
     env = os.environ if environ is None else environ
-    rig, base = _rig_file(args, env)
-    lookup = _Lookup(args, env, rig, base)
+    lookup = _lookup(args, env)
     return lookup.path("journal") or default_data_home(env) / "journal.sqlite3"
 
 
@@ -353,8 +341,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     from agent.runtime import parse_time_scale
 
     env = os.environ if environ is None else environ
-    rig, base = _rig_file(args, env)
-    lookup = _Lookup(args, env, rig, base)
+    lookup = _lookup(args, env)
 
     box, where = lookup.get("box")
     if box is None:
@@ -430,31 +417,25 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
 
 
 def _broker(lookup: _Lookup) -> BrokerSettings:
+    if getattr(lookup.args, "password", None) is not None:
+        raise ConfigError(
+            "--password: a password on the command line shows in `ps`; set "
+            "LABAGENT_MQTT_PASSWORD, a credentials file (--credentials-file) or the rig file"
+        )
     url, _ = lookup.get("broker")
     url = str(url) if url is not None else DEFAULT_BROKER
-    address = parse_broker_url(url)
     username, _ = lookup.get("username")
-    password, _ = lookup.get("password")
+    password, where = lookup.get("password")
+    if password is not None and lookup.rig_file is not None and where.startswith("rig config"):
+        warn_if_readable_by_others(lookup.rig_file, "rig config file (it holds a password)")
     keepalive = lookup.number("keepalive", int)
-    if keepalive is not None and not 5 <= keepalive <= 3600:
-        raise ConfigError(f"keepalive must be between 5 and 3600 s, got {keepalive}")
-    ca_file = _existing_file(lookup.path("ca_file"), "CA file")
-    cert_file = _existing_file(lookup.path("cert_file"), "client certificate file")
-    key_file = _existing_file(lookup.path("key_file"), "client key file")
-    if not address.tls and (ca_file or cert_file or key_file):
-        raise ConfigError(
-            f"certificate files need a TLS broker URL (mqtts://), but the broker is {url!r}"
-        )
-    if key_file is not None and cert_file is None:
-        raise ConfigError("a client key file needs a client certificate file (--cert-file)")
-    return BrokerSettings(
-        host=address.host,
-        port=address.port,
-        tls=address.tls,
-        username=str(username) if username is not None else address.username,
-        password=str(password) if password is not None else address.password,
-        ca_file=ca_file,
-        cert_file=cert_file,
-        key_file=key_file,
+    return broker_settings(
+        url,
+        username=None if username is None else str(username),
+        password=None if password is None else str(password),
+        credentials_file=lookup.path("credentials_file"),
+        ca_file=lookup.path("ca_file"),
+        cert_file=lookup.path("cert_file"),
+        key_file=lookup.path("key_file"),
         keepalive=int(keepalive) if keepalive is not None else DEFAULT_KEEPALIVE_S,
     )
