@@ -152,9 +152,15 @@ def _plain_trial_row(session_pk: int, number: int, trial: dict[str, Any]) -> tup
     return row
 
 
+def _trials_of(session: dict[str, Any]) -> list[Any]:
+    # Sessions of the original's 2019 "timepoints" files have no trials list at all.
+    trials = session.get("trials")
+    return trials if isinstance(trials, list) else []
+
+
 def trial_row_tuples(session_pk: int, session: dict[str, Any]) -> list[tuple[Any, ...]]:
     """:func:`trial_rows` as tuples in :data:`TRIAL_COLUMNS` order (fast for our own trials)."""
-    trials = session.get("trials", [])
+    trials = _trials_of(session)
     try:
         return [_plain_trial_row(session_pk, n, t) for n, t in enumerate(trials)]
     except (KeyError, ValueError, TypeError, AttributeError):
@@ -164,7 +170,7 @@ def trial_row_tuples(session_pk: int, session: dict[str, Any]) -> list[tuple[Any
 def trial_rows(session_pk: int, session: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the ``trials`` table for a session dict; odd values of old files become NULL."""
     rows = []
-    for number, trial in enumerate(t for t in session.get("trials", []) if isinstance(t, dict)):
+    for number, trial in enumerate(t for t in _trials_of(session) if isinstance(t, dict)):
         position = trial.get("spout_position")
         left = right = None
         if isinstance(position, list) and len(position) == 2:
@@ -192,7 +198,7 @@ def trial_rows(session_pk: int, session: dict[str, Any]) -> list[dict[str, Any]]
 def rewards_of(session: dict[str, Any]) -> int:
     """Rewards a session dict implies: one per correct trial, one per shaping trial."""
     count = 0
-    for trial in session.get("trials", []):
+    for trial in _trials_of(session):
         if isinstance(trial, dict):
             count += trial.get("outcome") == 1 and not isinstance(trial.get("outcome"), bool)
             count += trial.get("shaping") is True
