@@ -58,7 +58,7 @@ from shared.errors import ReachlabError
 log = logging.getLogger("labctl.db")
 
 #: The Alembic head this code expects; a test checks it against the migrations.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002_husbandry"
 APP_NAME = "reachlab"
 DB_FILE = "reachlab.db"
 #: How long a SQLite writer waits for another writer's lock before giving up.
@@ -562,3 +562,8 @@ def upgrade_schema(engine: Engine) -> None:
             raise DatabaseError(
                 f"cannot upgrade database {display_url(engine.url)}: {exc}"
             ) from None
+
+
+# The husbandry tables share this metadata (the schema check and Alembic see them); imported
+# last because their module builds on Base above.
+import controller.husbandry.models  # noqa: E402, F401

@@ -52,8 +52,8 @@ def test_the_migration_history_is_one_clean_line_ending_at_the_expected_head() -
     script = ScriptDirectory.from_config(alembic_config())
     revisions = list(script.walk_revisions())
     assert script.get_heads() == [SCHEMA_REVISION]
-    assert [r.revision for r in revisions] == ["0001"]
-    assert revisions[0].down_revision is None
+    assert [r.revision for r in revisions] == ["0002_husbandry", "0001"]
+    assert revisions[-1].down_revision is None
 
 
 def test_opening_again_leaves_an_up_to_date_database_alone(db_url: str) -> None:
