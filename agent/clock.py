@@ -72,6 +72,25 @@ class EventLoop:
     def _wall_delay(self, task_delay: float) -> float:
         return max(0.0, task_delay / self.time_scale)
 
+    def rebase(self, when: float) -> None:
+        """Set the task clock to read ``when`` now, forwards or back.
+
+        Every pending timer moves by the same amount, so each still fires after
+        the task delay it was scheduled with. A scaled clock runs ahead of the
+        calendar by design; rebasing it at a session's start is what keeps the
+        session's dates on the day it ran (see :meth:`agent.runtime.RigRuntime.new_session`).
+        Call it from the loop's thread (or before the loop runs).
+        """
+        with self._cond:
+            shift = when - self.now()
+            self._origin += shift
+            self._virtual_now += shift
+            # The same shift on every key keeps the list a valid heap.
+            self._timers = [(at + shift, n, handle) for at, n, handle in self._timers]
+            for _at, _n, handle in self._timers:
+                handle.when += shift
+            self._cond.notify()
+
     # ------------------------------------------------------------------ scheduling
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +24,18 @@ from shared.errors import ConfigError
 
 @dataclass
 class RigRuntime:
-    """The loop, the rig, and the simulated mouse when there is one."""
+    """The loop, the rig, and the simulated mouse when there is one.
+
+    ``calendar`` is the wall clock each session's task clock starts from (None: the
+    loop's clock is left as it is, for a caller that chose its own ``start_time``).
+    """
 
     loop: EventLoop
     rig: Rig
     mouse: SimulatedMouse | None = None
     seed: int | None = None
     sessions_run: int = field(default=0)
+    calendar: Callable[[], float] | None = None
 
     @classmethod
     def create(
@@ -41,11 +48,14 @@ class RigRuntime:
         profile: MouseProfile | None = None,
         start_time: float | None = None,
         pin_factory: Any = None,
+        calendar: Callable[[], float] | None = None,
     ) -> RigRuntime:
         """Build a rig on mock pins (``sim``) or this Pi's GPIO.
 
         ``time_scale`` is task seconds per wall second; ``math.inf`` runs as fast
         as the CPU allows. Only a simulated rig may run faster than real time.
+        Each session starts at ``calendar()`` (default: the wall clock, unless a
+        ``start_time`` fixes the task clock instead).
         """
         if not time_scale > 0:
             raise ConfigError(f"--time-scale must be positive, got {time_scale}")
@@ -55,7 +65,9 @@ class RigRuntime:
         factory = pin_factory or (mock_pin_factory() if sim else real_pin_factory())
         rig = Rig(pins or PinMap(), factory, loop)
         mouse = SimulatedMouse(rig, loop, profile, seed=seed) if sim else None
-        return cls(loop=loop, rig=rig, mouse=mouse, seed=seed)
+        if calendar is None and start_time is None:
+            calendar = time.time
+        return cls(loop=loop, rig=rig, mouse=mouse, seed=seed, calendar=calendar)
 
     def new_session(
         self,
@@ -68,7 +80,16 @@ class RigRuntime:
         carry_over: CarryOver | None = None,
         sink: Sink | None = None,
     ) -> Session:
-        """A session on this rig; the simulated mouse (if any) sits down when it starts."""
+        """A session on this rig; the simulated mouse (if any) sits down when it starts.
+
+        The task clock is set to the calendar first: a scaled clock has run ahead
+        (an agent up for an hour at ``--time-scale 60`` is 60 hours ahead), and a
+        session's ``start_time`` and ``date`` must be when and the day it ran, the
+        day its controller-made session id names. From there the session runs on
+        its own clock, scaled.
+        """
+        if self.calendar is not None:
+            self.loop.rebase(self.calendar())
         rng_seed = None if self.seed is None else self.seed * 1000 + self.sessions_run
         self.sessions_run += 1
         session = Session(

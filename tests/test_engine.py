@@ -444,3 +444,14 @@ def test_a_dead_output_ends_the_session_as_aborted_with_everything_else_off() ->
     assert not rig.rig.sync.is_active and not rig.rig.cues[1].is_lit
     (failure,) = rig.rig.all_off()  # the broken LED is still the only failure
     assert failure.startswith("cues[0]: ")
+
+
+@pytest.mark.parametrize("shift", [-86_400.0, 3_600.0])
+def test_rebasing_the_clock_keeps_every_pending_timer_s_delay(shift: float) -> None:
+    loop = EventLoop(math.inf, start_time=T0)
+    fired: list[tuple[str, float]] = []
+    loop.call_later(30, lambda: fired.append(("late", loop.now())))
+    loop.call_later(10, lambda: fired.append(("early", loop.now())))
+    loop.call_later(5, lambda: loop.rebase(loop.now() + shift))
+    loop.run()
+    assert fired == [("early", T0 + shift + 10), ("late", T0 + shift + 30)]

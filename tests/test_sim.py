@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from agent.daemon import Agent
 from agent.runtime import RigRuntime
 from agent.settings import AgentSettings, BrokerSettings, add_arguments, resolve
 from agent.sim import MouseProfile
+from shared.config import TaskConfig
 from shared.documents import Document, TrialEnd
 from shared.errors import ConfigError
 from shared.sessionfile import read_sessions
@@ -169,3 +171,49 @@ def test_the_mouse_keeps_answering_over_five_sessions_on_one_agent(tmp_path: Pat
         assert any("lift_time" in t for t in session["trials"]), f"session {number}: no lifts"
     later = sessions[1:]
     assert sum(len(s["resets"]) for s in later) > 0, "no ITI resets after the first session"
+
+
+def test_each_session_starts_at_the_wall_clock_time_of_its_start(tmp_path: Path) -> None:
+    # Virtual time is the extreme of a time scale: each 15-minute session takes
+    # milliseconds, so a task clock left running would put session 5 an hour ahead.
+    rig = LoopAgent(tmp_path, seed=2)
+    started: list[tuple[float, float]] = []
+    try:
+        for _ in range(5):
+            before = time.time()
+            rig.run_session(SHORT)
+            started.append((before, time.time()))
+    finally:
+        rig.close()
+    sessions = read_sessions(tmp_path / "data" / "M1.json")
+    assert len(sessions) == 5
+    for (before, after), session in zip(started, sessions, strict=True):
+        assert before <= session["start_time"] <= after
+        assert session["end_time"] - session["start_time"] >= SHORT["duration"]
+        assert session["date"] == time.strftime("%Y-%m-%d", time.localtime(session["start_time"]))
+        assert all(
+            session["start_time"] <= t["start"] <= session["end_time"] for t in session["trials"]
+        )
+
+
+def test_a_session_is_dated_the_day_it_started_even_when_it_ends_after_midnight(
+    tmp_path: Path,
+) -> None:
+    # A calendar the test controls: 23:50 local time, moving a minute per session as a
+    # rig at --time-scale 15 would (a 15-minute session in a wall minute).
+    evening = time.mktime((2026, 3, 1, 23, 50, 0, 0, 0, -1))
+    wall = [evening]
+    runtime = RigRuntime.create(sim=True, time_scale=math.inf, seed=9, calendar=lambda: wall[0])
+    try:
+        dates = []
+        for _ in range(2):
+            session = runtime.new_session(config=TaskConfig.from_dict(SHORT), mouse="M1")
+            data = runtime.run_session(session)
+            dates.append((data["date"], data["start_time"], data["end_time"]))
+            wall[0] += 60
+    finally:
+        runtime.close()
+    (first_date, first_start, first_end), (second_date, second_start, _end) = dates
+    assert (first_date, first_start) == ("2026-03-01", evening)
+    assert time.localtime(first_end).tm_mday == 2  # ran on past midnight
+    assert (second_date, second_start) == ("2026-03-01", evening + 60)
