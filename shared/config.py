@@ -3,7 +3,7 @@
 The file format is the original library's: a ``[Settings]`` section whose values
 are JSON (``intertrial_interval = [4000, 6000]``); bare words such as ``random``
 or ``auto`` are read as strings. Unknown keys, wrong types and out-of-range
-values raise :class:`~shared.errors.ConfigError` naming the key.
+values raise :class:`~shared.errors.ConfigError` naming every bad key.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import ConfigError
 
@@ -58,19 +66,19 @@ class TaskConfig(BaseModel):
     )
     shaping: ShapingMode = Field("off", description="water at cue onset: off, on or auto")
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_bools_for_numbers(cls, values: Any) -> Any:
+    def _no_bools_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic reads true as 1; for a number key (or initial_spout) that is a mistake.
-        if isinstance(values, dict):
-            for key, value in values.items():
-                field = cls.model_fields.get(key)
-                if field is None or field.annotation is bool or key == "shaping":
-                    continue
-                items = value if isinstance(value, list | tuple) else [value]
-                if any(isinstance(item, bool) for item in items):
-                    raise ValueError(f"key {key!r} takes a number, not {value!r}")
-        return values
+        # Checked per key (not across the dict) so that every bad key is reported at once.
+        key = info.field_name
+        field = cls.model_fields.get(key) if key else None
+        if field is None or field.annotation is bool or key == "shaping":
+            return value
+        items = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(item, bool) for item in items):
+            raise ValueError("takes a number, not true or false")
+        return value
 
     @field_validator("intertrial_interval")
     @classmethod
@@ -113,7 +121,7 @@ class TaskConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TaskConfig:
-        """Validate ``values``; raise :class:`ConfigError` naming the first bad key."""
+        """Validate ``values``; raise :class:`ConfigError` naming every bad key."""
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -136,16 +144,19 @@ class TaskConfig(BaseModel):
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:
-    """One line naming the first offending key, for a person to read."""
-    err = exc.errors()[0]
-    message = err["msg"].removeprefix("Value error, ")
-    if not err["loc"]:  # a check across keys: its message names them
-        return f"{source}: {message}"
-    key = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        return f"{source}: unknown key {key!r}"
-    got = err.get("input")
-    return f"{source}: key {key!r}: {message} (got {got!r})"
+    """One line naming every offending key (a file with three mistakes needs one pass)."""
+    problems: list[str] = []
+    for err in exc.errors():
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across keys: its message names them
+            problems.append(message)
+            continue
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown key {key!r}")
+        else:
+            problems.append(f"key {key!r}: {message} (got {err.get('input')!r})")
+    return f"{source}: " + "; ".join(dict.fromkeys(problems))
 
 
 def _parse_ini_value(raw: str) -> Any:

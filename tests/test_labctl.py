@@ -224,6 +224,17 @@ def test_config_init_writes_the_defaults_and_never_overwrites_silently(
     labctl.ok("config", "init", str(path), "--force")
 
 
+def test_config_show_reports_every_bad_key_in_one_line(labctl: Labctl, tmp_path: Path) -> None:
+    path = tmp_path / "reach.ini"
+    path.write_text(
+        "[Settings]\nwindow = 0\ncue_duraton = 5000\ntimeout = true\nshaping = sometimes\n"
+    )
+    line = labctl.error("config", "show", str(path))
+    assert str(path) in line
+    for problem in ("key 'window'", "unknown key 'cue_duraton'", "key 'timeout'", "key 'shaping'"):
+        assert problem in line, line
+
+
 # ---------------------------------------------------------------- files
 
 
