@@ -384,11 +384,28 @@ def create_database_engine(url: str | URL) -> Engine:
             f"invalid database URL {display_url(parsed)}: unknown database kind "
             f"{parsed.drivername!r} (sqlite:///FILE or postgresql+psycopg2://...)"
         ) from None
-    except (ArgumentError, ImportError) as exc:
+    except ImportError as exc:
+        raise DatabaseError(_missing_driver(parsed, exc)) from None
+    except ArgumentError as exc:
         raise DatabaseError(f"cannot use database {display_url(parsed)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def _missing_driver(parsed: URL, exc: ImportError) -> str:
+    """Which URL form and install to use when the URL's database driver is not installed."""
+    module = exc.name or str(exc)
+    where = display_url(parsed)
+    missing = f"cannot use database {where}: its driver {module!r} is not installed"
+    if parsed.drivername == "postgresql+psycopg2":
+        return f"{missing}: `pip install 'reachlab[postgres]'`"
+    if parsed.get_backend_name() == "postgresql":
+        # A bare postgresql:// means SQLAlchemy's default driver (psycopg 3 since 2.1),
+        # while reachlab's extra installs psycopg2.
+        suggested = display_url(parsed.set(drivername="postgresql+psycopg2"))
+        return f"{missing}; use {suggested} and `pip install 'reachlab[postgres]'`"
+    return f"{missing}: install the Python package that provides it"
 
 
 def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:

@@ -140,6 +140,18 @@ def test_a_bad_or_unreachable_database_says_which_and_where(
     assert re.search(message, line), line
 
 
+def test_a_postgresql_url_without_its_driver_says_which_url_and_extra_to_use(
+    labctl: Labctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bare postgresql:// asks SQLAlchemy for its default driver; make sure it is missing.
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    line = labctl.error("mouse", "list", env={"LABCTL_DB": "postgresql://lab:secret@db/lab"})
+    assert "driver 'psycopg' is not installed" in line, line
+    assert "use postgresql+psycopg2://lab:***@db/lab" in line, line
+    assert "pip install 'reachlab[postgres]'" in line
+    assert "secret" not in line
+
+
 def test_a_bad_or_unreachable_broker_says_which_and_where(labctl: Labctl) -> None:
     labctl.ok("assign", "M1", "--box", "1")
     line = labctl.error("--broker", "http://lab:1883", "start", "M1")
@@ -162,17 +174,29 @@ def test_bad_start_options_are_refused_before_anything_is_sent(
     assert "--duration must be positive" in labctl.error("start", "M1", "--duration", "-5")
 
 
-def test_importing_an_unusable_file_imports_nothing(labctl: Labctl, tmp_path: Path) -> None:
-    good = tmp_path / "Good.json"
-    shutil.copy(SAMPLES / "later-float-times.json", good)
+def test_importing_an_unusable_file_imports_nothing_of_it(labctl: Labctl, tmp_path: Path) -> None:
     broken = tmp_path / "Broken.json"
-    broken.write_text("[{")
-    assert "Broken.json: not valid JSON" in labctl.error("import", str(good), str(broken))
+    broken.write_text('[{"trials": [}]')
+    assert "Broken.json: not valid JSON" in labctl.error("import", str(broken))
     misnamed = tmp_path / "bad name!.json"
     misnamed.write_text("[]")
     assert "file name must be <mouse id>.json" in labctl.error("import", str(misnamed))
     assert "no such file" in labctl.error("import", str(tmp_path / "absent.json"))
     assert "no mice yet" in labctl.ok("mouse", "list")
+    # With a good file beside it: the good one is imported, the bad one still refused (exit 1).
+    good = tmp_path / "Good.json"
+    shutil.copy(SAMPLES / "later-float-times.json", good)
+    result = labctl("import", str(good), str(broken))
+    assert result.exit_code == 1, result.output
+    assert (
+        result.stderr.strip()
+        == f"labctl: error: {broken}: not valid JSON: Expecting value (line 1, column 14)"
+    )
+    assert (
+        "1 session(s) imported, 0 already stored, from 1 file(s); 1 file(s) refused"
+        in result.stdout
+    )
+    assert [m["mouse"] for m in json.loads(labctl.ok("mouse", "list", "--json"))] == ["Good"]
 
 
 # ---------------------------------------------------------------- assign, mice, cohorts
@@ -246,7 +270,7 @@ def test_import_then_export_returns_the_sample_files_byte_for_byte(
     assert samples
     labctl.ok("import", *map(str, samples))
     out = labctl.ok("import", *map(str, samples))  # twice: nothing changes
-    assert out.count("0 session(s) imported") == len(samples)
+    assert "0 session(s) imported, 3 already stored, from 2 file(s)" in out
     labctl.ok("export", "--all", "--out", str(tmp_path / "out"))
     for sample in samples:
         assert (tmp_path / "out" / sample.name).read_bytes() == sample.read_bytes()
