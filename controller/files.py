@@ -10,7 +10,10 @@ Import is idempotent: a session already stored (same text, or same
 ``session_id``) is skipped, so importing a file twice, or importing the
 agent's local copy of sessions the collector already has, changes nothing.
 The file's order is kept: each session is placed at its start time, but
-never before the session above it in the file.
+never before the session above it in the file. Reading is lenient (every
+shape the original library wrote is kept as it came, see docs/data-format.md);
+a file that is not a list of sessions is refused with one line and changes
+nothing, while the other files named are still imported.
 """
 
 from __future__ import annotations
@@ -45,12 +48,20 @@ from shared.sessionfile import atomic_write_text, mouse_file_path, read_sessions
 
 @dataclass
 class ImportResult:
+    """What importing one file did. A refused file changed nothing in the database."""
+
     path: Path
     mouse: str
     created_mouse: bool = False
     imported: int = 0
     present: int = 0
     conflicts: list[str] = field(default_factory=list)
+    refused: str = ""  # why the file was not imported: one line, without the path
+
+    @property
+    def error(self) -> str:
+        """The refusal as one line naming the file."""
+        return f"{self.path}: {self.refused}"
 
 
 def mouse_id_of(path: Path) -> str:
@@ -64,34 +75,106 @@ def mouse_id_of(path: Path) -> str:
 def read_mouse_file(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, Any]]]:
     """(mouse id, sessions) of a per-mouse file; DataFileError naming the file if unusable."""
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise DataFileError(f"{file}: is a folder, not a per-mouse file")
     if not file.is_file():
         raise DataFileError(f"{file}: no such file")
     mouse = mouse_id_of(file)
     return mouse, read_sessions(file)
 
 
-def import_files(db: Database, paths: Sequence[str | os.PathLike[str]]) -> list[ImportResult]:
-    """Import per-mouse files, all or nothing: every file is read and checked first."""
-    loaded = [(Path(p).expanduser(), *read_mouse_file(p)) for p in paths]
+def files_to_import(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The files named by ``paths``: a file as given, a folder as every ``*.json`` in it.
+
+    A folder's files come in name order; a file named twice is imported once.
+    Names that are neither (or an empty folder) are kept, for the import to refuse.
+    """
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.json") if p.is_file())
+            files.extend(found or [path])
+        else:
+            files.append(path)
+    return list(dict.fromkeys(files))
+
+
+def _refusal(path: Path, exc: Exception) -> str:
+    message = str(exc)
+    for prefix in (f"{path}: ", f"{path.expanduser()}: "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message
+
+
+def import_files(
+    db: Database,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    progress: Callable[[ImportResult], None] | None = None,
+) -> list[ImportResult]:
+    """Import per-mouse files and folders of them, each file in its own transaction.
+
+    A file that cannot be used is refused with the reason and changes nothing
+    (not even its mouse is created); the other files are still imported.
+    """
     results = []
-    with db.engine.begin() as conn:
-        for path, mouse, sessions in loaded:
-            results.append(import_sessions(conn, mouse, sessions, path=path))
+    for path in files_to_import(paths):
+        result = import_file(db, path)
+        results.append(result)
+        if progress is not None:
+            progress(result)
     return results
+
+
+def import_file(db: Database, path: Path) -> ImportResult:
+    """Import one per-mouse file; a refused file gets a result with ``refused`` set."""
+    if path.is_dir():
+        return ImportResult(path, path.name, refused="a folder with no *.json files in it")
+    try:
+        mouse, sessions = read_mouse_file(path)
+    except DataFileError as exc:
+        return ImportResult(path, path.stem, refused=_refusal(path, exc))
+    try:
+        with db.engine.begin() as conn:
+            return import_sessions(conn, mouse, sessions, path=path)
+    except DataFileError as exc:  # the transaction is rolled back: nothing of the file stays
+        return ImportResult(path, mouse, refused=_refusal(path, exc))
+
+
+def _texts(sessions: list[dict[str, Any]], source: str) -> list[str]:
+    texts = []
+    for number, session in enumerate(sessions):
+        try:
+            texts.append(session_text(session))
+        except RecursionError:
+            raise DataFileError(f"{source}: session {number} is nested too deeply") from None
+        except (TypeError, ValueError) as exc:  # not from a JSON file, but a caller's dicts
+            raise DataFileError(f"{source}: session {number} is not JSON ({exc})") from None
+    return texts
 
 
 def import_sessions(
     conn: Connection, mouse: str, sessions: list[dict[str, Any]], *, path: Path | None = None
 ) -> ImportResult:
-    """Store the sessions of one mouse that are not stored yet, keeping their order."""
+    """Store the sessions of one mouse that are not stored yet, keeping their order.
+
+    A session stored already counts as present, as many times as it is stored:
+    a file that holds the same session twice (two empty sessions, say) gets
+    both stored, and importing it again stores neither.
+    """
     now = time.time()
     result = ImportResult(path=path or Path(f"{mouse}.json"), mouse=mouse)
+    texts = _texts(sessions, str(result.path))
     result.created_mouse = ensure_mouse(conn, mouse, now)
     previous: float | None = None
-    for session in sessions:
-        text = session_text(session)
+    seen: dict[str, int] = {}  # text -> copies met so far in this file
+    for session, text in zip(sessions, texts, strict=True):
         hashed = digest(text)
-        existing = _find_existing(conn, mouse, session, text, hashed)
+        copy = seen.get(text, 0)
+        seen[text] = copy + 1
+        existing = _find_existing(conn, mouse, session, text, hashed, copy)
         if existing is not None:
             position, conflict = existing
             if conflict:
@@ -112,18 +195,19 @@ def import_sessions(
 
 
 def _find_existing(
-    conn: Connection, mouse: str, session: dict[str, Any], text: str, hashed: str
+    conn: Connection, mouse: str, session: dict[str, Any], text: str, hashed: str, copy: int
 ) -> tuple[float, str | None] | None:
-    """(position, conflict message or None) of the stored copy of this session, if any."""
+    """(position, conflict message or None) of the stored ``copy``-th copy of this session."""
     same = conn.execute(
-        select(SESSIONS.c.position, SESSIONS.c.data).where(
-            SESSIONS.c.mouse_id == mouse, SESSIONS.c.digest == hashed
-        )
+        select(SESSIONS.c.position, SESSIONS.c.data)
+        .where(SESSIONS.c.mouse_id == mouse, SESSIONS.c.digest == hashed)
+        .order_by(SESSIONS.c.position, SESSIONS.c.id)
     ).all()
-    for position, data in same:
-        if data == text:
-            return position, None
+    stored = [position for position, data in same if data == text]
     session_id = session.get("session_id")
+    if copy < len(stored) or (stored and isinstance(session_id, str)):
+        # A recorded session (it has an id) is stored once however often a file repeats it.
+        return stored[min(copy, len(stored) - 1)], None
     if isinstance(session_id, str):
         row = conn.execute(
             select(SESSIONS.c.position, SESSIONS.c.mouse_id, SESSIONS.c.complete).where(
@@ -260,6 +344,8 @@ def export_mice(
     the others are still exported.
     """
     folder = Path(out_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise DataFileError(f"{folder} is a file, not a folder: --out names the folder to write to")
     folder.mkdir(parents=True, exist_ok=True)
     results = []
     with db.reader_engine.connect() as conn, conn.begin():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from controller.cli.app import (
+    EXIT_ERROR,
     EXIT_FAILED,
     app,
     console,
@@ -16,6 +17,9 @@ from controller.cli.app import (
     say,
     state_of,
 )
+
+if TYPE_CHECKING:
+    from controller.files import ImportResult
 
 
 @app.command("export")
@@ -78,15 +82,65 @@ def export_command(
 @app.command("import")
 def import_command(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="per-mouse files: <mouse id>.json")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH",
+            help="per-mouse files (<mouse id>.json) or folders of them (every *.json inside)",
+        ),
+    ],
 ) -> None:
-    """Load per-mouse JSON files into the database (importing twice changes nothing)."""
-    from controller.files import import_files
+    """Load per-mouse JSON files into the database; importing twice changes nothing.
 
-    results = import_files(state_of(ctx).db(), files)
+    Every shape of file the original single-rig library wrote is kept as it came
+    and exported again with equal content. A file that cannot be used is refused
+    with the reason and changes nothing; the other files are still imported, and
+    the exit status is then 1 (2 when every file was refused).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from controller.files import files_to_import, import_files
+
+    db = state_of(ctx).db()
+    count = len(files_to_import(paths))
+    show_bar = count > 3 and sys.stdout.isatty()
+    with Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=console(), disable=not show_bar, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("", total=count)
+        results = import_files(
+            db, paths, progress=lambda r: progress.update(task, advance=1, description=r.path.name)
+        )
+    _import_summary(results)
+    refused = [r for r in results if r.refused]
+    for r in results:
+        for conflict in r.conflicts:
+            typer.echo(f"labctl: warning: {r.path}: {conflict}", err=True)
+    for r in refused:
+        typer.echo(f"labctl: error: {r.error}", err=True)
+    if refused:
+        raise typer.Exit(EXIT_ERROR if len(refused) == len(results) else EXIT_FAILED)
+
+
+def _import_summary(results: list[ImportResult]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("file")
+    table.add_column("imported", justify="right")
+    table.add_column("already stored", justify="right")
+    table.add_column("refused")
+    for r in results:
+        table.add_row(str(r.path), str(r.imported), str(r.present), r.refused)
+    console().print(table)
     for r in results:
         if r.created_mouse:
             say(f"created mouse {r.mouse}")
-        say(f"{r.path}: {r.imported} session(s) imported, {r.present} already stored")
-        for conflict in r.conflicts:
-            typer.echo(f"labctl: warning: {r.path}: {conflict}", err=True)
+    good = [r for r in results if not r.refused]
+    say(
+        f"{sum(r.imported for r in good)} session(s) imported, "
+        f"{sum(r.present for r in good)} already stored, from {len(good)} file(s); "
+        f"{len(results) - len(good)} file(s) refused"
+    )

@@ -1,0 +1,230 @@
+"""Every shape of per-mouse file the original single-rig library wrote reads, imports and
+exports again with equal content (issue 8; docs/data-format.md lists the variants).
+
+Each variant is a small file made here in that shape, written the way the original
+wrote its files (``json.dump`` defaults). "Equal" is strict: the bytes written back
+equal the bytes read, so key order, number types and unknown keys all survive.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.db import open_database
+from controller.files import import_files
+from controller.store import TRIALS, mouse_sessions
+from shared.sessionfile import read_sessions, write_sessions
+
+from .test_labctl import Labctl
+
+T0 = 1_600_000_000.0  # a session start, Unix seconds
+DROP: Any = object()  # as a change: leave the key out
+
+
+def trial(n: int, **changes: Any) -> dict[str, Any]:
+    """A complete trial as the original wrote them from 2021 on, with ``changes``."""
+    start = T0 + 10 + 12 * n
+    data: dict[str, Any] = {
+        "start": start,
+        "lift_time": start + 0.4,
+        "lift_paw": n % 2,
+        "end": start + 1.1,
+        "spout": n % 2,
+        "shaping": False,
+        "cue_duration": 10000.0,
+        "outcome": 1,
+        "spout_position": [3, 2],
+    }
+    for key, value in changes.items():
+        if value is DROP:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+def session(trials: list[dict[str, Any]] | None = None, **changes: Any) -> dict[str, Any]:
+    """A session in the shape of the original's later files, with ``changes``."""
+    data: dict[str, Any] = {
+        "trainer": "alex",
+        "weight": 24.5,
+        "training_box": 3,
+        "duration": 1800,
+        "timeout": 8000,
+        "intertrial_interval": [4000, 6000],
+        "trials": [trial(0), trial(1), trial(2)] if trials is None else trials,
+        "resets": [[T0 + 5.5, 0]],
+        "spontaneous_reaches": [[T0 + 7.25, 1]],
+        "start_time": T0,
+        "end_time": T0 + 1800,
+        "date": "2020-09-13",
+        "notes": "",
+    }
+    for key, value in changes.items():
+        if value is DROP:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+def september_2019() -> dict[str, Any]:
+    """The Sept-2019 "timepoints" shape: no trial dicts, lists of times per kind."""
+    return {
+        "date": "2019-09-19",
+        "start_time": "16:02:11",
+        "end_time": "16:42:11",
+        "duration": 2400,
+        "shaping": True,
+        "spout_count": 1,
+        "iti": [4000, 6000],
+        "cue_duration_ms": 10000,
+        "reward_duration_ms": 100,
+        "spont_reach_timepoints": [1568905340.12],
+        "resets_timepoints": [[1568905335.5, 1568905345.1], [1568905338.0]],
+        "cue_timepoints": [[1568905350.2, 1568905370.9]],
+        "cued_lift_timepoints": [[1568905351.0], [1568905371.4]],
+        "touch_timepoints": [[1568905352.3]],
+        "notes": "first day",
+    }
+
+
+def autumn_2019() -> dict[str, Any]:
+    """Nov 2019: 2019 session keys with trial dicts, a single actuator, cue in seconds."""
+    trials = [
+        trial(0, spout_position=1, cue_duration=10, shaping=True),
+        trial(1, spout_position=2, cue_duration=9.0, outcome=0, end=DROP, lift_time=DROP),
+        trial(2, spout_position=2, cue_duration=9.0, outcome=2),
+    ]
+    return session(
+        trials,
+        timeout=DROP,
+        intertrial_interval=DROP,
+        iti=[4000, 6000],
+        spout_count=2,
+        reward_duration_ms=[70, 90],
+        cue_duration_ms=10000,
+        cued_lift_timepoints=[[T0 + 10.4], [T0 + 22.4]],
+        start_time="16:02:11",
+        end_time="16:32:11",
+    )
+
+
+# name -> the sessions of a file in that shape (each variant beside a plain session)
+VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "trial-shaping-null": [session([trial(0, shaping=None), trial(1)])],
+    "trial-shaping-missing": [session([trial(0, shaping=DROP), trial(1)])],
+    "session-level-shaping": [session([trial(0, shaping=DROP)], shaping=True)],
+    "spout-position-int": [session([trial(0, spout_position=4), trial(1, spout_position=5)])],
+    "spout-position-half-steps": [session([trial(0, spout_position=3.5), trial(1)])],
+    "missed-trial-without-end": [session([trial(0), trial(1, outcome=0, end=DROP)])],
+    "cancelled-trial-outcome-3": [session([trial(0), trial(1, outcome=3)])],
+    "last-trial-start-only": [session([trial(0), {"start": T0 + 30}])],
+    "last-trial-lifted": [
+        session([trial(0), {"start": T0 + 30, "lift_time": T0 + 31, "lift_paw": 1}])
+    ],
+    "last-trial-ended-no-outcome": [
+        session([trial(0), {"start": T0 + 30, "lift_time": T0 + 31, "lift_paw": 0, "end": T0 + 32}])
+    ],
+    "empty-trial": [session([trial(0), {}, trial(1)])],
+    "cue-duration-seconds": [session([trial(0, cue_duration=10), trial(1, cue_duration=9.7)])],
+    "clock-string-times": [session(start_time="09:14:02", end_time="09:44:02")],
+    "unix-float-times": [session(start_time=T0 + 0.123456, end_time=T0 + 1800.5)],
+    "weight-as-string": [session(weight="21.1")],
+    "no-notes": [session(notes=DROP)],
+    "no-date": [session(date=DROP), session(date=DROP, start_time=T0 + 86400)],
+    "no-trials-no-times": [{"trainer": "alex", "weight": 22.0}, {}, {}, session()],
+    "keys-of-2019": [autumn_2019()],
+    "timepoints-sept-2019": [september_2019(), autumn_2019()],
+    "unknown-keys": [
+        session(extra={"nested": [1, 2.0, "three", None, True]}, rig_version="v2")
+        | {"spout_ids": None, "camera": {"fps": 100, "exposure": -1.5e-05}}
+    ],
+}
+
+
+def write_like_the_original(path: Path, sessions: list[dict[str, Any]]) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fd:
+        json.dump(sessions, fd)  # exactly how the original saved a mouse's data
+    return path.read_bytes()
+
+
+def test_the_variants_really_differ_from_the_plain_shape() -> None:
+    plain = json.dumps(session())
+    assert all(any(json.dumps(s) != plain for s in sessions) for sessions in VARIANTS.values())
+    assert VARIANTS["trial-shaping-missing"][0]["trials"][0].get("shaping", "gone") == "gone"
+    assert "trials" not in september_2019()
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_a_variant_reads_unchanged_and_writes_back_byte_for_byte(name: str, tmp_path: Path) -> None:
+    sessions = copy.deepcopy(VARIANTS[name])
+    original = write_like_the_original(tmp_path / "in" / f"{name}.json", sessions)
+    read = read_sessions(tmp_path / "in" / f"{name}.json")
+    assert read == sessions
+    assert [list(s) for s in read] == [list(s) for s in sessions]  # key order too
+    written = write_sessions(tmp_path / "out" / f"{name}.json", read)
+    assert written.read_bytes() == original
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_a_variant_imports_and_exports_with_equal_content(
+    name: str, tmp_path: Path, db_url: str
+) -> None:
+    labctl = Labctl(db_url, "mqtt://127.0.0.1:1", "unused")  # import/export need no broker
+    original = write_like_the_original(tmp_path / "in" / f"{name}.json", VARIANTS[name])
+
+    out = labctl.ok("import", str(tmp_path / "in"))
+    assert f"{len(VARIANTS[name])} session(s) imported" in out
+    again = labctl.ok("import", str(tmp_path / "in" / f"{name}.json"))  # nothing twice
+    assert f"0 session(s) imported, {len(VARIANTS[name])} already stored" in again
+
+    labctl.ok("export", name, "--out", str(tmp_path / "out"))
+    assert (tmp_path / "out" / f"{name}.json").read_bytes() == original
+    assert "unchanged" in labctl.ok("export", name, "--out", str(tmp_path / "out"))
+    # What the lab looks at does not refuse the file either.
+    labctl.ok("results", name, "--json")
+    labctl.ok("mouse", "show", name)
+
+
+def test_trial_rows_of_odd_trials_keep_what_can_be_counted(tmp_path: Path) -> None:
+    sessions = [
+        session(
+            [
+                trial(0, spout_position=4, shaping=None),
+                {},
+                {"start": T0 + 30, "lift_time": T0 + 31, "lift_paw": 1},
+                trial(3, outcome=3),
+            ]
+        ),
+        september_2019(),
+    ]
+    write_like_the_original(tmp_path / "M1.json", sessions)
+    db = open_database(f"sqlite:///{tmp_path / 'lab.db'}")
+    try:
+        (result,) = import_files(db, [tmp_path / "M1.json"])
+        assert (result.imported, result.refused) == (2, "")
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                TRIALS.select().order_by(TRIALS.c.session_pk, TRIALS.c.number)
+            ).mappings()
+            got = [
+                (r["number"], r["start"], r["outcome"], r["position_left"], r["shaping"])
+                for r in rows
+            ]
+            assert mouse_sessions(conn, "M1") == sessions
+    finally:
+        db.engine.dispose()
+    # Values of an odd shape are NULL in the trials table; the session's JSON keeps them.
+    assert got == [
+        (0, T0 + 10, 1, None, None),
+        (1, None, None, None, None),
+        (2, T0 + 30, None, None, None),
+        (3, T0 + 46, None, 3, False),
+    ]
