@@ -556,6 +556,10 @@ def upgrade_schema(engine: Engine) -> None:
         current = _current_revision(connection)
         if current == SCHEMA_REVISION:
             return
+        # Alembic logs a dozen INFO lines of its own as it loads and runs; the one
+        # "upgrading database" line below says what a lab needs to know.
+        if logging.getLogger("alembic").level == logging.NOTSET:
+            logging.getLogger("alembic").setLevel(logging.WARNING)
         from alembic import command
         from alembic.script import ScriptDirectory
         from alembic.util import CommandError
