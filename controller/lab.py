@@ -2,23 +2,29 @@
 
 Every function takes an ORM :class:`~sqlalchemy.orm.Session` inside the
 caller's transaction and raises :class:`LabError` (one line, naming the
-mouse, box or cohort) for a person's mistake. Nothing here talks to a broker.
+mouse, box or cohort) for a person's mistake. Nothing here talks to a broker:
+where a rule depends on what runs on the rigs (a mouse whose session runs
+stays on its box), the caller passes the boxes' statuses in.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controller.db import Assignment, Box, Cohort, CohortMember, Mouse, TrainingSession
-from shared.errors import InvalidIdError, ReachlabError
+from shared.errors import InvalidIdError, ProtocolError, ReachlabError
 from shared.ids import check_box_id, check_mouse_id
+from shared.protocol import Status, parse_status
 
 COHORT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A box in one of these states has a session that has not ended yet.
+SESSION_STATES = ("running", "stopping")
 
 
 class LabError(ReachlabError, LookupError):
@@ -154,14 +160,48 @@ def assign(
     return result
 
 
-def unassign(session: Session, mouse_id: str) -> str:
-    """Take the mouse off its box; returns the box."""
+def unassign(session: Session, mouse_id: str, *, statuses: Mapping[str, Status]) -> str:
+    """Take the mouse off its box; returns the box.
+
+    ``statuses`` are the boxes' statuses (live, or the last recorded): a mouse
+    whose session still runs on a box is refused, since its session would go
+    on with nobody assigned to it."""
     get_mouse(session, mouse_id)
+    running = running_box(statuses, mouse_id)
+    if running is not None:
+        raise LabError(
+            f"mouse {mouse_id} has a session running on box {running}: stop it first "
+            f"(`labctl stop {mouse_id}`) or pass --stop"
+        )
     current = open_assignment(session, mouse_id=mouse_id)
     if current is None:
         raise LabError(f"mouse {mouse_id} is not on any box")
     current.ended_at = time.time()
     return current.box_id
+
+
+def running_box(statuses: Mapping[str, Status], mouse_id: str) -> str | None:
+    """The box whose status names this mouse's session as running (or stopping), if any.
+
+    The session's own mouse, not the assignment, decides: a mouse moved or taken
+    off its box while its session ran is still found where the session runs."""
+    for box, status in sorted(statuses.items(), key=lambda kv: box_sort_key(kv[0])):
+        if status.state in SESSION_STATES and status.mouse == mouse_id:
+            return box
+    return None
+
+
+def recorded_statuses(session: Session) -> dict[str, Status]:
+    """Each box's last status as the collector recorded it, for when the broker is away."""
+    out: dict[str, Status] = {}
+    for box in session.scalars(select(Box).where(Box.state != "offline")):
+        if not box.status:
+            continue
+        try:
+            out[box.id] = parse_status(box.status)
+        except ProtocolError:
+            continue  # kept as received; an unreadable one tells nothing
+    return out
 
 
 def assignment_history(session: Session, mouse_id: str) -> list[Assignment]:

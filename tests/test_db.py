@@ -202,7 +202,7 @@ def test_a_box_holds_one_mouse_and_replacing_it_is_explicit(db: Database) -> Non
         assign(session, "M2", "1")
     with db.session() as session:
         assert assign(session, "M2", "1", replace=True).replaced == "M1"
-        assert unassign(session, "M2") == "1"
+        assert unassign(session, "M2", statuses={}) == "1"
 
 
 def test_the_database_itself_refuses_two_open_assignments_of_one_mouse(db: Database) -> None:

@@ -565,6 +565,69 @@ def test_exporting_many_mice_on_a_terminal_shows_a_progress_bar(
 
 
 @pytest.mark.broker
+def test_unassigning_a_mouse_whose_session_runs_is_refused_unless_it_is_stopped_first(
+    labctl: Labctl, broker: BrokerSettings, topic_prefix: str
+) -> None:
+    with FakeRig(broker, Topics(topic_prefix), "1", state="running") as rig:
+        rig.publish_status(mouse="M1", session_id="s1", trial=3)
+        labctl.ok("assign", "M1", "--box", "1")
+        line = labctl.error("unassign", "M1")
+        assert "M1 has a session running on box 1" in line and "--stop" in line, line
+        assert json.loads(labctl.ok("mouse", "show", "M1", "--json"))["box"] == "1"
+        assert not [c for c in rig.commands if isinstance(c, StopCommand)]
+        out = labctl.ok("unassign", "M1", "--stop")
+        assert "stopped M1's session on box 1" in out and "took M1 off box 1" in out
+        assert len([c for c in rig.commands if isinstance(c, StopCommand)]) == 1
+        assert json.loads(labctl.ok("mouse", "show", "M1", "--json"))["box"] is None
+
+
+def test_without_the_broker_unassign_judges_by_the_box_s_last_recorded_status(
+    labctl: Labctl,
+) -> None:
+    from controller.db import Box
+    from shared.protocol import Status, encode
+
+    labctl.ok("assign", "M1", "--box", "1")
+    db = open_database(labctl.env["LABCTL_DB"])
+    with db.session() as session:
+        box = session.get(Box, "1")
+        assert box is not None
+        box.state = "running"
+        box.status = encode(Status(box="1", state="running", mouse="M1")).decode()
+    db.close()
+    away = {"LABCTL_BROKER": f"mqtt://127.0.0.1:{unused_port()}"}
+    result = labctl("unassign", "M1", env=away)
+    assert result.exit_code == 2, result.output
+    assert "labctl: error: mouse M1 has a session running on box 1" in result.stderr
+    assert "last recorded states" in result.stderr  # and it says what it judged by
+
+
+@pytest.mark.broker
+def test_stop_mouse_finds_its_session_by_the_session_s_mouse_when_it_is_on_no_box(
+    labctl: Labctl, broker: BrokerSettings, topic_prefix: str
+) -> None:
+    topics = Topics(topic_prefix)
+    with FakeRig(broker, topics, "1", state="running") as one, FakeRig(broker, topics, "2") as two:
+        labctl.ok("assign", "M1", "--box", "1")
+        one.publish_status(mouse="M1", session_id="s1", trial=3)
+        # M2 takes box 1 while M1's session still runs there: M1 is on no box now.
+        labctl.ok("assign", "M2", "--box", "1", "--replace")
+        out = labctl.ok("stop", "M1")
+        assert re.search(r"M1\s.*1\s.*yes", out), out
+        assert len([c for c in one.commands if isinstance(c, StopCommand)]) == 1
+        # A mouse moved to another box while its session ran is stopped where it runs.
+        one.state = "running"
+        one.publish_status(mouse="M2", session_id="s2", trial=1)
+        labctl.ok("assign", "M2", "--box", "2", "--move")
+        labctl.ok("stop", "M2")
+        assert len([c for c in one.commands if isinstance(c, StopCommand)]) == 2
+        assert not [c for c in two.commands if isinstance(c, StopCommand)]
+        # Nothing runs and no box: one clear line.
+        labctl.ok("mouse", "add", "M3")
+        assert "M3 has no running session and is not on any box" in labctl.error("stop", "M3")
+
+
+@pytest.mark.broker
 def test_stop_all_with_nothing_running_says_so(labctl: Labctl, broker: BrokerSettings) -> None:
     prefix = labctl.env["LABCTL_PREFIX"]
     assert prefix is not None

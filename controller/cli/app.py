@@ -236,6 +236,11 @@ def say(message: str) -> None:
     typer.echo(message)
 
 
+def warn(message: str) -> None:
+    """A warning on stderr (``labctl: warning: ...``); the command goes on."""
+    typer.echo(f"labctl: warning: {message}", err=True)
+
+
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 

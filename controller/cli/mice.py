@@ -10,9 +10,11 @@ from controller.cli.app import (
     LabctlGroup,
     app,
     console,
+    fail,
     print_json,
     say,
     state_of,
+    warn,
     when,
 )
 
@@ -53,12 +55,45 @@ def assign(
 
 
 @app.command()
-def unassign(ctx: typer.Context, mouse: Annotated[str, typer.Argument(help="mouse id")]) -> None:
-    """Take a mouse off its box."""
+def unassign(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
+    stop_first: Annotated[
+        bool, typer.Option("--stop", help="stop the mouse's running session first")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="S", help="wait for the box's reply to --stop")
+    ] = 10.0,
+) -> None:
+    """Take a mouse off its box (refused while its session runs, unless --stop)."""
+    from controller.lab import get_mouse, recorded_statuses, running_box
     from controller.lab import unassign as unassign_mouse
+    from controller.mqtt import BrokerError
+    from controller.rigs import stop_boxes
 
-    with state_of(ctx).db().session() as session:
-        box = unassign_mouse(session, mouse)
+    state = state_of(ctx)
+    db = state.db()
+    with db.reader() as session:
+        get_mouse(session, mouse)  # an unknown mouse is told before the broker is asked
+    try:
+        with state.link() as link:
+            statuses = dict(link.statuses)
+            running = running_box(statuses, mouse)
+            if stop_first and running is not None:
+                (outcome,) = stop_boxes(link, [(mouse, running)], timeout=timeout)
+                if not outcome.ok:
+                    fail(f"could not stop {mouse}'s session on box {running}: {outcome.reason}")
+                say(f"stopped {mouse}'s session on box {running}")
+                del statuses[running]  # it is ending; the box said so
+    except BrokerError as exc:
+        if stop_first:
+            raise
+        # Without the broker, the collector's last record of each box is the best knowledge.
+        with db.reader() as session:
+            statuses = recorded_statuses(session)
+        warn(f"{exc}; judged by the boxes' last recorded states")
+    with db.session() as session:
+        box = unassign_mouse(session, mouse, statuses=statuses)
     say(f"took {mouse} off box {box}")
 
 

@@ -118,26 +118,30 @@ def stop(
         float, typer.Option("--timeout", metavar="S", help="wait for replies")
     ] = 10.0,
 ) -> None:
-    """Stop running sessions (they end as "stopped" and are kept)."""
-    from controller.lab import box_of, get_mouse
+    """Stop running sessions (they end as "stopped" and are kept).
+
+    A mouse is stopped where its session runs, as the boxes report it, even if it
+    has since been moved or taken off that box; otherwise on the box it is on."""
+    from controller.lab import box_of, get_mouse, running_box
     from controller.rigs import stop_boxes
     from shared.ids import check_box_id
 
     state = state_of(ctx)
     if sum((bool(mice), bool(box), every)) != 1:
         fail("give what to stop: MOUSE..., --box BOX or --all (exactly one of them)")
-    targets: list[tuple[str | None, str]] = []
+    assigned: dict[str, str | None] = {}
     if mice:
         with state.db().reader() as session:
-            for mouse_id in mice:
-                get_mouse(session, mouse_id)
-                where = box_of(session, mouse_id)
-                if where is None:
-                    fail(f"mouse {mouse_id} is not on any box")
-                targets.append((mouse_id, where))
-    for box_id in box or []:
-        targets.append((None, check_box_id(box_id)))
+            for mouse_id in dict.fromkeys(mice):
+                get_mouse(session, mouse_id)  # unknown ones end the command before the broker
+                assigned[mouse_id] = box_of(session, mouse_id)
+    targets: list[tuple[str | None, str]] = [(None, check_box_id(b)) for b in box or []]
     with state.link() as link:
+        for mouse_id, on_box in assigned.items():
+            where = running_box(link.statuses, mouse_id) or on_box
+            if where is None:
+                fail(f"mouse {mouse_id} has no running session and is not on any box")
+            targets.append((mouse_id, where))
         if every:
             targets = [
                 (status.mouse, name)
