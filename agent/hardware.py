@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,16 +130,42 @@ def mock_pin_factory() -> Any:
 
 
 def real_pin_factory() -> Any:
-    """gpiozero's default pin factory for this Pi (``GPIOZERO_PIN_FACTORY`` may choose)."""
-    from gpiozero import Device
+    """gpiozero's default pin factory for this Pi (``GPIOZERO_PIN_FACTORY`` may choose).
 
-    try:
-        factory = Device._default_pin_factory()
-    except Exception as exc:  # gpiozero raises several unrelated types here
-        raise HardwareError(
-            f"no GPIO available ({exc}); on a machine that is not a Raspberry Pi use --sim"
-        ) from None
+    gpiozero tries its pin libraries in turn and warns (two lines each) about every
+    one it falls back from. Those warnings are gathered into one line instead: the
+    "no GPIO" error when none worked, else one log line naming the library in use.
+    """
+    from gpiozero import Device
+    from gpiozero.exc import PinFactoryFallback
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PinFactoryFallback)
+        try:
+            factory = Device._default_pin_factory()
+        except Exception as exc:  # gpiozero raises several unrelated types here
+            tried = _fallbacks(caught, PinFactoryFallback)
+            raise HardwareError(
+                f"no GPIO available ({tried or exc}); "
+                "on a machine that is not a Raspberry Pi use --sim"
+            ) from None
+    for other in caught:
+        if not issubclass(other.category, PinFactoryFallback):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    tried = _fallbacks(caught, PinFactoryFallback)
+    if tried:
+        log.info("GPIO through %s, after %s", type(factory).__name__, tried)
     return factory
+
+
+def _fallbacks(caught: list[warnings.WarningMessage], category: type[Warning]) -> str:
+    """``tried lgpio: No module named 'lgpio'; ...`` from gpiozero's fallback warnings."""
+    reasons = [
+        str(w.message).removeprefix("Falling back from ")
+        for w in caught
+        if issubclass(w.category, category)
+    ]
+    return f"tried {'; '.join(reasons)}" if reasons else ""
 
 
 PawHandler = Callable[[int, bool], None]
