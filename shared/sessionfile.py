@@ -121,9 +121,12 @@ def _cut_short(text: str, exc: json.JSONDecodeError) -> bool:
     """Whether the decoder failed because the text ends mid-JSON (a copy cut short)."""
     if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
         return True
-    # Cut inside a literal: '[{"shaping": tru'
+    # Cut inside a number or a literal: '[{"end": 2.' or '[{"shaping": tru'
     rest = text[exc.pos :].rstrip()
-    return any(word.startswith(rest) for word in ("true", "false", "null", "NaN", "Infinity"))
+    if all(char in "-+.eE0123456789" for char in rest):
+        return True
+    words = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+    return any(word.startswith(rest) for word in words)
 
 
 def loads_sessions(text: str, source: str) -> list[dict[str, Any]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,10 @@ import pytest
 
 from controller.db import open_database
 from controller.files import import_files
-from controller.store import TRIALS, mouse_sessions
+from controller.store import MICE, TRIALS, mouse_sessions
 from shared.sessionfile import read_sessions, write_sessions
 
-from .test_labctl import Labctl
+from .test_labctl import Labctl, labctl_on_terminal
 
 T0 = 1_600_000_000.0  # a session start, Unix seconds
 DROP: Any = object()  # as a change: leave the key out
@@ -228,3 +230,147 @@ def test_trial_rows_of_odd_trials_keep_what_can_be_counted(tmp_path: Path) -> No
         (2, T0 + 30, None, None, None),
         (3, T0 + 46, None, 3, False),
     ]
+
+
+# ---------------------------------------------------------------- labctl import of a lab's folder
+
+
+@pytest.fixture
+def labctl(tmp_path: Path) -> Labctl:
+    return Labctl(f"sqlite:///{tmp_path / 'lab.db'}", "mqtt://127.0.0.1:1", "unused")
+
+
+def stored_mice(labctl: Labctl) -> list[str]:
+    return [m["mouse"] for m in json.loads(labctl.ok("mouse", "list", "--json"))]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply to be a per-mouse file"),
+        ('[{"trials": [{"start": 1.5, "end": 2.', "truncated: the JSON ends before it is complete"),
+        ('{"trials": []}', "expected a JSON list of sessions, found a JSON object"),
+        ('[{"trials": []}, "notes"]', "session 1 is a string, not a session"),
+    ],
+)
+def test_an_unusable_file_is_one_line_naming_it_and_creates_no_mouse(
+    labctl: Labctl, tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "M1.json"
+    path.write_text(text)
+    line = labctl.error("import", str(path))
+    assert line.startswith(f"labctl: error: {path}: {problem}")
+    assert stored_mice(labctl) == []
+
+
+def test_a_refused_file_leaves_what_is_stored_for_its_mouse_unchanged(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    sessions = [session(), session(start_time=T0 + 86400, notes="day 2")]
+    original = write_like_the_original(tmp_path / "lab" / "M1.json", sessions)
+    labctl.ok("import", str(tmp_path / "lab" / "M1.json"))
+    # A copy of the same mouse's file, cut short by a full disk: refused, nothing changes.
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "M1.json").write_bytes(original[: len(original) // 2])
+    labctl.error("import", str(tmp_path / "copy"))
+    labctl.ok("export", "M1", "--out", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "M1.json").read_bytes() == original
+
+
+def test_a_file_failing_midway_is_rolled_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import controller.files
+
+    write_like_the_original(tmp_path / "M1.json", [session(), session(notes="too deep")])
+    real = controller.files.session_text
+
+    def deep_second(data: dict[str, Any]) -> str:
+        if data.get("notes") == "too deep":
+            raise RecursionError("maximum recursion depth exceeded while encoding")
+        return real(data)
+
+    monkeypatch.setattr(controller.files, "session_text", deep_second)
+    db = open_database(f"sqlite:///{tmp_path / 'lab.db'}")
+    try:
+        (result,) = import_files(db, [tmp_path / "M1.json"])
+        assert result.refused == "session 1 is nested too deeply"
+        with db.engine.connect() as conn:
+            assert mouse_sessions(conn, "M1") == []
+            assert conn.execute(MICE.select()).all() == []
+    finally:
+        db.engine.dispose()
+
+
+def test_a_folder_imports_its_good_files_and_reports_the_refused_ones(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    lab = tmp_path / "training_data"
+    write_like_the_original(lab / "A1.json", [session(), session(notes="two")])
+    write_like_the_original(lab / "B2.json", VARIANTS["timepoints-sept-2019"])
+    (lab / "Broken.json").write_text("[{")
+    (lab / "notes.txt").write_text("not a mouse file: not looked at")
+    result = labctl("import", str(lab))
+    assert result.exit_code == 1, result.output  # ran, but not every file was imported
+    assert result.stderr.strip() == (
+        f"labctl: error: {lab / 'Broken.json'}: truncated: the JSON ends before it is complete "
+        "(line 1, column 3)"
+    )
+    table = {
+        line.split()[0]: line.split()[1:]
+        for line in result.stdout.splitlines()
+        if line.startswith(str(lab))
+    }
+    assert table[str(lab / "A1.json")] == ["2", "0"]
+    assert table[str(lab / "B2.json")] == ["2", "0"]
+    assert table[str(lab / "Broken.json")][:3] == ["0", "0", "truncated:"]
+    assert len(table) == 3
+    assert "4 session(s) imported, 0 already stored, from 2 file(s); 1 file(s) refused" in (
+        result.stdout
+    )
+    assert stored_mice(labctl) == ["A1", "B2"]
+
+    (lab / "Broken.json").unlink()
+    again = labctl.ok("import", str(lab), str(lab / "A1.json"))  # a file named twice: once
+    assert "0 session(s) imported, 4 already stored, from 2 file(s); 0 file(s) refused" in again
+
+
+def test_an_empty_folder_or_a_missing_path_is_refused(labctl: Labctl, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    line = labctl.error("import", str(tmp_path / "empty"))
+    assert line == f"labctl: error: {tmp_path / 'empty'}: a folder with no *.json files in it"
+    line = labctl.error("import", str(tmp_path / "nowhere"))
+    assert line == f"labctl: error: {tmp_path / 'nowhere'}: no such file"
+
+
+def test_export_to_a_path_that_is_a_file_says_it_is_not_a_folder(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    write_like_the_original(tmp_path / "M1.json", [session()])
+    labctl.ok("import", str(tmp_path / "M1.json"))
+    target = tmp_path / "export.json"
+    target.write_text("keep me")
+    line = labctl.error("export", "--all", "--out", str(target))
+    assert (
+        line
+        == f"labctl: error: {target} is a file, not a folder: --out names the folder to write to"
+    )
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_importing_a_folder_on_a_terminal_shows_a_progress_bar(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    for number in range(5):
+        write_like_the_original(tmp_path / "lab" / f"Mouse{number}.json", [session()])
+    term = labctl_on_terminal(labctl, "import", str(tmp_path / "lab"))
+    try:
+        term.read_until_exit(60, "labctl import did not finish")
+    finally:
+        term.close()
+    assert term.process.returncode == 0, term.errors
+    text = term.text()
+    assert re.search(r"importing ━+ 5/5 Mouse4\.json", text), text  # the bar, counting files
+    assert "5 session(s) imported, 0 already stored, from 5 file(s); 0 file(s) refused" in text
+    assert stored_mice(labctl) == [f"Mouse{number}" for number in range(5)]

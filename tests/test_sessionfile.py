@@ -141,6 +141,8 @@ def test_reading_keeps_sessions_strict_validation_would_refuse(tmp_path: Path) -
         ('[{"trials": [{"start": 1.5, "end"', "truncated"),
         ('[{"trials": [{"start": 1.5}], "notes": "cut', "truncated"),
         ('[{"shaping": tru', "truncated"),
+        ('[{"trials": [{"end": 2.', "truncated"),
+        ('[{"trials": [{"end": -', "truncated"),
         ('[{"trials": []}] trailing', "not valid JSON: Extra data (line 1, column 18)"),
         ('{"trials": []}', "expected a JSON list of sessions, found a JSON object"),
         ("3", "expected a JSON list of sessions, found a number"),
