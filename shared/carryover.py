@@ -23,27 +23,41 @@ class CarryOver(BaseModel):
     )
 
 
+def _usable(trial: Any) -> bool:
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if not isinstance(trial, dict):
+        return False
+    position = trial.get("spout_position")
+    return (
+        trial.get("spout") in (0, 1)
+        and trial.get("outcome") in (0, 1, 2)
+        and number(trial.get("cue_duration"))
+        and trial["cue_duration"] > 0
+        and isinstance(position, list)
+        and len(position) == 2
+        and all(isinstance(p, int) and not isinstance(p, bool) for p in position)
+    )
+
+
 def carry_over_from(previous: dict[str, Any] | None, window: int) -> CarryOver | None:
     """The carry-over from ``previous`` (a session dict), or None if it had no usable trials."""
     if not previous or window < 1:
         return None
-    trials = [t for t in previous.get("trials", []) if isinstance(t, dict)]
-    if not trials:
+    trials = previous.get("trials")
+    # Imported files hold trials this cannot use (a last trial cut short by Ctrl-C, an
+    # empty one, a single actuator's position): carry over from the ones it can.
+    usable = [t for t in trials if _usable(t)] if isinstance(trials, list) else []
+    if not usable:
         return None
-    last = trials[-1]
-    position = last.get("spout_position")
-    if not (isinstance(position, list) and len(position) == 2):
-        return None
+    position = usable[-1]["spout_position"]
     last_cue: dict[int, float] = {}
     outcomes: dict[int, list[int]] = {0: [], 1: []}
-    for trial in trials:
-        spout = trial.get("spout")
-        if spout not in (0, 1):
-            continue
+    for trial in usable:
+        spout = trial["spout"]
         last_cue[spout] = float(trial["cue_duration"])
         outcomes[spout].append(int(trial["outcome"]))
-    if not last_cue:
-        return None
     return CarryOver(
         spout_position=(int(position[0]), int(position[1])),
         cue_duration=min(last_cue.values()),

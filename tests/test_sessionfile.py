@@ -470,6 +470,26 @@ def test_carry_over_takes_last_position_shortest_last_cue_and_windows() -> None:
     assert whole.windows == ((1, 2, 1, 0), (0, 1))
 
 
+def test_carry_over_from_an_old_file_uses_the_trials_it_can_and_never_fails() -> None:
+    # The original's files: a last trial cut short by Ctrl-C, an empty or cancelled trial,
+    # a single actuator's int position; before, the cut trial hid the whole session.
+    previous = {
+        "trials": [
+            trial(0, 1, cue=7000.0, position=[2, 1]),
+            trial(1, 2, cue=6500.0, position=[2, 3]),
+            {**trial(1, 1), "spout_position": 4},
+            {**trial(0, 3), "outcome": 3},
+            {**trial(0, 1), "cue_duration": None},
+            {},
+            {"start": 1.0, "lift_time": 1.5, "lift_paw": 0},
+        ]
+    }
+    carry = carry_over_from(previous, window=15)
+    assert carry == CarryOver(spout_position=(2, 3), cue_duration=6500.0, windows=((1,), (2,)))
+    for odd in ({"trials": None}, {"trials": {"0": trial(0, 1)}}, {"trials": [{}, None, 3]}):
+        assert carry_over_from(odd, 15) is None
+
+
 def test_last_carry_over_skips_sessions_without_trials() -> None:
     sessions: list[dict[str, Any]] = [
         {"trials": [trial(1, 1, cue=6000.0, position=[5, 4])]},
