@@ -235,23 +235,47 @@ def cohort_members(session: Session, name: str) -> list[str]:
     )
 
 
-def create_cohort(session: Session, name: str, mice: list[str]) -> list[str]:
-    """Create the cohort; returns the mice that were new to the lab."""
+def unknown_mice(session: Session, mice: list[str]) -> list[str]:
+    """The mice (in the order given, once each) the lab does not know yet."""
+    ids = [check_mouse_id(m) for m in dict.fromkeys(mice)]
+    known = set(session.scalars(select(Mouse.id).where(Mouse.id.in_(ids))))
+    return [m for m in ids if m not in known]
+
+
+def _refuse_unknown(session: Session, mice: list[str], create_mice: bool) -> None:
+    # A cohort is usually made of mice already assigned; a new name is more often a typo
+    # than a new mouse, so creating one must be asked for.
+    unknown = unknown_mice(session, mice)
+    if unknown and not create_mice:
+        raise LabError(
+            f"unknown {'mice' if len(unknown) > 1 else 'mouse'} {', '.join(unknown)}: "
+            "pass --create to add them to the lab, or check the names (`labctl mouse list`)"
+        )
+
+
+def create_cohort(
+    session: Session, name: str, mice: list[str], *, create_mice: bool = False
+) -> list[str]:
+    """Create the cohort; returns the mice that were new to the lab.
+
+    Mice the lab does not know are refused (nothing is created) unless ``create_mice``."""
     check_cohort_name(name)
-    for mouse_id in mice:
-        check_mouse_id(mouse_id)
+    _refuse_unknown(session, mice, create_mice)
     if session.get(Cohort, name) is not None:
         raise LabError(
             f"cohort {name} already exists; add mice with `labctl cohort add {name} MOUSE...`"
         )
     session.add(Cohort(name=name, created_at=time.time()))
     session.flush()
-    return add_to_cohort(session, name, mice)
+    return add_to_cohort(session, name, mice, create_mice=create_mice)
 
 
-def add_to_cohort(session: Session, name: str, mice: list[str]) -> list[str]:
-    """Add mice (creating new ones); returns the mice that were new to the lab."""
+def add_to_cohort(
+    session: Session, name: str, mice: list[str], *, create_mice: bool = False
+) -> list[str]:
+    """Add mice; returns the mice that were new to the lab (unknown ones need ``create_mice``)."""
     get_cohort(session, name)
+    _refuse_unknown(session, mice, create_mice)
     created = []
     position = (
         session.scalar(

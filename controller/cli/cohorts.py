@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -18,17 +19,35 @@ cohort_app = typer.Typer(
 )
 
 
+CREATE_HELP = "add mice the lab does not know yet (otherwise refused; asked on a terminal)"
+
+
+def _may_create(ctx: typer.Context, mice: list[str], create: bool) -> bool:
+    """Whether unknown mice may be created: --create, or a yes on a terminal."""
+    from controller.lab import unknown_mice
+
+    if create:
+        return True
+    with state_of(ctx).db().reader() as session:
+        unknown = unknown_mice(session, mice)
+    if not unknown or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False  # nothing to ask, or nobody to ask: unknown mice are refused
+    return typer.confirm(f"{', '.join(unknown)} not in the lab yet: create them?", default=False)
+
+
 @cohort_app.command("create")
 def cohort_create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="cohort name")],
-    mice: Annotated[list[str], typer.Argument(help="mouse ids (created if new)")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="cohort name")],
+    mice: Annotated[list[str], typer.Argument(metavar="MOUSE...", help="mouse ids")],
+    create: Annotated[bool, typer.Option("--create", help=CREATE_HELP)] = False,
 ) -> None:
     """Create a cohort of mice."""
     from controller.lab import create_cohort
 
+    create = _may_create(ctx, mice, create)
     with state_of(ctx).db().session() as session:
-        created = create_cohort(session, name, mice)
+        created = create_cohort(session, name, mice, create_mice=create)
     for mouse_id in created:
         say(f"created mouse {mouse_id}")
     say(f"created cohort {name}: {' '.join(dict.fromkeys(mice))}")
@@ -37,14 +56,16 @@ def cohort_create(
 @cohort_app.command("add")
 def cohort_add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="cohort name")],
-    mice: Annotated[list[str], typer.Argument(help="mouse ids (created if new)")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="cohort name")],
+    mice: Annotated[list[str], typer.Argument(metavar="MOUSE...", help="mouse ids")],
+    create: Annotated[bool, typer.Option("--create", help=CREATE_HELP)] = False,
 ) -> None:
     """Add mice to a cohort."""
     from controller.lab import add_to_cohort
 
+    create = _may_create(ctx, mice, create)
     with state_of(ctx).db().session() as session:
-        created = add_to_cohort(session, name, mice)
+        created = add_to_cohort(session, name, mice, create_mice=create)
     for mouse_id in created:
         say(f"created mouse {mouse_id}")
     say(f"cohort {name}: added {' '.join(mice)}")
