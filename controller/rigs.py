@@ -15,11 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.db import Database
-from controller.lab import box_of, get_mouse
+from controller.lab import (
+    LabError,
+    assigned_mice,
+    box_of,
+    cohort_members,
+    get_box,
+    get_mouse,
+    running_box,
+)
 from controller.mqtt import LabLink
 from controller.store import recent_sessions
 from shared.carryover import CarryOver, carry_over_from
 from shared.config import TaskConfig
+from shared.ids import check_box_id
 from shared.protocol import Reply, StartCommand, Status, StopCommand
 
 #: Looked at when searching for the carry-over: older sessions than this are stale.
@@ -67,6 +76,86 @@ def box_problem(status: Status | None, box: str) -> str | None:
     if status.state == "error":
         return f"box {box} reports an error state"
     return None
+
+
+def select_mice(
+    db: Database, mice: Sequence[str] | None, cohort: str | None, every: bool, what: str
+) -> list[str]:
+    """The mice a start names: MOUSE..., a cohort's or every assigned one (exactly one of them).
+
+    :class:`LabError` (labctl's one line) for a choice that names nothing or an unknown mouse,
+    before anything is sent. Used by ``labctl start`` and the web dashboard.
+    """
+    if sum((bool(mice), cohort is not None, every)) != 1:
+        raise LabError(
+            f"give the mice to {what}: MOUSE..., --cohort NAME or --all (exactly one of them)"
+        )
+    with db.reader() as session:
+        if cohort is not None:
+            selected = cohort_members(session, cohort)
+            if not selected:
+                raise LabError(f"cohort {cohort} has no mice")
+        elif every:
+            selected = assigned_mice(session)
+            if not selected:
+                raise LabError("no mouse is assigned to a box: `labctl assign MOUSE --box BOX`")
+        else:
+            selected = list(dict.fromkeys(mice or []))
+        for mouse_id in selected:
+            get_mouse(session, mouse_id)  # unknown ones end the command before anything is sent
+    return selected
+
+
+@dataclass
+class StopPlan:
+    """What a stop names, checked against the database; the boxes come from :meth:`targets`."""
+
+    mice: dict[str, str | None]  # mouse -> the box it is on
+    boxes: list[str]
+    every: bool
+
+    def targets(self, db: Database, link: LabLink) -> list[tuple[str | None, str]]:
+        """The (mouse, box) pairs to stop; ``--all`` with nothing running gives none.
+
+        A mouse is stopped where its session runs, as the boxes report it, even if it
+        has since been moved or taken off that box; otherwise on the box it is on.
+        """
+        targets: list[tuple[str | None, str]] = [(None, box) for box in self.boxes]
+        for mouse_id, on_box in self.mice.items():
+            where = running_box(link.statuses, mouse_id) or on_box
+            if where is None:
+                raise LabError(f"mouse {mouse_id} has no running session and is not on any box")
+            targets.append((mouse_id, where))
+        if self.every:
+            targets = [
+                (status.mouse, name)
+                for name, status in sorted(link.statuses.items())
+                if status.state == "running"
+            ]
+        for _, box_id in targets:
+            if box_id not in link.statuses:
+                with db.reader() as session:
+                    get_box(session, box_id)  # an unknown box: one line
+        return targets
+
+
+def plan_stop(
+    db: Database, mice: Sequence[str] | None, boxes: Sequence[str] | None, every: bool
+) -> StopPlan:
+    """A stop of MOUSE..., --box BOX... or --all (exactly one), checked before the broker.
+
+    :class:`LabError` (labctl's one line) for an unknown mouse or a bad box id. Used by
+    ``labctl stop`` and the web dashboard.
+    """
+    if sum((bool(mice), bool(boxes), every)) != 1:
+        raise LabError("give what to stop: MOUSE..., --box BOX or --all (exactly one of them)")
+    assigned: dict[str, str | None] = {}
+    if mice:
+        with db.reader() as session:
+            for mouse_id in dict.fromkeys(mice):
+                get_mouse(session, mouse_id)  # unknown ones end the command before the broker
+                assigned[mouse_id] = box_of(session, mouse_id)
+    return StopPlan(assigned, [check_box_id(b) for b in boxes or []], every)
 
 
 def start_sessions(

@@ -18,30 +18,6 @@ from controller.cli.app import (
 from shared.config import parse_meta, read_config
 
 
-def _select_mice(
-    ctx: typer.Context, mice: list[str] | None, cohort: str | None, every: bool, what: str
-) -> list[str]:
-    from controller.lab import assigned_mice, cohort_members, get_mouse
-
-    chosen = sum((bool(mice), cohort is not None, every))
-    if chosen != 1:
-        fail(f"give the mice to {what}: MOUSE..., --cohort NAME or --all (exactly one of them)")
-    with state_of(ctx).db().reader() as session:
-        if cohort is not None:
-            selected = cohort_members(session, cohort)
-            if not selected:
-                fail(f"cohort {cohort} has no mice")
-        elif every:
-            selected = assigned_mice(session)
-            if not selected:
-                fail("no mouse is assigned to a box: `labctl assign MOUSE --box BOX`")
-        else:
-            selected = list(dict.fromkeys(mice or []))
-        for mouse_id in selected:
-            get_mouse(session, mouse_id)  # unknown ones end the command before anything is sent
-    return selected
-
-
 def _outcome_table(outcomes: list[Any], verb: str) -> Any:
     from rich.table import Table
 
@@ -82,7 +58,7 @@ def start(
     ] = 10.0,
 ) -> None:
     """Start sessions: every mouse on its assigned box, all at the same moment."""
-    from controller.rigs import start_sessions
+    from controller.rigs import select_mice, start_sessions
 
     state = state_of(ctx)
     if config_file is not None and not config_file.expanduser().is_file():
@@ -93,8 +69,8 @@ def start(
             fail(f"--duration must be positive, got {duration:g}")
         config = config.replace(duration=duration)
     metadata = parse_meta(meta)
-    selected = _select_mice(ctx, mice, cohort, every, "start")
     db = state.db()
+    selected = select_mice(db, mice, cohort, every, "start")
     with state.link() as link:
         outcomes = start_sessions(db, link, selected, config, metadata, timeout=timeout)
     console().print(_outcome_table(outcomes, "started"))
@@ -122,41 +98,16 @@ def stop(
 
     A mouse is stopped where its session runs, as the boxes report it, even if it
     has since been moved or taken off that box; otherwise on the box it is on."""
-    from controller.lab import box_of, get_mouse, running_box
-    from controller.rigs import stop_boxes
-    from shared.ids import check_box_id
+    from controller.rigs import plan_stop, stop_boxes
 
     state = state_of(ctx)
-    if sum((bool(mice), bool(box), every)) != 1:
-        fail("give what to stop: MOUSE..., --box BOX or --all (exactly one of them)")
-    assigned: dict[str, str | None] = {}
-    if mice:
-        with state.db().reader() as session:
-            for mouse_id in dict.fromkeys(mice):
-                get_mouse(session, mouse_id)  # unknown ones end the command before the broker
-                assigned[mouse_id] = box_of(session, mouse_id)
-    targets: list[tuple[str | None, str]] = [(None, check_box_id(b)) for b in box or []]
+    db = state.db()
+    plan = plan_stop(db, mice, box, every)
     with state.link() as link:
-        for mouse_id, on_box in assigned.items():
-            where = running_box(link.statuses, mouse_id) or on_box
-            if where is None:
-                fail(f"mouse {mouse_id} has no running session and is not on any box")
-            targets.append((mouse_id, where))
-        if every:
-            targets = [
-                (status.mouse, name)
-                for name, status in sorted(link.statuses.items())
-                if status.state == "running"
-            ]
-            if not targets:
-                say("no session is running")
-                return
-        for _, box_id in targets:
-            if box_id not in link.statuses:
-                from controller.lab import get_box
-
-                with state.db().reader() as session:
-                    get_box(session, box_id)  # unknown box: one line, exit 2
+        targets = plan.targets(db, link)
+        if every and not targets:
+            say("no session is running")
+            return
         outcomes = stop_boxes(link, targets, timeout=timeout)
     console().print(_outcome_table(outcomes, "stopped"))
     if any(not o.ok for o in outcomes):
