@@ -1,0 +1,213 @@
+"""The day in one view (``labctl today``) and the welfare report (``labctl report``).
+
+Both are built from the husbandry records and the stored sessions only, so a day can
+be shown again at any later time exactly as the records have it. A mouse appears on a
+day when it is on water restriction by then (it has a baseline), is on a box or in a
+schedule (today's view), or has any record that day: a session, a weighing, water by
+hand or an override. A restricted mouse with nothing recorded still gets its row:
+"not weighed" is what a welfare office needs to see.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.husbandry.calibration import calibration_warnings
+from controller.husbandry.days import day_bounds, days_between
+from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOverride
+from controller.husbandry.schedule import current_entries, slot_of
+from controller.husbandry.settings import LabSettings
+from controller.husbandry.water import sessions_of_day, water_day
+from controller.husbandry.weights import overrides, weight_check
+from controller.lab import assignments_by_box, box_sort_key
+from shared.analysis import mouse_results
+
+
+def _r(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass
+class DayRow:
+    """One mouse on one day: the columns of ``labctl today`` and ``labctl report``."""
+
+    date: str
+    mouse: str
+    box: str | None = None
+    cohort: str | None = None
+    shift: int | None = None
+    baseline_g: float | None = None
+    weight_g: float | None = None
+    weight_pct: float | None = None
+    below_threshold: bool = False
+    sessions: int = 0
+    trials: int = 0
+    correct_pct: float | None = None
+    d_prime: float | None = None
+    rewards: int = 0
+    earned_ul: float = 0.0
+    given_ul: float = 0.0
+    total_ul: float = 0.0
+    required_ul: float | None = None
+    owed_ul: float | None = None
+    overrides: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _mice_with_records(session: Session, start: float, end: float) -> set[str]:
+    found: set[str] = set()
+    for model, column in (
+        (Weighing, Weighing.weighed_at),
+        (WaterGiven, WaterGiven.given_at),
+        (WeightOverride, WeightOverride.at),
+    ):
+        found.update(session.scalars(select(model.mouse_id).where(column >= start, column < end)))
+    return found
+
+
+def _restricted_mice(session: Session, end: float) -> set[str]:
+    return set(session.scalars(select(Baseline.mouse_id).where(Baseline.set_at < end)))
+
+
+def day_row(
+    session: Session,
+    mouse_id: str,
+    day: str,
+    settings: LabSettings,
+    *,
+    box: str | None = None,
+    live: bool = False,
+) -> DayRow:
+    """The mouse's row for ``day``; ``live`` adds what is wrong right now (the box's
+    calibration, today's missing weighing) as warnings."""
+    row = DayRow(date=day, mouse=mouse_id, box=box)
+    slot = slot_of(session, mouse_id)
+    if slot is not None:
+        row.cohort, row.shift = slot.cohort_name, slot.shift
+        row.box = row.box or slot.box_id
+    check = weight_check(session, mouse_id, settings, day)
+    row.baseline_g, row.weight_g = check.baseline_grams, check.weight_grams
+    row.weight_pct = _r(check.percent)
+    row.below_threshold = (
+        check.percent is not None and check.percent < settings.weight_threshold_pct
+    )
+    row.warnings.extend(check.warnings)
+    sessions = sessions_of_day(session, mouse_id, day)
+    row.sessions = len(sessions)
+    row.trials = sum(s.trial_count for s in sessions)
+    stored = [json.loads(s.data) for s in sessions if s.data is not None]
+    # The shared analysis's per-day row: the same figures as `labctl results --days`.
+    days = mouse_results(mouse_id, stored, collapse_days=True) if stored else []
+    counted = sum(d.trials for d in days)
+    if counted:
+        row.correct_pct = _r(100.0 * sum(d.total_correct for d in days) / counted)
+    if len(days) == 1:
+        row.d_prime = _r(days[0].d_prime, 2)
+    water = water_day(session, mouse_id, day, settings)
+    row.rewards = water.earned.rewards
+    row.earned_ul, row.given_ul = _r(water.earned.ul) or 0.0, _r(water.given_ul) or 0.0
+    row.total_ul = _r(water.total_ul) or 0.0
+    row.required_ul, row.owed_ul = _r(water.requirement_ul), _r(water.owed_ul)
+    row.warnings.extend(water.warnings)
+    start, end = day_bounds(day)
+    for o in overrides(session, mouse_id, since=start, until=end):
+        row.overrides.append(f"{o.by}: {o.reason} (overrode: {o.warning})")
+    if live and row.box is not None:
+        row.warnings.extend(calibration_warnings(session, row.box, settings))
+    return row
+
+
+def today_rows(session: Session, day: str, settings: LabSettings) -> list[DayRow]:
+    """``labctl today``: every mouse on a box, in a schedule, restricted, or with records."""
+    start, end = day_bounds(day)
+    on_box = {mouse: box for box, mouse in assignments_by_box(session).items()}
+    mice = set(on_box) | {e.mouse_id for e in current_entries(session)}
+    mice |= _restricted_mice(session, end) | _mice_with_records(session, start, end)
+    mice |= _mice_with_sessions(session, start, end)
+    rows = [day_row(session, m, day, settings, box=on_box.get(m), live=True) for m in sorted(mice)]
+    return sorted(rows, key=_box_order)
+
+
+def _box_order(row: DayRow) -> tuple[tuple[int, int, str], int, str]:
+    """By box (mice on no box last), then shift, then mouse."""
+    return (box_sort_key(row.box) if row.box else (2, 0, "")), row.shift or 0, row.mouse
+
+
+def _mice_with_sessions(session: Session, start: float, end: float) -> set[str]:
+    from controller.db import TrainingSession
+
+    return set(
+        session.scalars(
+            select(TrainingSession.mouse_id).where(
+                TrainingSession.start_time >= start, TrainingSession.start_time < end
+            )
+        )
+    )
+
+
+def report_rows(session: Session, first: str, last: str, settings: LabSettings) -> list[DayRow]:
+    """``labctl report``: one row per mouse per day from ``first`` to ``last``."""
+    out: list[DayRow] = []
+    for day in days_between(first, last):
+        start, end = day_bounds(day)
+        mice = _restricted_mice(session, end) | _mice_with_records(session, start, end)
+        mice |= _mice_with_sessions(session, start, end)
+        out.extend(day_row(session, m, day, settings) for m in sorted(mice))
+    return out
+
+
+# ---------------------------------------------------------------- formats
+
+#: The report's columns, in order; docs/husbandry.md explains each.
+REPORT_COLUMNS = (
+    "date", "mouse", "baseline_g", "weight_g", "weight_pct", "below_threshold", "sessions",
+    "rewards", "earned_ul", "given_ul", "total_ul", "required_ul", "owed_ul", "overrides",
+    "warnings",
+)  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def format_report(rows: Sequence[DayRow], fmt: str, header: Iterable[str] = ()) -> str:
+    """The rows as ``csv``, ``json`` or ``md`` (a Markdown table, with ``header`` lines)."""
+    records = [{k: r.as_dict()[k] for k in REPORT_COLUMNS} for r in rows]
+    if fmt == "json":
+        return json.dumps(records, indent=2)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(REPORT_COLUMNS)
+        for record in records:
+            writer.writerow([_cell(record[k]) for k in REPORT_COLUMNS])
+        return buffer.getvalue().rstrip("\n")
+    if fmt == "md":
+        lines = [*header, "" if header else None]
+        out = [line for line in lines if line is not None]
+        out.append("| " + " | ".join(REPORT_COLUMNS) + " |")
+        out.append("|" + "---|" * len(REPORT_COLUMNS))
+        for record in records:
+            cells = [_cell(record[k]).replace("|", "\\|") for k in REPORT_COLUMNS]
+            out.append("| " + " | ".join(cells) + " |")
+        return "\n".join(out)
+    raise ValueError(f"unknown report format {fmt!r}")

@@ -1,0 +1,128 @@
+"""Per-lab husbandry settings with defaults: weight threshold, water rule, calibration age.
+
+A lab sets them with ``labctl lab set KEY VALUE``; every value given is kept with who gave
+it and when (``lab_settings``), and the newest per key is in force. A key never set has
+its default, so a new lab runs on sensible rules without configuring anything.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.husbandry.models import LabSetting
+from shared.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WaterRule:
+    """The daily water requirement: ``amount_ul`` per gram of baseline, or fixed."""
+
+    amount_ul: float
+    per_gram: bool
+
+    def requirement(self, baseline_grams: float | None) -> float | None:
+        """µL needed in a day; None for a per-gram rule without a baseline."""
+        if not self.per_gram:
+            return self.amount_ul
+        return None if baseline_grams is None else self.amount_ul * baseline_grams
+
+    def __str__(self) -> str:
+        return f"{self.amount_ul:g} ul/g" if self.per_gram else f"{self.amount_ul:g} ul"
+
+
+_RULE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:ul|µl|μl)?\s*(/\s*g)?\s*$", re.IGNORECASE)
+
+
+def parse_water_rule(text: str) -> WaterRule:
+    """``40 ul/g`` (per gram of baseline weight) or ``1000 ul`` (fixed per day)."""
+    match = _RULE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(
+            f"invalid water_requirement {text!r}: expected e.g. '40 ul/g' (per gram of "
+            "baseline) or '1000 ul' (fixed per day)"
+        )
+    return WaterRule(float(match.group(1)), per_gram=match.group(2) is not None)
+
+
+def _number(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(key: str, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"invalid {key} {text!r}: expected a number") from None
+        if not low <= value <= high:
+            raise ConfigError(f"invalid {key} {text!r}: expected {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _count(key: str, text: str) -> int:
+    value = _number(1, 100)(key, text)
+    if value != int(value):
+        raise ConfigError(f"invalid {key} {text!r}: expected a whole number")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """The rules in force. Defaults: what a water-restriction protocol usually states."""
+
+    #: A weight below this percentage of the baseline is a warning; starting needs --force.
+    weight_threshold_pct: float = 80.0
+    #: What a mouse must get in a day, in the box and by hand together.
+    water_requirement: WaterRule = WaterRule(40.0, per_gram=True)
+    #: A calibration older than this many days is stale.
+    calibration_max_age_days: float = 14.0
+    #: A calibration that differs from the one before by more than this is a warning.
+    calibration_change_pct: float = 15.0
+    #: ``labctl mouse baseline --mean`` averages this many first weighings.
+    baseline_weighings: int = 3
+
+
+#: key -> (parser, what it means), in the order `labctl lab show` lists them.
+KEYS: dict[str, tuple[Callable[[str, str], Any], str]] = {
+    "weight_threshold_pct": (_number(1, 100), "warn below this % of the baseline weight"),
+    "water_requirement": (
+        lambda key, text: parse_water_rule(text),
+        "daily water: 'N ul/g' of baseline, or 'N ul' fixed",
+    ),
+    "calibration_max_age_days": (_number(0.01, 3650), "a calibration older than this is stale"),
+    "calibration_change_pct": (_number(0.1, 1000), "warn when a calibration changes more"),
+    "baseline_weighings": (_count, "first weighings averaged by `mouse baseline --mean`"),
+}
+
+
+def parse_setting(key: str, text: str) -> Any:
+    if key not in KEYS:
+        raise ConfigError(f"unknown lab setting {key!r}: known are {', '.join(KEYS)}")
+    return KEYS[key][0](key, text)
+
+
+def lab_settings(session: Session) -> LabSettings:
+    """The settings in force now: the newest value of each key, else its default."""
+    values: dict[str, Any] = {}
+    rows = session.scalars(select(LabSetting).order_by(LabSetting.set_at, LabSetting.id))
+    for row in rows:
+        if row.key in KEYS:
+            values[row.key] = parse_setting(row.key, row.value)
+    return LabSettings(**values)
+
+
+def set_lab_setting(session: Session, key: str, value: str, by: str) -> Any:
+    """Give ``key`` a new value (checked first); returns it parsed."""
+    parsed = parse_setting(key, value)
+    session.add(LabSetting(key=key, value=value.strip(), set_at=time.time(), set_by=by))
+    session.flush()
+    return parsed
+
+
+def setting_history(session: Session) -> list[LabSetting]:
+    return list(session.scalars(select(LabSetting).order_by(LabSetting.set_at, LabSetting.id)))

@@ -1,0 +1,247 @@
+"""Water per mouse and day: earned in the box, given by hand, required, still owed.
+
+Earned: every reward of the day's sessions, each at the volume of its box's
+calibration in force when it was given (:class:`~.calibration.Timeline`), scaled to
+the session's own reward duration when that differs from the calibration's. A correct
+trial is rewarded at its ``end`` from its target spout; a shaping trial was also
+rewarded at its ``start`` (DESIGN §3). A reward with no calibration in force is
+counted at the session's nominal ``reward_volume_ul`` and reported as uncalibrated.
+A session still being collected counts its rewards so far at the calibration in force
+at its start.
+
+Required: the lab's rule (:class:`~.settings.WaterRule`), e.g. 40 µL per gram of the
+baseline in force that day, or a fixed volume. Owed: what is required minus what was
+earned and given, never below zero.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from controller.db import TrainingSession
+from controller.husbandry.calibration import Timeline
+from controller.husbandry.days import day_bounds
+from controller.husbandry.models import WaterGiven
+from controller.husbandry.settings import LabSettings
+from controller.husbandry.weights import baseline_of
+from controller.lab import LabError, get_mouse
+
+WATER_KINDS = ("water", "supplement", "gel")
+#: Volume per reward of sessions that predate the ``reward_volume_ul`` key (as analysis).
+NOMINAL_UL = 6.0
+#: More than this by hand at once is surely a typing mistake (µL vs mL).
+MAX_GIVEN_UL = 5000.0
+
+
+def give_water(
+    session: Session,
+    mouse_id: str,
+    microliters: float,
+    *,
+    by: str,
+    kind: str = "water",
+    at: float | None = None,
+    note: str = "",
+) -> WaterGiven:
+    get_mouse(session, mouse_id)
+    if kind not in WATER_KINDS:
+        raise LabError(f"invalid kind {kind!r}: expected one of {', '.join(WATER_KINDS)}")
+    if not 0 < microliters <= MAX_GIVEN_UL:
+        raise LabError(
+            f"invalid volume {microliters:g} ul: expected more than 0 and at most "
+            f"{MAX_GIVEN_UL:g} ul"
+        )
+    now = time.time()
+    row = WaterGiven(
+        mouse_id=mouse_id, microliters=microliters, kind=kind,
+        given_at=now if at is None else at, recorded_at=now, given_by=by, note=note,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def water_given(session: Session, mouse_id: str, day: str) -> list[WaterGiven]:
+    start, end = day_bounds(day)
+    return list(
+        session.scalars(
+            select(WaterGiven)
+            .where(
+                WaterGiven.mouse_id == mouse_id,
+                WaterGiven.given_at >= start,
+                WaterGiven.given_at < end,
+            )
+            .order_by(WaterGiven.given_at, WaterGiven.id)
+        )
+    )
+
+
+def sessions_of_day(session: Session, mouse_id: str, day: str) -> list[TrainingSession]:
+    """The mouse's sessions that started on ``day`` (or are dated so, without a start time)."""
+    start, end = day_bounds(day)
+    return list(
+        session.scalars(
+            select(TrainingSession)
+            .where(
+                TrainingSession.mouse_id == mouse_id,
+                or_(
+                    and_(TrainingSession.start_time >= start, TrainingSession.start_time < end),
+                    and_(TrainingSession.start_time.is_(None), TrainingSession.date == day),
+                ),
+            )
+            .order_by(TrainingSession.position, TrainingSession.id)
+        )
+    )
+
+
+@dataclass
+class Earned:
+    """Water earned in the box: the volume, and how it was reckoned."""
+
+    ul: float = 0.0
+    rewards: int = 0
+    #: Rewards counted at a nominal volume because no calibration was in force.
+    uncalibrated: int = 0
+    #: Sessions still being collected (their rewards so far are counted).
+    provisional: int = 0
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _rewards(data: dict[str, Any]) -> Iterable[tuple[int, float]]:
+    """(spout, time) of every reward a session dict records."""
+    trials = data.get("trials")
+    if not isinstance(trials, list):
+        return
+    for trial in trials:
+        if not isinstance(trial, dict):
+            continue
+        spout = trial.get("spout")
+        if isinstance(spout, bool) or spout not in (0, 1):
+            continue
+        if trial.get("shaping") is True and (t := _number(trial.get("start"))) is not None:
+            yield spout, t
+        outcome = trial.get("outcome")
+        if outcome == 1 and not isinstance(outcome, bool):
+            t = _number(trial.get("end")) or _number(trial.get("start"))
+            if t is not None:
+                yield spout, t
+
+
+def _durations(data: dict[str, Any]) -> list[float | None]:
+    value = data.get("reward_duration_ms")
+    if isinstance(value, list) and len(value) == 2:
+        return [_number(v) for v in value]
+    one = _number(value)
+    return [one, one]
+
+
+def earned_in_session(row: TrainingSession, timelines: dict[str, Timeline]) -> Earned:
+    """Water earned in one session (``timelines``: per box, filled as needed)."""
+    out = Earned()
+    timeline = timelines.get(row.box) if row.box else None
+    if row.data is None:
+        # Still being collected: the rewards so far, at the calibration in force at the start.
+        out.provisional = 1
+        out.rewards = row.reward_count
+        volumes = []
+        if timeline is not None and row.start_time is not None:
+            volumes = [
+                c.ul_per_opening
+                for c in (timeline.at(s, row.start_time) for s in (0, 1))
+                if c is not None
+            ]
+        if volumes:
+            out.ul = row.reward_count * sum(volumes) / len(volumes)
+        else:
+            out.ul, out.uncalibrated = row.reward_count * NOMINAL_UL, row.reward_count
+        return out
+    data = json.loads(row.data)
+    if not isinstance(data, dict):
+        return out
+    nominal = _number(data.get("reward_volume_ul")) or NOMINAL_UL
+    durations = _durations(data)
+    for spout, t in _rewards(data):
+        out.rewards += 1
+        calibration = timeline.at(spout, t) if timeline is not None else None
+        if calibration is None:
+            out.ul += nominal
+            out.uncalibrated += 1
+            continue
+        duration = durations[spout]
+        scale = duration / calibration.duration_ms if duration else 1.0
+        out.ul += calibration.ul_per_opening * scale
+    return out
+
+
+def earned_on_day(session: Session, mouse_id: str, day: str) -> Earned:
+    total = Earned()
+    timelines: dict[str, Timeline] = {}
+    for row in sessions_of_day(session, mouse_id, day):
+        if row.box and row.box not in timelines:
+            timelines[row.box] = Timeline.of_box(session, row.box)
+        part = earned_in_session(row, timelines)
+        total.ul += part.ul
+        total.rewards += part.rewards
+        total.uncalibrated += part.uncalibrated
+        total.provisional += part.provisional
+    return total
+
+
+@dataclass
+class WaterDay:
+    """One mouse's water on one day, in µL."""
+
+    mouse: str
+    day: str
+    earned: Earned
+    given_ul: float
+    given_by_kind: dict[str, float]
+    requirement_ul: float | None
+    rule: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_ul(self) -> float:
+        return self.earned.ul + self.given_ul
+
+    @property
+    def owed_ul(self) -> float | None:
+        if self.requirement_ul is None:
+            return None
+        return max(0.0, self.requirement_ul - self.total_ul)
+
+
+def water_day(session: Session, mouse_id: str, day: str, settings: LabSettings) -> WaterDay:
+    earned = earned_on_day(session, mouse_id, day)
+    given = water_given(session, mouse_id, day)
+    by_kind: dict[str, float] = {}
+    for row in given:
+        by_kind[row.kind] = by_kind.get(row.kind, 0.0) + row.microliters
+    _, end = day_bounds(day)
+    baseline = baseline_of(session, mouse_id, at=end)
+    rule = settings.water_requirement
+    requirement = rule.requirement(baseline.grams if baseline else None)
+    out = WaterDay(
+        mouse=mouse_id, day=day, earned=earned, given_ul=sum(by_kind.values()),
+        given_by_kind=by_kind, requirement_ul=requirement, rule=str(rule),
+    )  # fmt: skip
+    if earned.uncalibrated:
+        out.warnings.append(
+            f"{earned.uncalibrated} reward(s) counted at the nominal volume: no calibration "
+            "of the box was in force"
+        )
+    if requirement is None and baseline is None and (earned.rewards or given):
+        out.warnings.append(f"no baseline: the requirement ({rule}) cannot be reckoned")
+    return out

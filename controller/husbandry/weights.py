@@ -1,0 +1,225 @@
+"""Weighings, baselines and the weight check that guards ``labctl start``.
+
+A mouse is under water restriction, and its weight is checked, from its first
+baseline on. The check warns when the mouse has no weighing today or when its
+latest weighing today is below the lab's threshold (default 80 %) of the baseline
+in force; such a mouse starts only with ``--force``, and every override is kept
+with who gave it and why (:class:`~controller.husbandry.models.WeightOverride`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.husbandry.days import day_bounds, day_of
+from controller.husbandry.models import Baseline, Weighing, WeightOverride
+from controller.husbandry.settings import LabSettings
+from controller.lab import LabError, get_mouse
+
+#: A mouse weighs a few grams to a few tens; outside this is a typing mistake.
+MIN_GRAMS, MAX_GRAMS = 1.0, 200.0
+#: ``--at`` may be a little ahead of this computer's clock (another clock, typed by hand).
+FUTURE_SLACK_S = 300.0
+
+
+def check_grams(grams: float, what: str = "weight") -> float:
+    if not MIN_GRAMS <= grams <= MAX_GRAMS:
+        raise LabError(f"invalid {what} {grams:g} g: expected {MIN_GRAMS:g} to {MAX_GRAMS:g} g")
+    return grams
+
+
+def record_weighing(
+    session: Session,
+    mouse_id: str,
+    grams: float,
+    *,
+    by: str,
+    at: float | None = None,
+    session_id: str | None = None,
+    note: str = "",
+) -> Weighing:
+    get_mouse(session, mouse_id)
+    check_grams(grams)
+    now = time.time()
+    weighed_at = now if at is None else at
+    if weighed_at > now + FUTURE_SLACK_S:
+        raise LabError(f"--at {time.ctime(weighed_at)} is in the future")
+    row = Weighing(
+        mouse_id=mouse_id, grams=grams, weighed_at=weighed_at, recorded_at=now,
+        recorded_by=by, session_id=session_id, note=note,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def weighings(
+    session: Session, mouse_id: str, *, since: float | None = None, until: float | None = None
+) -> list[Weighing]:
+    stmt = select(Weighing).where(Weighing.mouse_id == mouse_id)
+    if since is not None:
+        stmt = stmt.where(Weighing.weighed_at >= since)
+    if until is not None:
+        stmt = stmt.where(Weighing.weighed_at < until)
+    return list(session.scalars(stmt.order_by(Weighing.weighed_at, Weighing.id)))
+
+
+def latest_weighing(session: Session, mouse_id: str, day: str) -> Weighing | None:
+    """The mouse's last weighing of ``day``."""
+    start, end = day_bounds(day)
+    found = weighings(session, mouse_id, since=start, until=end)
+    return found[-1] if found else None
+
+
+def set_baseline(
+    session: Session,
+    mouse_id: str,
+    grams: float | None,
+    *,
+    by: str,
+    mean_of: int | None = None,
+    at: float | None = None,
+    note: str = "",
+) -> Baseline:
+    """Give the mouse a baseline: ``grams``, or the mean of its first ``mean_of`` weighings;
+    in force from ``at`` (now when None: a baseline entered late from a paper record may
+    be dated back)."""
+    get_mouse(session, mouse_id)
+    now = time.time()
+    set_at = now if at is None else at
+    if set_at > now + FUTURE_SLACK_S:
+        raise LabError(f"--at {time.ctime(set_at)} is in the future")
+    if (grams is None) == (mean_of is None):
+        raise LabError("give the baseline in grams, or --mean to average the first weighings")
+    if grams is not None:
+        method = "given"
+        check_grams(grams, "baseline")
+    else:
+        assert mean_of is not None
+        first = weighings(session, mouse_id, until=set_at + 1e-6)[:mean_of]
+        if len(first) < mean_of:
+            raise LabError(
+                f"mouse {mouse_id} has {len(first)} weighing(s); the baseline is the mean of "
+                f"the first {mean_of} (`labctl weigh {mouse_id} GRAMS`)"
+            )
+        grams = round(sum(w.grams for w in first) / mean_of, 3)
+        days = sorted({day_of(w.weighed_at) for w in first})
+        method = f"mean of {mean_of} weighings ({days[0]} to {days[-1]})"
+    row = Baseline(
+        mouse_id=mouse_id, grams=grams, set_at=set_at, set_by=by, method=method, note=note
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def baseline_of(session: Session, mouse_id: str, at: float | None = None) -> Baseline | None:
+    """The baseline in force at ``at`` (now when None): the newest set by then."""
+    stmt = select(Baseline).where(Baseline.mouse_id == mouse_id)
+    if at is not None:
+        stmt = stmt.where(Baseline.set_at < at)
+    return session.scalars(stmt.order_by(Baseline.set_at.desc(), Baseline.id.desc())).first()
+
+
+def baselines(session: Session, mouse_id: str) -> list[Baseline]:
+    return list(
+        session.scalars(
+            select(Baseline)
+            .where(Baseline.mouse_id == mouse_id)
+            .order_by(Baseline.set_at, Baseline.id)
+        )
+    )
+
+
+@dataclass
+class WeightCheck:
+    """A mouse's weight against its baseline on one day, and what is wrong with it."""
+
+    mouse: str
+    day: str
+    baseline_grams: float | None
+    weight_grams: float | None
+    weighed_at: float | None
+    threshold_pct: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def percent(self) -> float | None:
+        if self.baseline_grams is None or self.weight_grams is None:
+            return None
+        return 100.0 * self.weight_grams / self.baseline_grams
+
+    @property
+    def restricted(self) -> bool:
+        """Under water restriction (it has a baseline): the check applies."""
+        return self.baseline_grams is not None
+
+    @property
+    def blocks_start(self) -> bool:
+        """A start needs ``--force``: no weight today, or below the threshold."""
+        return bool(self.warnings) and self.restricted
+
+
+def weight_check(
+    session: Session, mouse_id: str, settings: LabSettings, day: str | None = None
+) -> WeightCheck:
+    """Check the mouse's weight on ``day`` (today) against the baseline in force at its end."""
+    day = day or day_of(time.time())
+    _, end = day_bounds(day)
+    baseline = baseline_of(session, mouse_id, at=end)
+    weighing = latest_weighing(session, mouse_id, day)
+    check = WeightCheck(
+        mouse=mouse_id,
+        day=day,
+        baseline_grams=baseline.grams if baseline else None,
+        weight_grams=weighing.grams if weighing else None,
+        weighed_at=weighing.weighed_at if weighing else None,
+        threshold_pct=settings.weight_threshold_pct,
+    )
+    if baseline is None:
+        return check  # not on restriction: nothing to hold the weight against
+    if weighing is None:
+        check.warnings.append(f"{mouse_id} has not been weighed on {day}")
+    elif check.percent is not None and check.percent < settings.weight_threshold_pct:
+        check.warnings.append(
+            f"{mouse_id} weighs {weighing.grams:g} g, {check.percent:.1f} % of its baseline "
+            f"{baseline.grams:g} g (below {settings.weight_threshold_pct:g} %)"
+        )
+    return check
+
+
+def record_override(
+    session: Session,
+    check: WeightCheck,
+    *,
+    by: str,
+    reason: str,
+    session_id: str | None,
+    at: float | None = None,
+) -> WeightOverride:
+    """Keep the fact that a session started although ``check`` warned."""
+    if not reason.strip():
+        raise LabError("an override needs a reason (--reason WHY): it is kept for the record")
+    row = WeightOverride(
+        mouse_id=check.mouse, at=time.time() if at is None else at, by=by, reason=reason.strip(),
+        warning="; ".join(check.warnings), weight_grams=check.weight_grams,
+        baseline_grams=check.baseline_grams, session_id=session_id,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def overrides(
+    session: Session, mouse_id: str, *, since: float | None = None, until: float | None = None
+) -> list[WeightOverride]:
+    stmt = select(WeightOverride).where(WeightOverride.mouse_id == mouse_id)
+    if since is not None:
+        stmt = stmt.where(WeightOverride.at >= since)
+    if until is not None:
+        stmt = stmt.where(WeightOverride.at < until)
+    return list(session.scalars(stmt.order_by(WeightOverride.at, WeightOverride.id)))
