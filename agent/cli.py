@@ -19,13 +19,13 @@ from shared.errors import ReachlabError
 
 
 def _subcommands() -> dict[str, tuple[str, ModuleType]]:
-    from agent import daemon, train, utilities
+    from agent import daemon, status, train, utilities
 
     return {
         "train": ("run one session on this rig and save it to DIR/MOUSE.json", train),
         "config": ("write a config file with the default settings", train.ConfigCommand),
         "run": ("run the rig agent: take commands over MQTT, publish sessions", daemon),
-        "status": ("show the local journal: sessions not yet committed", daemon.StatusCommand),
+        "status": ("show the local journal: sessions not yet committed", status.StatusCommand),
         **utilities.COMMANDS,
     }
 

@@ -7,57 +7,35 @@ PUBACKs over to that loop (see :mod:`agent.mqtt`). Each document the session
 emits is committed to the journal first and published second, so a broker
 outage, a controller outage or a killed process loses nothing (DESIGN §6).
 
-``labagent status`` (:class:`StatusCommand`) prints what the journal still
-holds: sessions the controller has not committed and documents not yet
-acknowledged by the broker.
+The commands themselves are :class:`agent.commands.Commands`, one method
+each; ``labagent status`` is :mod:`agent.status`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import logging
 import signal
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from agent.commands import Commands
 from agent.engine import Session
-from agent.journal import CommitRefused, Journal, JournalEntry, JournalError, SessionNotFound
+from agent.journal import Journal, JournalEntry, JournalError
 from agent.mqtt import MqttLink, Outbox
 from agent.runtime import RigRuntime
-from agent.settings import AgentSettings, add_config_file_argument, resolve, resolve_journal
+from agent.settings import AgentSettings, resolve
 from agent.settings import add_arguments as add_settings_arguments
 from shared import SOFTWARE_VERSION
+from shared.carryover import CarryOver
 from shared.config import TaskConfig
 from shared.documents import Document, TrialEnd
-from shared.errors import ConfigError, HardwareError, InvalidIdError, ProtocolError, ReachlabError
-from shared.ids import check_mouse_id
-from shared.protocol import (
-    COMMAND_NAMES,
-    CommittedCommand,
-    DispenseCommand,
-    ErrorCode,
-    MoveSpoutsCommand,
-    PingCommand,
-    ReadSensorsCommand,
-    Reply,
-    ResendCommand,
-    RigState,
-    SetLedsCommand,
-    StartCommand,
-    Status,
-    StopCommand,
-    Topics,
-    encode,
-    parse_command,
-)
+from shared.errors import ReachlabError
+from shared.protocol import RigState, Status, Topics, encode
 from shared.sessionfile import append_session, mouse_file_path
 
 log = logging.getLogger("labagent")
@@ -68,43 +46,6 @@ OUTCOMES = {0: "missed", 1: "correct", 2: "incorrect"}
 SHUTDOWN_GRACE_S = 3.0
 #: Trial-by-trial status updates are retained messages: at most one per wall second.
 STATUS_MIN_INTERVAL_S = 1.0
-#: Pause between rewards of a ``dispense`` command, in task seconds (the calibration utility's).
-DISPENSE_GAP_S = 0.2
-
-
-class CommandError(ReachlabError):
-    """A command cannot be carried out; becomes an error reply with ``code``."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code: ErrorCode = code
-
-
-@contextlib.contextmanager
-def _hardware(what: str) -> Iterator[None]:
-    """Turn the rig's GPIO failures into a ``hardware`` error reply."""
-    from gpiozero.exc import GPIOZeroError
-
-    try:
-        yield
-    except (HardwareError, GPIOZeroError) as exc:
-        raise CommandError("hardware", f"{what} failed: {exc}") from None
-
-
-def _peek(payload: bytes) -> tuple[str, str | None]:
-    """The ``request_id`` and ``command`` of a payload, as far as they can be read."""
-    try:
-        data = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return "", None
-    if not isinstance(data, dict):
-        return "", None
-    request_id = data.get("request_id")
-    name = data.get("command")
-    return (
-        request_id if isinstance(request_id, str) else "",
-        name if isinstance(name, str) else None,
-    )
 
 
 class Agent:
@@ -134,23 +75,12 @@ class Agent:
             raise
         self.session: Session | None = None
         self.state: RigState = "idle"
-        self._utility: str | None = None
-        self._shutting_down = False
+        self.shutting_down = False
         self._fatal: BaseException | None = None
         self._link_up = False
         self._correct = 0
         self._last_status = 0.0
-        self._handlers: dict[type[Any], Callable[[Any], dict[str, Any]]] = {
-            StartCommand: self._start,
-            StopCommand: self._stop,
-            ResendCommand: self._resend,
-            CommittedCommand: self._committed,
-            PingCommand: self._ping,
-            DispenseCommand: self._dispense,
-            SetLedsCommand: self._set_leds,
-            MoveSpoutsCommand: self._move_spouts,
-            ReadSensorsCommand: self._read_sensors,
-        }
+        self.commands = Commands(self)
         try:
             self.link = MqttLink(
                 settings.broker,
@@ -221,23 +151,23 @@ class Agent:
                 end.counts.get("trials", 0),
             )
         for info in self.journal.uncopied():
-            self._write_local_copy(info.session_id, info.mouse)
+            self.write_local_copy(info.session_id, info.mouse)
         pending = self.journal.pending_count()
         if pending:
             log.info("%d document(s) in the journal wait for the broker's acknowledgement", pending)
 
     def _shutdown(self, reason: str) -> None:
-        if self._shutting_down:
+        if self.shutting_down:
             log.warning("%s again: stopping without waiting for the broker", reason)
             self.loop.stop()
             return
-        self._shutting_down = True
+        self.shutting_down = True
         log.info("%s: shutting down", reason)
         if self.session is not None and not self.session.ended:
             self.session.stop("stopped")
         self.runtime.rig.all_off()
         self.state = "stopping"
-        self._publish_status(force=True)
+        self.publish_status(force=True)
         pending = self.journal.pending_count()
         if self._link_up and pending:
             log.info(
@@ -249,7 +179,7 @@ class Agent:
         else:
             self.loop.stop()
 
-    def _fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
         """A fault the agent cannot carry on after (the journal cannot be written)."""
         if self._fatal is None:
             self._fatal = exc
@@ -270,13 +200,13 @@ class Agent:
     def link_connected(self) -> None:
         self._link_up = True
         log.info("connected to broker %s as box %s", self.settings.broker.url, self.box)
-        self._publish_status(force=True)
+        self.publish_status(force=True)
         self.outbox.connected()
 
     def link_disconnected(self, reason: str) -> None:
         self._link_up = False
         self.outbox.disconnected()
-        if self._shutting_down:
+        if self.shutting_down:
             self.loop.stop()
             return
         log.warning(
@@ -299,10 +229,10 @@ class Agent:
         try:
             self.outbox.acked(mids)
         except JournalError as exc:
-            self._fail(exc)
+            self.fail(exc)
 
     def _documents_acked(self, entries: list[JournalEntry]) -> None:
-        if self._shutting_down and self.journal.pending_count() == 0:
+        if self.shutting_down and self.journal.pending_count() == 0:
             self.loop.stop()
 
     # ------------------------------------------------------------------ documents
@@ -315,7 +245,7 @@ class Agent:
             self.journal.append(doc)
             self.outbox.pump()
         except JournalError as exc:
-            self._fail(exc)
+            self.fail(exc)
             return
         if isinstance(doc, TrialEnd):
             self._correct += doc.outcome == 1
@@ -327,7 +257,7 @@ class Agent:
                 OUTCOMES[doc.outcome],
                 self._correct,
             )
-            self._publish_status()
+            self.publish_status()
 
     def _session_ended(self, session: Session) -> None:
         end = session.builder.end
@@ -342,12 +272,12 @@ class Agent:
             counts.get("rewards", 0),
         )
         if self._fatal is None:
-            self._write_local_copy(session.session_id, session.mouse)
-        if not self._shutting_down:
+            self.write_local_copy(session.session_id, session.mouse)
+        if not self.shutting_down:
             self.state = "idle"
-            self._publish_status(force=True)
+            self.publish_status(force=True)
 
-    def _write_local_copy(self, session_id: str, mouse: str) -> None:
+    def write_local_copy(self, session_id: str, mouse: str) -> None:
         """Add the session, rebuilt from the journal, to ``DATA_DIR/<mouse>.json``."""
         try:
             data = self.journal.rebuild(session_id)
@@ -384,7 +314,7 @@ class Agent:
             uncommitted=uncommitted or [],
         )
 
-    def _publish_status(self, force: bool = False) -> None:
+    def publish_status(self, force: bool = False) -> None:
         if not self._link_up:
             return  # a fresh status goes out on connect
         now = time.monotonic()
@@ -401,222 +331,48 @@ class Agent:
         self.loop.call_later(self.settings.heartbeat * self.loop.time_scale, self._heartbeat)
 
     def _heartbeat(self) -> None:
-        self._publish_status(force=True)
+        self.publish_status(force=True)
         self._schedule_heartbeat()
 
-    # ------------------------------------------------------------------ commands
+    # ------------------------------------------------------------------ what commands use
 
-    def _handle_command(self, payload: bytes) -> None:
-        """Exactly one reply per command, whatever the payload holds."""
-        request_id, name = _peek(payload)
-        try:
-            command = parse_command(payload)
-        except ProtocolError as exc:
-            code: ErrorCode = (
-                "unknown_command" if name is not None and name not in COMMAND_NAMES else "invalid"
-            )
-            log.warning("refused a command (request %r): %s", request_id, exc)
-            self._reply(request_id, name or "", error=str(exc), code=code)
-            return
-        if not command.request_id:
-            log.warning("command %s without a request_id", command.command)
-        handler = self._handlers[type(command)]
-        try:
-            data = handler(command)
-        except CommandError as exc:
-            log.info("%s (request %s) refused: %s", command.command, command.request_id, exc)
-            self._reply(command.request_id, command.command, error=str(exc), code=exc.code)
-        except JournalError as exc:
-            self._reply(command.request_id, command.command, error=str(exc))
-            self._fail(exc)
-        except Exception as exc:
-            # The agent must outlive a bug in one command: report it and carry on.
-            log.exception("%s (request %s) failed", command.command, command.request_id)
-            self._reply(command.request_id, command.command, error=f"internal error: {exc}")
-        else:
-            self._reply(command.request_id, command.command, data=data)
-
-    def _reply(
-        self,
-        request_id: str,
-        command: str,
-        *,
-        data: dict[str, Any] | None = None,
-        error: str | None = None,
-        code: ErrorCode | None = None,
-    ) -> None:
-        reply = Reply(
-            request_id=request_id,
-            command=command,
-            ok=error is None,
-            error=error,
-            code=code,
-            data=data or {},
-        )
-        self.link.publish(self.topics.reply(self.box), encode(reply))
-
-    def _running(self) -> Session | None:
+    def running_session(self) -> Session | None:
         session = self.session
         return session if session is not None and not session.ended else None
 
-    def _require_idle(self, what: str) -> None:
-        if self._shutting_down:
-            raise CommandError("busy", f"box {self.box} is shutting down")
-        session = self._running()
-        if session is not None:
-            raise CommandError(
-                "busy",
-                f"box {self.box} is busy: session {session.session_id} of {session.mouse} "
-                f"is running (trial {session.trial}); {what} must wait until it ends",
-            )
-        if self._utility is not None:
-            raise CommandError("busy", f"box {self.box} is busy: {self._utility} in progress")
-
-    def _start(self, cmd: StartCommand) -> dict[str, Any]:
-        running = self._running()
-        if running is not None and running.session_id == cmd.session_id:
-            # The controller retried a start whose reply it missed: same session, still fine.
-            return {"session_id": cmd.session_id, "mouse": running.mouse, "already_running": True}
-        self._require_idle("a new session")
-        try:
-            mouse = check_mouse_id(cmd.mouse)
-            config = TaskConfig.from_dict(cmd.config, source="config")
-        except (InvalidIdError, ConfigError) as exc:
-            raise CommandError("invalid", str(exc)) from None
-        if self.journal.session(cmd.session_id) is not None:
-            raise CommandError(
-                "invalid", f"session id {cmd.session_id} was already used on box {self.box}"
-            )
+    def begin_session(
+        self,
+        *,
+        config: TaskConfig,
+        mouse: str,
+        session_id: str,
+        metadata: dict[str, Any],
+        carry_over: CarryOver | None,
+    ) -> Session:
+        """A new session on this rig, journalled and published as it runs; not started yet."""
         session = self.runtime.new_session(
             config=config,
             mouse=mouse,
             box=self.box,
-            session_id=cmd.session_id,
-            metadata=cmd.metadata,
-            carry_over=cmd.carry_over,
+            session_id=session_id,
+            metadata=metadata,
+            carry_over=carry_over,
             sink=self._on_document,
         )
         session.on_end.append(self._session_ended)
         self.session = session
         self._correct = 0
         self.state = "running"
-        try:
-            with _hardware("starting the session"):
-                session.start()
-        except CommandError:
-            session.stop("aborted")
-            raise
-        log.info(
-            "session %s started: mouse %s, %g s%s",
-            session.session_id,
-            mouse,
-            config.duration,
-            " (with carry-over)" if cmd.carry_over is not None else "",
-        )
-        self._publish_status(force=True)
-        return {"session_id": session.session_id, "mouse": mouse}
+        return session
 
-    def _stop(self, cmd: StopCommand) -> dict[str, Any]:
-        session = self._running()
-        if session is None:
-            raise CommandError("idle", f"no session is running on box {self.box}")
-        session.stop("stopped")
-        return {"session_id": session.session_id, "status": "stopped", "last_seq": session.seq - 1}
-
-    def _resend(self, cmd: ResendCommand) -> dict[str, Any]:
-        if cmd.to_seq is not None and cmd.to_seq < cmd.from_seq:
-            raise CommandError("invalid", f"to_seq {cmd.to_seq} is before from_seq {cmd.from_seq}")
-        try:
-            entries = self.journal.entries(cmd.session_id, cmd.from_seq, cmd.to_seq)
-        except SessionNotFound as exc:
-            raise CommandError("not_found", str(exc)) from None
-        self.outbox.resend(entries)
-        log.info(
-            "resending %d document(s) of session %s from seq %d",
-            len(entries),
-            cmd.session_id,
-            cmd.from_seq,
-        )
-        return {"session_id": cmd.session_id, "count": len(entries)}
-
-    def _committed(self, cmd: CommittedCommand) -> dict[str, Any]:
-        info = self.journal.session(cmd.session_id)
-        if info is not None and info.state == "ended" and not info.copied:
-            self._write_local_copy(info.session_id, info.mouse)  # last chance before pruning
-        try:
-            pruned = self.journal.commit(cmd.session_id, cmd.last_seq, now=time.time())
-        except SessionNotFound as exc:
-            raise CommandError("not_found", str(exc)) from None
-        except CommitRefused as exc:
-            raise CommandError("invalid", str(exc)) from None
-        if pruned:
-            log.info("session %s committed by the controller: pruned it", cmd.session_id)
-            self._publish_status(force=True)  # its uncommitted list is shorter now
-        return {"session_id": cmd.session_id, "pruned": pruned}
-
-    def _ping(self, cmd: PingCommand) -> dict[str, Any]:
-        status = self._status(
+    def current_status(self) -> Status:
+        return self._status(
             pending=self.journal.pending_count(), uncommitted=self.journal.uncommitted()
         )
-        return status.model_dump(exclude={"schema_version"})
 
-    def _dispense(self, cmd: DispenseCommand) -> dict[str, Any]:
-        self._require_idle("dispensing")
-        rig = self.runtime.rig
-        duration_s = cmd.duration_ms / 1000
-        with _hardware(f"opening the solenoid of spout {cmd.spout}"):
-            rig.open_solenoid(cmd.spout)  # the first one now, so a fault shows in the reply
-        self._utility = f"dispensing {cmd.count} rewards"
-
-        def close(remaining: int) -> None:
-            try:
-                rig.close_solenoid(cmd.spout)
-                if remaining > 0 and not self._shutting_down:
-                    self.loop.call_later(DISPENSE_GAP_S, open_again, remaining)
-                    return
-            except HardwareError as exc:
-                log.error("dispensing stopped: %s", exc)
-                rig.all_off()
-            self._utility = None
-            log.info("dispensed %d reward(s) of %d ms", cmd.count - remaining, cmd.duration_ms)
-
-        def open_again(remaining: int) -> None:
-            try:
-                rig.open_solenoid(cmd.spout)
-            except HardwareError as exc:
-                log.error("dispensing stopped: %s", exc)
-                rig.all_off()
-                self._utility = None
-                return
-            self.loop.call_later(duration_s, close, remaining - 1)
-
-        self.loop.call_later(duration_s, close, cmd.count - 1)
-        seconds = cmd.count * duration_s + (cmd.count - 1) * DISPENSE_GAP_S
-        log.info("dispensing %d x %d ms from spout %d", cmd.count, cmd.duration_ms, cmd.spout)
-        return {"spout": cmd.spout, "count": cmd.count, "duration_ms": cmd.duration_ms,
-                "seconds": round(seconds, 3)}  # fmt: skip
-
-    def _set_leds(self, cmd: SetLedsCommand) -> dict[str, Any]:
-        self._require_idle("setting the LEDs")
-        with _hardware("setting the cue LEDs"):
-            for spout, on in enumerate(cmd.on):
-                self.runtime.rig.set_cue(spout, on)
-        return {"on": list(cmd.on)}
-
-    def _move_spouts(self, cmd: MoveSpoutsCommand) -> dict[str, Any]:
-        self._require_idle("moving the spouts")
-        with _hardware("moving the spouts"):
-            for spout, position in enumerate(cmd.spout_position):
-                self.runtime.rig.move_spout(spout, position)
-        return {"spout_position": list(cmd.spout_position)}
-
-    def _read_sensors(self, cmd: ReadSensorsCommand) -> dict[str, Any]:
-        self._require_idle("reading the sensors")
-        rig = self.runtime.rig
-        with _hardware("reading the sensors"):
-            data: dict[str, Any] = dict(rig.sensors())
-        data["spout_position"] = list(rig.spout_position)
-        return data
+    def _handle_command(self, payload: bytes) -> None:
+        reply = self.commands.handle(payload)
+        self.link.publish(self.topics.reply(self.box), encode(reply))
 
 
 # ---------------------------------------------------------------- labagent run
@@ -641,74 +397,3 @@ def run(args: argparse.Namespace) -> int:
         settings.data_dir,
     )
     return agent.run()
-
-
-# ---------------------------------------------------------------- labagent status
-
-
-def _when(t: float | None) -> str:
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t is not None else "-"
-
-
-class StatusCommand:
-    """``labagent status``: the sessions and documents the journal still holds."""
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--journal", metavar="PATH", help="the journal (env LABAGENT_JOURNAL)")
-        add_config_file_argument(parser)
-        parser.add_argument("--json", action="store_true", help="print JSON")
-
-    @staticmethod
-    def run(args: argparse.Namespace) -> int:
-        path = resolve_journal(args)
-        if not path.exists():
-            if args.json:
-                print(json.dumps({"journal": str(path), "sessions": [], "pending": 0}))
-            else:
-                print(f"no journal at {path}: this agent has recorded nothing yet")
-            return 0
-        with Journal.open_readonly(path) as journal:
-            sessions = journal.sessions()
-            pending = journal.pending_count()
-        if args.json:
-            rows = [vars(s) for s in sessions]
-            print(json.dumps({"journal": str(path), "sessions": rows, "pending": pending}))
-            return 0
-        print(f"journal {path}")
-        if not sessions:
-            print("no sessions waiting for the controller; no documents pending")
-            return 0
-        print(
-            f"{len(sessions)} session(s) not yet committed by the controller; "
-            f"{pending} document(s) not yet acknowledged by the broker"
-        )
-        header = ("SESSION", "MOUSE", "BOX", "STATE", "STATUS", "STARTED", "DOCS", "PENDING")
-        table = [header] + [
-            (
-                s.session_id,
-                s.mouse,
-                s.box,
-                s.state,
-                s.status or "-",
-                _when(s.start_time),
-                str(s.documents),
-                str(s.pending),
-            )
-            for s in sessions
-        ]
-        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        for row in table:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m agent.daemon ...`` is ``labagent run ...``."""
-    from agent.cli import main as cli_main
-
-    return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -417,6 +417,9 @@ class Session:
         self.rig.all_off()
         now = self.clock.now()
         outcomes = [t["outcome"] for t in self.builder.data.get("trials", [])]
+        # notes must be text (the start command checks it); odd metadata made in-process must
+        # still end the session rather than raise here, where nothing could catch it.
+        notes = self.metadata.get("notes")
         self._emit(
             SessionEnd,
             t=now,
@@ -424,7 +427,7 @@ class Session:
             end_time=now,
             duration=round(now - self.start_time, 6),
             date=local_date(self.start_time),
-            notes=self.metadata.get("notes"),
+            notes=notes if isinstance(notes, str) else None,
             counts={
                 "trials": len(outcomes),
                 "correct": outcomes.count(CORRECT),

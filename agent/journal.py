@@ -10,8 +10,8 @@ acknowledged it). The journal is the agent's send queue (DESIGN §6):
   unacknowledged documents are published again in journal order;
 * ``resend`` serves any range of a session from here;
 * a session's documents are deleted only when the controller says
-  ``committed`` for it, the session has ended and the controller's
-  ``last_seq`` is the journal's.
+  ``committed`` for it, the session has ended, and the controller's
+  ``last_seq`` and digest of what it stored are the journal's own.
 
 A session that was running when the process died has no ``session_end``;
 :meth:`Journal.close_interrupted` gives it one with status ``aborted`` so the
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from agent.engine import local_date
+from agent.interrupted import aborted_end
+from shared.digest import session_digest
 from shared.documents import (
     Document,
     SessionBuilder,
@@ -51,7 +52,6 @@ from shared.documents import (
     parse_document,
 )
 from shared.errors import ProtocolError, ReachlabError
-from shared.sessionfile import CORRECT, INCORRECT, MISSED
 
 SCHEMA_VERSION = 1
 SessionState = Literal["running", "ended", "committed"]
@@ -363,10 +363,14 @@ class Journal:
         with self._transaction() as db:
             db.execute("UPDATE sessions SET copied = 1 WHERE session_id = ?", (session_id,))
 
-    def commit(self, session_id: str, last_seq: int, now: float) -> bool:
+    def commit(self, session_id: str, last_seq: int, digest: str | None, now: float) -> bool:
         """Prune a session the controller has stored; True if this call pruned it.
 
-        A repeated ``committed`` for an already pruned session is accepted (False).
+        Only on a ``committed`` this journal can check: the session has ended,
+        ``last_seq`` is its own and ``digest`` (:func:`shared.digest.session_digest`)
+        is that of its documents 0..last_seq, so a forged or premature ``committed``
+        raises :class:`CommitRefused` and keeps everything. A repeated ``committed``
+        for an already pruned session is accepted (False): there is nothing left to lose.
         """
         with self._transaction() as db:
             row = db.execute(
@@ -384,6 +388,16 @@ class Journal:
                 )
             if state == "committed":
                 return False
+            if digest is None:
+                raise CommitRefused(
+                    f"session {session_id}: committed without a digest of the stored "
+                    "documents; not pruning"
+                )
+            if session_digest(self.load(session_id)) != digest:
+                raise CommitRefused(
+                    f"session {session_id}: the digest does not match the journal's documents "
+                    f"0..{journal_last}; not pruning"
+                )
             db.execute("DELETE FROM documents WHERE session_id = ?", (session_id,))
             db.execute(
                 "UPDATE sessions SET state = 'committed', committed_at = ? WHERE session_id = ?",
@@ -403,7 +417,10 @@ class Journal:
         ).fetchall()
         for row in running:
             docs = self.load(row["session_id"])
-            end = _aborted_end(docs)
+            try:
+                end = aborted_end(docs)
+            except ProtocolError as exc:
+                raise JournalError(str(exc)) from None
             self.append(end)
             ended.append(end)
         return ended
@@ -475,37 +492,3 @@ class Journal:
     def uncopied(self) -> list[SessionInfo]:
         """Ended sessions whose local per-mouse JSON copy has not been written yet."""
         return [s for s in self.sessions() if s.state == "ended" and not s.copied]
-
-
-def _aborted_end(docs: list[Document]) -> SessionEnd:
-    """The ``session_end`` that closes an interrupted session's documents."""
-    if not docs or not isinstance(docs[0], SessionStart):
-        raise JournalError("an interrupted session has no session_start in the journal")
-    start, last = docs[0], docs[-1]
-    builder = SessionBuilder()
-    try:
-        for doc in docs:
-            builder.add(doc)
-    except ProtocolError:
-        pass  # counts from what folds; the documents themselves are kept as they are
-    outcomes = [t["outcome"] for t in builder.data.get("trials", [])]
-    counts = {
-        "trials": len(outcomes),
-        "correct": outcomes.count(CORRECT),
-        "incorrect": outcomes.count(INCORRECT),
-        "missed": outcomes.count(MISSED),
-        "rewards": builder.rewards,
-    }
-    notes = start.metadata.get("notes")
-    return SessionEnd(
-        session_id=start.session_id,
-        box=start.box,
-        seq=last.seq + 1,
-        t=last.t,
-        status="aborted",
-        end_time=last.t,
-        duration=round(last.t - start.t, 6),
-        date=local_date(start.t),
-        notes=notes if isinstance(notes, str) else None,
-        counts=counts,
-    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 SECTION = "Settings"
 ShapingMode = Literal["off", "on", "auto"]
 
+#: The longest session and the longest interval (ITI, timeout, cue) a config may ask for:
+#: bounds far beyond any real protocol, so a typo (``duration = 1e308``) is refused by name.
+MAX_DURATION_S = 24 * 3600
+MAX_INTERVAL_MS = 3_600_000
+
 #: Positions the spout actuator can reach, in mm from the mouse (the duty-cycle table's rows).
 MIN_POSITION = 1
 MAX_POSITION = 7
@@ -40,15 +46,28 @@ MAX_POSITION = 7
 class TaskConfig(BaseModel):
     """Settings of one training session; field names are the `.ini` keys and JSON keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
-    duration: float = Field(1800, gt=0, description="session length in s; checked between trials")
+    duration: float = Field(
+        1800, gt=0, le=MAX_DURATION_S, description="session length in s; checked between trials"
+    )
     intertrial_interval: tuple[int, int] = Field(
         (4000, 6000), description="ITI range in ms; each ITI is drawn uniformly from it"
     )
-    timeout: int = Field(8000, ge=0, description="penalty wait in ms (incorrect reach, broken ITI)")
-    cue_duration: float = Field(10000, gt=0, description="initial cue duration in ms")
-    min_cue_duration: float = Field(2000, gt=0, description="floor of the adaptive cue in ms")
+    timeout: int = Field(
+        8000,
+        ge=0,
+        le=MAX_INTERVAL_MS,
+        description="penalty wait in ms (incorrect reach, broken ITI)",
+    )
+    cue_duration: float = Field(
+        10000, gt=0, le=MAX_INTERVAL_MS, description="initial cue duration in ms"
+    )
+    min_cue_duration: float = Field(
+        2000, gt=0, le=MAX_INTERVAL_MS, description="floor of the adaptive cue in ms"
+    )
     cue_decay: float = Field(0.997, gt=0, le=1, description="factor applied when the cue shortens")
     window: int = Field(15, ge=1, le=1000, description="trials per spout in the performance window")
     advance_threshold: float = Field(0.90, gt=0, le=1, description="window hit rate to advance")
@@ -85,6 +104,8 @@ class TaskConfig(BaseModel):
     def _ordered_iti(cls, value: tuple[int, int]) -> tuple[int, int]:
         if value[0] < 0 or value[1] < value[0]:
             raise ValueError("must be [low, high] with 0 <= low <= high")
+        if value[1] > MAX_INTERVAL_MS:
+            raise ValueError(f"must be at most {MAX_INTERVAL_MS} ms")
         return value
 
     @field_validator("reward_duration_ms")
@@ -212,17 +233,52 @@ def generate_config(path: str | os.PathLike[str], overwrite: bool = False) -> Pa
     return file
 
 
+def check_metadata(metadata: dict[str, Any], where: str = "metadata") -> dict[str, Any]:
+    """Return ``metadata`` if a session can store it, else raise :class:`ConfigError`.
+
+    ``notes`` is the session's free text (it becomes the session end's ``notes``),
+    so it must be a string; numbers anywhere must be finite, since JSON (the
+    per-mouse files, the wire) has no NaN or infinity and would store them as null.
+    """
+    notes = metadata.get("notes")
+    if notes is not None and not isinstance(notes, str):
+        raise ConfigError(f"{where}: 'notes' must be text, got {notes!r}")
+    for key, value in metadata.items():
+        if not _finite(value):
+            raise ConfigError(
+                f"{where}: {key!r}: not a finite number (NaN and infinity cannot be stored)"
+            )
+    return metadata
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_finite(item) for item in value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    return True
+
+
 def parse_meta(items: list[str] | None) -> dict[str, Any]:
-    """``--meta k=v`` options as a dict; values are JSON when they parse (``weight=24.5``)."""
+    """``--meta k=v`` options as a dict; values are JSON when they parse (``weight=24.5``).
+
+    ``notes`` is always the text typed (``notes=42`` is the note "42"); NaN and
+    infinite numbers are refused with one line naming the key.
+    """
     meta: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--meta {item!r}: expected KEY=VALUE")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
+        value: Any = raw
+        if key != "notes":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
         meta[key] = value
+        check_metadata({key: value}, where=f"--meta {item!r}")
     return meta

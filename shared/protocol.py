@@ -12,11 +12,20 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.carryover import CarryOver
+from shared.config import check_metadata
 from shared.documents import SCHEMA_VERSION
-from shared.errors import ProtocolError
+from shared.errors import ConfigError, ProtocolError
 from shared.ids import check_box_id
 
 DEFAULT_PREFIX = "reachlab"
@@ -97,6 +106,16 @@ class StartCommand(_Command):
     carry_over: CarryOver | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("metadata")
+    @classmethod
+    def _storable_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked where the command is made, so a session never starts with metadata its
+        # session_end (notes must be text) or the per-mouse JSON (no NaN) cannot hold.
+        try:
+            return check_metadata(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("metadata: ")) from None
+
 
 class StopCommand(_Command):
     """End the running session as ``stopped``."""
@@ -131,6 +150,11 @@ class PingCommand(_Command):
     command: Literal["ping"] = "ping"
 
 
+#: The most valve-open time one ``dispense`` may ask for: a calibration run (100 x 70 ms
+#: = 7 s) fits many times over; 1000 x 5 s (86 minutes of a busy box) does not.
+MAX_DISPENSE_OPEN_MS = 60_000
+
+
 class DispenseCommand(_Command):
     """Open a spout's solenoid ``count`` times for ``duration_ms`` each."""
 
@@ -138,6 +162,16 @@ class DispenseCommand(_Command):
     spout: Literal[0, 1]
     count: int = Field(1, ge=1, le=1000)
     duration_ms: int = Field(70, ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _bounded_open_time(self) -> DispenseCommand:
+        total = self.count * self.duration_ms
+        if total > MAX_DISPENSE_OPEN_MS:
+            raise ValueError(
+                f"count x duration_ms = {total} ms of open valve; at most "
+                f"{MAX_DISPENSE_OPEN_MS} ms per dispense command"
+            )
+        return self
 
 
 class SetLedsCommand(_Command):
@@ -232,7 +266,8 @@ def _loads(payload: bytes | str) -> Any:
 def _first_error(exc: ValidationError, what: str) -> ProtocolError:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or what
-    return ProtocolError(f"invalid {what}: {where}: {err['msg']}")
+    message = err["msg"].removeprefix("Value error, ")
+    return ProtocolError(f"invalid {what}: {where}: {message}")
 
 
 def parse_command(payload: bytes | str) -> Command:

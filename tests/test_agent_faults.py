@@ -20,6 +20,7 @@ import pytest
 
 from agent.journal import Journal
 from controller.broker import MosquittoBroker
+from shared.digest import session_digest
 from shared.documents import Document, SessionEnd, TrialEnd, build_session, parse_document
 from shared.sessionfile import read_sessions
 from tests.test_daemon import AgentProcess, RigClient, start_session, wait_until
@@ -111,7 +112,12 @@ def test_a_broker_outage_mid_session_loses_nothing(
             assert read_sessions(agent.data_dir / "M1.json") == [build_session(docs)]
             # Everything arrived, and still nothing was pruned: that waits for "committed".
             assert journal_count(agent.journal, session_id) == len(docs)
-            reply = collector.command("committed", session_id=session_id, last_seq=docs[-1].seq)
+            reply = collector.command(
+                "committed",
+                session_id=session_id,
+                last_seq=docs[-1].seq,
+                digest=session_digest(docs),
+            )
             assert reply.ok and reply.data["pruned"] is True
             assert journal_count(agent.journal, session_id) == 0
             output = agent.output()
@@ -155,7 +161,9 @@ def test_an_agent_killed_mid_session_and_restarted_loses_nothing(
             copy = read_sessions(second.data_dir / "M1.json")
             assert copy == [build_session(docs)] and copy[0]["status"] == "aborted"
             assert journal_count(second.journal, session_id) == len(docs)  # not pruned yet
-            reply = collector.command("committed", session_id=session_id, last_seq=end.seq)
+            reply = collector.command(
+                "committed", session_id=session_id, last_seq=end.seq, digest=session_digest(docs)
+            )
             assert reply.ok
             assert "closed it as aborted" in second.output()
     finally:

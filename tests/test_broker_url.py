@@ -1,4 +1,4 @@
-"""Broker URLs: one parser and one formatter shared by the agent and the controller."""
+"""Broker settings: one URL parser and one :class:`BrokerSettings` type for agent and controller."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from agent.settings import BrokerSettings as AgentBroker
 from agent.settings import add_arguments, resolve
-from controller.mqtt import parse_broker_url as controller_parse
 from shared.broker_url import (
     BrokerSettings,
     broker_settings,
@@ -31,7 +30,7 @@ from shared.errors import ConfigError
 def test_a_parsed_url_formats_back_without_its_credentials(url: str, shown: str) -> None:
     address = parse_broker_url(url)
     assert format_broker_url(address.host, address.port, address.tls) == shown
-    assert controller_parse(url).url == shown
+    assert broker_settings(url).url == shown
     agent = AgentBroker(host=address.host, port=address.port, tls=address.tls)
     assert agent.url == shown
 
@@ -39,7 +38,7 @@ def test_a_parsed_url_formats_back_without_its_credentials(url: str, shown: str)
 def test_the_password_never_shows_in_a_repr() -> None:
     for settings in (
         parse_broker_url("mqtts://u:secret@lab"),
-        controller_parse("mqtts://u:secret@lab"),
+        broker_settings("mqtts://u:secret@lab"),
         AgentBroker(host="lab", port=1, username="u", password="secret"),
     ):
         assert "secret" not in repr(settings)
@@ -49,8 +48,9 @@ def test_the_password_never_shows_in_a_repr() -> None:
 def test_agent_and_controller_refuse_the_same_urls(bad: str) -> None:
     with pytest.raises(ConfigError, match="invalid broker URL"):
         parse_broker_url(bad)
-    with pytest.raises(ConfigError, match="invalid broker URL"):
-        controller_parse(bad)
+    for prefix in ("LABAGENT_", "LABCTL_"):
+        with pytest.raises(ConfigError, match="invalid broker URL"):
+            broker_settings_from_environ(bad, {}, prefix)
 
 
 # ---------------------------------------------------------------- BrokerSettings, one type for both

@@ -31,11 +31,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import cli
-from agent.daemon import Agent, StatusCommand
+from agent.daemon import Agent
 from agent.journal import Journal
 from agent.settings import AgentSettings, BrokerSettings, read_rig_file, resolve
+from agent.status import StatusCommand
 from controller.broker import MosquittoBroker
 from shared.broker_url import parse_broker_url
+from shared.digest import session_digest
 from shared.documents import Document, SessionEnd, build_session, parse_document
 from shared.errors import ConfigError
 from shared.protocol import Reply, Status, Topics, parse_reply, parse_status
@@ -395,7 +397,9 @@ def test_a_started_session_runs_to_its_end_and_every_document_arrives_in_order(
     client.wait(lambda: client.status is not None and client.status.uncommitted == [session_id],
                 "a status listing the session")  # fmt: skip
     # After "committed", the journal lets the session go, and the status stops listing it.
-    reply = client.command("committed", session_id=session_id, last_seq=end.seq)
+    reply = client.command(
+        "committed", session_id=session_id, last_seq=end.seq, digest=session_digest(docs)
+    )
     assert reply.ok and reply.data["pruned"] is True
     with Journal.open_readonly(tmp_path / "journal.sqlite3") as journal:
         assert journal.sessions() == []
@@ -563,12 +567,14 @@ def test_committed_is_refused_unless_it_matches_an_ended_session(
     agent: ThreadAgent, client: RigClient
 ) -> None:
     session_id = start_session(client, SHORT)
-    end = client.wait_session_end(session_id)
-    wrong = client.command("committed", session_id=session_id, last_seq=end.seq + 5)
+    docs = client.wait_complete(session_id)
+    end = docs[-1]
+    digest = session_digest(docs)
+    wrong = client.command("committed", session_id=session_id, last_seq=end.seq + 5, digest=digest)
     assert not wrong.ok and wrong.code == "invalid" and "does not match" in (wrong.error or "")
-    unknown = client.command("committed", session_id="nope", last_seq=3)
+    unknown = client.command("committed", session_id="nope", last_seq=3, digest=digest)
     assert not unknown.ok and unknown.code == "not_found"
-    assert client.command("committed", session_id=session_id, last_seq=end.seq).ok
+    assert client.command("committed", session_id=session_id, last_seq=end.seq, digest=digest).ok
 
 
 # ---------------------------------------------------------------- real processes

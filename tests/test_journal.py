@@ -17,6 +17,7 @@ from agent.journal import CommitRefused, Journal, JournalError, SessionNotFound
 from agent.mqtt import Outbox, Sent
 from agent.runtime import RigRuntime
 from shared.config import TaskConfig
+from shared.digest import session_digest
 from shared.documents import Document, SessionEnd, build_session, parse_document
 
 T0 = 1_700_000_000.0
@@ -126,25 +127,26 @@ def test_a_session_is_pruned_only_when_committed_after_its_end_with_matching_las
     journal: Journal, session_docs: list[Document]
 ) -> None:
     last = len(session_docs) - 1
+    digest = session_digest(session_docs)  # what the controller would send
     for doc in session_docs[:-1]:
         journal.append(doc)
     with pytest.raises(CommitRefused, match="still running"):
-        journal.commit("s1", last, now=T0)
+        journal.commit("s1", last, digest, now=T0)
     journal.append(session_docs[-1])
     # Everything acknowledged is still no reason to prune: only "committed" is.
     journal.mark_acked(e.id for e in journal.entries("s1"))
     assert len(journal.entries("s1")) == len(session_docs)
     with pytest.raises(CommitRefused, match="does not match"):
-        journal.commit("s1", last - 1, now=T0)
+        journal.commit("s1", last - 1, digest, now=T0)
     with pytest.raises(SessionNotFound):
-        journal.commit("other", last, now=T0)
+        journal.commit("other", last, digest, now=T0)
     assert len(journal.entries("s1")) == len(session_docs)
 
-    assert journal.commit("s1", last, now=T0) is True
+    assert journal.commit("s1", last, digest, now=T0) is True
     assert journal.sessions() == []
     info = journal.session("s1")
     assert info is not None and info.state == "committed" and info.documents == 0
-    assert journal.commit("s1", last, now=T0) is False  # a repeated committed is harmless
+    assert journal.commit("s1", last, digest, now=T0) is False  # a repeated committed is harmless
     with pytest.raises(SessionNotFound, match="pruned"):
         journal.entries("s1")
 
@@ -153,7 +155,7 @@ def test_ids_never_go_backwards_after_a_prune(
     journal: Journal, session_docs: list[Document]
 ) -> None:
     entries = [journal.append(doc) for doc in session_docs]
-    journal.commit("s1", len(session_docs) - 1, now=T0)
+    journal.commit("s1", len(session_docs) - 1, session_digest(session_docs), now=T0)
     other = run_session(seed=2, duration=30, session_id="s2")
     first = journal.append(other[0])
     assert first.id > entries[-1].id
