@@ -319,6 +319,9 @@ class Commands:
         with _hardware("reading the sensors"):
             data: dict[str, Any] = dict(rig.sensors())
         data["spout_position"] = list(rig.spout_position)
+        openings = rig.solenoid_openings()
+        if openings is not None:  # simulated rigs: lets `labctl calibrate` check its dispense
+            data["solenoid_openings"] = openings
         return data
 
 

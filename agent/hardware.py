@@ -115,9 +115,13 @@ def mock_pin_factory() -> Any:
         def __init__(self, factory: Any, info: Any) -> None:
             super().__init__(factory, info)
             self.watchers: list[Callable[[float], None]] = []
+            #: Changes to high over the pin's whole life (``states`` keeps only the recent).
+            self.rises = 0
 
         def _change_state(self, value: Any) -> bool:
             changed = bool(super()._change_state(value))
+            if changed and value:
+                self.rises += 1
             # gpiozero keeps every change; a sim agent runs for days, so keep the recent ones.
             if len(self.states) > self.history_limit:
                 del self.states[: len(self.states) - self.history_limit]
@@ -250,6 +254,12 @@ class Rig:
     def set_sync(self, on: bool) -> None:
         with _gpio("sync output"):
             self.sync.value = on
+
+    def solenoid_openings(self) -> list[int] | None:
+        """How often each solenoid's pin went high, from the mock pins' history (``--sim``);
+        None on real pins, which keep none."""
+        rises = [getattr(d.pin, "rises", None) for d in self.solenoids]
+        return None if None in rises else [int(r) for r in rises]
 
     def open_solenoid(self, spout: int) -> None:
         with _gpio(f"solenoid of spout {spout}"):
