@@ -243,15 +243,20 @@ def test_a_second_ctrl_c_stops_waiting_but_still_exports_and_stops_everything(
 
 
 def test_a_failed_step_is_one_line_on_stderr_and_leaves_no_process(
-    tmp_path: Path, start_demo: Callable[..., Demo]
+    tmp_path: Path, start_demo: Callable[..., Demo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lab_dir = tmp_path / "lab"
-    (lab_dir / "lab.db").mkdir(parents=True)  # the collector cannot open its database
+    # Every rig refuses this profile and exits, after the broker and the collector started.
+    monkeypatch.setenv("LABAGENT_SIM_MOUSE", "hit=0.5")
     run = start_demo(lab_dir, "--rigs", "2", "--minutes", "1", "--no-monitor")
     code = run.wait_exit(timeout=120)
     assert code == 2, run.output()[-3000:] + run.errors()[-3000:]
     (line,) = run.errors().splitlines()
-    assert line.startswith("labctl: error: collector exited with"), line
+    assert line.startswith("labctl: error: rig-"), line
+    assert " exited with 2; see " in line, line
+    # The error is said first, before the wrap-up's output.
+    output = run.output()
+    assert output.index("the demo failed: rig-") < output.index("all demo processes stopped")
     assert "all demo processes stopped" in run.output()
     assert_nothing_left(lab_dir)
 
@@ -264,3 +269,79 @@ def test_a_bad_option_is_one_line_on_stderr(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == "labctl: error: --rigs must be between 1 and 32, got 0\n"
     assert not (tmp_path / "lab").exists()
+
+
+def test_a_second_demo_in_the_same_folder_starts_a_fresh_lab(
+    tmp_path: Path, start_demo: Callable[..., Demo]
+) -> None:
+    lab_dir = tmp_path / "lab"
+    options = ("--rigs", "2", "--minutes", "1", "--time-scale", "30", "--no-monitor")
+    first = start_demo(lab_dir, *options)
+    assert first.wait_exit(timeout=180) == 0, first.output()[-3000:] + first.errors()[-3000:]
+    (before,) = read_sessions(lab_dir / "export" / "DemoMouse1.json")
+
+    again = start_demo(lab_dir, *options)
+    code = again.wait_exit(timeout=180)
+    output = again.output()
+    assert code == 0, output[-3000:] + again.errors()[-3000:]
+    assert again.errors() == ""
+    assert "a fresh lab: removed the previous demo's files (" in output.splitlines()[1]
+    assert "cohort demo already exists" not in output
+    for mouse in ("DemoMouse1", "DemoMouse2"):
+        (session,) = read_sessions(lab_dir / "export" / f"{mouse}.json")
+        assert session["status"] == "complete"
+    (after,) = read_sessions(lab_dir / "export" / "DemoMouse1.json")
+    assert after["session_id"] != before["session_id"]
+    assert_nothing_left(lab_dir)
+
+
+def test_a_folder_holding_other_files_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    lab_dir.mkdir()
+    (lab_dir / "lab.db").mkdir()  # a demo's name, but a demo makes it a file
+    (lab_dir / "lab.db" / "kept").write_bytes(b"kept")
+    (lab_dir / "thesis.tex").write_text("kept", encoding="utf-8")
+    result = subprocess.run(
+        [*DEMO, "--rigs", "1", "--dir", str(lab_dir)],
+        cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"labctl: error: --dir {lab_dir} holds files a demo did not make (lab.db, thesis.tex); "
+        "give an empty or new folder\n"
+    )
+    assert sorted(p.name for p in lab_dir.iterdir()) == ["lab.db", "thesis.tex"]
+    assert (lab_dir / "lab.db" / "kept").read_bytes() == b"kept"
+
+
+def test_a_demo_still_running_in_the_folder_is_an_error_and_its_files_are_kept(
+    tmp_path: Path,
+) -> None:
+    lab_dir = tmp_path / "lab"
+    (lab_dir / "rigs").mkdir(parents=True)
+    # Stands in for a rig of a demo that was killed: it runs until its stdin closes.
+    argv = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    rig = subprocess.Popen(argv, stdin=subprocess.PIPE)
+    try:
+        record = {
+            "demo": None,
+            "broker": None,
+            "processes": {"rig-1": {"pid": rig.pid, "argv": argv}},
+        }
+        (lab_dir / "processes.json").write_text(json.dumps(record), encoding="utf-8")
+        result = subprocess.run(
+            [*DEMO, "--rigs", "1", "--dir", str(lab_dir)],
+            cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+        )  # fmt: skip
+    finally:
+        assert rig.stdin is not None
+        rig.stdin.close()
+        rig.wait(timeout=10)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"labctl: error: a demo in {lab_dir} is still running: rig-1 (pid {rig.pid}); "
+        "stop it (Ctrl-C in its terminal) or give another --dir\n"
+    )
+    assert sorted(p.name for p in lab_dir.iterdir()) == ["processes.json", "rigs"]
