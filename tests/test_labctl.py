@@ -101,7 +101,7 @@ def test_an_unknown_mouse_is_one_clear_line(labctl: Labctl) -> None:
     [
         (["results", "M1", "--bogus"], "No such option: --bogus (see 'labctl results --help')"),
         (["--bogus", "status"], "No such option: --bogus"),
-        (["assign"], "Missing argument 'mouse'. (see 'labctl assign --help')"),
+        (["assign"], "Missing argument 'MOUSE'. (see 'labctl assign --help')"),
         (["dead-letters", "-n", "x"], "Invalid value for '--limit' / '-n'"),
         (["mouse", "frob"], "No such command 'frob'. (see 'labctl mouse --help')"),
     ],
@@ -110,6 +110,32 @@ def test_a_command_line_mistake_is_one_line_not_click_s_usage_block(
     labctl: Labctl, args: list[str], expected: str
 ) -> None:
     assert expected in labctl.error(*args)
+
+
+def command_paths(command: Any, path: list[str]) -> Iterator[list[str]]:
+    yield path
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from command_paths(sub, [*path, name])
+
+
+def test_help_names_values_not_python_types() -> None:
+    import typer
+
+    paths = list(command_paths(typer.main.get_command(app), []))
+    assert ["cohort", "create"] in paths and ["stop"] in paths
+    for path in paths:
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+        assert result.exit_code == 0, result.output
+        text = result.stdout
+        where = f"labctl {' '.join(path)} --help"
+        assert not re.search(r"<(str|int|float|path|list|Path)\b|list\[", text), (where, text)
+        assert not re.search(r"\{[A-Za-z_]", text), (where, text)  # typer's {mouse} usage
+    start = CliRunner().invoke(app, ["start", "--help"]).stdout
+    assert "Usage: labctl start [OPTIONS] [MOUSE...]" in start and "--cohort NAME" in start
+    stop = CliRunner().invoke(app, ["stop", "--help"]).stdout
+    assert "-b, --box BOX" in stop
+    create = CliRunner().invoke(app, ["cohort", "create", "--help"]).stdout
+    assert "Usage: labctl cohort create [OPTIONS] NAME MOUSE..." in create
 
 
 def test_an_invalid_mouse_or_box_id_names_the_value(labctl: Labctl) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from shared.errors import ConfigError, ReachlabError
 from shared.protocol import DEFAULT_PREFIX, Topics
@@ -54,9 +54,51 @@ def usage_error_line(exc: UsageError) -> str:
     return f"{message} (see '{path} --help')"
 
 
+class NamedArgument(TyperArgument):
+    """An argument shown by its name in capitals (``MOUSE``, ``[MOUSE...]``), as click and
+    argparse show them, not typer's ``{mouse}`` with the Python type (``<list[str]>``) beside."""
+
+    def _rich_display_name(self) -> str:
+        name = self.metavar or (self.name or "").upper()
+        return name if self.nargs == 1 or name.endswith("...") else f"{name}..."
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{name}]"
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # the name says what it is; the help says the rest
+
+
+def name_parameters(command: Any) -> None:
+    """Help that names values rather than Python types: every argument of ``command``
+    (and of its subcommands) shows its name, every option without a metavar its name
+    in capitals (``--notes NOTES``) or its choices."""
+    for param in command.params:
+        if isinstance(param, TyperArgument) and not isinstance(param, NamedArgument):
+            param.__class__ = NamedArgument
+            if param.metavar is None:
+                param.metavar = (param.name or "").upper()
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            if param.is_flag or param.count:
+                continue
+            described = param.type_descriptor
+            param.metavar = (
+                f"[{'|'.join(str(c) for c in described.choices or ())}]"
+                if described.is_choice
+                else (param.name or "value").upper()
+            )
+    for sub in getattr(command, "commands", {}).values():
+        name_parameters(sub)
+
+
 class LabctlGroup(TyperGroup):
     """Turns reachlab's errors, database and OS errors, and command-line mistakes, into
-    one line and exit status 2."""
+    one line and exit status 2; its commands' help names values, not Python types."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name_parameters(self)
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any

@@ -74,8 +74,8 @@ def cohort_add(
 @cohort_app.command("remove")
 def cohort_remove(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="cohort name")],
-    mice: Annotated[list[str], typer.Argument(help="mouse ids")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="cohort name")],
+    mice: Annotated[list[str], typer.Argument(metavar="MOUSE...", help="mouse ids")],
 ) -> None:
     """Take mice out of a cohort (the mice and their data stay)."""
     from controller.lab import remove_from_cohort
@@ -106,7 +106,7 @@ def cohort_list(
 
 @cohort_app.command("show")
 def cohort_show(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="cohort name")]
+    ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="NAME", help="cohort name")]
 ) -> None:
     """A cohort's mice with their boxes."""
     from controller.lab import box_of, cohort_members

@@ -24,8 +24,10 @@ mouse_app = typer.Typer(cls=LabctlGroup, help="Add, list and show mice.", no_arg
 @app.command()
 def assign(
     ctx: typer.Context,
-    mouse: Annotated[str, typer.Argument(help="mouse id (created if new)")],
-    box: Annotated[str, typer.Option("--box", "-b", help="box id", show_default=False)],
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id (created if new)")],
+    box: Annotated[
+        str, typer.Option("--box", "-b", metavar="BOX", help="box id", show_default=False)
+    ],
     move: Annotated[
         bool, typer.Option("--move", help="move the mouse off its current box")
     ] = False,
@@ -100,8 +102,10 @@ def unassign(
 @mouse_app.command("add")
 def mouse_add(
     ctx: typer.Context,
-    mice: Annotated[list[str], typer.Argument(help="mouse ids")],
-    notes: Annotated[str, typer.Option("--notes", help="a note kept with each mouse")] = "",
+    mice: Annotated[list[str], typer.Argument(metavar="MOUSE...", help="mouse ids")],
+    notes: Annotated[
+        str, typer.Option("--notes", metavar="TEXT", help="a note kept with each mouse")
+    ] = "",
 ) -> None:
     """Add mice to the lab."""
     from controller.lab import add_mouse
@@ -146,7 +150,7 @@ def mouse_list(
 @mouse_app.command("show")
 def mouse_show(
     ctx: typer.Context,
-    mouse: Annotated[str, typer.Argument(help="mouse id")],
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """One mouse: box, cohorts, assignment history and sessions."""

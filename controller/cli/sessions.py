@@ -33,10 +33,15 @@ def _outcome_table(outcomes: list[Any], verb: str) -> Any:
 @app.command()
 def start(
     ctx: typer.Context,
-    mice: Annotated[list[str] | None, typer.Argument(help="mouse ids", show_default=False)] = None,
+    mice: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="MOUSE...", help="mouse ids", show_default=False),
+    ] = None,
     cohort: Annotated[
         str | None,
-        typer.Option("--cohort", help="start every mouse of a cohort", show_default=False),
+        typer.Option(
+            "--cohort", metavar="NAME", help="start every mouse of a cohort", show_default=False
+        ),
     ] = None,
     every: Annotated[bool, typer.Option("--all", help="start every assigned mouse")] = False,
     duration: Annotated[
@@ -84,10 +89,13 @@ def start(
 @app.command()
 def stop(
     ctx: typer.Context,
-    mice: Annotated[list[str] | None, typer.Argument(help="mouse ids", show_default=False)] = None,
+    mice: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="MOUSE...", help="mouse ids", show_default=False),
+    ] = None,
     box: Annotated[
         list[str] | None,
-        typer.Option("--box", "-b", help="a box id, repeatable", show_default=False),
+        typer.Option("--box", "-b", metavar="BOX", help="a box id, repeatable", show_default=False),
     ] = None,
     every: Annotated[bool, typer.Option("--all", help="stop every running session")] = False,
     timeout: Annotated[
