@@ -86,14 +86,19 @@ def read_mouse_file(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, A
 def files_to_import(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """The files named by ``paths``: a file as given, a folder as every ``*.json`` in it.
 
-    A folder's files come in name order; a file named twice is imported once.
+    A folder's files come in name order, hidden ones left out; a file named twice is
+    imported once.
     Names that are neither (or an empty folder) are kept, for the import to refuse.
     """
     files: list[Path] = []
     for given in paths:
         path = Path(given).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.glob("*.json") if p.is_file())
+            # Hidden files are never a mouse's (ids start with a letter or digit): macOS's
+            # "._M1.json" copies on a USB stick, say.
+            found = sorted(
+                p for p in path.glob("*.json") if p.is_file() and not p.name.startswith(".")
+            )
             files.extend(found or [path])
         else:
             files.append(path)
@@ -291,7 +296,7 @@ def _foreign_sessions(existing: str, text: str) -> int | None:
     try:
         old = json.loads(existing)
         new = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(old, list):
         return None

@@ -64,3 +64,31 @@ def test_a_file_that_is_not_a_session_list_is_never_replaced(db: Database, tmp_p
     (result,) = export_mice(db, [MOUSE], tmp_path)
     assert result.failed and "not a per-mouse file" in result.note
     assert target.read_text(encoding="utf-8") == '{"not": "a list"}'
+
+
+def test_a_session_repeated_in_a_file_is_stored_as_often_and_imported_once(
+    db: Database, tmp_path: Path
+) -> None:
+    sessions = read_sessions(SAMPLES / f"{MOUSE}.json")
+    empty: dict[str, object] = {}
+    repeated = [empty, *sessions, dict(empty), {"trainer": "alex"}, dict(empty)]
+    with db.engine.begin() as conn:
+        first = import_sessions(conn, MOUSE, repeated)
+    with db.engine.begin() as conn:
+        second = import_sessions(conn, MOUSE, repeated)
+    assert (first.imported, first.present) == (len(repeated), 0)
+    assert (second.imported, second.present) == (0, len(repeated))
+    export_mice(db, [MOUSE], tmp_path)
+    assert (tmp_path / f"{MOUSE}.json").read_text(encoding="utf-8") == json.dumps(repeated)
+
+
+def test_a_hostile_file_in_the_way_of_an_export_is_named_and_kept(
+    db: Database, tmp_path: Path
+) -> None:
+    _import(db, read_sessions(SAMPLES / f"{MOUSE}.json"))
+    target = tmp_path / f"{MOUSE}.json"
+    deep = "[" * 100_000 + "]" * 100_000
+    target.write_text(deep, encoding="utf-8")
+    (result,) = export_mice(db, [MOUSE], tmp_path)
+    assert result.failed and "is not a per-mouse file" in result.note
+    assert target.read_text(encoding="utf-8") == deep

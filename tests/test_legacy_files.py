@@ -310,6 +310,7 @@ def test_a_folder_imports_its_good_files_and_reports_the_refused_ones(
     write_like_the_original(lab / "B2.json", VARIANTS["timepoints-sept-2019"])
     (lab / "Broken.json").write_text("[{")
     (lab / "notes.txt").write_text("not a mouse file: not looked at")
+    (lab / "._A1.json").write_bytes(b"\x00\x05\x16\x07")  # a Mac's copy of A1's metadata
     result = labctl("import", str(lab))
     assert result.exit_code == 1, result.output  # ran, but not every file was imported
     assert result.stderr.strip() == (

@@ -128,10 +128,12 @@ def _import_summary(results: list[ImportResult]) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    table.add_column("file")
-    table.add_column("imported", justify="right")
-    table.add_column("already stored", justify="right")
-    table.add_column("refused")
+    # File names are never cut short; a long reason wraps (stderr has it whole, too).
+    longest = max((len(str(r.path)) for r in results), default=4)
+    table.add_column("file", no_wrap=True, min_width=longest)
+    table.add_column("imported", justify="right", no_wrap=True)
+    table.add_column("already stored", justify="right", no_wrap=True)
+    table.add_column("refused", overflow="fold", min_width=16)
     for r in results:
         table.add_row(str(r.path), str(r.imported), str(r.present), r.refused)
     console().print(table)
