@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,8 +166,12 @@ def start_sessions(
     metadata: dict[str, Any],
     *,
     timeout: float = 10.0,
+    extra_metadata: Callable[[str, str], dict[str, Any]] | None = None,
 ) -> list[Outcome]:
-    """Start each mouse on its box; one outcome per mouse, in the order given."""
+    """Start each mouse on its box; one outcome per mouse, in the order given.
+
+    ``extra_metadata(mouse, box)`` adds to one start's metadata (the weight given with it,
+    the box's calibration in force)."""
     outcomes: dict[str, Outcome] = {}
     commands: dict[str, tuple[str, StartCommand]] = {}
     with db.reader() as session:
@@ -188,7 +192,7 @@ def start_sessions(
             mouse=mouse,
             config=config.settings(),
             carry_over=carry,
-            metadata=metadata,
+            metadata={**metadata, **(extra_metadata(mouse, box) if extra_metadata else {})},
         )
         commands[mouse] = (box, command)
         outcomes[mouse] = Outcome(
