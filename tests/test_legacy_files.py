@@ -280,17 +280,16 @@ def test_a_refused_file_leaves_what_is_stored_for_its_mouse_unchanged(
 def test_a_file_failing_midway_is_rolled_back_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import controller.files
+    from controller.store import session_text as real
 
     write_like_the_original(tmp_path / "M1.json", [session(), session(notes="too deep")])
-    real = controller.files.session_text
 
     def deep_second(data: dict[str, Any]) -> str:
         if data.get("notes") == "too deep":
             raise RecursionError("maximum recursion depth exceeded while encoding")
         return real(data)
 
-    monkeypatch.setattr(controller.files, "session_text", deep_second)
+    monkeypatch.setattr("controller.files.session_text", deep_second)
     db = open_database(f"sqlite:///{tmp_path / 'lab.db'}")
     try:
         (result,) = import_files(db, [tmp_path / "M1.json"])

@@ -486,8 +486,13 @@ def test_carry_over_from_an_old_file_uses_the_trials_it_can_and_never_fails() ->
     }
     carry = carry_over_from(previous, window=15)
     assert carry == CarryOver(spout_position=(2, 3), cue_duration=6500.0, windows=((1,), (2,)))
-    for odd in ({"trials": None}, {"trials": {"0": trial(0, 1)}}, {"trials": [{}, None, 3]}):
-        assert carry_over_from(odd, 15) is None
+    odd: list[dict[str, Any]] = [
+        {"trials": None},
+        {"trials": {"0": trial(0, 1)}},
+        {"trials": [{}, None, 3]},
+    ]
+    for session_dict in odd:
+        assert carry_over_from(session_dict, 15) is None
 
 
 def test_last_carry_over_skips_sessions_without_trials() -> None:
