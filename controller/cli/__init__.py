@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # isort: off
 # Each import registers that module's commands, in the order of `labctl --help`.
-from controller.cli import mice, cohorts, sessions, status, files, results, config, serve  # noqa: F401
+from controller.cli import mice, cohorts, sessions, status, files, results, config, serve, web  # noqa: F401
 
 # isort: on
 from controller.cli.app import app

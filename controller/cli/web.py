@@ -1,0 +1,71 @@
+"""labctl web: the lab's dashboard in a browser, until SIGTERM or Ctrl-C (the ``web`` extra)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from controller.cli.app import app, fail, state_of
+from controller.web import MISSING_EXTRA
+
+#: The packages of the web extra; a missing one is the extra missing, not a bug.
+EXTRA_MODULES = {"starlette", "uvicorn", "plotly", "anyio", "h11"}
+
+
+@app.command()
+def web(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="address to listen on (0.0.0.0: the whole lab's network)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            help="allow starting and stopping from the page with the token in FILE "
+            "(mode 600; or set LABCTL_WEB_TOKEN); without one the page is read-only",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """The dashboard: live rig cards, learning curves per mouse and per cohort."""
+    try:
+        from controller.web.app import create_app, listen, plotly_js, serve
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in EXTRA_MODULES:
+            fail(MISSING_EXTRA)
+        raise
+    try:
+        plotly_js()
+    except ModuleNotFoundError:
+        fail(MISSING_EXTRA)
+    from controller.web.control import read_token
+
+    if not 0 < port < 65536:
+        fail(f"--port must be between 1 and 65535, got {port}")
+    state = state_of(ctx)
+    token = read_token(token_file)
+    db = state.db()
+    application = create_app(
+        db,
+        state.broker(),
+        state.topics(),
+        token=token,
+        database_display=state.db_url_display,
+    )
+    sock = listen(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    mode = "control with the token" if token else "read-only"
+    print(f"labctl web: http://{shown}:{port}/ ({mode}); Ctrl-C to stop", flush=True)
+    logging.getLogger("labctl.web").setLevel(logging.INFO)
+    try:
+        serve(application, sock)
+    finally:
+        sock.close()
+    sys.stdout.flush()
