@@ -11,6 +11,8 @@ from typing import Any
 
 from agent.hardware import PinMap, Rig
 from agent.runtime import RigRuntime
+from shared.errors import ConfigError
+from shared.protocol import MAX_DISPENSE_OPEN_MS
 
 SIDES = ("left", "right")
 #: Seconds between actuator steps: the PQ12-P needs about a second to travel.
@@ -127,6 +129,18 @@ class Dispense:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        # The bounds of the rig's dispense command, so the terminal cannot do what MQTT may not.
+        if not 1 <= args.count <= 1000:
+            raise ConfigError(f"--count {args.count}: give 1 to 1000 rewards")
+        if not 1 <= args.duration_ms <= 5000:
+            raise ConfigError(f"--duration-ms {args.duration_ms}: give 1 to 5000 ms")
+        total = args.count * args.duration_ms
+        if total > MAX_DISPENSE_OPEN_MS:
+            raise ConfigError(
+                f"--count x --duration-ms = {total} ms of open valve; at most "
+                f"{MAX_DISPENSE_OPEN_MS} ms per dispense"
+            )
+
         def steps(rig: Rig) -> list[Step]:
             out: list[Step] = []
             for _ in range(args.count):

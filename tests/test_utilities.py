@@ -9,6 +9,7 @@ import pytest
 
 from agent import utilities
 from agent.hardware import Rig
+from shared.errors import ConfigError
 
 
 def parse(command: Any, *argv: str) -> argparse.Namespace:
@@ -69,3 +70,18 @@ def test_step_actuators_visits_every_position_and_returns_to_the_first(
     duties = [round(s.state * 100, 2) for s in rig.actuators[0].states if s.state > 0]
     assert duties == [7.2, 7.7, 7.95, 8.2, 8.4, 8.7, 8.9, 7.2]
     assert rig.rig.spout_position == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("count", "duration_ms", "problem"),
+    [("1000", "5000", "at most 60000 ms"), ("0", "70", "--count"), ("5", "0", "--duration-ms")],
+)
+def test_dispense_refuses_what_the_dispense_command_refuses_and_opens_nothing(
+    monkeypatch: pytest.MonkeyPatch, count: str, duration_ms: str, problem: str
+) -> None:
+    rigs = watch(monkeypatch)
+    args = parse(utilities.Dispense, "--spout", "0", "--count", count, "--duration-ms", duration_ms)
+    with pytest.raises(ConfigError, match=problem) as info:
+        utilities.Dispense.run(args)
+    assert "\n" not in str(info.value)
+    assert rigs == []  # refused before any pin was touched
