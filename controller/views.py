@@ -6,6 +6,11 @@ database adds what only the collector knows: when the box was last heard
 from, when its last document came, and whether it went quiet (a box whose
 heartbeat stopped is offline even though its retained status still says
 otherwise, since no Last Will was ever published).
+
+A box whose session has ended keeps that session in its row (mouse, trials,
+rewards, marked ended) until the next one starts: from the database's last
+recorded session of the box and, in the monitor, from what it saw live
+(:mod:`controller.last_session`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy import LargeBinary, func, select
 
 from controller.db import Box, Database, DeadLetter
 from controller.lab import assignments_by_box, box_sort_key
+from controller.last_session import LastSession
 from shared.documents import (
     CueChanged,
     Document,
@@ -62,6 +68,8 @@ class BoxView:
     last_event_age: float | None = None
     note: str = ""
     software_version: str = ""
+    #: The box's last session, when none runs now: it keeps its trials, marked ended.
+    last_session: LastSession | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,8 +116,11 @@ def box_views(
     live_texts: Mapping[str, str] | None = None,
     *,
     now: float | None = None,
+    last: Mapping[str, LastSession] | None = None,
 ) -> list[BoxView]:
-    """Every box known to the database or the broker; ``live`` is None when the broker is away."""
+    """Every box known to the database or the broker; ``live`` is None when the broker is away.
+
+    ``last``: each box's last session, kept in the row of a box that no longer runs it."""
     now = time.time() if now is None else now
     names = set(stored) | set(assigned) | set(live or {})
     views = []
@@ -155,6 +166,8 @@ def box_views(
                     view.elapsed = max(0.0, status.clock - status.session_started)
                     view.duration = status.session_duration
                     view.progress = min(1.0, view.elapsed / status.session_duration)
+        if view.mouse is None and last is not None:
+            view.last_session = last.get(name)
         if row is not None:
             if row.last_seen is not None:
                 view.last_seen_age = round(now - row.last_seen, 1)
@@ -200,6 +213,21 @@ def status_table(views: Iterable[BoxView], title: str | None = None) -> Table:
         else:
             progress = "-"
         mouse = view.mouse or (f"({view.assigned})" if view.assigned else "-")
+        trials = str(view.trial) if view.mouse else "-"
+        rewards = str(view.rewards) if view.mouse else "-"
+        note = view.note
+        ended = view.last_session
+        if view.mouse is None and ended is not None:
+            # The session that ended keeps its figures, marked ended, until the next starts
+            # (an idle box has ended it; an offline one may have been cut off mid-session).
+            over = ended.status is not None or (view.online and view.state == "idle")
+            mouse = f"{ended.mouse or '?'} ({'ended' if over else 'last'})"
+            trials, rewards = str(ended.trials), str(ended.rewards)
+            when = (
+                datetime.fromtimestamp(ended.ended_at).strftime("%H:%M") if ended.ended_at else ""
+            )
+            how = " ".join(part for part in (ended.status or "ended", when) if part)
+            note = f"{note}; last session {how}" if note else f"last session {how}"
         online = Text("yes", style="green") if view.online else Text("no", style="red")
         table.add_row(
             view.box,
@@ -207,11 +235,11 @@ def status_table(views: Iterable[BoxView], title: str | None = None) -> Table:
             view.state,
             mouse,
             progress,
-            str(view.trial) if view.mouse else "-",
-            str(view.rewards) if view.mouse else "-",
+            trials,
+            rewards,
             age(view.last_seen_age),
             age(view.last_event_age),
-            view.note,
+            note,
         )
     return table
 

@@ -2,7 +2,7 @@
 
 Errors must be one line on stderr (``labctl: error: ...``) and exit status 2,
 never a traceback. Commands that talk to boxes run against a real broker
-with :class:`~controller.testing.FakeRig` boxes.
+with :class:`~tests.fakes.FakeRig` boxes.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from controller.cli import app
 from controller.db import open_database
 from controller.files import import_files
 from controller.mqtt import BrokerSettings, parse_broker_url
-from controller.testing import FakeRig, session_dict, synthetic_session
 from shared.carryover import carry_over_from
 from shared.config import TaskConfig
 from shared.protocol import StartCommand, StopCommand, Topics
 from shared.sessionfile import dumps_sessions, read_sessions, write_sessions
+from tests.fakes import FakeRig, session_dict, synthetic_session
 
 from .conftest import REPO, SAMPLES
 from .terminal import Terminal

@@ -21,16 +21,25 @@ from controller.cli.app import (
 )
 
 if TYPE_CHECKING:
+    from controller.last_session import SessionMemory
     from controller.mqtt import LabLink
 
 
-def _views(state: State, link: LabLink | None) -> list[Any]:
+def _views(state: State, link: LabLink | None, memory: SessionMemory | None = None) -> list[Any]:
+    from controller.last_session import last_sessions
     from controller.views import box_views, stored_boxes
 
     stored, assigned = stored_boxes(state.db())
-    live = link.statuses if link is not None else None
-    texts = link.status_texts if link is not None else None
-    return box_views(stored, assigned, live, texts)
+    last = last_sessions(state.db())
+    if link is None:
+        return box_views(stored, assigned, None, None, last=last)
+    with link.cond:  # paho's thread adds to them
+        live, texts = dict(link.statuses), dict(link.status_texts)
+        events = list(link.events) if memory is not None else []
+    if memory is not None:  # the monitor: what it saw live is newer than the database
+        memory.update(live, events)
+        last = memory.merged(last)
+    return box_views(stored, assigned, live, texts, last=last)
 
 
 @app.command()
@@ -82,17 +91,20 @@ def monitor(
     """A live view of every rig and the latest events (Ctrl-C to leave)."""
     from rich.live import Live
 
+    from controller.last_session import SessionMemory
     from controller.views import monitor_view
 
     state = state_of(ctx)
     state.db()
+    memory = SessionMemory()  # a row keeps its session's trials when the session ends
     with state.link(events=True) as link:
         header = f"reachlab monitor: broker {link.settings.url}, prefix {link.topics.prefix}"
 
         def render() -> Any:
+            views = _views(state, link, memory)
             with link.cond:
                 events = list(link.events)
-            return monitor_view(_views(state, link), events, header)
+            return monitor_view(views, events, header)
 
         if once:
             console().print(render())
