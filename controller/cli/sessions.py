@@ -61,8 +61,54 @@ def start(
     timeout: Annotated[
         float, typer.Option("--timeout", metavar="S", help="wait for replies")
     ] = 10.0,
+    shift: Annotated[
+        int | None,
+        typer.Option(
+            "--shift",
+            metavar="N",
+            help="with --cohort: only shift N of its schedule, each mouse put on its scheduled box",
+            show_default=False,
+        ),
+    ] = None,
+    weight: Annotated[
+        float | None,
+        typer.Option(
+            "--weight",
+            metavar="G",
+            help="the mouse's weight now in grams: recorded as a "
+            "weighing and as the session's 'weight'",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="start mice the weight check warns about")
+    ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            metavar="WHY",
+            help="why --force (kept with the override)",
+            show_default=False,
+        ),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="NAME",
+            help="who starts (default: $LABCTL_USER or the login)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Start sessions: every mouse on its assigned box, all at the same moment."""
+    """Start sessions: every mouse on its assigned box, all at the same moment.
+
+    A mouse on water restriction (it has a baseline) that is not weighed today, or weighs
+    less than the lab's threshold of its baseline, starts only with --force and --reason;
+    the override is kept with who gave it and why."""  # fmt: skip
+    from controller.cli.husbandry import who
+    from controller.husbandry.starts import finish_start, place_shift_mice, prepare_start
     from controller.rigs import select_mice, start_sessions
 
     state = state_of(ctx)
@@ -74,10 +120,31 @@ def start(
             fail(f"--duration must be positive, got {duration:g}")
         config = config.replace(duration=duration)
     metadata = parse_meta(meta)
+    if weight is not None and "weight" in metadata:
+        fail("give the weight once: --weight G or --meta weight=G")
+    if shift is not None and (cohort is None or mice or every):
+        fail("--shift needs --cohort NAME (and no MOUSE... or --all)")
+    if force and not (reason or "").strip():
+        fail("--force needs --reason WHY: the override is kept for the welfare record")
     db = state.db()
-    selected = select_mice(db, mice, cohort, every, "start")
+    selected = select_mice(db, mice, cohort, every, "start") if shift is None else []
     with state.link() as link:
-        outcomes = start_sessions(db, link, selected, config, metadata, timeout=timeout)
+        if shift is not None and cohort is not None:
+            selected, moves = place_shift_mice(db, cohort, shift, link.statuses)
+            for line in moves:
+                say(line)
+        plan = prepare_start(db, selected, weight=weight, force=force, reason=reason, by=who(by))
+        for line in plan.warnings:
+            typer.echo(f"labctl: warning: {line}", err=True)
+        outcomes = start_sessions(
+            db, link, plan.allowed, config, metadata, timeout=timeout,
+            extra_metadata=plan.metadata_for,
+        )  # fmt: skip
+    outcomes += plan.refused_outcomes()
+    finish_start(plan, outcomes)
+    for mouse in plan.forced:
+        if any(o.ok and o.mouse == mouse for o in outcomes):
+            say(f"{mouse}: started despite the weight check; override recorded ({who(by)})")
     console().print(_outcome_table(outcomes, "started"))
     failed = [o for o in outcomes if not o.ok]
     started = len(outcomes) - len(failed)

@@ -24,7 +24,7 @@ from controller.husbandry.calibration import calibration_warnings
 from controller.husbandry.days import day_bounds, days_between
 from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOverride
 from controller.husbandry.schedule import current_entries, slot_of
-from controller.husbandry.settings import LabSettings
+from controller.husbandry.settings import LabSettings, lab_settings
 from controller.husbandry.water import sessions_of_day, water_day
 from controller.husbandry.weights import overrides, weight_check
 from controller.lab import assignments_by_box, box_sort_key
@@ -156,14 +156,18 @@ def _mice_with_sessions(session: Session, start: float, end: float) -> set[str]:
     )
 
 
-def report_rows(session: Session, first: str, last: str, settings: LabSettings) -> list[DayRow]:
-    """``labctl report``: one row per mouse per day from ``first`` to ``last``."""
+def report_rows(
+    session: Session, first: str, last: str, settings: LabSettings | None = None
+) -> list[DayRow]:
+    """``labctl report``: one row per mouse per day from ``first`` to ``last``, each day
+    under the lab settings in force at its end (or under ``settings`` when given)."""
     out: list[DayRow] = []
     for day in days_between(first, last):
         start, end = day_bounds(day)
         mice = _restricted_mice(session, end) | _mice_with_records(session, start, end)
         mice |= _mice_with_sessions(session, start, end)
-        out.extend(day_row(session, m, day, settings) for m in sorted(mice))
+        rules = lab_settings(session, at=end) if settings is None else settings
+        out.extend(day_row(session, m, day, rules) for m in sorted(mice))
     return out
 
 

@@ -106,10 +106,14 @@ def parse_setting(key: str, text: str) -> Any:
     return KEYS[key][0](key, text)
 
 
-def lab_settings(session: Session) -> LabSettings:
-    """The settings in force now: the newest value of each key, else its default."""
+def lab_settings(session: Session, at: float | None = None) -> LabSettings:
+    """The settings in force at ``at`` (now when None): the newest value of each key set
+    by then, else its default. A report of a past day uses that day's rules."""
     values: dict[str, Any] = {}
-    rows = session.scalars(select(LabSetting).order_by(LabSetting.set_at, LabSetting.id))
+    stmt = select(LabSetting)
+    if at is not None:
+        stmt = stmt.where(LabSetting.set_at < at)
+    rows = session.scalars(stmt.order_by(LabSetting.set_at, LabSetting.id))
     for row in rows:
         if row.key in KEYS:
             values[row.key] = parse_setting(row.key, row.value)

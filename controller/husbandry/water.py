@@ -10,7 +10,8 @@ A session still being collected counts its rewards so far at the calibration in 
 at its start.
 
 Required: the lab's rule (:class:`~.settings.WaterRule`), e.g. 40 µL per gram of the
-baseline in force that day, or a fixed volume. Owed: what is required minus what was
+baseline in force that day, or a fixed volume, for a mouse on restriction (one with a
+baseline by then; before, nothing is required). Owed: what is required minus what was
 earned and given, never below zero.
 """
 
@@ -232,7 +233,8 @@ def water_day(session: Session, mouse_id: str, day: str, settings: LabSettings) 
     _, end = day_bounds(day)
     baseline = baseline_of(session, mouse_id, at=end)
     rule = settings.water_requirement
-    requirement = rule.requirement(baseline.grams if baseline else None)
+    # A mouse is on restriction from its first baseline on; before, nothing is owed.
+    requirement = rule.requirement(baseline.grams) if baseline is not None else None
     out = WaterDay(
         mouse=mouse_id, day=day, earned=earned, given_ul=sum(by_kind.values()),
         given_by_kind=by_kind, requirement_ul=requirement, rule=str(rule),
@@ -242,6 +244,4 @@ def water_day(session: Session, mouse_id: str, day: str, settings: LabSettings) 
             f"{earned.uncalibrated} reward(s) counted at the nominal volume: no calibration "
             "of the box was in force"
         )
-    if requirement is None and baseline is None and (earned.rewards or given):
-        out.warnings.append(f"no baseline: the requirement ({rule}) cannot be reckoned")
     return out

@@ -1,0 +1,214 @@
+"""labctl weigh, water, mouse baseline and lab: the husbandry records a person enters.
+
+Who entered a record is ``--by NAME``, else ``$LABCTL_USER``, else the login name;
+it is kept with the record.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Annotated
+
+import typer
+
+from controller.cli.app import LabctlGroup, app, print_json, say, state_of
+from controller.cli.mice import mouse_app
+
+lab_app = typer.Typer(
+    cls=LabctlGroup,
+    help="The lab's husbandry settings: weight threshold, water rule, calibration age.",
+    no_args_is_help=True,
+)
+
+By = Annotated[
+    str | None,
+    typer.Option(
+        "--by", metavar="NAME", help="who (default: $LABCTL_USER or the login)", show_default=False
+    ),
+]
+At = Annotated[
+    str | None,
+    typer.Option(
+        "--at", metavar="TIME", help="when, if not now: 'YYYY-MM-DD HH:MM' or 'HH:MM' (today)",
+        show_default=False,
+    ),
+]  # fmt: skip
+Note = Annotated[str, typer.Option("--note", metavar="TEXT", help="a note kept with it")]
+
+
+def who(by: str | None) -> str:
+    """The name kept with a record."""
+    name = (by or os.environ.get("LABCTL_USER") or "").strip()
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):  # no login name (a container without a passwd entry)
+            name = "unknown"
+    return name[:64]
+
+
+def warn(message: str) -> None:
+    typer.echo(f"labctl: warning: {message}", err=True)
+
+
+@app.command()
+def weigh(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
+    grams: Annotated[float, typer.Argument(metavar="GRAMS", help="weight in grams")],
+    at: At = None,
+    by: By = None,
+    note: Note = "",
+) -> None:
+    """Record a weighing, and say how it compares with the mouse's baseline."""
+    from controller.husbandry.days import day_of, parse_time
+    from controller.husbandry.settings import lab_settings
+    from controller.husbandry.weights import record_weighing, weight_check
+
+    when = parse_time(at) if at is not None else None
+    with state_of(ctx).db().session() as session:
+        row = record_weighing(session, mouse, grams, by=who(by), at=when, note=note)
+        check = weight_check(session, mouse, lab_settings(session), day_of(row.weighed_at))
+    if check.percent is not None:
+        baseline = check.baseline_grams
+        say(f"{mouse}: {grams:g} g, {check.percent:.1f} % of its baseline {baseline:g} g")
+    else:
+        say(f"{mouse}: {grams:g} g (no baseline yet: `labctl mouse baseline {mouse} GRAMS`)")
+    for line in check.warnings:
+        warn(line)
+
+
+@app.command()
+def water(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
+    microliters: Annotated[float, typer.Argument(metavar="UL", help="volume in µL")],
+    kind: Annotated[
+        str, typer.Option("--kind", metavar="KIND", help="water, supplement or gel")
+    ] = "water",
+    at: At = None,
+    by: By = None,
+    note: Note = "",
+) -> None:
+    """Record water given by hand, and show the mouse's water for that day."""
+    from controller.husbandry.days import day_of, parse_time
+    from controller.husbandry.settings import lab_settings
+    from controller.husbandry.water import give_water, water_day
+
+    when = parse_time(at) if at is not None else None
+    with state_of(ctx).db().session() as session:
+        row = give_water(session, mouse, microliters, by=who(by), kind=kind, at=when, note=note)
+        day = water_day(session, mouse, day_of(row.given_at), lab_settings(session))
+    required = "no requirement (no baseline)" if day.requirement_ul is None else (
+        f"{day.requirement_ul:g} ul required, {day.owed_ul:g} ul still owed"
+    )  # fmt: skip
+    say(
+        f"{mouse} on {day.day}: earned {day.earned.ul:.0f} ul in the box, given "
+        f"{day.given_ul:g} ul by hand, total {day.total_ul:.0f} ul; {required}"
+    )
+    for line in day.warnings:
+        warn(line)
+
+
+@mouse_app.command("baseline")
+def mouse_baseline(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
+    grams: Annotated[
+        float | None,
+        typer.Argument(metavar="[GRAMS]", help="reference weight in grams", show_default=False),
+    ] = None,
+    mean: Annotated[
+        bool, typer.Option("--mean", help="the mean of the mouse's first N weighings instead")
+    ] = False,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count",
+            metavar="N",
+            help="weighings for --mean (default: the lab's baseline_weighings, 3)",
+            show_default=False,
+        ),
+    ] = None,
+    at: At = None,
+    by: By = None,
+    note: Note = "",
+) -> None:
+    """Set a mouse's baseline (reference) weight; without GRAMS or --mean, show its history.
+
+    Water restriction is tracked from the first baseline on: from then the mouse's weight
+    is checked against the lab's threshold of it."""  # fmt: skip
+    from controller.husbandry.days import parse_time
+    from controller.husbandry.settings import lab_settings
+    from controller.husbandry.weights import baselines, set_baseline
+    from controller.lab import get_mouse
+
+    db = state_of(ctx).db()
+    if grams is None and not mean:
+        with db.reader() as session:
+            get_mouse(session, mouse)
+            rows = baselines(session, mouse)
+        if not rows:
+            say(f"{mouse} has no baseline: it is not on water restriction")
+        for b in rows:
+            say(f"{_when(b.set_at)}  {b.grams:g} g  {b.method}  by {b.set_by}  {b.note}".rstrip())
+        return
+    when = parse_time(at) if at is not None else None
+    with db.session() as session:
+        n = (count or lab_settings(session).baseline_weighings) if mean else None
+        row = set_baseline(session, mouse, grams, by=who(by), mean_of=n, at=when, note=note)
+    say(f"{mouse}: baseline {row.grams:g} g ({row.method})")
+
+
+def _when(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+@lab_app.command("show")
+def lab_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    history: Annotated[bool, typer.Option("--history", help="every value ever set")] = False,
+) -> None:
+    """The husbandry settings in force (a key never set has its default)."""
+    from dataclasses import asdict
+
+    from controller.husbandry.settings import KEYS, lab_settings, setting_history
+
+    with state_of(ctx).db().reader() as session:
+        settings = lab_settings(session)
+        rows = setting_history(session)
+    values = asdict(settings)
+    values["water_requirement"] = str(settings.water_requirement)
+    if as_json:
+        changes = [
+            {"key": r.key, "value": r.value, "set_at": r.set_at, "set_by": r.set_by} for r in rows
+        ]
+        print_json({"settings": values, "history": changes} if history else values)
+        return
+    for key, (_, meaning) in KEYS.items():
+        say(f"{key} = {values[key]}    # {meaning}")
+    if history:
+        for r in rows:
+            say(f"{_when(r.set_at)}  {r.key} = {r.value}  by {r.set_by}")
+
+
+@lab_app.command("set")
+def lab_set(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="KEY", help="a setting (`labctl lab show`)")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="its new value")],
+    by: By = None,
+) -> None:
+    """Change a husbandry setting (the old value stays in the history)."""
+    from controller.husbandry.settings import set_lab_setting
+
+    with state_of(ctx).db().session() as session:
+        parsed = set_lab_setting(session, key, value, by=who(by))
+    say(f"{key} = {parsed}")
+
+
+app.add_typer(lab_app, name="lab")

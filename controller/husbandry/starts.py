@@ -1,0 +1,133 @@
+"""What husbandry adds to ``labctl start``: the weight gate, overrides, the weight given
+with the start, the calibration in the start metadata, and starting a schedule's shift.
+
+:func:`prepare_start` runs before anything is sent: it records ``--weight`` as a
+weighing, checks every mouse's weight (:func:`~.weights.weight_check`) and decides
+who may start; a mouse the check warns about starts only with ``--force`` and a reason.
+:meth:`StartPlan.metadata_for` gives each start command the original's ``weight``
+field and ``reward_calibration``, the box's calibration in force (the session's start
+document and per-mouse JSON carry it as metadata). :func:`finish_start` keeps the
+overrides, linked to the sessions that did start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.db import Database
+from controller.husbandry.calibration import calibration_metadata
+from controller.husbandry.models import Weighing
+from controller.husbandry.schedule import Slot, place_shift, shift_slots
+from controller.husbandry.settings import lab_settings
+from controller.husbandry.weights import WeightCheck, record_override, record_weighing, weight_check
+from controller.lab import LabError
+from controller.rigs import Outcome
+from shared.protocol import Status
+
+
+@dataclass
+class StartPlan:
+    """Who may start, who may not and why, and what each start command carries."""
+
+    db: Database
+    allowed: list[str]
+    refused: dict[str, str] = field(default_factory=dict)
+    forced: dict[str, WeightCheck] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    weight: float | None = None
+    weighing_id: int | None = None
+    by: str = ""
+    reason: str = ""
+
+    def metadata_for(self, mouse: str, box: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.weight is not None:
+            extra["weight"] = self.weight
+        with self.db.reader() as session:
+            calibration = calibration_metadata(session, box, time.time())
+        if calibration is not None:
+            extra["reward_calibration"] = calibration
+        return extra
+
+    def refused_outcomes(self) -> list[Outcome]:
+        return [Outcome(mouse, None, False, reason) for mouse, reason in self.refused.items()]
+
+
+def prepare_start(
+    db: Database,
+    mice: Sequence[str],
+    *,
+    weight: float | None,
+    force: bool,
+    reason: str | None,
+    by: str,
+) -> StartPlan:
+    """Record ``weight`` (one mouse only) and check every mouse's weight."""
+    if weight is not None and len(mice) != 1:
+        raise LabError(f"--weight is one mouse's weight: give one mouse, not {len(mice)}")
+    plan = StartPlan(db=db, allowed=[], weight=weight, by=by, reason=(reason or "").strip())
+    with db.session() as session:
+        if weight is not None:
+            plan.weighing_id = record_weighing(session, mice[0], weight, by=by).id
+        settings = lab_settings(session)
+        checks = [weight_check(session, mouse, settings) for mouse in mice]
+    blocked = [c for c in checks if c.blocks_start]
+    if blocked and force and not plan.reason:
+        raise LabError("--force needs --reason WHY: the override is kept for the welfare record")
+    for check in checks:
+        plan.warnings.extend(check.warnings)
+        if not check.blocks_start:
+            plan.allowed.append(check.mouse)
+        elif force:
+            plan.forced[check.mouse] = check
+            plan.allowed.append(check.mouse)
+        else:
+            plan.refused[check.mouse] = (
+                f"weight check: {'; '.join(check.warnings)} (weigh it with `labctl weigh`, "
+                "or --force --reason WHY)"
+            )
+    return plan
+
+
+def finish_start(plan: StartPlan, outcomes: Sequence[Outcome]) -> None:
+    """Keep the overrides of the sessions that started; link the weighing to its session."""
+    started = {o.mouse: o.session_id for o in outcomes if o.ok and o.mouse}
+    with plan.db.session() as session:
+        for mouse, check in plan.forced.items():
+            if mouse in started:
+                record_override(
+                    session, check, by=plan.by, reason=plan.reason, session_id=started[mouse]
+                )
+        if plan.weighing_id is not None:
+            row = session.get(Weighing, plan.weighing_id)
+            if row is not None and row.mouse_id in started:
+                row.session_id = started[row.mouse_id]
+
+
+def place_shift_mice(
+    db: Database, cohort: str, shift: int, statuses: Mapping[str, Status]
+) -> tuple[list[str], list[str]]:
+    """Put the shift's mice on their boxes; (the shift's mice, notes on what moved).
+
+    A box still running a session keeps its mouse: the start then reports it busy.
+    """
+    with db.session() as session:
+        slots = shift_slots(session, cohort, shift)
+        free: list[Slot] = []
+        for slot in slots:
+            status = statuses.get(slot.box)
+            if status is not None and status.state in ("running", "stopping"):
+                continue
+            free.append(slot)
+        notes = []
+        for result in place_shift(session, free):
+            if result.replaced:
+                notes.append(f"took {result.replaced} off box {result.box} for {result.mouse}")
+            if result.moved_from:
+                notes.append(f"moved {result.mouse} from box {result.moved_from}")
+            if not result.already:
+                notes.append(f"{result.mouse} goes in box {result.box} (shift {shift})")
+    return [s.mouse for s in slots], notes
