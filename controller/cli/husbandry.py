@@ -117,7 +117,7 @@ def mouse_baseline(
     mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
     grams: Annotated[
         float | None,
-        typer.Argument(metavar="[GRAMS]", help="reference weight in grams", show_default=False),
+        typer.Argument(metavar="GRAMS", help="reference weight in grams", show_default=False),
     ] = None,
     mean: Annotated[
         bool, typer.Option("--mean", help="the mean of the mouse's first N weighings instead")
