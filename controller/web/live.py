@@ -31,7 +31,7 @@ from sqlalchemy import select
 from controller.db import Database
 from controller.db import Document as DocumentRow
 from controller.mqtt import BrokerSettings, LabLink
-from controller.views import StoredBox, box_views, stored_boxes
+from controller.views import BoxView, StoredBox, box_views, stored_boxes
 from shared.documents import Document, SessionStart, TrialEnd
 from shared.errors import ReachlabError
 from shared.protocol import Status, Topics
@@ -300,12 +300,14 @@ class LiveLab:
             stored = self._stored.get(box)
             live = self._boxes.get(box, BoxLive())
             status = self._statuses.get(box)
-            view = box_views(
+            views = box_views(
                 {box: stored} if stored else {},
                 {box: self._assigned[box]} if box in self._assigned else {},
                 ({box: status} if status else {}) if self.broker_up else None,
                 {box: live.text} if live.text else {},
-            )[0]
+            )
+            # Known only from the broker, which is away now: offline, and why.
+            view = views[0] if views else BoxView(box, False, "offline", note=self.broker_note)
             tally = live.tally if view.session_id and live.tally else None
             if tally is not None and tally.session_id != view.session_id:
                 tally = None

@@ -1,0 +1,242 @@
+"""Benchmark of ``labctl web``: status message to browser update, and the idle server's cost.
+
+A real ``labctl web`` process serves the rigs page for ``--boxes`` simulated
+boxes whose retained statuses this bench publishes itself (QoS 1, as the agents
+do). A headless Chromium (the system's, through Playwright) shows the page; a
+MutationObserver in the page stamps each change of a card's trial count with the
+wall clock.
+
+1. **Latency**: every box sends a new status once a second (the agents' most
+   frequent status rate while a session runs), spread over the second, for
+   ``--seconds`` s. Each message's publish time (just before ``publish``) is
+   paired with the time its trial count appeared in the page's DOM: median, p99
+   and max, and how many arrived at all.
+2. **Idle**: ``--viewers`` pages open on the rigs page, nothing published, for
+   ``--idle`` s: the server's CPU (user + system, all threads, from
+   ``/proc/<pid>/stat``) as a share of one core, and its resident memory.
+
+Every process the bench starts, it stops. Needs the web extra, playwright and a
+Chromium (``/usr/bin/chromium`` or ``REACHLAB_CHROMIUM``).
+
+Run: ``python bench/bench_web.py [--boxes 100] [--seconds 10] [--viewers 5] [--idle 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx2 as httpx  # noqa: E402
+import paho.mqtt.client as paho  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from playwright.sync_api import Page, sync_playwright  # noqa: E402
+
+from controller.broker import find_free_port, start_local_broker  # noqa: E402
+from controller.db import open_database  # noqa: E402
+from shared.broker_url import parse_broker_url  # noqa: E402
+from shared.protocol import Status, Topics, encode  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: Stamps every change of a card's trial count: window.__seen["box/trial"] = wall ms.
+OBSERVER = """
+() => {
+  window.__seen = {};
+  const cards = document.getElementById('cards');
+  new MutationObserver((records) => {
+    const t = performance.timeOrigin + performance.now();
+    for (const r of records) {
+      const node = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      const dd = node && node.closest('[data-f="trial"]');
+      if (!dd) continue;
+      const box = dd.closest('article').dataset.box;
+      const key = box + '/' + dd.textContent;
+      if (!(key in window.__seen)) window.__seen[key] = t;
+    }
+  }).observe(cards, { subtree: true, childList: true, characterData: true });
+}
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith("VmRSS:"):
+            return int(row.split()[1]) / 1024
+    return 0.0
+
+
+def chromium() -> str:
+    path = os.environ.get("REACHLAB_CHROMIUM", "/usr/bin/chromium")
+    if not Path(path).is_file():
+        raise SystemExit(f"bench_web: no Chromium at {path} (apt-get install chromium)")
+    return path
+
+
+class Publisher:
+    """The boxes: one paho client publishing every box's retained status."""
+
+    def __init__(self, url: str, topics: Topics) -> None:
+        settings = parse_broker_url(url)
+        self.topics = topics
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4()}")
+        self.client.connect(settings.host, settings.port)
+        self.client.loop_start()
+
+    def status(self, box: str, trial: int) -> float:
+        status = Status(
+            box=box, state="running", mouse=f"Mouse{box}", session_id=f"bench-{box}",
+            trial=trial, rewards=trial // 2, clock=time.time(),
+        )  # fmt: skip
+        payload = encode(status)
+        sent = time.time()
+        self.client.publish(self.topics.status(box), payload, qos=1, retain=True)
+        return sent
+
+    def clear(self, boxes: list[str]) -> None:
+        for box in boxes:
+            self.client.publish(self.topics.status(box), b"", qos=1, retain=True).wait_for_publish(
+                5
+            )
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait(condition: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench_web: timed out waiting for {what}")
+        time.sleep(0.05)  # polling another process; there is no event to wait on
+
+
+def open_rigs(page: Page, url: str, boxes: int) -> None:
+    page.goto(f"{url}/rigs")
+    page.wait_for_function(
+        f"document.querySelectorAll('article.card').length >= {boxes}", timeout=60_000
+    )
+
+
+def measure_latency(page: Page, publisher: Publisher, boxes: list[str], seconds: float) -> None:
+    page.evaluate(OBSERVER)
+    sent: dict[str, float] = {}
+    gap = 1.0 / len(boxes)
+    start = time.monotonic()
+    trial = 1
+    while time.monotonic() - start < seconds:
+        for box in boxes:
+            sent[f"{box}/{trial}"] = publisher.status(box, trial)
+            target = start + (trial - 1) + (boxes.index(box) + 1) * gap
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # pacing the publisher at one status per box per second
+        trial += 1
+    last = max(sent, key=lambda key: sent[key])
+    wait(lambda: page.evaluate(f"'{last}' in window.__seen"), "the last update to show", 30)
+    time.sleep(1.0)  # let stragglers land before reading the stamps
+    seen: dict[str, float] = page.evaluate("window.__seen")
+    latencies = [seen[key] - sent[key] * 1000 for key in sent if key in seen]
+    print(f"status message -> rigs page DOM, {len(boxes)} boxes x 1 status/s, {seconds:g} s")
+    print(f"  messages: {len(sent)}, shown: {len(latencies)}")
+    print(
+        f"  latency ms: median {statistics.median(latencies):.1f}, "
+        f"p99 {percentile(latencies, 99):.1f}, max {max(latencies):.1f} (target < 1000)"
+    )
+
+
+def measure_idle(pages: list[Page], pid: int, seconds: float) -> None:
+    time.sleep(2.0)  # the pages' first loads settle
+    before, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)  # the window being measured
+    used, elapsed = cpu_seconds(pid) - before, time.monotonic() - t0
+    for page in pages:
+        page.wait_for_function("document.getElementById('live').textContent === 'live'")
+    print(f"idle server, {len(pages)} viewers on the rigs page, {seconds:g} s window (pid {pid})")
+    print(f"  CPU: {100 * used / elapsed:.2f} % of one core; RSS {rss_mb(pid):.1f} MB")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--boxes", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--viewers", type=int, default=5)
+    parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--broker", help="an mqtt:// URL (default: a private broker)")
+    args = parser.parse_args()
+    browser_path = chromium()
+    broker = None if args.broker else start_local_broker()
+    url = args.broker or (broker.url if broker else "")
+    topics = Topics(f"bench-web-{uuid.uuid4().hex[:8]}")
+    boxes = [str(n) for n in range(1, args.boxes + 1)]
+    web: subprocess.Popen[bytes] | None = None
+    publisher = Publisher(url, topics)
+    try:
+        for box in boxes:
+            publisher.status(box, 0)
+        with tempfile.TemporaryDirectory() as scratch:
+            db_url = f"sqlite:///{Path(scratch) / 'lab.db'}"
+            open_database(db_url).close()
+            port = find_free_port()
+            env = {**os.environ, "LABCTL_DB": db_url, "LABCTL_BROKER": url,
+                   "LABCTL_PREFIX": topics.prefix}  # fmt: skip
+            web = subprocess.Popen(
+                [sys.executable, "-m", "controller.cli", "web", "--port", str(port)],
+                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            site = f"http://127.0.0.1:{port}"
+
+            def answers() -> bool:
+                try:
+                    return httpx.get(f"{site}/api/info", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait(answers, "labctl web to answer")
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=browser_path, headless=True)
+                try:
+                    page = browser.new_page()
+                    open_rigs(page, site, len(boxes))
+                    measure_latency(page, publisher, boxes, args.seconds)
+                    viewers = [page]
+                    for _ in range(args.viewers - 1):
+                        viewer = browser.new_page()
+                        open_rigs(viewer, site, len(boxes))
+                        viewers.append(viewer)
+                    measure_idle(viewers, web.pid, args.idle)
+                finally:
+                    browser.close()
+    finally:
+        if web is not None and web.poll() is None:
+            web.send_signal(signal.SIGTERM)
+            web.wait(timeout=15)
+        publisher.clear(boxes)
+        if broker is not None:
+            broker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
