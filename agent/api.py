@@ -11,6 +11,11 @@ The seed documentation's code runs with only its import lines changed::
 
 ``train`` runs on this Pi's GPIO; pass ``sim=True`` (and optionally a
 ``time_scale``) to run on gpiozero's mock pins with a simulated mouse.
+
+Analysis notebooks written against the original run too: ``Mouse``,
+``Cohort`` and ``Session`` have its ``init_from_file(s)``, ``get_results``,
+``get_trials``, ``get_spontaneous_reaches`` and ``get_d_prime``, with the same
+row keys and numbers (:mod:`shared.analysis.original`; docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -26,10 +31,16 @@ from agent.engine import Sink
 from agent.hardware import PinMap
 from agent.runtime import RigRuntime, parse_time_scale
 from agent.sim import MouseProfile
-from shared.analysis import SessionResults, cohort_results, mouse_results, session_results
+from shared.analysis import (
+    SessionResults,
+    cohort_results,
+    mouse_results,
+    original,
+    session_results,
+)
 from shared.carryover import last_carry_over
 from shared.config import TaskConfig, generate_config, read_config
-from shared.errors import ConfigError
+from shared.errors import ConfigError, DataFileError
 from shared.ids import check_mouse_id
 from shared.sessionfile import append_session, mouse_file_path, read_sessions, write_sessions
 
@@ -37,32 +48,102 @@ __all__ = ["Cohort", "Mouse", "Session", "generate_config"]
 
 
 class Session:
-    """One training session's data: ``Session.data`` is the dict stored in the mouse's file."""
+    """One training session's data: ``Session.data`` is the dict stored in the mouse's file.
 
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
+    The analysis methods are the original library's and never change ``data``.
+    """
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = data if data is not None else {}
+
+    @classmethod
+    def init_all_from_file(cls, data_file: str | os.PathLike[str]) -> list[Session]:
+        """One :class:`Session` per session dict of a per-mouse file."""
+        path = Path(data_file).expanduser()
+        if not path.is_file():
+            raise DataFileError(f"{path}: no such per-mouse file")
+        return [cls(s) for s in read_sessions(path)]
+
+    def add_data(self, data: dict[str, Any]) -> None:
+        """Add or replace keys of this session's data."""
+        self.data.update(data)
+
+    def get_trials(self) -> list[dict[str, Any]] | None:
+        """A copy of this session's trials in order; None when it has no ``trials`` list."""
+        trials = self.data.get("trials")
+        if not isinstance(trials, list):
+            return None
+        return [dict(t) if isinstance(t, dict) else t for t in trials]
+
+    def get_d_prime(self) -> float:
+        """The original's d' of this session (docs/analysis.md); 0.0 without touches."""
+        return original.session_d_prime(self.data)
+
+    def get_results(self) -> dict[str, Any]:
+        """The original's results row for this session (a row of zeros when it has no trials)."""
+        return original.session_results(self.data)
+
+    def get_spontaneous_reaches(self) -> list[dict[str, Any]]:
+        """Each spontaneous reach as ``{"timing": t, "location": spout}``."""
+        return original.session_spontaneous_reaches(self.data)
 
     def results(self) -> SessionResults:
-        """Trial counts, d-prime and water given for this session."""
+        """reachlab's figure for this session: counts, d', medians, water given."""
         return session_results(self.data)
 
     def __repr__(self) -> str:
-        return f"Session(date={self.data.get('date')!r}, trials={len(self.data.get('trials', []))})"
+        trials = self.data.get("trials")
+        count = len(trials) if isinstance(trials, list) else 0
+        return f"Session(date={self.data.get('date')!r}, trials={count})"
+
+
+def _folder(
+    data_dir: str | os.PathLike[str] | None, json_path: str | os.PathLike[str] | None
+) -> Path:
+    # The original called the folder data_dir; its user documentation says json_path.
+    if data_dir is not None and json_path is not None:
+        raise ConfigError("give the training data folder as data_dir or json_path, not both")
+    folder = data_dir if data_dir is not None else json_path
+    if folder is None:
+        raise ConfigError("no training data folder given (data_dir=...)")
+    return Path(folder).expanduser()
 
 
 class Mouse:
     """A mouse and its training history (one :class:`Session` per training day)."""
 
-    def __init__(self, mouse_id: str, data: list[Session] | None = None) -> None:
-        self.mouse_id = check_mouse_id(mouse_id)
-        self.data: list[Session] = data or []
+    def __init__(
+        self, mouse_id: str | None = None, data: list[Session] | list[dict[str, Any]] | None = None
+    ) -> None:
+        self.mouse_id = check_mouse_id(mouse_id) if mouse_id is not None else None
+        self.data: list[Session] = [s if isinstance(s, Session) else Session(s) for s in data or []]
         self._unsaved: list[Session] = []
 
     @classmethod
-    def init_from_file(cls, mouse_id: str, json_path: str | os.PathLike[str]) -> Mouse:
-        """Load ``json_path/<mouse_id>.json``; a mouse with no file yet starts empty."""
-        sessions = read_sessions(mouse_file_path(json_path, mouse_id))
+    def init_from_file(
+        cls,
+        data_dir: str | os.PathLike[str] | None = None,
+        mouse_id: str | None = None,
+        *,
+        json_path: str | os.PathLike[str] | None = None,
+    ) -> Mouse:
+        """Load ``<data_dir>/<mouse_id>.json``; a mouse with no file yet starts empty.
+
+        The arguments are the original's, ``(data_dir, mouse_id)``; ``json_path``
+        is the same folder under the name the original's documentation uses. A
+        path naming the ``.json`` file itself is read as that file.
+        """
+        folder = _folder(data_dir, json_path)
+        if mouse_id is None:
+            raise ConfigError("no mouse_id given")
+        if folder.suffix == ".json" and folder.is_file():
+            sessions = read_sessions(folder)
+        else:
+            sessions = read_sessions(mouse_file_path(folder, mouse_id))
         return cls(mouse_id, [Session(s) for s in sessions])
+
+    def __getitem__(self, index: int) -> Session:
+        return self.data[index]
 
     def __iter__(self) -> Iterator[Session]:
         return iter(self.data)
@@ -116,7 +197,7 @@ class Mouse:
         try:
             task = runtime.new_session(
                 config=config,
-                mouse=self.mouse_id,
+                mouse=self._id(),
                 box=box,
                 metadata=data,
                 carry_over=carry,
@@ -145,7 +226,7 @@ class Mouse:
         Sessions already in the file, including any written by someone else
         since it was loaded, are kept.
         """
-        path = mouse_file_path(json_path, self.mouse_id)
+        path = mouse_file_path(json_path, self._id())
         if not path.exists():
             write_sessions(path, [s.data for s in self.data])
         else:
@@ -154,26 +235,101 @@ class Mouse:
         self._unsaved.clear()
         return path
 
+    def _id(self) -> str:
+        if self.mouse_id is None:
+            raise ConfigError("this Mouse has no mouse_id")
+        return self.mouse_id
+
+    def _sessions(self) -> list[dict[str, Any]]:
+        return [s.data for s in self.data]
+
+    def get_trials(self, collapse_days: bool = True) -> list[dict[str, Any]]:
+        """Every trial with an outcome, with ``day``, ``mouse_id``, ``spout_position_0``/``_1``,
+        ``reaction_time`` and ``lift_latency``: ``pandas.DataFrame(mouse.get_trials())``.
+
+        With ``collapse_days`` sessions sharing a date share a ``day``.
+        """
+        return original.mouse_trials(self.mouse_id, self._sessions(), collapse_days)
+
+    def get_results(self, collapse_days: bool = True) -> list[dict[str, Any]]:
+        """The original's results rows, one per session or per day:
+        ``pandas.DataFrame(mouse.get_results())``.
+
+        As the original, a day merged from several sessions has ``d_prime``
+        None; ``d_prime_day`` gives the original's d' of that day's trials.
+        """
+        return original.mouse_results(self.mouse_id, self._sessions(), collapse_days)
+
+    def get_spontaneous_reaches(self) -> list[dict[str, Any]]:
+        """Every spontaneous reach: ``timing``, ``location``, ``day``, ``mouse_id``."""
+        return original.mouse_spontaneous_reaches(self.mouse_id, self._sessions())
+
     def results(self, collapse_days: bool = False) -> list[SessionResults]:
-        """One row of results per session (or per day with ``collapse_days``)."""
-        return mouse_results(self.mouse_id, [s.data for s in self.data], collapse_days)
+        """reachlab's figure, one row per session (or per day with ``collapse_days``)."""
+        return mouse_results(self._id(), self._sessions(), collapse_days)
 
 
 class Cohort:
-    """Several mice analysed together."""
+    """Several mice analysed together; indexing and iterating give the :class:`Mouse` objects."""
 
-    def __init__(self, mice: list[Mouse]) -> None:
-        self.mice = mice
+    def __init__(self, mice: list[Mouse] | None = None, mouse_ids: list[str] | None = None) -> None:
+        self.mice: list[Mouse] = mice or []
+        self.mouse_ids: list[str] = (
+            list(mouse_ids) if mouse_ids else [m.mouse_id for m in self.mice if m.mouse_id]
+        )
 
     @classmethod
-    def init_from_files(cls, mouse_ids: list[str], json_path: str | os.PathLike[str]) -> Cohort:
-        return cls([Mouse.init_from_file(mouse_id=m, json_path=json_path) for m in mouse_ids])
+    def init_from_files(
+        cls,
+        data_dir: str | os.PathLike[str] | list[str] | None = None,
+        mouse_ids: str | list[str] | os.PathLike[str] | None = None,
+        *,
+        json_path: str | os.PathLike[str] | None = None,
+    ) -> Cohort:
+        """Load ``<data_dir>/<id>.json`` for every id in ``mouse_ids`` (the original's order).
+
+        ``json_path`` names the folder as the original's documentation does; the
+        order ``(mouse_ids, folder)`` of reachlab's first releases still works,
+        as a list of ids cannot be a folder.
+        """
+        if isinstance(data_dir, list | tuple) and not isinstance(mouse_ids, list | tuple):
+            ids, folder_given = list(data_dir), mouse_ids
+        else:
+            if isinstance(mouse_ids, str):
+                mouse_ids = [mouse_ids]
+            if not isinstance(mouse_ids, list | tuple):
+                raise ConfigError("mouse_ids must be a list of mouse ids")
+            if isinstance(data_dir, list | tuple):
+                raise ConfigError("data_dir must be a folder, not a list")
+            ids, folder_given = list(mouse_ids), data_dir
+        folder = _folder(folder_given, json_path)
+        ids = [str(m) for m in ids]
+        return cls([Mouse.init_from_file(folder, m) for m in ids], ids)
+
+    def __getitem__(self, index: int) -> Mouse:
+        return self.mice[index]
 
     def __iter__(self) -> Iterator[Mouse]:
         return iter(self.mice)
 
+    def __len__(self) -> int:
+        return len(self.mice)
+
+    def __repr__(self) -> str:
+        return f"Cohort containing mice: {', '.join(self.mouse_ids)}"
+
+    def get_trials(self, collapse_days: bool = True) -> list[dict[str, Any]]:
+        """:meth:`Mouse.get_trials` rows of every mouse, mouse after mouse."""
+        return [row for m in self.mice for row in m.get_trials(collapse_days)]
+
+    def get_results(self, collapse_days: bool = True) -> list[dict[str, Any]]:
+        """:meth:`Mouse.get_results` rows of every mouse, mouse after mouse."""
+        return [row for m in self.mice for row in m.get_results(collapse_days)]
+
+    def get_spontaneous_reaches(self) -> list[dict[str, Any]]:
+        """:meth:`Mouse.get_spontaneous_reaches` rows of every mouse."""
+        return [row for m in self.mice for row in m.get_spontaneous_reaches()]
+
     def results(self, collapse_days: bool = False) -> list[dict[str, Any]]:
-        """A row per mouse and session (or day), for a cohort table."""
-        return cohort_results(
-            {m.mouse_id: [s.data for s in m.data] for m in self.mice}, collapse_days
-        )
+        """reachlab's figure: a row per mouse and session (or day), for a cohort table."""
+        return cohort_results({m._id(): m._sessions() for m in self.mice}, collapse_days)
