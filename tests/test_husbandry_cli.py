@@ -160,8 +160,13 @@ def test_a_two_shift_cohort_is_started_shift_by_shift_and_the_next_mouse_is_show
     shift_one = labctl.ok("start", "--cohort", "C1", "--shift", "1")
     assert "A goes in box 1 (shift 1)" in shift_one and "2 of 2 session(s) started" in shift_one
     for box, mouse in (("1", "A"), ("2", "B")):
-        assert rigs[box].wait(lambda box=box: len(starts(rigs[box])) == 1)
-        assert starts(rigs[box])[0].mouse == mouse
+        rig = rigs[box]
+
+        def started_once(rig: FakeRig = rig) -> bool:
+            return len(starts(rig)) == 1
+
+        assert rig.wait(started_once)
+        assert starts(rig)[0].mouse == mouse
     # Both sessions end and are collected; each box's next mouse is the shift-2 one.
     db = open_database(db_url)
     for mouse, box in (("A", "1"), ("B", "2")):
