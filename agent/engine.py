@@ -416,7 +416,6 @@ class Session:
                 timer.cancel()
         self.rig.all_off()
         now = self.clock.now()
-        outcomes = [t["outcome"] for t in self.builder.data.get("trials", [])]
         # notes must be text (the start command checks it); odd metadata made in-process must
         # still end the session rather than raise here, where nothing could catch it.
         notes = self.metadata.get("notes")
@@ -428,13 +427,7 @@ class Session:
             duration=round(now - self.start_time, 6),
             date=local_date(self.start_time),
             notes=notes if isinstance(notes, str) else None,
-            counts={
-                "trials": len(outcomes),
-                "correct": outcomes.count(CORRECT),
-                "incorrect": outcomes.count(INCORRECT),
-                "missed": outcomes.count(MISSED),
-                "rewards": self.rewards,
-            },
+            counts=self.builder.tally.counts(),
         )
         log.debug("session %s of %s ended: %s", self.session_id, self.mouse, status)
         for callback in self.on_end:

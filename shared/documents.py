@@ -8,6 +8,7 @@ rebuilt copy both come from it, which is why they are identical.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -148,6 +149,44 @@ def dump_document(doc: Document) -> str:
     return doc.model_dump_json()
 
 
+class Tally:
+    """The one count of a session's trials (by outcome) and rewards, from its documents.
+
+    The engine's ``session_end`` counts, the fold below and the controller's running
+    counts all come from it; documents may be added in any order.
+    """
+
+    def __init__(self) -> None:
+        self.trials = 0
+        self.rewards = 0
+        self.outcomes = [0, 0, 0]  # missed, correct, incorrect: indexed by Outcome
+
+    def add(self, doc: Document) -> None:
+        if isinstance(doc, TrialEnd):
+            self.trials += 1
+            self.outcomes[doc.outcome] += 1
+        elif isinstance(doc, Reward):
+            self.rewards += 1
+
+    def counts(self) -> dict[str, int]:
+        """As ``session_end`` carries them."""
+        missed, correct, incorrect = self.outcomes
+        return {
+            "trials": self.trials,
+            "correct": correct,
+            "incorrect": incorrect,
+            "missed": missed,
+            "rewards": self.rewards,
+        }
+
+
+def tally(docs: Iterable[Document]) -> Tally:
+    counted = Tally()
+    for doc in docs:
+        counted.add(doc)
+    return counted
+
+
 class SessionBuilder:
     """Folds one session's documents, in ``seq`` order, into its per-mouse session dict."""
 
@@ -156,8 +195,12 @@ class SessionBuilder:
         self.start: SessionStart | None = None
         self.end: SessionEnd | None = None
         self.next_seq = 0
-        self.rewards = 0
+        self.tally = Tally()
         self._open_trial: dict[str, Any] | None = None
+
+    @property
+    def rewards(self) -> int:
+        return self.tally.rewards
 
     @property
     def complete(self) -> bool:
@@ -178,6 +221,7 @@ class SessionBuilder:
             raise ProtocolError(f"document of session {doc.session_id} in {self.start.session_id}")
         else:
             self._on_event(doc)
+        self.tally.add(doc)
         self.next_seq += 1
 
     def _on_start(self, doc: SessionStart) -> None:
@@ -230,8 +274,6 @@ class SessionBuilder:
             data["resets"].append([doc.t, doc.paw])
         elif isinstance(doc, SpontaneousReach):
             data["spontaneous_reaches"].append([doc.t, doc.spout])
-        elif isinstance(doc, Reward):
-            self.rewards += 1
         elif isinstance(doc, SessionEnd):
             self.end = doc
             assert self.start is not None
