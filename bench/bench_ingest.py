@@ -48,7 +48,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from controller.broker import MosquittoBroker, start_local_broker  # noqa: E402
 from controller.mqtt import BrokerSettings, parse_broker_url  # noqa: E402
-from controller.testing import synthetic_session  # noqa: E402
+from tests.fakes import synthetic_session  # noqa: E402
 from shared.documents import dump_document  # noqa: E402
 from shared.protocol import Status, Topics, encode  # noqa: E402
 

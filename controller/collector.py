@@ -1,16 +1,21 @@
-"""``labctl serve``: the collector's transport. paho in, :class:`~controller.ingest.Ingest` out.
+"""``labctl serve``: one collector; the transport's messages in, the ingest's rows out.
 
-Threads: paho's network thread only puts each message on a queue. One writer
-thread takes messages off it in batches (up to ``batch_size``, or whatever
-is there when the queue runs dry), has the ingest store each batch in one
-transaction, and only then acknowledges the batch's messages to the broker.
+Threads: the transport's (paho's) thread only puts each message on a queue.
+One writer thread takes messages off it in batches (up to ``batch_size``, or
+whatever is there when the queue runs dry), has the ingest store each batch
+in one transaction, and only then acknowledges the batch to the broker.
 
 Nothing is lost to a crash: the collector connects with a persistent session
-(``clean_session=False``, a fixed client id) and acknowledges (PUBACK) a
-message only after its transaction has committed. A message stored but not
-acknowledged is delivered again and de-duplicated by ``(session_id, seq)``;
-a message acknowledged is on disk. While the collector is away, the broker
-keeps what arrives for it.
+(``clean_session=False``, its own fixed client id) and acknowledges a message
+only after its transaction has committed. A message stored but not
+acknowledged is delivered again and de-duplicated by ``(session_id, seq)``.
+
+Several collectors share the rigs in an MQTT shared-subscription ``group``
+(``$share/<group>/<prefix>/rigs/+/...``): the broker hands each message to one
+of them, and every decision is taken in the database, so any of them may stop
+or die. Each announces itself on a retained presence topic with a Last Will,
+and holds a lease in the database (one collector per client id; one at all
+on SQLite).
 
 The database going away does not stop the collector: the batch is retried
 until the database is back, unacknowledged, so the broker keeps the rest.
@@ -20,46 +25,47 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
-import paho.mqtt.client as paho
 from sqlalchemy.exc import SQLAlchemyError
 
+from controller.collectors import (
+    RENEW_S,
+    CollectorStatus,
+    Lease,
+    collector_client_id,
+    collector_topic,
+    drop_lease,
+    encode_status,
+    renew_lease,
+    take_lease,
+)
 from controller.db import Checkpointer, Database
 from controller.ingest import Incoming, Ingest, IngestSettings, RigCommand
-from controller.mqtt import BrokerSettings, ack_all, make_client
-from shared.protocol import QOS, Topics, encode
+from controller.transport import Received, Transport, Will
+from shared.broker_url import BrokerSettings
+from shared.protocol import Topics, encode
 
 log = logging.getLogger("labctl.collector")
 
-RECONNECT_MIN_S = 1
-RECONNECT_MAX_S = 30
 #: How long the writer waits before retrying a batch the database refused.
 DB_RETRY_S = 2.0
 #: The cyclic garbage collector's thresholds while the collector runs. paho leaves a few
 #: objects of cyclic garbage per message (its topic matcher's recursive closure), so with
-#: Python's default (700, 10, 10) a young collection ran every ~150 messages, each going
-#: over the messages queued and the documents of the sessions being collected; the full
-#: collections went over every object of the process. Measured: about a sixth of the
-#: collector's time at full rate, now a few per cent.
+#: Python's default (700, 10, 10) a young collection ran every ~150 messages. Measured:
+#: about a sixth of the collector's time at full rate, now a few per cent.
 GC_THRESHOLDS = (20_000, 50, 50)
 
 
-def collector_client_id(prefix: str) -> str:
-    """The fixed client id of the collector for ``prefix``: the persistent session's name."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in prefix)
-    return f"labctl-collector-{safe}"
-
-
-class _Received(NamedTuple):
-    message: Incoming
-    mid: int
-    qos: int
-    generation: int
+def subscriptions(topics: Topics, group: str | None) -> list[str]:
+    """The collector's filters: every rig's status, events and replies, shared in ``group``."""
+    share = f"$share/{group}/" if group else ""
+    return [share + topics.all_rigs(kind) for kind in ("status", "events", "reply")]
 
 
 class Collector:
@@ -72,68 +78,100 @@ class Collector:
         *,
         topics: Topics | None = None,
         client_id: str | None = None,
+        group: str | None = None,
         settings: IngestSettings | None = None,
         batch_size: int = 100,
         tick_interval: float = 0.5,
         on_batch: Callable[[int], None] | None = None,
         max_queued: int = 10_000,
+        fast: bool | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
         self.topics = topics or Topics()
-        self.client_id = client_id or collector_client_id(self.topics.prefix)
+        self.group = group
+        self.client_id = client_id or collector_client_id(self.topics.prefix, group)
         self.batch_size = batch_size
         self.tick_interval = tick_interval
         self.on_batch = on_batch
-        self.queue: queue.SimpleQueue[_Received] = queue.SimpleQueue()
-        # A broker holds back QoS 1 messages for a subscriber that has not acknowledged the
-        # earlier ones only as far as its own in-flight limit goes (mosquitto's
-        # max_inflight_messages: 20 by default, 0 for none), so with the database stalled
-        # the queue could grow without end. Past max_queued, paho's
-        # thread waits: the socket fills and the broker keeps the rest (nothing is
-        # acknowledged that is not stored). A size check per message, not a semaphore: it
-        # is on the hot path of every document.
-        self.max_queued = max_queued
-        self._drained = threading.Event()
-        self.connected = threading.Event()
-        #: Set once the broker has confirmed the subscriptions: from then on nothing is missed.
-        self.subscribed = threading.Event()
+        self.queue: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self._generation = 0
         self._thread: threading.Thread | None = None
-        self._failures = 0
+        self._lease: Lease | None = None
+        self._renewed = 0.0
+        self.started_at = time.time()
         # One whole session rebuilt per batch at most, so a cohort's sessions ending together
         # do not hold up the documents of the boxes still running.
         self.ingest = Ingest(
             db, self, topics=self.topics, settings=settings, completions_per_batch=1
         )
-        self._client = make_client(
+        self.presence_topic = collector_topic(self.topics.prefix, self.client_id)
+        # A broker holds back QoS 1 messages for a subscriber that has not acknowledged the
+        # earlier ones only as far as its own in-flight limit goes, so with the database
+        # stalled the queue could grow without end: past max_queued the transport waits.
+        self.transport = Transport(
             broker,
             client_id=self.client_id,
             clean_session=False,
             manual_ack=True,
-            buffered_reads=True,
+            inbox=self.queue,
+            max_queued=max_queued,
+            will=Will(self.presence_topic, encode_status(self._status("offline"))),
+            fast=fast,
         )
-        self._client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
+        self.transport.subscribe(subscriptions(self.topics, group))
+        self.transport.on_connected = self._on_connected
         self.checkpointer = Checkpointer(db)
-        self._client.on_connect = self._on_connect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+
+    @property
+    def connected(self) -> threading.Event:
+        return self.transport.connected
+
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set once the broker has confirmed the subscriptions: from then on nothing is missed."""
+        return self.transport.subscribed
+
+    def _status(self, state: str) -> CollectorStatus:
+        return CollectorStatus(
+            collector=self.client_id,
+            state=state,
+            group=self.group,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            database=self.db.url,
+            started_at=self.started_at,
+        )
+
+    def _on_connected(self, session_present: bool) -> None:
+        self.transport.publish(
+            self.presence_topic, encode_status(self._status("online")), retain=True
+        )
+        log.info(
+            "connected to broker %s (%s session)",
+            self.broker.url,
+            "resumed" if session_present else "new",
+        )
 
     # ------------------------------------------------------------ CommandSink
 
     def send(self, box: str, command: RigCommand) -> None:
-        self._client.publish(self.topics.cmd(box), encode(command), qos=QOS)
+        self.transport.publish(self.topics.cmd(box), encode(command))
 
     # ------------------------------------------------------------ lifecycle
 
+    def claim(self) -> None:
+        """Take this collector's lease on the database; CollectorRefused says who is in the way."""
+        if self._lease is None:
+            self._lease = take_lease(self.db, self.client_id, self.group)
+
     def run(self) -> None:
         """Connect (retrying in the background) and store until :meth:`stop`."""
+        self.claim()
         log.info(
-            "collector %s: broker %s, prefix %r, database %s",
+            "collector %s%s: broker %s, prefix %r, database %s",
             self.client_id,
+            f" (group {self.group})" if self.group else "",
             self.broker.url,
             self.topics.prefix,
             self.db.url,
@@ -142,14 +180,22 @@ class Collector:
         thresholds = gc.get_threshold()
         gc.freeze()  # what is loaded so far lives as long as the process: never scan it again
         gc.set_threshold(*GC_THRESHOLDS)
-        self._client.connect_async(self.broker.host, self.broker.port, self.broker.keepalive)
-        self._client.loop_start()
+        self.transport.connect_in_background()
         try:
             self._write_loop()
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            if self.transport.connected.is_set():
+                self.transport.publish(
+                    self.presence_topic, encode_status(self._status("offline")), retain=True, wait=5
+                )
+            self.transport.close()
             self.checkpointer.stop()
+            if self._lease is not None:
+                try:
+                    drop_lease(self.db, self._lease)
+                except SQLAlchemyError as exc:
+                    log.warning("could not drop the collector's lease: %s", _first_line(exc))
+                self._lease = None
             gc.set_threshold(*thresholds)
             gc.unfreeze()
             log.info(
@@ -160,6 +206,7 @@ class Collector:
 
     def start(self) -> None:
         """Run on a background thread (tests, the demo); :meth:`stop` ends it."""
+        self.claim()  # refused here, on the caller's thread, rather than in the thread
         self._thread = threading.Thread(target=self.run, name="collector", daemon=True)
         self._thread.start()
 
@@ -178,21 +225,29 @@ class Collector:
             if batch:
                 self._store(batch)
             else:
-                self._complete_sessions()  # nothing waiting: finish every whole session
+                self._complete_sessions(None)  # nothing waiting: finish every whole session
             if time.monotonic() - last_tick >= self.tick_interval:
                 last_tick = time.monotonic()
-                try:
-                    self.ingest.tick()
-                except SQLAlchemyError as exc:
-                    log.error("database %s: %s", self.db.url, _first_line(exc))
+                self._tick()
 
-    def _complete_sessions(self) -> None:
+    def _tick(self) -> None:
         try:
-            self.ingest.complete_sessions()
+            self.ingest.tick()
+            now = time.time()
+            if self._lease is not None and now - self._renewed >= RENEW_S:
+                with self.db.engine.begin() as conn:
+                    renew_lease(conn, self._lease, now)
+                self._renewed = now
         except SQLAlchemyError as exc:
             log.error("database %s: %s", self.db.url, _first_line(exc))
 
-    def _next_batch(self) -> list[_Received]:
+    def _complete_sessions(self, limit: int | None) -> None:
+        try:
+            self.ingest.complete_sessions(limit)
+        except SQLAlchemyError as exc:
+            log.error("database %s: %s", self.db.url, _first_line(exc))
+
+    def _next_batch(self) -> list[Received]:
         try:
             first = self.queue.get(timeout=self.tick_interval)
         except queue.Empty:
@@ -205,10 +260,9 @@ class Collector:
                 break
         return batch
 
-    def _store(self, batch: list[_Received]) -> None:
-        if not self._drained.is_set():
-            self._drained.set()  # wake paho's thread if it waits for room
-        messages = [item.message for item in batch]
+    def _store(self, batch: list[Received]) -> None:
+        self.transport.drained()
+        messages = [Incoming(m.topic, m.payload, m.received_at, m.retained) for m in batch]
         while True:
             try:
                 self.ingest.handle(messages)
@@ -228,7 +282,7 @@ class Collector:
                 log.exception("could not store a batch of %d messages", len(messages))
                 self._store_one_by_one(messages)
                 break
-        self._ack(batch)
+        self.transport.ack(batch)
         if self.on_batch is not None:
             self.on_batch(len(batch))
 
@@ -241,81 +295,6 @@ class Collector:
             except Exception as exc:
                 log.exception("message on %s could not be stored", message.topic)
                 self.ingest.handle_unusable(message, f"internal error: {exc!r}")
-
-    def _ack(self, batch: list[_Received]) -> None:
-        # A message of an earlier connection is delivered again on this one: not acked.
-        generation = self._generation
-        ack_all(
-            self._client,
-            [item.mid for item in batch if item.qos == 1 and item.generation == generation],
-        )
-        for item in batch:
-            if item.qos == 2 and item.generation == generation:  # not used by reachlab
-                self._client.ack(item.mid, item.qos)
-
-    # ------------------------------------------------------------ paho's thread
-
-    def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
-    ) -> None:
-        if reason_code.is_failure:
-            log.error("broker %s refused the collector: %s", self.broker.url, reason_code)
-            return
-        self._generation += 1
-        self._failures = 0
-        # Subscribing again on every connect is harmless with a persistent session and
-        # needed when the broker has lost it (restarted without persistence).
-        client.subscribe([(self.topics.all_rigs(k), QOS) for k in ("status", "events", "reply")])
-        log.info(
-            "connected to broker %s (%s session)",
-            self.broker.url,
-            "resumed" if getattr(flags, "session_present", False) else "new",
-        )
-        self.connected.set()
-
-    def _on_subscribe(
-        self, client: paho.Client, userdata: Any, mid: int, reason_codes: Any, props: Any
-    ) -> None:
-        failed = [code for code in reason_codes if code.is_failure]
-        if failed:
-            log.error("broker %s refused the subscriptions: %s", self.broker.url, failed)
-            return
-        self.subscribed.set()
-
-    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._failures += 1
-        level = logging.WARNING if self._failures == 1 else logging.DEBUG
-        log.log(level, "cannot reach broker %s; retrying", self.broker.url)
-
-    def _on_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
-    ) -> None:
-        self.connected.clear()
-        self.subscribed.clear()
-        if not self.stopping.is_set():
-            log.warning("lost the broker %s (%s); reconnecting", self.broker.url, reason_code)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        while self.queue.qsize() >= self.max_queued:
-            self._drained.clear()
-            if self.stopping.is_set():
-                return  # not acknowledged: the broker delivers it again
-            self._drained.wait(1.0)
-        payload = message.payload
-        self.queue.put(
-            _Received(
-                Incoming(
-                    topic=message.topic,
-                    # paho hands over bytes; copy only the odd bytearray, off the hot path.
-                    payload=payload if isinstance(payload, bytes) else bytes(payload),
-                    received_at=time.time(),
-                    retained=bool(message.retain),
-                ),
-                mid=message.mid,
-                qos=message.qos,
-                generation=self._generation,
-            )
-        )
 
 
 def _first_line(exc: BaseException) -> str:

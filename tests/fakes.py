@@ -1,4 +1,4 @@
-"""Synthetic sessions and a stand-in rig, for the controller's tests and benchmarks.
+"""Test fakes: synthetic sessions and a stand-in rig, for the controller's tests and benchmarks.
 
 :func:`synthetic_session` makes a valid document stream (what a box would
 publish for one session) without the agent. :class:`FakeRig` is a minimal
@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
-from controller.mqtt import BrokerError, BrokerSettings, make_client
+from controller.transport import BrokerError
+from shared.broker_url import BrokerSettings
 from shared.config import TaskConfig
 from shared.documents import (
     Document,
@@ -143,7 +145,11 @@ class FakeRig:
         self.committed: list[str] = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
-        self.client = make_client(broker, client_id=f"fake-rig-{box}-{uuid.uuid4().hex[:6]}")
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"fake-rig-{box}-{uuid.uuid4().hex[:6]}"
+        )
+        if broker.username is not None:
+            self.client.username_pw_set(broker.username, broker.password)
         offline = Status(box=box, state="offline")
         self.client.will_set(topics.status(box), encode(offline), qos=QOS, retain=True)
         self.client.on_connect = self._on_connect

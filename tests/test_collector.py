@@ -1,6 +1,6 @@
 """The collector against a real broker and real databases (SQLite, and PostgreSQL when reachable).
 
-A :class:`~controller.testing.FakeRig` plays the box: it publishes documents
+A :class:`~tests.fakes.FakeRig` plays the box: it publishes documents
 in whatever order (and with whatever losses) the test says, and answers
 ``resend`` and ``committed`` from what it holds, as the agent does. Each
 test has its own topic prefix, so tests sharing the broker never meet.
@@ -22,10 +22,12 @@ from controller.collector import Collector
 from controller.db import Box, Database, DeadLetter, TrainingSession
 from controller.db import Document as DocumentRow
 from controller.ingest import IngestSettings
-from controller.mqtt import BrokerSettings, ack_all, make_client, parse_broker_url
 from controller.store import complete_session_texts
-from controller.testing import FakeRig, session_dict, synthetic_session
+from controller.transport import Received, Transport
+from shared.broker_url import BrokerSettings
+from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import CommittedCommand, ResendCommand, Topics
+from tests.fakes import FakeRig, session_dict, synthetic_session
 
 pytestmark = pytest.mark.broker
 TIMEOUT = 20.0
@@ -35,7 +37,9 @@ FAST = IngestSettings(heartbeat_timeout=30, gap_grace=0.2, resend_interval=1.0, 
 class Running:
     """A collector on a thread, with a way to wait for what it stores."""
 
-    def __init__(self, db: Database, broker: BrokerSettings, topics: Topics) -> None:
+    def __init__(
+        self, db: Database, broker: BrokerSettings, topics: Topics, fast: bool | None = None
+    ) -> None:
         self.db = db
         self.cond = threading.Condition()
         self.batches = 0
@@ -46,6 +50,7 @@ class Running:
             settings=FAST,
             tick_interval=0.1,
             on_batch=self._on_batch,
+            fast=fast,
         )
 
     def _on_batch(self, size: int) -> None:
@@ -127,6 +132,25 @@ def test_a_session_with_duplicates_and_out_of_order_documents_is_stored_and_comm
     assert rig.wait(lambda: sid in rig.committed), "no committed reached the box"
     assert running.exported("M1") == [session_dict(docs)]
     assert running.count(DocumentRow) == len(docs)
+
+
+def test_the_collector_stores_everything_on_paho_s_plain_public_api_too(
+    db: Database, broker: BrokerSettings, topics: Topics, rig: FakeRig
+) -> None:
+    """The fallback path of the transport (no paho internals), as on a paho release the
+    fast path does not know: the same session stored whole, committed, acknowledged."""
+    plain = Running(db, broker, topics, fast=False).start()
+    try:
+        assert not plain.collector.transport.fast
+        docs = synthetic_session(mouse="M1", box="1", trials=20, seed=8)
+        rig.publish(docs + docs[:5])
+        sid = docs[0].session_id
+        plain.wait(lambda: plain.complete(sid), "the session to be complete")
+        assert rig.wait(lambda: sid in rig.committed), "no committed reached the box"
+        assert plain.exported("M1") == [session_dict(docs)]
+        assert plain.count(DocumentRow) == len(docs)
+    finally:
+        plain.stop()
 
 
 def test_a_gap_is_repaired_by_asking_the_box_to_resend(running: Running, rig: FakeRig) -> None:
@@ -237,19 +261,12 @@ def test_two_boxes_interleaved_are_kept_apart(
 def test_a_full_queue_holds_paho_back_until_the_writer_catches_up(
     db: Database, broker: BrokerSettings, topics: Topics
 ) -> None:
-    import paho.mqtt.client as paho
-
     collector = Collector(db, broker, topics=topics, max_queued=2)
-
-    def message(mid: int) -> paho.MQTTMessage:
-        m = paho.MQTTMessage(mid=mid, topic=topics.events("1").encode())
-        m.payload, m.qos = b"{}", 1
-        return m
-
-    collector._on_message(collector._client, None, message(1))
-    collector._on_message(collector._client, None, message(2))
+    deliver = collector.transport.deliver
+    deliver(topics.events("1"), b"{}", mid=1, qos=1)
+    deliver(topics.events("1"), b"{}", mid=2, qos=1)
     third = threading.Thread(
-        target=collector._on_message, args=(collector._client, None, message(3))
+        target=deliver, args=(topics.events("1"), b"{}"), kwargs={"mid": 3, "qos": 1}
     )
     third.start()
     third.join(0.3)
@@ -264,84 +281,81 @@ def test_a_full_queue_holds_paho_back_until_the_writer_catches_up(
 
 
 class _ManualAckSubscriber:
-    """A persistent-session client built as the collector's is (manual acks, buffered
-    reads); it records every message the broker delivers, payloads as ints."""
+    """A persistent-session transport built as the collector's is (manual acks, the fast
+    path or the plain one); it records every message the broker delivers."""
 
-    def __init__(self, broker: BrokerSettings, topic: str, client_id: str) -> None:
+    def __init__(self, broker: BrokerSettings, topic: str, client_id: str, fast: bool) -> None:
+        import queue
+
         self.topic = topic
-        self.cond = threading.Condition()
-        self.received: list[tuple[int, int]] = []
-        self.subscribed = threading.Event()
-        self.unsubscribed = threading.Event()
-        self.client = make_client(
-            broker, client_id=client_id, clean_session=False, manual_ack=True, buffered_reads=True
+        self.inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
+        self.received: list[Received] = []
+        self.transport = Transport(
+            broker,
+            client_id=client_id,
+            clean_session=False,
+            manual_ack=True,
+            inbox=self.inbox,
+            fast=fast,
         )
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *_: self.subscribed.set()
-        self.client.on_unsubscribe = lambda *_: self.unsubscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert self.subscribed.wait(TIMEOUT), "the subscriber did not subscribe"
+        assert self.transport.fast == fast
+        self.transport.subscribe([topic])
+        self.transport.connect(TIMEOUT)
+        assert self.transport.subscribed.wait(TIMEOUT), "the subscriber did not subscribe"
 
-    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        if message.topic != self.topic:  # amqtt replays other topics' retained messages
-            return
-        with self.cond:
-            self.received.append((message.mid, int(message.payload)))
-            self.cond.notify_all()
+    def wait_for(self, count: int) -> list[Received]:
+        import queue
 
-    def wait_for(self, count: int) -> list[tuple[int, int]]:
-        with self.cond:
-            arrived = self.cond.wait_for(lambda: len(self.received) >= count, TIMEOUT)
-            assert arrived, f"{len(self.received)} of {count} messages arrived"
-            return list(self.received)
+        while len(self.received) < count:
+            try:
+                message = self.inbox.get(timeout=TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(f"{len(self.received)} of {count} messages arrived") from None
+            if message.topic == self.topic:  # amqtt replays other topics' retained messages
+                self.received.append(message)
+        return list(self.received)
 
     def close(self) -> None:
-        # The broker reads a connection's packets in order: once it has answered the
-        # UNSUBSCRIBE it has read every PUBACK sent before it. (Closing straight away can
-        # reset the connection while the broker still has unread PUBACKs; those messages
-        # then come again, which is harmless but not what this test is about.)
-        self.client.unsubscribe(self.topic)
-        assert self.unsubscribed.wait(TIMEOUT)
-        self.client.disconnect()
-        self.client.loop_stop()
+        # The broker reads a connection's packets in order: once it has answered a later
+        # packet it has read every PUBACK sent before it. A QoS 1 publish to a topic of our
+        # own, acknowledged by the broker, is that packet.
+        assert self.transport.publish(f"{self.topic}/flush", b"", wait=TIMEOUT)
+        self.transport.close()
 
 
-def test_a_batch_acknowledged_in_one_write_is_never_delivered_again(
-    broker: BrokerSettings, topic_prefix: str, broker_keeps_offline_messages: bool
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "public-api"])
+def test_a_batch_acknowledged_at_once_is_never_delivered_again(
+    broker: BrokerSettings, topic_prefix: str, broker_keeps_offline_messages: bool, fast: bool
 ) -> None:
-    """The collector acknowledges a stored batch in one write (ack_all): the broker must
-    take every PUBACK in it, and deliver again exactly the messages left unacknowledged."""
+    """The collector acknowledges a stored batch at once (on the fast path in one write):
+    the broker must take every PUBACK, and deliver again exactly the ones left unacked."""
     if not broker_keeps_offline_messages:
         pytest.skip("this broker delivers nothing again to a returning persistent session")
     topic = f"{topic_prefix}/acks"
     client_id = f"acks-{topic_prefix}"
-    first = _ManualAckSubscriber(broker, topic, client_id)
-    publisher = make_client(broker, client_id=f"pub-{topic_prefix}")
-    publisher.connect(broker.host, broker.port)
-    publisher.loop_start()
+    first = _ManualAckSubscriber(broker, topic, client_id, fast)
+    publisher = Transport(broker, client_id=f"pub-{topic_prefix}")
+    publisher.connect(TIMEOUT)
     try:
         for n in range(50):
-            publisher.publish(topic, f"{n}".encode(), qos=1).wait_for_publish(TIMEOUT)
+            assert publisher.publish(topic, f"{n}".encode(), wait=TIMEOUT)
         stored = first.wait_for(10)[:10]  # a batch of ten, "stored", then acknowledged
-        ack_all(first.client, [mid for mid, _ in stored])
+        first.transport.ack(stored)
         first.close()
-        acked = {n for _, n in stored}
+        acked = {int(m.payload) for m in stored}
         assert len(acked) == 10
 
-        again = _ManualAckSubscriber(broker, topic, client_id)
+        again = _ManualAckSubscriber(broker, topic, client_id, fast)
         try:
             seen: set[int] = set()
             done = 0
             while seen != set(range(50)) - acked:
                 batch = again.wait_for(done + 1)[done:]
                 done += len(batch)
-                seen |= {n for _, n in batch}
+                seen |= {int(m.payload) for m in batch}
                 assert not seen & acked, f"acknowledged messages came again: {seen & acked}"
-                ack_all(again.client, [mid for mid, _ in batch])
+                again.transport.ack(batch)
         finally:
             again.close()
     finally:
-        publisher.disconnect()
-        publisher.loop_stop()
+        publisher.close()

@@ -18,9 +18,9 @@ from controller.db import Box, Database, DeadLetter, TrainingSession, Trial
 from controller.db import Document as DocumentRow
 from controller.ingest import Incoming, Ingest, IngestSettings, RigCommand
 from controller.store import complete_session_texts
-from controller.testing import session_dict, synthetic_session
 from shared.documents import Document, dump_document
 from shared.protocol import CommittedCommand, Reply, ResendCommand, Status, Topics, encode
+from tests.fakes import session_dict, synthetic_session
 
 TOPICS = Topics("lab")
 SETTINGS = IngestSettings(
@@ -95,6 +95,12 @@ class Harness:
             )
             assert row is not None
             return row
+
+    def box(self, name: str) -> Box:
+        with self.db.reader() as session:
+            box = session.get(Box, name)
+            assert box is not None
+            return box
 
     def exported(self, mouse: str) -> list[dict[str, Any]]:
         with self.db.reader_engine.connect() as conn:
@@ -324,7 +330,6 @@ def test_a_listed_session_stored_before_a_restart_is_committed_not_asked_for(
     lab.handle(lab.status(), lab.docs(docs))
     assert len(lab.sink.of(CommittedCommand)) == 1  # the box never got it
     lab.restart()
-    lab.ingest.tracks.clear()  # as if long forgotten
     lab.clock.advance(40)
     lab.handle(lab.status(uncommitted=[docs[0].session_id]))
     lab.ingest.tick()
@@ -356,7 +361,7 @@ def test_a_silent_box_is_marked_offline_without_a_last_will(lab: Harness) -> Non
     lab.handle(lab.status("1", state="running"))
     lab.clock.advance(29)
     lab.ingest.tick()
-    assert lab.ingest.boxes["1"].online
+    assert lab.box("1").state == "running"
     lab.clock.advance(2)
     lab.ingest.tick()
     with lab.db.reader() as session:
@@ -374,7 +379,7 @@ def test_a_retained_status_is_not_taken_as_a_sign_of_life(lab: Harness) -> None:
     lab.handle(lab.status("1", state="idle", retained=True))
     lab.clock.advance(31)
     lab.ingest.tick()
-    assert not lab.ingest.boxes["1"].online
+    assert lab.box("1").state == "offline"
 
 
 def test_the_last_will_marks_a_box_offline(lab: Harness) -> None:

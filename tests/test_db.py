@@ -52,7 +52,7 @@ def test_the_migration_history_is_one_clean_line_ending_at_the_expected_head() -
     script = ScriptDirectory.from_config(alembic_config())
     revisions = list(script.walk_revisions())
     assert script.get_heads() == [SCHEMA_REVISION]
-    assert [r.revision for r in revisions] == ["0002_husbandry", "0001"]
+    assert [r.revision for r in revisions] == ["0003_collector_core", "0002_husbandry", "0001"]
     assert revisions[-1].down_revision is None
 
 
@@ -249,7 +249,7 @@ def test_the_quick_way_to_trial_rows_gives_what_the_careful_way_gives() -> None:
     import json as jsonlib
 
     from controller.store import trial_row_tuples, trial_rows
-    from controller.testing import session_dict, synthetic_session
+    from tests.fakes import session_dict, synthetic_session
 
     samples = REPO / "tests" / "data"
     sessions = [session_dict(synthetic_session(trials=40, seed=3))]

@@ -1,0 +1,332 @@
+"""Session assembly: each task session's documents stored once, owned by one box, gaps asked for.
+
+For every session a batch touches, its :class:`~controller.models.Stream` row
+is created if new and locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+has one writer at a time), so what it says about the session is the truth
+while this transaction decides:
+
+* **whose it is**: the box whose ``session_start`` opened it. A document of it
+  from any other box, a ``session_start`` on another box reusing its id, is a
+  dead letter; documents another box sent before the start came are taken
+  out to dead letters when it comes.
+* **which seqs can be real**: nothing past the ``session_end``'s seq, nothing
+  more than ``seq_window`` past the highest stored one.
+* **what is new**: ``INSERT ... ON CONFLICT (session_id, seq) DO NOTHING``; only
+  what was inserted is counted, so duplicates from any collector change nothing.
+
+What is missing is asked for by :mod:`controller.resend`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, func, select, tuple_, update
+
+from controller.decode import IngestSettings, dead_letter
+from controller.models import Document as DocumentRow
+from controller.models import Stream, TrainingSession
+from controller.store import ensure_mouse, insert_ignore
+from shared.documents import Document, SessionEnd, SessionStart, tally
+from shared.errors import InvalidIdError
+from shared.ids import check_mouse_id
+from shared.protocol import Topics
+
+log = logging.getLogger("labctl.collector")
+
+DOCUMENTS: Table = DocumentRow.__table__  # type: ignore[assignment]
+STREAMS: Table = Stream.__table__  # type: ignore[assignment]
+SESSIONS: Table = TrainingSession.__table__  # type: ignore[assignment]
+#: The seq column is a 32-bit integer on PostgreSQL.
+MAX_SEQ = 2**31 - 1
+
+_SQLITE_INSERT_DOCUMENT = (
+    "INSERT INTO documents (session_id, seq, kind, box, t, received_at, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, seq) DO NOTHING"
+)
+_DOCUMENT_COLUMNS = ("session_id", "seq", "kind", "box", "t", "received_at", "body")
+
+
+_STREAM_COUNTS = (
+    "session_id", "box", "asked_box", "stored", "max_seq", "last_seq", "status",
+    "trials", "rewards", "last_doc_at", "problem",
+)  # fmt: skip
+_SESSION_COUNTS = ("session_id", "trials", "rewards", "last_seq", "status", "problem")
+_UPDATE_STREAM = (
+    update(STREAMS)
+    .where(STREAMS.c.session_id == bindparam("p_session_id"))
+    .values({key: bindparam(f"p_{key}") for key in _STREAM_COUNTS[1:]})
+)
+_UPDATE_SESSION = (
+    update(SESSIONS)
+    .where(SESSIONS.c.session_id == bindparam("p_session_id"), SESSIONS.c.complete.is_(False))
+    .values(
+        trial_count=bindparam("p_trials"),
+        reward_count=bindparam("p_rewards"),
+        last_seq=bindparam("p_last_seq"),
+        status=bindparam("p_status"),
+        problem=bindparam("p_problem"),
+    )
+)
+
+
+def new_request_id() -> str:
+    """The one id factory of the collector's commands."""
+    return uuid.uuid4().hex[:16]
+
+
+def lock_streams(conn: Connection, session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stream rows of ``session_ids``, locked for this transaction, in a fixed order (no
+    two collectors can then wait on each other)."""
+    query = select(STREAMS).where(STREAMS.c.session_id.in_(sorted(session_ids)))
+    query = query.order_by(STREAMS.c.session_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row["session_id"]: dict(row) for row in conn.execute(query).mappings()}
+
+
+class Assembly:
+    """Stores documents into streams and asks boxes for what is missing."""
+
+    def __init__(self, topics: Topics, settings: IngestSettings) -> None:
+        self.topics = topics
+        self.settings = settings
+
+    # ------------------------------------------------------------ storing
+
+    def store(
+        self,
+        conn: Connection,
+        documents: list[tuple[Document, str, float]],
+        now: float,
+        dead: list[dict[str, Any]],
+    ) -> tuple[int, set[str]]:
+        """Store a batch's documents; returns how many were new, and the sessions already
+        complete that got documents again (their box missed ``committed``)."""
+        if not documents:
+            return 0, set()
+        by_session: dict[str, list[tuple[Document, str, float]]] = defaultdict(list)
+        for item in documents:
+            by_session[item[0].session_id].append(item)
+        insert_ignore(
+            conn,
+            STREAMS,
+            [
+                {
+                    "session_id": sid,
+                    "asked_box": items[0][0].box,
+                    "stored": 0,
+                    "max_seq": -1,
+                    "trials": 0,
+                    "rewards": 0,
+                    "resends": 0,
+                    "created_at": now,
+                }
+                for sid, items in sorted(by_session.items())
+            ],
+            index_elements=["session_id"],
+        )
+        streams = lock_streams(conn, by_session)
+        accepted: list[tuple[Document, str, float]] = []
+        replayed: set[str] = set()
+        for sid in sorted(by_session):
+            stream = streams[sid]
+            top = stream["max_seq"]
+            for doc, body, received_at in sorted(by_session[sid], key=lambda item: item[0].seq):
+                reason = self._refuse(stream, doc, top)
+                if reason == "replay":
+                    replayed.add(sid)
+                    continue
+                if reason is not None:
+                    dead.append(
+                        dead_letter(f"{doc.box}/events", body.encode(), received_at, reason)
+                    )
+                    continue
+                if isinstance(doc, SessionStart) and stream["box"] is None:
+                    self._open(conn, stream, doc, now, dead)
+                top = max(top, doc.seq)
+                accepted.append((doc, body, received_at))
+        new = self._insert(conn, accepted)
+        self._count(conn, streams, new, now)
+        return len(new), replayed
+
+    def _refuse(self, stream: dict[str, Any], doc: Document, top: int) -> str | None:
+        """Why ``doc`` cannot be stored into ``stream`` (``"replay"``: it is stored already)."""
+        sid = stream["session_id"]
+        if stream["box"] is not None and doc.box != stream["box"]:
+            what = (
+                "a session_start reusing the id" if isinstance(doc, SessionStart) else "a document"
+            )
+            return (
+                f"{what} of session {sid} from box {doc.box}, but box {stream['box']}'s "
+                "session_start opened it"
+            )
+        if stream["completed_at"] is not None:
+            return "replay"
+        if doc.seq > MAX_SEQ or doc.seq > max(top, 0) + self.settings.seq_window:
+            return (
+                f"seq {doc.seq} of session {sid} is more than {self.settings.seq_window} past "
+                f"the highest stored ({top}): not a seq its box can have sent"
+            )
+        if stream["last_seq"] is not None and doc.seq > stream["last_seq"]:
+            end = stream["last_seq"]
+            return f"seq {doc.seq} of session {sid} is after its session_end (seq {end})"
+        return None
+
+    def _open(
+        self,
+        conn: Connection,
+        stream: dict[str, Any],
+        doc: SessionStart,
+        now: float,
+        dead: list[dict[str, Any]],
+    ) -> None:
+        """The session_start binds the session to its box: documents of others go out."""
+        sid = stream["session_id"]
+        stream["box"] = stream["asked_box"] = doc.box
+        strays = conn.execute(
+            select(
+                DOCUMENTS.c.id, DOCUMENTS.c.box, DOCUMENTS.c.body, DOCUMENTS.c.received_at
+            ).where(DOCUMENTS.c.session_id == sid, DOCUMENTS.c.box != doc.box)
+        ).all()
+        if strays:
+            for _, box, body, received_at in strays:
+                reason = (
+                    f"a document of session {sid} from box {box}, but box {doc.box}'s "
+                    "session_start opened it"
+                )
+                dead.append(
+                    dead_letter(self.topics.events(box), body.encode(), received_at, reason)
+                )
+            conn.execute(DOCUMENTS.delete().where(DOCUMENTS.c.id.in_([row[0] for row in strays])))
+            self._recount(conn, stream)
+        try:
+            check_mouse_id(doc.mouse)
+        except InvalidIdError as exc:
+            stream["problem"] = f"session_start: {exc}"
+            log.error("session %s cannot be stored: %s", sid, exc)
+            return
+        if ensure_mouse(conn, doc.mouse, now):
+            log.info("new mouse %s (from box %s)", doc.mouse, doc.box)
+        insert_ignore(
+            conn,
+            SESSIONS,
+            [
+                {
+                    "session_id": sid,
+                    "mouse_id": doc.mouse,
+                    "box": doc.box,
+                    "origin": "recorded",
+                    "complete": False,
+                    "position": doc.t,
+                    "start_time": doc.t,
+                    "trial_count": 0,
+                    "reward_count": 0,
+                    "created_at": now,
+                }
+            ],
+            index_elements=["session_id"],
+        )
+        log.info("session %s of %s started on box %s", sid, doc.mouse, doc.box)
+
+    def _recount(self, conn: Connection, stream: dict[str, Any]) -> None:
+        sid = stream["session_id"]
+        count, top = conn.execute(
+            select(func.count(), func.max(DOCUMENTS.c.seq)).where(DOCUMENTS.c.session_id == sid)
+        ).one()
+        kinds: dict[str, int] = dict(
+            conn.execute(
+                select(DOCUMENTS.c.kind, func.count())
+                .where(DOCUMENTS.c.session_id == sid)
+                .group_by(DOCUMENTS.c.kind)
+            ).all()
+        )
+        stream.update(
+            stored=count,
+            max_seq=-1 if top is None else top,
+            trials=kinds.get("trial_end", 0),
+            rewards=kinds.get("reward", 0),
+        )
+        if not kinds.get("session_end"):
+            stream["last_seq"] = stream["status"] = None
+
+    def _insert(
+        self, conn: Connection, accepted: list[tuple[Document, str, float]]
+    ) -> list[Document]:
+        """Insert the accepted documents; returns those that were not stored yet."""
+        if not accepted:
+            return []
+        rows: dict[tuple[str, int], tuple[Document, tuple[Any, ...]]] = {}
+        for doc, body, received_at in accepted:
+            rows.setdefault(
+                (doc.session_id, doc.seq),
+                (doc, (doc.session_id, doc.seq, doc.kind, doc.box, doc.t, received_at, body)),
+            )
+        if conn.dialect.name == "postgresql":
+            # RETURNING names exactly the rows this transaction inserted, whatever another
+            # collector inserts at the same moment.
+            result = insert_ignore(
+                conn,
+                DOCUMENTS,
+                [dict(zip(_DOCUMENT_COLUMNS, row, strict=True)) for _, row in rows.values()],
+                index_elements=["session_id", "seq"],
+                returning=[DOCUMENTS.c.session_id, DOCUMENTS.c.seq],
+            )
+            inserted = {(sid, seq) for sid, seq in result}
+            return [rows[key][0] for key in sorted(inserted)]
+        # SQLite holds the write lock for the whole transaction: what is not stored now is
+        # new. Straight to sqlite3's executemany, the hot path of a single collector.
+        stored = set(
+            conn.execute(
+                select(DOCUMENTS.c.session_id, DOCUMENTS.c.seq).where(
+                    tuple_(DOCUMENTS.c.session_id, DOCUMENTS.c.seq).in_(list(rows))
+                )
+            ).all()
+        )
+        fresh = [key for key in sorted(rows) if key not in stored]
+        if fresh:
+            conn.exec_driver_sql(_SQLITE_INSERT_DOCUMENT, [rows[key][1] for key in fresh])
+        return [rows[key][0] for key in fresh]
+
+    def _count(
+        self, conn: Connection, streams: dict[str, dict[str, Any]], new: list[Document], now: float
+    ) -> None:
+        """Add the new documents to their streams' counts (rows locked: plain values are
+        safe to write), and the counts to the stored session rows."""
+        by_session: dict[str, list[Document]] = defaultdict(list)
+        for doc in new:
+            by_session[doc.session_id].append(doc)
+        stream_rows, session_rows = [], []
+        for sid in sorted(streams):
+            stream = streams[sid]
+            docs = by_session.get(sid, [])
+            counted = tally(docs)
+            stream["stored"] += len(docs)
+            stream["trials"] += counted.trials
+            stream["rewards"] += counted.rewards
+            for doc in docs:
+                stream["max_seq"] = max(stream["max_seq"], doc.seq)
+                if isinstance(doc, SessionEnd):
+                    stream["last_seq"], stream["status"] = doc.seq, doc.status
+                    if stream["max_seq"] > doc.seq:
+                        stream["problem"] = (
+                            f"documents after session_end (seq {stream['max_seq']} > {doc.seq})"
+                        )
+            if docs:
+                stream["last_doc_at"] = now
+            stream_rows.append({f"p_{key}": stream[key] for key in _STREAM_COUNTS})
+            if (
+                counted.trials
+                or counted.rewards
+                or stream["last_seq"] is not None
+                or stream["problem"]
+            ):
+                session_rows.append({f"p_{key}": stream[key] for key in _SESSION_COUNTS})
+        if stream_rows:
+            conn.execute(_UPDATE_STREAM, stream_rows)
+        if session_rows:
+            conn.execute(_UPDATE_SESSION, session_rows)

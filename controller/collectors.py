@@ -1,0 +1,166 @@
+"""Who is collecting: each collector's retained presence on the broker, and its lease in the DB.
+
+A collector announces itself on ``<prefix>/collectors/<client id>/status``
+(retained; its Last Will says ``offline``), so ``labctl status``, ``monitor``
+and ``start`` can tell when nothing is collecting. In the database each
+running collector holds a lease row (``collectors``), renewed as it works: a
+second process with the same client id is refused (it would take the first
+one's MQTT session over), and on SQLite, which takes one writer, so is any
+second collector.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection, Table, delete, select, text, update
+
+from controller.db import Database
+from controller.models import CollectorLease
+from shared.errors import ProtocolError, ReachlabError
+
+COLLECTOR_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+#: A lease not renewed for this long belongs to a collector that is gone.
+LEASE_S = 20.0
+#: How often a running collector renews its lease.
+RENEW_S = 5.0
+_LEASE_LOCK_KEY = 0x72656163686C  # PostgreSQL advisory lock: one lease decision at a time
+
+LEASES: Table = CollectorLease.__table__  # type: ignore[assignment]
+
+
+class CollectorRefused(ReachlabError, RuntimeError):
+    """This collector may not run against this database now; the message says why."""
+
+
+class CollectorStatus(BaseModel):
+    """A collector's retained presence message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    collector: str = Field(pattern=COLLECTOR_ID.pattern)
+    state: Literal["online", "offline"]
+    group: str | None = None
+    host: str = ""
+    pid: int = 0
+    database: str = ""
+    started_at: float = 0.0
+
+
+def collector_client_id(prefix: str, group: str | None = None) -> str:
+    """The default client id: one per prefix, or per group and host with ``group``."""
+
+    def safe(value: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in value)
+
+    if group is None:
+        return f"labctl-collector-{safe(prefix)}"
+    return f"labctl-collector-{safe(prefix)}-{safe(group)}-{safe(socket.gethostname())}"
+
+
+def check_collector_id(client_id: str) -> str:
+    if not COLLECTOR_ID.fullmatch(client_id):
+        raise ReachlabError(
+            f"invalid collector client id {client_id!r}: use 1-100 letters, digits, '_' or '-'"
+        )
+    return client_id
+
+
+def collector_topic(prefix: str, client_id: str) -> str:
+    return f"{prefix}/collectors/{check_collector_id(client_id)}/status"
+
+
+def collector_filter(prefix: str) -> str:
+    return f"{prefix}/collectors/+/status"
+
+
+def parse_collector_status(payload: bytes) -> CollectorStatus:
+    try:
+        return CollectorStatus.model_validate_json(payload)
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid collector status: {exc.errors()[0]['msg']}") from None
+
+
+def encode_status(status: CollectorStatus) -> bytes:
+    return status.model_dump_json().encode()
+
+
+# ---------------------------------------------------------------- the lease
+
+
+@dataclass(frozen=True)
+class Lease:
+    """This process's lease on the database as collector ``client_id``."""
+
+    client_id: str
+    group: str | None
+    host: str
+    pid: int
+
+
+def _gone(row: dict[str, object], now: float, host: str) -> bool:
+    """A lease whose collector has stopped renewing it, or whose process is dead here."""
+    if float(row["heartbeat_at"]) < now - LEASE_S:  # type: ignore[arg-type]
+        return True
+    if row["host"] == host:
+        try:
+            os.kill(int(row["pid"]), 0)  # type: ignore[call-overload]
+        except ProcessLookupError:
+            return True  # SIGKILLed or crashed on this machine
+        except PermissionError:
+            return False
+    return False
+
+
+def take_lease(db: Database, client_id: str, group: str | None, now: float | None = None) -> Lease:
+    """Register this collector; :class:`CollectorRefused` naming the one in the way."""
+    now = time.time() if now is None else now
+    lease = Lease(check_collector_id(client_id), group, socket.gethostname(), os.getpid())
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LEASE_LOCK_KEY})
+        for row in conn.execute(select(LEASES)).mappings().all():
+            other = dict(row)
+            if _gone(other, now, lease.host):
+                conn.execute(delete(LEASES).where(LEASES.c.id == other["id"]))
+                continue
+            who = f"collector {other['id']} (pid {other['pid']} on {other['host']})"
+            if other["id"] == client_id:
+                raise CollectorRefused(
+                    f"{who} is already running with client id {client_id}: a second one "
+                    "would take its MQTT session over; give each collector its own --client-id"
+                )
+            if conn.dialect.name == "sqlite":
+                raise CollectorRefused(
+                    f"database {db.url} is SQLite and {who} already collects into it: SQLite "
+                    "takes one collector at a time; use PostgreSQL to run several"
+                )
+        conn.execute(
+            LEASES.insert().values(
+                id=client_id,
+                group_name=group,
+                host=lease.host,
+                pid=lease.pid,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+    return lease
+
+
+def renew_lease(conn: Connection, lease: Lease, now: float) -> None:
+    conn.execute(update(LEASES).where(LEASES.c.id == lease.client_id).values(heartbeat_at=now))
+
+
+def drop_lease(db: Database, lease: Lease) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(
+            delete(LEASES).where(LEASES.c.id == lease.client_id, LEASES.c.pid == lease.pid)
+        )

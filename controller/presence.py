@@ -1,0 +1,193 @@
+"""Box presence: each box's state, last status and last-seen time, kept in the ``boxes`` table.
+
+A status message sets the box's state; any live message refreshes its
+last-seen time; a box that sends nothing for ``heartbeat_timeout`` is marked
+offline even if its Last Will never came. Everything is read from and written
+to the database, so any collector of a group may take any box's messages.
+
+The timeout is not a verdict on the box while the collector itself could not
+store: after the database was unavailable (or the collector just started),
+every box gets a full timeout from the moment storing works again, so a
+database locked for a while does not mark the whole lab offline.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, case, select, update
+
+from controller.decode import Decoded
+from controller.models import Box
+from controller.store import insert_ignore
+from shared.errors import ProtocolError
+from shared.protocol import Status, parse_status
+
+log = logging.getLogger("labctl.collector")
+
+BOXES: Table = Box.__table__  # type: ignore[assignment]
+LAST_WILL = "the agent disconnected (its Last Will)"
+#: Last-seen times are written when they moved at least this much (and by every tick).
+SEEN_RESOLUTION_S = 1.0
+
+
+def timeout_reason(seconds: float) -> str:
+    return f"no message for {seconds:g} s"
+
+
+def _newer(column: Any, param: str) -> Any:
+    """``column`` moved forward to the parameter, never back: collectors race to write it."""
+    value: Any = bindparam(param)
+    return case(
+        (value.is_(None), column),
+        (column.is_(None), value),
+        (column < value, value),
+        else_=column,
+    )
+
+
+_UPDATE_TIMES = (
+    update(BOXES)
+    .where(BOXES.c.id == bindparam("box_id"))
+    .values(
+        last_seen=_newer(BOXES.c.last_seen, "seen"),
+        last_event_at=_newer(BOXES.c.last_event_at, "event"),
+    )
+)
+
+
+def status_or_none(text: str | None) -> Status | None:
+    if not text:
+        return None
+    try:
+        return parse_status(text)
+    except ProtocolError:
+        return None
+
+
+class Presence:
+    """Writes what a batch says about boxes; :meth:`time_out` runs from the tick."""
+
+    def __init__(self, heartbeat_timeout: float) -> None:
+        self.heartbeat_timeout = heartbeat_timeout
+        #: Times this collector last wrote, per box: only spares writes that would change
+        #: nothing much; the database holds the truth (the newest of every collector's).
+        self._written: dict[str, tuple[float | None, float | None]] = {}
+
+    def store(self, conn: Connection, batch: Decoded, now: float) -> set[str]:
+        """Write the batch's statuses and times; returns the boxes that came online."""
+        names = set(batch.seen) | set(batch.statuses) | set(batch.event_at)
+        if not names:
+            return set()
+        rows = {
+            row["id"]: row
+            for row in conn.execute(
+                select(BOXES.c.id, BOXES.c.state, BOXES.c.status, BOXES.c.offline_reason).where(
+                    BOXES.c.id.in_(sorted(names))
+                )
+            ).mappings()
+        }
+        new = sorted(names - rows.keys())
+        if new:
+            insert_ignore(
+                conn,
+                BOXES,
+                [{"id": name, "created_at": now, "state": "offline"} for name in new],
+                index_elements=["id"],
+            )
+        came_online: set[str] = set()
+        timed_out = timeout_reason(self.heartbeat_timeout)
+        for name in sorted(names):
+            row = rows.get(name)
+            was = row["state"] if row is not None else "offline"
+            values: dict[str, Any] = {}
+            if name in batch.statuses:
+                status, text = batch.statuses[name]
+                values["status"] = text
+                values["state"] = status.state
+                values["offline_reason"] = LAST_WILL if status.state == "offline" else None
+                replayed = name not in batch.seen and status.state != "offline"
+                if replayed and row is not None and row["offline_reason"] == timed_out:
+                    # Retained and replayed: the box is as it said, but not proven alive.
+                    values["state"], values["offline_reason"] = "offline", timed_out
+            elif name in batch.seen and row is not None and row["offline_reason"] == timed_out:
+                # Timed out earlier, alive after all: back to what its last status said.
+                last = status_or_none(row["status"])
+                values["state"] = last.state if last is not None else "idle"
+                values["offline_reason"] = None
+            if values:
+                conn.execute(update(BOXES).where(BOXES.c.id == name).values(**values))
+            state = values.get("state", was)
+            if state != "offline" and was == "offline":
+                came_online.add(name)
+                log.info("box %s is online (%s)", name, state)
+            elif was != "offline" and state == "offline":
+                log.info("box %s went offline", name)
+        self._write_times(conn, batch.seen, batch.event_at, force=False)
+        return came_online
+
+    def _write_times(
+        self, conn: Connection, seen: dict[str, float], event_at: dict[str, float], force: bool
+    ) -> None:
+        # Every message refreshes its box's last-seen time; writing it once a second per box
+        # (in one executemany) keeps that from costing an UPDATE per box per batch.
+        rows = []
+        for name in sorted(set(seen) | set(event_at)):
+            written_seen, written_event = self._written.get(name, (None, None))
+            new_seen, new_event = seen.get(name), event_at.get(name)
+            step = 0.0 if force else SEEN_RESOLUTION_S
+            if new_seen is not None and written_seen is not None and new_seen - written_seen < step:
+                new_seen = None
+            if (
+                new_event is not None
+                and written_event is not None
+                and new_event - written_event < step
+            ):
+                new_event = None
+            if new_seen is None and new_event is None:
+                continue
+            self._written[name] = (new_seen or written_seen, new_event or written_event)
+            rows.append({"box_id": name, "seen": new_seen, "event": new_event})
+        if rows:
+            conn.execute(_UPDATE_TIMES, rows)
+
+    def time_out(self, conn: Connection, now: float, storing_since: float) -> list[str]:
+        """Mark offline every box silent for ``heartbeat_timeout``; returns their ids.
+
+        Silence is counted from ``storing_since`` at the earliest: what arrived while the
+        collector could not store has not been written yet.
+        """
+        if now - storing_since <= self.heartbeat_timeout:
+            return []
+        cutoff = now - self.heartbeat_timeout
+        silent = (
+            conn.execute(
+                select(BOXES.c.id).where(
+                    BOXES.c.state != "offline",
+                    (BOXES.c.last_seen.is_(None)) | (BOXES.c.last_seen < cutoff),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if silent:
+            conn.execute(
+                update(BOXES)
+                .where(BOXES.c.id.in_(silent), BOXES.c.state != "offline")
+                .values(state="offline", offline_reason=timeout_reason(self.heartbeat_timeout))
+            )
+            for name in silent:
+                log.warning(
+                    "box %s sent nothing for %g s: marking it offline", name, self.heartbeat_timeout
+                )
+        return list(silent)
+
+    def online(self, conn: Connection) -> dict[str, Status | None]:
+        """Every box not offline, with its last status."""
+        return {
+            row.id: status_or_none(row.status)
+            for row in conn.execute(
+                select(BOXES.c.id, BOXES.c.status).where(BOXES.c.state != "offline")
+            )
+        }
