@@ -89,6 +89,8 @@ def test_a_light_mouse_starts_only_when_forced_with_a_reason_and_the_override_is
     light = labctl("start", "M1", "--weight", "19")
     assert light.exit_code == 1 and "76.0 % of its baseline 25 g (below 80 %)" in light.stderr
     assert starts(rigs["1"]) == []  # nothing reached the box
+    status = labctl("status")
+    assert status.exit_code == 0 and "labctl: warning: M1 weighs 19 g, 76.0 %" in status.stderr
     assert "--force needs --reason WHY" in labctl.error("start", "M1", "--force")
     forced = labctl("start", "M1", "--force", "--reason", "vet: weight stable", "--by", "anna")
     assert forced.exit_code == 0, forced.output
@@ -175,6 +177,12 @@ def test_a_two_shift_cohort_is_started_shift_by_shift_and_the_next_mouse_is_show
     db.close()
     for rig in rigs.values():
         end_sessions(rig)
+    status = labctl("status")
+    assert status.exit_code == 0, status.output
+    assert (
+        "box 1: next is C (cohort C1 shift 2): place it, then `labctl start --cohort C1 "
+        "--shift 2`" in " ".join(status.stdout.split())
+    )
     view = labctl.ok("today")
     assert "next in box 1: C (cohort C1 shift 2)" in view
     assert "next in box 2: D (cohort C1 shift 2)" in view

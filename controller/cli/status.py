@@ -61,6 +61,12 @@ def status(
     except BrokerError as exc:
         warning = f"{exc}; showing the database's last known state"
         views = _views(state, None)
+    from dataclasses import asdict
+
+    from controller.husbandry.notices import box_notices
+
+    with state.db().reader() as session:
+        notices = box_notices(session, {v.box: v.state for v in views})
     if as_json:
         print_json(
             {
@@ -68,14 +74,20 @@ def status(
                 "broker_reachable": warning is None,
                 "database": state.db_url_display,
                 "boxes": [v.as_dict() for v in views],
+                "warnings": notices.warnings,
+                "next_mice": {b: asdict(n) for b, n in notices.next_mice.items()},
             }
         )
     elif not views:
         say("no boxes yet: start `labagent run` on the rigs and `labctl serve` here")
     else:
         console().print(status_table(views))
+        for line in notices.next_lines():
+            say(line)
     if warning:
         typer.echo(f"labctl: warning: {warning}", err=True)
+    for line in notices.warnings:
+        typer.echo(f"labctl: warning: {line}", err=True)
 
 
 @app.command()

@@ -1,0 +1,59 @@
+"""What ``labctl status`` adds about the animals: weight warnings of the mice on the
+boxes, drifting or stale calibrations, and each idle box's next scheduled mouse.
+
+The next mouse is only named, never started: a person places it in the box and
+starts its shift.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from controller.husbandry.calibration import Timeline, calibration_warnings
+from controller.husbandry.days import day_of
+from controller.husbandry.schedule import NextMouse, mice_run_on, next_mice
+from controller.husbandry.settings import lab_settings
+from controller.husbandry.weights import weight_check
+from controller.lab import assignments_by_box, box_sort_key
+
+
+@dataclass
+class Notices:
+    warnings: list[str] = field(default_factory=list)
+    next_mice: dict[str, NextMouse] = field(default_factory=dict)
+
+    def next_lines(self) -> list[str]:
+        return [
+            f"box {n.box}: next is {n.mouse} (cohort {n.cohort} shift {n.shift}): place it, "
+            f"then `labctl start --cohort {n.cohort} --shift {n.shift}`"
+            for n in self.next_mice.values()
+        ]
+
+
+def box_notices(session: Session, states: Mapping[str, str]) -> Notices:
+    """Notices for the boxes whose states (``idle``, ``running``, ...) are ``states``."""
+    now = time.time()
+    settings = lab_settings(session)
+    out = Notices()
+    on_boxes = assignments_by_box(session)
+    for box in sorted(on_boxes, key=box_sort_key):
+        out.warnings.extend(weight_check(session, on_boxes[box], settings).warnings)
+    for box in sorted(states, key=box_sort_key):
+        # A box never calibrated is listed by `labctl today` and `labctl calibrations`;
+        # here only calibrations that went stale or drifted.
+        if any(Timeline.of_box(session, box).by_spout.values()):
+            out.warnings.extend(
+                w for w in calibration_warnings(session, box, settings, now)
+                if "never been calibrated" not in w
+            )  # fmt: skip
+    done = mice_run_on(session, day_of(now))
+    for box, upcoming in next_mice(session, now).items():
+        current = on_boxes.get(box)
+        # Shown once the box is free and the mouse on it (if any) has had its session.
+        if states.get(box) == "idle" and (current is None or current in done):
+            out.next_mice[box] = upcoming
+    return out
