@@ -9,10 +9,12 @@ drives it through the demo's steps.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,8 +24,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from controller.broker import AmqttBroker, BrokerStartError, MosquittoBroker
+from controller.broker import AmqttBroker, BrokerStartError, MosquittoBroker, find_free_port
 from shared.errors import ReachlabError
+
+#: Where the demo's dashboard listens when the port is free (else any free port).
+DASHBOARD_PORT = 8080
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 #: After SIGTERM, how long the children get before SIGKILL.
 STOP_GRACE_S = 15.0
@@ -220,6 +235,7 @@ class Lab:
         self.say(f"broker: {kind} on {self.broker.url}")
         self.spawn("collector", self.labctl_argv("serve"))
         self.say(f"collector: labctl serve, database {self.db_url}")
+        self.start_dashboard()
         for box in self.boxes:
             rig_dir = self.directory / "rigs" / f"box-{box}"
             self.spawn(
@@ -233,6 +249,15 @@ class Lab:
                 ],
             )  # fmt: skip
         self.say(f"rigs: {self.rigs} x labagent run --sim --time-scale {time_scale:g}")
+
+    def start_dashboard(self) -> None:
+        """``labctl web`` (read-only) while the lab runs, where the web extra is installed."""
+        if any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn", "plotly")):
+            self.say("dashboard: not started (pip install 'reachlab[web]' for labctl web)")
+            return
+        port = DASHBOARD_PORT if port_is_free(DASHBOARD_PORT) else find_free_port()
+        self.spawn("web", self.labctl_argv("web", "--port", str(port)))
+        self.say(f"dashboard: http://127.0.0.1:{port}/ (labctl web, read-only)")
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
