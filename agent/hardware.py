@@ -259,7 +259,8 @@ class Rig:
         """How often each solenoid's pin went high, from the mock pins' history (``--sim``);
         None on real pins, which keep none."""
         rises = [getattr(d.pin, "rises", None) for d in self.solenoids]
-        return None if None in rises else [int(r) for r in rises]
+        counts = [r for r in rises if isinstance(r, int)]
+        return counts if len(counts) == len(rises) else None
 
     def open_solenoid(self, spout: int) -> None:
         with _gpio(f"solenoid of spout {spout}"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from controller.db import Base
+from controller.models import Base
 
 
 class LabSetting(Base):

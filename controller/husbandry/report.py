@@ -145,7 +145,7 @@ def _box_order(row: DayRow) -> tuple[tuple[int, int, str], int, str]:
 
 
 def _mice_with_sessions(session: Session, start: float, end: float) -> set[str]:
-    from controller.db import TrainingSession
+    from controller.models import TrainingSession
 
     return set(
         session.scalars(

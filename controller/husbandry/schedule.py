@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.db import Box, TrainingSession
 from controller.husbandry.days import day_bounds, day_of
 from controller.husbandry.models import ScheduleEntry
 from controller.lab import (
@@ -36,6 +35,7 @@ from controller.lab import (
     cohort_members,
     get_cohort,
 )
+from controller.models import Box, TrainingSession
 from shared.ids import check_box_id
 
 

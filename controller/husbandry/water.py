@@ -26,13 +26,13 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from controller.db import TrainingSession
 from controller.husbandry.calibration import Timeline
 from controller.husbandry.days import day_bounds
 from controller.husbandry.models import WaterGiven
 from controller.husbandry.settings import LabSettings
 from controller.husbandry.weights import baseline_of
 from controller.lab import LabError, get_mouse
+from controller.models import TrainingSession
 
 WATER_KINDS = ("water", "supplement", "gel")
 #: Volume per reward of sessions that predate the ``reward_volume_ul`` key (as analysis).
