@@ -19,9 +19,17 @@ def results(
     ctx: typer.Context,
     mouse: Annotated[str, typer.Argument(help="mouse id")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    days: Annotated[bool, typer.Option("--days", help="one row per training day")] = False,
+    days: Annotated[
+        bool,
+        typer.Option("--days", help="one row per training day (consecutive sessions of a date)"),
+    ] = False,
 ) -> None:
-    """Per-session results: trials, outcomes, d', water given."""
+    """Per-session results: status, outcomes, d', reaction time, lift latency, water.
+
+    Reaction time and lift latency are per-session medians. d' is the original library's, for a
+    day over the day's trials (docs/analysis.md). Trials that cannot be counted (empty, cut short,
+    cancelled) are in 'trials' and said under the table.
+    """
     from controller.lab import get_mouse
     from controller.store import mouse_sessions
     from shared.analysis import format_table, mouse_results
