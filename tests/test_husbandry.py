@@ -218,6 +218,44 @@ def test_water_earned_counts_each_reward_at_the_calibration_in_force_when_it_was
     assert day.owed_ul == pytest.approx(1000.0 - expected - 400.0)
 
 
+def test_a_session_still_being_collected_counts_its_rewards_so_far_at_its_start_calibration(
+    db: Database,
+) -> None:
+    from controller.models import TrainingSession
+
+    restricted_mouse(db)
+    with db.session() as s:
+        for spout, total in ((0, 400.0), (1, 600.0)):
+            record_calibration(
+                s, "1", spout, openings=100, duration_ms=70, total=total, unit="mg", by="a",
+                at=at("07:00"),
+            )  # fmt: skip
+        # As the collector keeps a session whose end has not arrived: no data yet.
+        s.add(
+            TrainingSession(
+                session_id="S-running",
+                mouse_id="M1",
+                box="1",
+                origin="recorded",
+                complete=False,
+                position=at("10:00"),
+                start_time=at("10:00"),
+                trial_count=14,
+                reward_count=10,
+                created_at=at("10:00"),
+            )
+        )
+        s.flush()
+        # A later calibration does not change what the running session was started under.
+        record_calibration(
+            s, "1", 0, openings=100, duration_ms=70, total=800.0, unit="mg", by="a",
+            at=at("11:00"),
+        )  # fmt: skip
+        day = water_day(s, "M1", DAY, lab_settings(s))
+    assert day.earned.provisional == 1 and day.earned.rewards == 10
+    assert day.earned.ul == pytest.approx(10 * (4.0 + 6.0) / 2)  # the spouts' mean at 10:00
+
+
 def test_a_fixed_requirement_and_an_uncalibrated_box_use_the_nominal_volume_and_say_so(
     db: Database,
 ) -> None:

@@ -78,8 +78,11 @@ def test_a_light_mouse_starts_only_when_forced_with_a_reason_and_the_override_is
 ) -> None:
     labctl.ok("assign", "M1", "--box", "1")
     labctl.ok("mouse", "baseline", "M1", "25")
-    labctl.ok("calibrate", "--box", "1", "--spout", "left", "--already-dispensed",
-              "--count", "100", "--total-mg", "480")  # fmt: skip
+    for total in ("480", "380"):  # the second is 21 % less: a drifting valve
+        drift = labctl("calibrate", "--box", "1", "--spout", "left", "--already-dispensed",
+                       "--count", "100", "--total-mg", total)  # fmt: skip
+        assert drift.exit_code == 0, drift.output
+    assert "left spout gives 3.80 ul per opening, -21 % from 4.80 ul" in drift.stderr
     not_weighed = labctl("start", "M1")
     assert not_weighed.exit_code == 1
     assert f"labctl: warning: M1 has not been weighed on {today()}" in not_weighed.stderr
@@ -100,7 +103,9 @@ def test_a_light_mouse_starts_only_when_forced_with_a_reason_and_the_override_is
     assert "weight" not in command.metadata  # not given with this start
     calibration = command.metadata["reward_calibration"]
     assert calibration["right"] is None
-    assert calibration["left"]["ul_per_opening"] == 4.8
+    assert calibration["left"]["ul_per_opening"] == 3.8  # the one in force
+    assert "labctl: warning: box 1 left spout gives 3.80 ul" in forced.stderr
+    assert "labctl: warning: box 1 right spout has never been calibrated" in forced.stderr
     assert calibration["left"]["duration_ms"] == 70 and calibration["left"]["measured_by"] == "desk"
     db = open_database(db_url)
     with db.reader() as s:

@@ -15,6 +15,7 @@ from controller.cli.app import (
     say,
     state_of,
 )
+from controller.collectors import NO_COLLECTOR
 from shared.config import parse_meta, read_config
 
 
@@ -129,6 +130,8 @@ def start(
     db = state.db()
     selected = select_mice(db, mice, cohort, every, "start") if shift is None else []
     with state.link() as link:
+        if not link.online_collectors():
+            typer.echo(f"labctl: warning: {NO_COLLECTOR}", err=True)
         if shift is not None and cohort is not None:
             selected, moves = place_shift_mice(db, cohort, shift, link.statuses)
             for line in moves:
@@ -142,6 +145,8 @@ def start(
         )  # fmt: skip
     outcomes += plan.refused_outcomes()
     finish_start(plan, outcomes)
+    for line in plan.box_warnings:
+        typer.echo(f"labctl: warning: {line}", err=True)
     for mouse in plan.forced:
         if any(o.ok and o.mouse == mouse for o in outcomes):
             say(f"{mouse}: started despite the weight check; override recorded ({who(by)})")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.db import Database
-from controller.husbandry.calibration import calibration_metadata
+from controller.husbandry.calibration import calibration_metadata, calibration_warnings
 from controller.husbandry.models import Weighing
 from controller.husbandry.schedule import Slot, place_shift, shift_slots
 from controller.husbandry.settings import lab_settings
@@ -37,17 +37,25 @@ class StartPlan:
     refused: dict[str, str] = field(default_factory=dict)
     forced: dict[str, WeightCheck] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Stale or drifting calibrations of the boxes started on (found while planning).
+    box_warnings: list[str] = field(default_factory=list)
     weight: float | None = None
     weighing_id: int | None = None
     by: str = ""
     reason: str = ""
 
     def metadata_for(self, mouse: str, box: str) -> dict[str, Any]:
+        """The start's own metadata; notes the box's calibration warnings on the way."""
         extra: dict[str, Any] = {}
         if self.weight is not None:
             extra["weight"] = self.weight
+        now = time.time()
         with self.db.reader() as session:
-            calibration = calibration_metadata(session, box, time.time())
+            calibration = calibration_metadata(session, box, now)
+            if calibration is not None:  # a box never calibrated: see `labctl calibrations`
+                for line in calibration_warnings(session, box, lab_settings(session), now):
+                    if line not in self.box_warnings:
+                        self.box_warnings.append(line)
         if calibration is not None:
             extra["reward_calibration"] = calibration
         return extra
