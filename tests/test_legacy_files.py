@@ -117,6 +117,37 @@ def autumn_2019() -> dict[str, Any]:
     )
 
 
+def summer_2019(day: int) -> dict[str, Any]:
+    """Feb-Aug 2019 (main.py): metadata typed at prompts, counts and time lists per kind."""
+    return {
+        "day": day,
+        "trainer": "matt",
+        "weight": "?",
+        "box": 1,
+        "prewatering": "0",
+        "date": f"2019-08-0{day}",
+        "start_time": "14:05" if day == 1 else "14:05:31",
+        "end_time": "14:45:31",
+        "spout_count": 1,
+        "duration": 2400,
+        "cue_ms": 10000,
+        "ITI_min_ms": 4000,
+        "ITI_max_ms": 6000,
+        "reward_ms": 220,
+        "shaping": False,
+        "trial_count": 2,
+        "reward_count": 1,
+        "missed_count": 1,
+        "sponts_pins": [],
+        "iti_break_count": 1,
+        "resets_sides": ["l"],
+        "resets_t": [1564751200.5],
+        "cue_t": [1564751210.25, 1564751230.0],
+        "touch_t": [1564751211.0],
+        "notes": "",
+    }
+
+
 # name -> the sessions of a file in that shape (each variant beside a plain session)
 VARIANTS: dict[str, list[dict[str, Any]]] = {
     "trial-shaping-null": [session([trial(0, shaping=None), trial(1)])],
@@ -136,6 +167,8 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "empty-trial": [session([trial(0), {}, trial(1)])],
     "cue-duration-seconds": [session([trial(0, cue_duration=10), trial(1, cue_duration=9.7)])],
     "clock-string-times": [session(start_time="09:14:02", end_time="09:44:02")],
+    "clock-minutes-times": [session(start_time="09:14", end_time="09:44")],
+    "prompts-of-summer-2019": [summer_2019(1), summer_2019(2)],
     "unix-float-times": [session(start_time=T0 + 0.123456, end_time=T0 + 1800.5)],
     "weight-as-string": [session(weight="21.1")],
     "no-notes": [session(notes=DROP)],
@@ -193,6 +226,24 @@ def test_a_variant_imports_and_exports_with_equal_content(
     # What the lab looks at does not refuse the file either.
     labctl.ok("results", name, "--json")
     labctl.ok("mouse", "show", name)
+
+
+def test_a_pretty_printed_file_of_summer_2019_comes_back_with_equal_content(
+    labctl: Labctl, tmp_path: Path
+) -> None:
+    # main.py wrote json.dump(..., indent=4); every file since is compact. Content, key
+    # order and number types survive; the layout becomes the compact one.
+    sessions = [summer_2019(1), summer_2019(2)]
+    path = tmp_path / "in" / "M1.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(sessions, indent=4))
+    read = read_sessions(path)
+    assert json.dumps(read) == json.dumps(sessions)
+    labctl.ok("import", str(path))
+    assert "0 session(s) imported, 2 already stored" in labctl.ok("import", str(path))
+    labctl.ok("export", "M1", "--out", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "M1.json").read_text() == json.dumps(sessions)
+    labctl.ok("results", "M1", "--json")
 
 
 def test_trial_rows_of_odd_trials_keep_what_can_be_counted(tmp_path: Path) -> None:
