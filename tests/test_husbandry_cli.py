@@ -216,6 +216,13 @@ def test_report_formats_and_bad_input(labctl: Labctl) -> None:
     header, row = csv_text.strip().splitlines()
     assert header.split(",")[:4] == ["date", "mouse", "baseline_g", "weight_g"]
     assert row.startswith(f"{day},M1,25,21,84,no,0,0,0,250,250,1000,750,")
+    labctl.ok("mouse", "add", "M9")
+    labctl.ok("weigh", "M9", "30")
+    both = json.loads(labctl.ok("report", "--from", day, "--to", day, "--format", "json"))
+    only = json.loads(labctl.ok("report", "--from", day, "--to", day, "--format", "json",
+                                "--mouse", "M9"))  # fmt: skip
+    assert [r["mouse"] for r in both] == ["M1", "M9"] and [r["mouse"] for r in only] == ["M9"]
+    assert only[0]["weight_g"] == 30 and only[0]["required_ul"] is None  # not restricted
     md = labctl.ok("report", "--from", day, "--to", day, "--format", "md")
     assert md.startswith(f"# Husbandry report {day} to {day}")
     assert "--format must be csv, json or md, got 'xls'" in labctl.error(

@@ -179,6 +179,16 @@ def report(
             show_default=False,
         ),
     ] = None,
+    mice: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mouse",
+            "-m",
+            metavar="MOUSE",
+            help="only this mouse, repeatable",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The welfare report: weights, water and overrides per mouse per day (columns in
     docs/husbandry.md)."""  # fmt: skip
@@ -187,6 +197,7 @@ def report(
     from controller.husbandry.days import parse_day
     from controller.husbandry.report import format_report, report_rows
     from controller.husbandry.settings import lab_settings
+    from controller.lab import get_mouse
     from shared.sessionfile import atomic_write_text
 
     if fmt not in ("csv", "json", "md"):
@@ -194,7 +205,11 @@ def report(
     start, end = parse_day(first, "--from"), parse_day(last, "--to")
     with state_of(ctx).db().reader() as session:
         settings = lab_settings(session)
+        for mouse in mice or []:
+            get_mouse(session, mouse)  # an unknown one is a mistake, not an empty report
         rows = report_rows(session, start, end)  # each day under that day's settings
+    if mice:
+        rows = [r for r in rows if r.mouse in mice]
     header = [
         f"# Husbandry report {start} to {end}",
         "",
