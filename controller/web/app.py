@@ -39,11 +39,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from controller.db import Database
-from controller.mqtt import BrokerSettings
 from controller.web.control import Control, ControlError
 from controller.web.live import LiveLab
 from controller.web.pages import Pages
 from shared import __version__
+from shared.broker_url import BrokerSettings
 from shared.errors import ReachlabError
 from shared.ids import check_mouse_id
 from shared.protocol import Topics

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from controller.db import Database
-from controller.mqtt import BrokerSettings, LabLink
+from controller.mqtt import LabLink
 from controller.rigs import Outcome, plan_stop, select_mice, start_sessions, stop_boxes
+from shared.broker_url import BrokerSettings
 from shared.config import read_config
 from shared.errors import ConfigError, ReachlabError
 from shared.protocol import Topics

@@ -30,8 +30,9 @@ from sqlalchemy import select
 
 from controller.db import Database
 from controller.db import Document as DocumentRow
-from controller.mqtt import BrokerSettings, LabLink
+from controller.mqtt import LabLink
 from controller.views import BoxView, StoredBox, box_views, stored_boxes
+from shared.broker_url import BrokerSettings
 from shared.documents import Document, SessionStart, TrialEnd
 from shared.errors import ReachlabError
 from shared.protocol import Status, Topics
