@@ -80,7 +80,8 @@ def read_mouse_file(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, A
     if not file.is_file():
         raise DataFileError(f"{file}: no such file")
     mouse = mouse_id_of(file)
-    return mouse, read_sessions(file)
+    # Stored once, a file must come back whole: a key named twice would lose a value.
+    return mouse, read_sessions(file, refuse_duplicate_keys=True)
 
 
 def files_to_import(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:

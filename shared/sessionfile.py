@@ -129,18 +129,44 @@ def _cut_short(text: str, exc: json.JSONDecodeError) -> bool:
     return any(word.startswith(rest) for word in words)
 
 
-def loads_sessions(text: str, source: str) -> list[dict[str, Any]]:
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return data
+
+
+def loads_sessions(
+    text: str, source: str, *, refuse_duplicate_keys: bool = False
+) -> list[dict[str, Any]]:
     """The session dicts of a per-mouse file's text, exactly as they are in it.
 
     Lenient: every shape of session the original library ever wrote is kept,
     unknown keys and odd values and all. Refused, with one line naming
     ``source`` and the problem: text that is not JSON (or is cut short), and
-    JSON that is not a list of dicts.
+    JSON that is not a list of dicts. ``refuse_duplicate_keys``: also refuse an
+    object that names a key twice (a hand edit), of which JSON keeps only the
+    last value, so storing it would lose the other.
     """
     if not text.strip():
         raise DataFileError(f"{source}: the file is empty, not a JSON list of sessions")
     try:
-        data = json.loads(text)
+        hook = _refuse_duplicate_keys if refuse_duplicate_keys else None
+        data = json.loads(text, object_pairs_hook=hook)
+    except _DuplicateKey as exc:
+        raise DataFileError(
+            f"{source}: the key {exc.key!r} appears twice in one object; only one value "
+            "would be kept, so fix the file first"
+        ) from None
     except json.JSONDecodeError as exc:
         if _cut_short(text, exc):
             raise DataFileError(
@@ -165,7 +191,9 @@ def loads_sessions(text: str, source: str) -> list[dict[str, Any]]:
     return data
 
 
-def read_sessions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_sessions(
+    path: str | os.PathLike[str], *, refuse_duplicate_keys: bool = False
+) -> list[dict[str, Any]]:
     """The session dicts of a per-mouse file, unchanged; a missing file is an empty history.
 
     See :func:`loads_sessions` for what is refused (:class:`DataFileError`).
@@ -182,7 +210,7 @@ def read_sessions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise DataFileError(f"{file}: is a folder, not a per-mouse file") from None
     except OSError as exc:
         raise DataFileError(f"{file}: cannot be read ({exc.strerror or exc})") from None
-    return loads_sessions(text, str(file))
+    return loads_sessions(text, str(file), refuse_duplicate_keys=refuse_duplicate_keys)
 
 
 def dumps_sessions(sessions: Iterable[dict[str, Any]]) -> str:

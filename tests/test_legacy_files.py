@@ -302,6 +302,10 @@ def stored_mice(labctl: Labctl) -> list[str]:
         ('[{"trials": [{"start": 1.5, "end": 2.', "truncated: the JSON ends before it is complete"),
         ('{"trials": []}', "expected a JSON list of sessions, found a JSON object"),
         ('[{"trials": []}, "notes"]', "session 1 is a string, not a session"),
+        (
+            '[{"notes": "", "trials": [{"start": 1.5, "start": 2.5}]}]',
+            "the key 'start' appears twice in one object; only one value would be kept",
+        ),
     ],
 )
 def test_an_unusable_file_is_one_line_naming_it_and_creates_no_mouse(

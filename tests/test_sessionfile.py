@@ -164,6 +164,14 @@ def test_a_file_that_is_not_a_list_of_sessions_is_one_line_naming_file_and_probl
     assert "\n" not in message
 
 
+def test_a_key_named_twice_is_read_as_json_reads_it_unless_refused(tmp_path: Path) -> None:
+    path = tmp_path / "M1.json"
+    path.write_text('[{"weight": "21.1", "notes": "a", "weight": 21.5}]')
+    assert read_sessions(path) == [{"weight": 21.5, "notes": "a"}]  # the agent's appends
+    with pytest.raises(DataFileError, match=f"{path}: the key 'weight' appears twice"):
+        read_sessions(path, refuse_duplicate_keys=True)
+
+
 def test_a_byte_order_mark_does_not_stop_a_file_being_read(tmp_path: Path) -> None:
     path = tmp_path / "M1.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps([session()]).encode())
