@@ -32,6 +32,9 @@ LEASE_S = 20.0
 RENEW_S = 5.0
 _LEASE_LOCK_KEY = 0x72656163686C  # PostgreSQL advisory lock: one lease decision at a time
 
+#: What labctl says when no collector announces itself.
+NO_COLLECTOR = "no collector is online: nothing stores the rigs' documents (run labctl serve)"
+
 LEASES: Table = CollectorLease.__table__  # type: ignore[assignment]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 from types import FrameType
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 
 from controller.cli.app import (
     app,
+    fail,
     log,
     state_of,
 )
@@ -28,25 +30,54 @@ def serve(
     client_id: Annotated[
         str | None,
         typer.Option(
-            "--client-id", help="MQTT client id (default: one per prefix)", show_default=False
+            "--client-id",
+            envvar="LABCTL_CLIENT_ID",
+            help="this collector's own MQTT client id (default: one per prefix, or per group "
+            "and host)",
+            show_default=False,
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            envvar="LABCTL_GROUP",
+            metavar="NAME",
+            help="share the rigs with every collector of group NAME (MQTT shared "
+            "subscriptions; PostgreSQL only, each collector with its own --client-id)",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
     """The collector: store every rig's documents and status until SIGTERM or Ctrl-C."""
     from controller.collector import Collector
+    from controller.collectors import CollectorRefused, check_collector_id
     from controller.ingest import IngestSettings
+    from shared.errors import ReachlabError
 
     state = state_of(ctx)
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("labctl.mqtt").setLevel(logging.WARNING)
+    if group is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", group):
+        fail(f"--group: invalid group name {group!r}: use 1-64 letters, digits, '_' or '-'")
+    try:
+        if client_id is not None:
+            check_collector_id(client_id)
+    except ReachlabError as exc:
+        fail(f"--client-id: {exc}")
     db = state.db()
     collector = Collector(
         db,
         state.broker(),
         topics=state.topics(),
         client_id=client_id,
+        group=group,
         settings=IngestSettings(heartbeat_timeout=heartbeat_timeout),
     )
+    try:
+        collector.claim()
+    except CollectorRefused as exc:
+        fail(str(exc))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("%s: stopping the collector", signal.Signals(signum).name)

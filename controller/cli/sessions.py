@@ -15,7 +15,6 @@ from controller.cli.app import (
     say,
     state_of,
 )
-from controller.collectors import NO_COLLECTOR
 from shared.config import parse_meta, read_config
 
 
@@ -131,6 +130,8 @@ def start(
     selected = select_mice(db, mice, cohort, every, "start") if shift is None else []
     with state.link() as link:
         if not link.online_collectors():
+            from controller.collectors import NO_COLLECTOR
+
             typer.echo(f"labctl: warning: {NO_COLLECTOR}", err=True)
         if shift is not None and cohort is not None:
             selected, moves = place_shift_mice(db, cohort, shift, link.statuses)

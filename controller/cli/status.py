@@ -25,6 +25,15 @@ if TYPE_CHECKING:
     from controller.mqtt import LabLink
 
 
+def collectors_line(collectors: list[Any]) -> str:
+    """``collectors online: a (group g, host h), b ...`` for the screen."""
+    shown = [
+        f"{c.collector} ({f'group {c.group}, ' if c.group else ''}host {c.host})"
+        for c in collectors
+    ]
+    return f"collectors online: {', '.join(shown)}"
+
+
 def _views(state: State, link: LabLink | None, memory: SessionMemory | None = None) -> list[Any]:
     from controller.last_session import last_sessions
     from controller.views import box_views, stored_boxes
@@ -55,9 +64,11 @@ def status(
     state.db()
     broker = state.broker()
     warning = None
+    collectors: list[Any] | None = None
     try:
         with state.link() as link:
             views = _views(state, link)
+            collectors = link.online_collectors()
     except BrokerError as exc:
         warning = f"{exc}; showing the database's last known state"
         views = _views(state, None)
@@ -74,6 +85,9 @@ def status(
                 "broker_reachable": warning is None,
                 "database": state.db_url_display,
                 "boxes": [v.as_dict() for v in views],
+                "collectors": None
+                if collectors is None
+                else [c.model_dump(exclude={"schema_version"}) for c in collectors],
                 "warnings": notices.warnings,
                 "next_mice": {b: asdict(n) for b, n in notices.next_mice.items()},
             }
@@ -84,8 +98,14 @@ def status(
         console().print(status_table(views))
         for line in notices.next_lines():
             say(line)
+    from controller.collectors import NO_COLLECTOR
+
+    if collectors and not as_json:
+        say(collectors_line(collectors))
     if warning:
         typer.echo(f"labctl: warning: {warning}", err=True)
+    elif not collectors:
+        typer.echo(f"labctl: warning: {NO_COLLECTOR}", err=True)
     for line in notices.warnings:
         typer.echo(f"labctl: warning: {line}", err=True)
 
@@ -110,13 +130,17 @@ def monitor(
     state.db()
     memory = SessionMemory()  # a row keeps its session's trials when the session ends
     with state.link(events=True) as link:
-        header = f"reachlab monitor: broker {link.settings.url}, prefix {link.topics.prefix}"
+        base = f"reachlab monitor: broker {link.settings.url}, prefix {link.topics.prefix}"
 
         def render() -> Any:
             views = _views(state, link, memory)
             with link.cond:
                 events = list(link.events)
-            return monitor_view(views, events, header)
+            collectors = link.online_collectors()
+            from controller.collectors import NO_COLLECTOR
+
+            line = collectors_line(collectors) if collectors else f"WARNING: {NO_COLLECTOR}"
+            return monitor_view(views, events, f"{base}\n{line}")
 
         if once:
             console().print(render())
