@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -42,6 +41,8 @@ from shared.documents import Document, SessionEnd, build_session, parse_document
 from shared.errors import ConfigError
 from shared.protocol import Reply, Status, Topics, parse_reply, parse_status
 from shared.sessionfile import read_sessions
+
+from . import waiting
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 15.0
@@ -198,11 +199,7 @@ class RigClient:
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
     """Wait for another process's state (a file it writes): there is no event to wait on."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
+    waiting.wait_until(condition, timeout, what)
 
 
 # ---------------------------------------------------------------- agents under test

@@ -26,6 +26,7 @@ from controller.broker import MosquittoBroker
 from shared.sessionfile import read_sessions
 
 from .conftest import REPO
+from .waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -101,14 +102,12 @@ class Demo:
         return self.stderr.read_text(errors="replace")
 
     def wait_for(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
+        def alive() -> None:
             if self.process.poll() is not None:
                 pytest.fail(f"the demo exited ({self.process.returncode}) before {what}:\n"
                             f"{self.output()[-3000:]}\n{self.errors()[-3000:]}")  # fmt: skip
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(0.05)  # polling another process's files; there is no event to wait on
+
+        wait_until(condition, timeout, what, alive=alive)
 
     def wait_exit(self, timeout: float) -> int:
         started = time.monotonic()

@@ -34,7 +34,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +47,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.broker import find_free_port
 from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
+
+from .waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -968,12 +969,7 @@ def _run(argv: list[str], env: Mapping[str, str]) -> str:
 
 
 def _wait_until(what: str, condition: Any, processes: Processes, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        processes.check_alive()
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.25)  # other processes' state: there is no event to wait on
+    wait_until(condition, timeout, what, alive=processes.check_alive, interval=0.25)
 
 
 @needs_mosquitto

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from controller.cli import app
 from controller.db import TrainingSession, open_database
 from shared.sessionfile import read_sessions
 
+from . import waiting
 from .conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
@@ -89,13 +89,14 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 def wait_until(condition: Callable[[], bool], what: str, procs: Processes) -> None:
     """Poll another process's effect until the deadline (there is no event to wait on)."""
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        procs.check_alive()
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {n}\n{procs.log(n)}" for n in procs.children)
-            raise AssertionError(f"timed out waiting for {what}\n{logs}")
-        time.sleep(0.1)
+    waiting.wait_until(
+        condition,
+        TIMEOUT,
+        what,
+        alive=procs.check_alive,
+        detail=lambda: "\n".join(f"--- {n}\n{procs.log(n)}" for n in procs.children),
+        interval=0.1,
+    )
 
 
 def test_a_cohort_on_three_real_rigs_exports_exactly_the_agents_own_copies(

@@ -33,6 +33,7 @@ from tests.fakes import FakeRig, session_dict, synthetic_session
 
 from .conftest import REPO, SAMPLES
 from .terminal import Terminal
+from .waiting import wait_until
 
 
 class Labctl:
@@ -580,19 +581,24 @@ def labctl_on_terminal(labctl: Labctl, *args: str) -> Terminal:
 def test_monitor_shows_events_live_and_leaves_cleanly_on_ctrl_c(
     labctl: Labctl, boxes: dict[str, FakeRig]
 ) -> None:
-    import time
-
     term = labctl_on_terminal(labctl, "monitor", "--refresh", "0.1")
     try:
         # Events are not retained, so one sent before the monitor subscribed is lost: the rig
         # keeps sending the session's start until the live view shows it.
         start = synthetic_session(mouse="M1", box="1", trials=1)[:1]
-        deadline = time.monotonic() + 30
-        while b"session started: M1" not in term.screen:
-            assert term.process.poll() is None, f"labctl monitor exited: {term.process.returncode}"
-            assert time.monotonic() < deadline, f"no event shown: {term.screen[-2000:]!r}"
+
+        def shown() -> bool:
             boxes["1"].publish(start, hold=False)
-            term.read(0.2)
+            term.read(0.2)  # this is the pause between two checks
+            return b"session started: M1" in term.screen
+
+        def alive() -> None:
+            assert term.process.poll() is None, f"labctl monitor exited: {term.process.returncode}"
+
+        wait_until(
+            shown, 30, "the event on the monitor's screen", alive=alive, interval=0,
+            detail=lambda: repr(term.screen[-2000:]),
+        )  # fmt: skip
         term.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         term.read_until_exit(20, "labctl monitor did not leave on SIGINT")
     finally:
@@ -704,14 +710,12 @@ def test_stop_all_with_nothing_running_says_so(labctl: Labctl, broker: BrokerSet
 
 
 def poll(condition: Any, what: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    """Wait for another process's effect: check, then a short pause, until the deadline."""
-    import time
+    """Wait for another process's effect (there is no event to wait on)."""
 
-    deadline = time.monotonic() + timeout
-    while not condition():
+    def alive() -> None:
         assert proc.poll() is None, f"labctl serve exited with {proc.returncode}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+
+    wait_until(condition, timeout, what, alive=alive)
 
 
 def box_known(db_url: str, box: str) -> bool:

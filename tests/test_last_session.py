@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from shared.protocol import Status, Topics
 from tests.fakes import FakeRig, synthetic_session
 
 from .terminal import Terminal
+from .waiting import wait_until
 
 
 def render(table: object) -> str:
@@ -118,11 +118,18 @@ def test_the_live_monitor_row_keeps_the_trials_when_the_session_ends(
             rig.state = "idle"
             rig.publish_status()
             screen_before = len(term.screen)
-            deadline = time.monotonic() + 30
-            while b"(ended)" not in term.screen[screen_before:]:
-                assert time.monotonic() < deadline, term.text()[-3000:]
+
+            def ended_shown() -> bool:
+                term.read(0.2)  # waits for the next redraw: the pause between two checks
+                return b"(ended)" in term.screen[screen_before:]
+
+            def alive() -> None:
                 assert term.process.poll() is None, term.text()[-3000:]
-                term.read(0.2)
+
+            wait_until(
+                ended_shown, 30, "the ended session on the monitor's screen", alive=alive,
+                interval=0, detail=lambda: term.text()[-3000:],
+            )  # fmt: skip
             last_frame = term.text()[-3000:]
         finally:
             term.close()

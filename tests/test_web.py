@@ -39,6 +39,7 @@ from controller.db import open_database
 from shared.errors import ConfigError
 from shared.protocol import Status, Topics, encode
 
+from . import waiting
 from .conftest import REPO
 
 pytest.importorskip("starlette", reason="the web extra is not installed")
@@ -57,14 +58,7 @@ DOCS_IMG = REPO / "docs" / "img"
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     """Poll another process's effect until the deadline (there is no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
+    return waiting.wait_until(condition, timeout, what)
 
 
 # ---------------------------------------------------------------- a lab's history
