@@ -25,12 +25,15 @@ trials does the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 from shared.analysis.trials import CORRECT, INCORRECT, LEFT, equals
+
+_NUMBER_TYPES = (int, float)
+_TOUCHED = (CORRECT, INCORRECT)
 
 _PHI_INV = NormalDist().inv_cdf
 
@@ -64,21 +67,21 @@ def original_counts(trials: Iterable[Any]) -> DPrimeCounts:
     signal = hits = noise = false_alarms = corrections = 0
     after_incorrect = False
     for trial in trials:
-        if not isinstance(trial, dict):
+        if not isinstance(trial, Mapping):
             continue
         result = trial.get("outcome")
-        touched_correct, touched_incorrect = equals(result, CORRECT), equals(result, INCORRECT)
-        if not (touched_correct or touched_incorrect):
+        if type(result) not in _NUMBER_TYPES or result not in _TOUCHED:
             continue  # missed, cancelled or unfinished: dropped before anything else
+        incorrect = result == INCORRECT
         if after_incorrect:
             corrections += 1
         elif equals(trial.get("spout"), LEFT):
             signal += 1
-            hits += touched_correct
+            hits += not incorrect
         else:
             noise += 1
-            false_alarms += touched_incorrect
-        after_incorrect = touched_incorrect
+            false_alarms += incorrect
+        after_incorrect = incorrect
     return DPrimeCounts(signal, hits, noise, false_alarms, corrections)
 
 

@@ -22,15 +22,13 @@ from shared.analysis.trials import (
     LEFT,
     MISSED,
     RIGHT,
-    countable,
-    equals,
+    Tally,
     is_number,
     lift_latency,
     raw_trials,
     reaction_time,
-    side,
     side_events,
-    skipped_trials,
+    tally,
     trial_dicts,
 )
 
@@ -44,9 +42,8 @@ _SUMMED = (
 )  # fmt: skip
 
 
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return median(present) if present else None
+def _median(values: list[float]) -> float | None:
+    return median(values) if values else None
 
 
 def session_d_prime(session: Session) -> float:
@@ -64,27 +61,26 @@ def session_results(session: Session) -> dict[str, Any]:
     the original did, partial ones included; ``trials_skipped`` says how many
     of them could not be counted.
     """
+    return _row(session)[0]
+
+
+def _row(session: Session) -> tuple[dict[str, Any], Tally]:
     row = dict(session)
-    trials = raw_trials(session)
-    dicts = trial_dicts(session)
+    counts = tally(session)
     for name, wanted in (("missed", MISSED), ("correct", CORRECT), ("incorrect", INCORRECT)):
-        for suffix, spout in (("l", LEFT), ("r", RIGHT)):
-            row[f"{name}_{suffix}"] = sum(
-                1
-                for t in dicts
-                if equals(t.get("spout"), spout) and equals(t.get("outcome"), wanted)
-            )
+        row[f"{name}_l"], row[f"{name}_r"] = counts.outcomes[wanted]
+    trials = raw_trials(session)
     row["trials"] = len(trials)
     for key in ("resets", "spontaneous_reaches"):
         events = side_events(session, key)
         row[key] = len(events)
         row[f"{key}_l"] = sum(1 for _, s in events if s == LEFT)
         row[f"{key}_r"] = sum(1 for _, s in events if s == RIGHT)
-    row["d_prime"] = original_d_prime(dicts) if trials else None
-    row["trials_skipped"] = skipped_trials(session)
-    row["reaction_time_median"] = _median([reaction_time(t) for t in dicts])
-    row["lift_latency_median"] = _median([lift_latency(t) for t in dicts])
-    return row
+    row["d_prime"] = original_d_prime(trials) if trials else None
+    row["trials_skipped"] = counts.skipped
+    row["reaction_time_median"] = _median(counts.reaction_times)
+    row["lift_latency_median"] = _median(counts.lift_latencies)
+    return row, counts
 
 
 def day_numbers(sessions: Sequence[Session], collapse_days: bool) -> list[int]:
@@ -136,25 +132,28 @@ def mouse_results(
     whole day.
     """
     rows: list[dict[str, Any]] = []
-    day_trials: list[list[Mapping[str, Any]]] = []
+    day_trials: list[list[Any]] = []
+    day_tallies: list[list[Tally]] = []
     previous_day = None
     for day, session in zip(day_numbers(sessions, collapse_days), sessions, strict=True):
-        row = session_results(session)
+        row, counts = _row(session)
         row.setdefault("notes", None)
         row["mouse_id"] = mouse_id
         if collapse_days and day == previous_day:
             _merge(rows[-1], row)
-            day_trials[-1].extend(trial_dicts(session))
+            day_trials[-1].extend(raw_trials(session))
+            day_tallies[-1].append(counts)
             continue
         row["day"] = day
         previous_day = day
         rows.append(row)
-        day_trials.append(list(trial_dicts(session)))
+        day_trials.append(list(raw_trials(session)))
+        day_tallies.append([counts])
     if collapse_days:
-        for row, trials in zip(rows, day_trials, strict=True):
+        for row, trials, tallies in zip(rows, day_trials, day_tallies, strict=True):
             row["d_prime_day"] = original_d_prime(trials) if row.get("trials") else None
-            row["reaction_time_median"] = _median([reaction_time(t) for t in trials])
-            row["lift_latency_median"] = _median([lift_latency(t) for t in trials])
+            row["reaction_time_median"] = _median([v for t in tallies for v in t.reaction_times])
+            row["lift_latency_median"] = _median([v for t in tallies for v in t.lift_latencies])
     return rows
 
 
@@ -209,7 +208,6 @@ def mouse_spontaneous_reaches(
 
 
 __all__ = [
-    "countable",
     "day_numbers",
     "mouse_results",
     "mouse_spontaneous_reaches",
@@ -217,5 +215,4 @@ __all__ = [
     "session_d_prime",
     "session_results",
     "session_spontaneous_reaches",
-    "side",
 ]

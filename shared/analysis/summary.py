@@ -32,15 +32,9 @@ from shared.analysis.trials import (
     CORRECT,
     INCORRECT,
     MISSED,
-    countable,
-    lift_latency,
-    outcome,
     raw_trials,
-    reaction_time,
-    shaping_trial,
-    side,
     side_events,
-    trial_dicts,
+    tally,
 )
 
 #: Water per reward assumed for sessions recorded before ``reward_volume_ul`` existed.
@@ -109,9 +103,8 @@ def _reward_volume(session: Mapping[str, Any]) -> float:
     return DEFAULT_REWARD_VOLUME_UL
 
 
-def _median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return median(present) if present else None
+def _median(values: list[float]) -> float | None:
+    return median(values) if values else None
 
 
 def _sides(events: Iterable[tuple[Any, int | None]]) -> Pair:
@@ -134,20 +127,13 @@ def _status(sessions: Sequence[Mapping[str, Any]]) -> str | None:
 def summarise(sessions: Sequence[Mapping[str, Any]], mouse: str | None = None) -> SessionResults:
     """One row for these sessions together (one session, or one day's in order)."""
     sessions = [s if isinstance(s, Mapping) else {} for s in sessions]
-    trials = [t for s in sessions for t in trial_dicts(s)]
-    counted = [t for t in trials if countable(t)]
-    outcomes = {wanted: [0, 0] for wanted in (MISSED, CORRECT, INCORRECT)}
-    for trial in counted:
-        spout, result = side(trial.get("spout")), outcome(trial)
-        assert spout is not None and result is not None  # countable
-        outcomes[result][spout] += 1
+    tallies = [tally(s) for s in sessions]
+    outcomes = [[sum(t.outcomes[o][side] for t in tallies) for side in (0, 1)] for o in range(3)]
     total = sum(len(raw_trials(s)) for s in sessions)
-    counts = original_counts(trials)
+    counts = original_counts(t for s in sessions for t in raw_trials(s))
     rewards, water = 0, 0.0
-    for session in sessions:
-        given = sum(outcomes_of(session, CORRECT)) + sum(
-            1 for t in trial_dicts(session) if shaping_trial(t, session)
-        )
+    for session, counted in zip(sessions, tallies, strict=True):
+        given = sum(counted.outcomes[CORRECT]) + counted.shaping
         rewards += given
         water += given * _reward_volume(session)
     dates = [s.get("date") for s in sessions]
@@ -157,7 +143,7 @@ def summarise(sessions: Sequence[Mapping[str, Any]], mouse: str | None = None) -
         sessions=len(sessions),
         status=_status(sessions),
         trials=total,
-        trials_skipped=total - len(counted),
+        trials_skipped=sum(t.skipped for t in tallies),
         correct=(outcomes[CORRECT][0], outcomes[CORRECT][1]),
         incorrect=(outcomes[INCORRECT][0], outcomes[INCORRECT][1]),
         missed=(outcomes[MISSED][0], outcomes[MISSED][1]),
@@ -171,21 +157,11 @@ def summarise(sessions: Sequence[Mapping[str, Any]], mouse: str | None = None) -
         noise_trials=counts.noise_trials,
         false_alarms=counts.false_alarms,
         d_prime=counts.d_prime if total else None,
-        reaction_time_median=_median(reaction_time(t) for t in counted),
-        lift_latency_median=_median(lift_latency(t) for t in counted),
+        reaction_time_median=_median([v for t in tallies for v in t.reaction_times]),
+        lift_latency_median=_median([v for t in tallies for v in t.lift_latencies]),
         rewards=rewards,
         water_ul=water,
     )
-
-
-def outcomes_of(session: Mapping[str, Any], wanted: int) -> Pair:
-    """``(left, right)`` counts of countable trials with this outcome."""
-    counts = [0, 0]
-    for trial in trial_dicts(session):
-        spout = side(trial.get("spout"))
-        if spout is not None and outcome(trial) == wanted:
-            counts[spout] += 1
-    return counts[0], counts[1]
 
 
 def session_results(session: Mapping[str, Any]) -> SessionResults:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 #: Trial outcomes, as the original library numbered them.
@@ -70,11 +71,6 @@ def countable(trial: Any) -> bool:
     )
 
 
-def skipped_trials(session: Mapping[str, Any]) -> int:
-    """How many of the session's trials analysis cannot count (see :func:`countable`)."""
-    return sum(1 for t in raw_trials(session) if not countable(t))
-
-
 def reaction_time(trial: Trial) -> float | None:
     """Touch minus cue onset (``end - start``, s) of a correct or incorrect trial, else None.
 
@@ -98,18 +94,6 @@ def _since_start(trial: Trial, key: str) -> float | None:
     if is_number(start) and is_number(then):
         return float(then) - float(start)
     return None
-
-
-def shaping_trial(trial: Trial, session: Mapping[str, Any]) -> bool:
-    """Water was given at this trial's cue onset.
-
-    The trial's own ``shaping`` when it is true/false; when it is missing or
-    null, the session-level ``shaping`` of the 2019 files, else no.
-    """
-    own = trial.get("shaping")
-    if isinstance(own, bool):
-        return own
-    return session.get("shaping") is True
 
 
 def _pairs(value: Any) -> Iterator[tuple[Any, Any]]:
@@ -143,3 +127,61 @@ def side_events(session: Mapping[str, Any], key: str) -> list[tuple[Any, int | N
         return [(t, side(s)) for t, s in _pairs(session.get(key))]
     legacy = {"resets": "resets_timepoints", "spontaneous_reaches": "spont_reach_timepoints"}
     return list(_per_side(session.get(legacy[key])))
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def _code(value: Any, allowed: tuple[int, ...]) -> int | None:
+    # The hot path of :func:`tally`: equals() for each allowed value, inlined.
+    if type(value) in _NUMBER_TYPES and value in allowed:
+        return int(value)
+    return None
+
+
+@dataclass
+class Tally:
+    """What one pass over a session's trials counts (see :func:`tally`)."""
+
+    #: ``outcomes[outcome][side]`` for countable trials, outcome MISSED/CORRECT/INCORRECT.
+    outcomes: list[list[int]] = field(default_factory=lambda: [[0, 0], [0, 0], [0, 0]])
+    skipped: int = 0
+    shaping: int = 0
+    reaction_times: list[float] = field(default_factory=list)
+    lift_latencies: list[float] = field(default_factory=list)
+
+
+def tally(session: Mapping[str, Any]) -> Tally:
+    """Count a session's trials in one pass.
+
+    Countable trials as :func:`countable`, their :func:`reaction_time` and
+    :func:`lift_latency`; shaping trials (water at cue onset) are a trial's own
+    ``shaping`` when true/false, else, when it is missing or null, the
+    session-level ``shaping`` of the 2019 files.
+    """
+    result = Tally()
+    session_shaping = session.get("shaping") is True
+    for trial in raw_trials(session):
+        if not isinstance(trial, Mapping):
+            result.skipped += 1
+            continue
+        own = trial.get("shaping")
+        if own is True or (not isinstance(own, bool) and session_shaping):
+            result.shaping += 1
+        spout = _code(trial.get("spout"), (LEFT, RIGHT))
+        result_code = _code(trial.get("outcome"), (MISSED, CORRECT, INCORRECT))
+        if spout is None or result_code is None:
+            result.skipped += 1
+            continue
+        result.outcomes[result_code][spout] += 1
+        start = trial.get("start")
+        if not is_number(start):
+            continue
+        if result_code != MISSED:
+            end = trial.get("end")
+            if is_number(end):
+                result.reaction_times.append(float(end) - float(start))
+        lift = trial.get("lift_time")
+        if is_number(lift):
+            result.lift_latencies.append(float(lift) - float(start))
+    return result
