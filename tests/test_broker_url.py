@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,32 @@ def test_the_agent_refuses_a_password_option_and_reads_a_credentials_file(
     settings = resolve(args, {"XDG_DATA_HOME": str(tmp_path)})
     assert isinstance(settings.broker, BrokerSettings)
     assert (settings.broker.username, settings.broker.password) == ("9", "pw9")
+
+
+def test_labctl_says_when_its_credentials_file_is_readable_by_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    creds = tmp_path / "mqtt"
+    creds.write_text("username = labctl-ada\npassword = hunter2\n")
+    creds.chmod(0o644)
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))  # bound, never listening: nothing answers there
+    try:
+        env = {
+            "LABCTL_BROKER": f"mqtt://127.0.0.1:{port.getsockname()[1]}",
+            "LABCTL_MQTT_CREDENTIALS_FILE": str(creds),
+            "LABCTL_DB": f"sqlite:///{tmp_path / 'lab.db'}",
+        }
+        result = CliRunner().invoke(app, ["status"], env=env)
+    finally:
+        port.close()
+    lines = [line for line in result.output.splitlines() if "credentials file" in line]
+    assert lines == [
+        f"labctl: warning: credentials file {creds} is readable by others (mode 0644); "
+        f"run: chmod 600 {creds}"
+    ]
+    assert "hunter2" not in result.output

@@ -33,7 +33,8 @@ from shared.protocol import DEFAULT_PREFIX, Topics
 
 if TYPE_CHECKING:  # the real imports are deferred to keep labctl quick to start
     from controller.db import Database
-    from controller.mqtt import BrokerSettings, LabLink
+    from controller.mqtt import LabLink
+    from shared.broker_url import BrokerSettings
 
 log = logging.getLogger("labctl")
 
@@ -159,6 +160,7 @@ class State:
     username: str | None
     password: str | None
     _db: Database | None = field(default=None, repr=False)
+    _broker: BrokerSettings | None = field(default=None, repr=False)
 
     @property
     def db_url_display(self) -> str:
@@ -177,11 +179,22 @@ class State:
         return self._db
 
     def broker(self) -> BrokerSettings:
-        from controller.mqtt import parse_broker_url
+        from shared.broker_url import broker_settings_from_environ
 
-        return parse_broker_url(
-            self.broker_url, username=self.username, password=self.password, ca_file=self.ca_file
-        )
+        # LABCTL_MQTT_* (user name, password, a 0600 credentials file, certificates): the one
+        # settings type the agent uses too; a credentials file others can read is warned
+        # about, once per command.
+        if self._broker is None:
+            self._broker = broker_settings_from_environ(
+                self.broker_url,
+                os.environ,
+                "LABCTL_",
+                warn=warn,
+                username=self.username,
+                password=self.password,
+                ca_file=self.ca_file,
+            )
+        return self._broker
 
     def topics(self) -> Topics:
         try:
