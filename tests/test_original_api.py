@@ -299,14 +299,20 @@ SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
          "spontaneous_reaches": []},
         {"trials": 1, "missed_l": 1, "d_prime": 0.0},
     ),
+    "spout_position float": (
+        {"date": "2020-03-02", "trials": [trial(1, 1, 1, spout_position=3.5)], "resets": [],
+         "spontaneous_reaches": []},
+        {"trials": 1, "correct_r": 1, "d_prime": -Z(0.25)},
+    ),
     "missed without end, outcome 3, partial and empty trials": (
         {"date": "2019-12-05",
          "trials": [{"start": T0, "spout": 1, "outcome": 0, "cue_duration": 10000},
                     trial(2, 0, 3), {"start": T0 + 300},
+                    {"start": T0 + 350, "lift_time": T0 + 351, "lift_paw": 1},
                     {"start": T0 + 400, "lift_time": T0 + 401, "lift_paw": 0, "end": T0 + 402},
                     {}],
          "resets": [[T0 - 1, 0]], "spontaneous_reaches": []},
-        {"trials": 5, "trials_skipped": 4, "missed_r": 1, "resets_l": 1, "d_prime": 0.0},
+        {"trials": 6, "trials_skipped": 5, "missed_r": 1, "resets_l": 1, "d_prime": 0.0},
     ),
     "cue_duration in seconds, clock-string times, weight string, no notes": (
         {"trainer": "alex", "weight": "21.1", "start_time": "16:45:18", "end_time": "17:04:26",
