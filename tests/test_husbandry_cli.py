@@ -146,6 +146,7 @@ def test_start_weight_is_a_weighing_and_the_session_s_weight(
     assert weighing.recorded_by == "desk"
     labctl.ok("mouse", "add", "M3")
     assert "one mouse's weight" in labctl.error("start", "M2", "M3", "--weight", "20")
+    assert "one mouse's weight" in labctl.error("start", "--all", "--weight", "20")
 
 
 def _ended_session(mouse: str, box: str) -> dict[str, Any]:
@@ -235,3 +236,16 @@ def test_report_formats_and_bad_input(labctl: Labctl) -> None:
     assert "invalid kind 'juice'" in labctl.error("water", "M1", "10", "--kind", "juice")
     assert "unknown mouse 'NOPE'" in labctl.error("weigh", "NOPE", "20")
     assert "unknown lab setting 'x'" in labctl.error("lab", "set", "x", "1")
+    assert "invalid --at 'nan': not a time" in labctl.error("weigh", "M1", "20", "--at", "nan")
+    assert "is in the future" in labctl.error("water", "M1", "20", "--at", "2999-01-01 10:00")
+    assert "invalid total inf mg" in labctl.error(
+        "calibrate", "--box", "1", "--spout", "left", "--already-dispensed", "--total-mg", "inf"
+    )
+    assert "ul per opening is more than a reward valve gives" in labctl.error(
+        "calibrate", "--box", "1", "--spout", "left", "--already-dispensed", "--count", "10",
+        "--total-mg", "50000",
+    )  # fmt: skip
+    assert "invalid spout 'middle'" in labctl.error(
+        "calibrate", "--box", "1", "--spout", "middle", "--already-dispensed", "--total-mg", "5"
+    )
+    assert "--box goes with --shifts" in labctl.error("schedule", "C9", "--box", "1")

@@ -59,6 +59,8 @@ def schedule(
 
     if shifts is not None and table is not None:
         fail("give --shifts K or --table FILE, not both")
+    if boxes and shifts is None:
+        fail("--box goes with --shifts K (a --table names the boxes itself)")
     db = state_of(ctx).db()
     if shifts is not None or table is not None:
         with db.session() as session:

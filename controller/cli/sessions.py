@@ -122,12 +122,19 @@ def start(
     metadata = parse_meta(meta)
     if weight is not None and "weight" in metadata:
         fail("give the weight once: --weight G or --meta weight=G")
+    if weight is not None and len(dict.fromkeys(mice or [])) != 1:
+        fail("--weight is one mouse's weight: give exactly one MOUSE")
     if shift is not None and (cohort is None or mice or every):
         fail("--shift needs --cohort NAME (and no MOUSE... or --all)")
     if force and not (reason or "").strip():
         fail("--force needs --reason WHY: the override is kept for the welfare record")
     db = state.db()
     selected = select_mice(db, mice, cohort, every, "start") if shift is None else []
+    if shift is not None and cohort is not None:
+        from controller.husbandry.schedule import shift_slots
+
+        with db.reader() as session:
+            shift_slots(session, cohort, shift)  # no such shift: one line, nothing sent
     with state.link() as link:
         if not link.online_collectors():
             from controller.collectors import NO_COLLECTOR

@@ -13,6 +13,7 @@ limit (default 15 %), which usually means a clogged or leaking valve or a weighi
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,8 @@ from shared.ids import check_box_id
 
 SPOUTS = ("left", "right")
 DAY_S = 86400.0
+#: More per opening than any reward valve gives: a total typed in the wrong unit.
+MAX_UL_PER_OPENING = 1000.0
 
 
 def spout_number(name: str) -> int:
@@ -64,9 +67,14 @@ def record_calibration(
         raise LabError("a calibration needs at least one opening of at least 1 ms")
     if unit not in ("mg", "ul"):
         raise LabError(f"invalid unit {unit!r}: the total is weighed in mg or measured in ul")
-    if not total > 0:
+    if not (math.isfinite(total) and total > 0):
         raise LabError(
             f"invalid total {total:g} {unit}: nothing was weighed (is the spout connected?)"
+        )
+    if total / openings > MAX_UL_PER_OPENING:
+        raise LabError(
+            f"invalid total {total:g} {unit}: {total / openings:g} ul per opening is more "
+            f"than a reward valve gives ({MAX_UL_PER_OPENING:g}); is the total in {unit}?"
         )
     add_box(session, box_id)
     row = Calibration(

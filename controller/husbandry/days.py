@@ -6,6 +6,7 @@ the rigs write as a session's ``date``.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import date, datetime, timedelta
 
@@ -56,9 +57,13 @@ def parse_time(text: str, what: str = "--at") -> float:
     """A local time (``YYYY-MM-DD HH:MM[:SS]``, ``HH:MM`` today, or Unix seconds) as Unix s."""
     value = text.strip()
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
+        raise ConfigError(f"invalid {what} {text!r}: not a time")
     for fmt in _TIME_FORMATS:
         try:
             return datetime.strptime(value, fmt).timestamp()

@@ -30,7 +30,7 @@ from controller.husbandry.calibration import Timeline
 from controller.husbandry.days import day_bounds
 from controller.husbandry.models import WaterGiven
 from controller.husbandry.settings import LabSettings
-from controller.husbandry.weights import baseline_of
+from controller.husbandry.weights import FUTURE_SLACK_S, baseline_of
 from controller.lab import LabError, get_mouse
 from controller.models import TrainingSession
 
@@ -60,6 +60,8 @@ def give_water(
             f"{MAX_GIVEN_UL:g} ul"
         )
     now = time.time()
+    if at is not None and at > now + FUTURE_SLACK_S:
+        raise LabError(f"--at {time.ctime(at)} is in the future")
     row = WaterGiven(
         mouse_id=mouse_id, microliters=microliters, kind=kind,
         given_at=now if at is None else at, recorded_at=now, given_by=by, note=note,
