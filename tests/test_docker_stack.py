@@ -8,15 +8,14 @@ it against the code:
   ``docker/.env.example``: services, ports, volumes, health conditions, and
   every rig's box id, MQTT user name and password agreeing with the broker's
   user list; the rigs' environment is resolved by the agent's own settings code;
-* the mosquitto config and ACL: no anonymous clients, the files it names are
-  the ones the entrypoint writes from the mounted repository files, and the ACL
-  (evaluated here by a small model of mosquitto's ``acl_file`` rules) lets a rig
-  publish and read only its own topics as :class:`shared.protocol.Topics` makes
-  them, while the controller reads and commands every box;
+* the mosquitto config: no anonymous clients, a TLS listener, client ids bound to
+  user names, a message size limit, and the files it names are the ones the
+  entrypoint writes from the mounted repository files;
 * the same config, entrypoint script and ACL run in a real ``mosquitto`` when
-  one is installed, with paho clients proving the permissions on the wire, and
-  (marked slow) the collector and three rigs started with the compose file's
-  environment train a cohort through that broker, down to the pruned journals;
+  one is installed (tests/test_broker_security.py proves every permission on the
+  wire there), and (marked slow) the collector and three rigs started with the
+  compose file's environment train a cohort through that broker, down to the
+  pruned journals;
 * the Dockerfiles: base image, extras and console scripts that exist in
   ``pyproject.toml``, and arguments the CLIs accept.
 """
@@ -25,30 +24,22 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shlex
-import shutil
-import socket
-import stat
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
-from controller.broker import find_free_port
 from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
-
-from .waiting import wait_until
+from tests.mosquitto_files import BrokerFiles, broker_files, needs_mosquitto, running, stack_users
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -61,12 +52,12 @@ INIT_SCRIPT = MOSQUITTO_DIR / "init.sh"
 
 RIGS = {"rig1": "1", "rig2": "2", "rig3": "3"}
 SERVICES = {"mosquitto", "postgres", "controller", *RIGS}
-CONTROLLER_USER = "controller"
+COLLECTOR_USER = "collector-a"
+OPERATOR_USER = "labctl-operator"
+HEALTH_USER = "viewer-health"
 TOPICS = Topics(DEFAULT_PREFIX)
 KINDS: tuple[TopicKind, ...] = ("status", "events", "cmd", "reply")
 RIG_PUBLISHES: tuple[TopicKind, ...] = ("status", "events", "reply")
-#: Box ids beyond the stack's three, to show the rules hold for any valid id.
-OTHER_BOXES = ("1", "2", "3", "box-12", "Lab_7")
 
 
 # ---------------------------------------------------------------- compose, as docker reads it
@@ -196,107 +187,6 @@ def mosquitto_settings(text: str) -> dict[str, list[str]]:
         name, _, value = line.strip().partition(" ")
         settings.setdefault(name, []).append(value.strip())
     return settings
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT 3.1.1 topic filter matching: ``+`` is one level, ``#`` the rest (and the parent)."""
-    levels = topic_filter.split("/")
-    parts = topic.split("/")
-    if topic.startswith("$") and levels[0] in ("+", "#"):
-        return False  # wildcards at the first level never match $SYS and friends
-    for index, level in enumerate(levels):
-        if level == "#":
-            assert index == len(levels) - 1, f"'#' must be the last level: {topic_filter!r}"
-            return True
-        if index >= len(parts):
-            return False
-        if level not in ("+", parts[index]):
-            return False
-    return len(levels) == len(parts)
-
-
-ACCESS = ("read", "write", "readwrite", "deny")
-
-
-@dataclass(frozen=True)
-class AclRule:
-    access: str
-    topic: str
-
-
-@dataclass
-class Acl:
-    """mosquitto's ``acl_file`` semantics.
-
-    ``topic`` lines before any ``user`` line are for anonymous clients, after
-    ``user NAME`` for that user; ``pattern`` lines are for every client wherever
-    they stand, with ``%u`` / ``%c`` (a whole level) replaced by the user name /
-    client id. ``deny`` wins; otherwise access needs a matching grant.
-    """
-
-    anonymous: list[AclRule] = field(default_factory=list)
-    users: dict[str, list[AclRule]] = field(default_factory=dict)
-    patterns: list[AclRule] = field(default_factory=list)
-
-    @classmethod
-    def parse(cls, text: str) -> Acl:
-        acl = cls()
-        current: list[AclRule] = acl.anonymous
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            keyword, _, rest = line.partition(" ")
-            rest = rest.strip()
-            if keyword == "user":
-                assert rest, f"acl line {number}: user without a name"
-                current = acl.users.setdefault(rest, [])
-                continue
-            assert keyword in ("topic", "pattern"), f"acl line {number}: unknown {keyword!r}"
-            access, _, topic = rest.partition(" ")
-            if access not in ACCESS:
-                access, topic = "readwrite", rest
-            topic = topic.strip()
-            assert topic, f"acl line {number}: no topic"
-            for level in topic.split("/"):
-                assert "%" not in level or level in ("%u", "%c"), (
-                    f"acl line {number}: mosquitto substitutes %u/%c only as a whole level"
-                )
-            rule = AclRule(access, topic)
-            if keyword == "pattern":
-                acl.patterns.append(rule)
-            else:
-                assert "%" not in topic, f"acl line {number}: %u/%c only work in pattern lines"
-                current.append(rule)
-        return acl
-
-    def rules_for(self, username: str | None, client_id: str) -> list[AclRule]:
-        rules = list(self.anonymous if username is None else self.users.get(username, []))
-        for rule in self.patterns:
-            levels = []
-            for level in rule.topic.split("/"):
-                if level == "%u":
-                    if username is None:
-                        break
-                    level = username
-                elif level == "%c":
-                    level = client_id
-                levels.append(level)
-            else:
-                rules.append(AclRule(rule.access, "/".join(levels)))
-        return rules
-
-    def allows(self, username: str | None, topic: str, access: str, client_id: str = "c") -> bool:
-        matching = [
-            r.access for r in self.rules_for(username, client_id) if topic_matches(r.topic, topic)
-        ]
-        if "deny" in matching:
-            return False
-        return any(a in (access, "readwrite") for a in matching)
-
-
-def read_acl() -> Acl:
-    return Acl.parse(ACL_FILE.read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- Dockerfiles
@@ -454,22 +344,33 @@ def test_services_wait_for_a_healthy_broker_and_database() -> None:
     assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
 
 
-def test_ports_publish_the_broker_listener_and_keep_postgres_on_loopback() -> None:
+def test_ports_publish_tls_to_the_network_and_plain_mqtt_and_postgres_on_loopback() -> None:
     services = compose()["services"]
     listener = mosquitto_settings(MOSQUITTO_CONF.read_text("utf-8"))["listener"]
-    assert listener == ["1883"], "one plain listener on 1883, all interfaces of the container"
-    assert published_ports(services["mosquitto"]) == [(None, 1883, 1883)]
+    assert listener == ["1883", "8883"], "plain MQTT on 1883 and TLS on 8883 in the container"
+    assert published_ports(services["mosquitto"]) == [
+        (None, 8883, 8883),
+        ("127.0.0.1", 1883, 1883),
+    ]
     assert published_ports(services["postgres"]) == [("127.0.0.1", 5433, 5432)]
     for name in ("controller", *RIGS):
         assert "ports" not in services[name], f"{name} listens on nothing and publishes nothing"
 
 
-def test_every_client_reaches_the_broker_service_on_its_listener() -> None:
+def test_every_client_reaches_the_broker_over_tls_trusting_the_lab_ca() -> None:
     services = compose()["services"]
-    url = "mqtt://mosquitto:1883"
-    assert environment(services["controller"])["LABCTL_BROKER"] == url
+    url = "mqtts://mosquitto:8883"
+    controller = environment(services["controller"])
+    assert (
+        controller["LABCTL_BROKER"] == url and controller["LABCTL_MQTT_CA_FILE"] == "/certs/ca.pem"
+    )
     for rig in RIGS:
-        assert environment(services[rig])["LABAGENT_BROKER"] == url
+        env = environment(services[rig])
+        assert env["LABAGENT_BROKER"] == url and env["LABAGENT_CA_FILE"] == "/certs/ca.pem"
+    for name in ("controller", *RIGS):
+        mounts = {target: (source, mode) for source, target, mode in volume_mounts(services[name])}
+        # Only the public half: the CA's and the broker's private keys stay with the broker.
+        assert mounts["/certs"] == ("./certs/public", "ro"), name
 
 
 def test_controller_database_url_matches_the_postgres_service() -> None:
@@ -495,30 +396,35 @@ def test_each_rig_logs_in_with_its_box_id_as_user_name_and_its_own_password(rig:
     assert users[env["LABAGENT_MQTT_USERNAME"]] == env["LABAGENT_MQTT_PASSWORD"]
 
 
-def test_broker_users_are_the_controller_and_exactly_the_rigs() -> None:
+def test_broker_users_are_one_per_collector_person_healthcheck_and_rig() -> None:
     stack = compose()
     users = mosquitto_users(stack)
-    assert set(users) == {CONTROLLER_USER, *RIGS.values()}
+    assert set(users) == {COLLECTOR_USER, OPERATOR_USER, HEALTH_USER, *RIGS.values()}
     assert len(set(users.values())) == len(users), "every MQTT user has its own password"
     controller = environment(stack["services"]["controller"])
-    assert controller["LABCTL_MQTT_USERNAME"] == CONTROLLER_USER
-    assert users[CONTROLLER_USER] == controller["LABCTL_MQTT_PASSWORD"]
+    assert controller["LABCTL_MQTT_USERNAME"] == COLLECTOR_USER
+    assert users[COLLECTOR_USER] == controller["LABCTL_MQTT_PASSWORD"]
     broker = environment(stack["services"]["mosquitto"])
-    assert broker["MOSQUITTO_HEALTHCHECK_PASSWORD"] == users[CONTROLLER_USER]
+    assert broker["MOSQUITTO_HEALTHCHECK_PASSWORD"] == users[HEALTH_USER]
 
 
 @pytest.mark.parametrize("rig", sorted(RIGS))
-def test_rig_environment_is_accepted_by_the_agent_settings(rig: str) -> None:
+def test_rig_environment_is_accepted_by_the_agent_settings(rig: str, tmp_path: Path) -> None:
     from agent.cli import build_parser
     from agent.settings import resolve
 
     env = {**dockerfile_env(DOCKER / "agent.Dockerfile"), **environment(compose()["services"][rig])}
+    # The CA file the container mounts at /certs, here a real one (the settings check it).
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA certificate\n")
+    assert env["LABAGENT_CA_FILE"] == "/certs/ca.pem"
+    env["LABAGENT_CA_FILE"] = str(ca)
     argv = command_of(DOCKER / "agent.Dockerfile")
     args = build_parser().parse_args(argv[1:])
     settings = resolve(args, environ=env)
     assert settings.box == RIGS[rig]
     assert settings.sim
-    assert settings.broker.url == "mqtt://mosquitto:1883"
+    assert settings.broker.url == "mqtts://mosquitto:8883" and settings.broker.ca_file == ca
     assert settings.broker.username == RIGS[rig]
     assert settings.journal == Path("/data/journal.sqlite3")
     assert settings.data_dir == Path("/data/sessions")
@@ -529,13 +435,19 @@ def test_rig_environment_is_accepted_by_the_agent_settings(rig: str) -> None:
 # ================================================================ tests: mosquitto config
 
 
-def test_mosquitto_config_requires_passwords_and_an_acl() -> None:
+def test_mosquitto_config_requires_passwords_an_acl_own_client_ids_and_a_size_limit() -> None:
     settings = mosquitto_settings(MOSQUITTO_CONF.read_text("utf-8"))
     assert settings["allow_anonymous"] == ["false"]
+    assert settings["per_listener_settings"] == ["false"], "the same users on every listener"
     assert len(settings["password_file"]) == 1
     assert len(settings["acl_file"]) == 1
+    # mosquitto reads it per listener: once in each listener block.
+    assert settings["use_username_as_clientid"] == ["true"] * len(settings["listener"])
+    assert 0 < int(settings["message_size_limit"][0]) <= 1024 * 1024
     assert settings["persistence"] == ["true"]
-    assert "listener" in settings
+    assert settings["require_certificate"] == ["false"], "client certificates are optional"
+    for option in ("cafile", "certfile", "keyfile"):
+        assert len(settings[option]) == 1, option
 
 
 def test_mosquitto_files_come_from_the_mounted_repository_folder() -> None:
@@ -554,7 +466,11 @@ def test_mosquitto_files_come_from_the_mounted_repository_folder() -> None:
     # The files the broker reads are written by init.sh into the in-memory auth folder.
     settings = mosquitto_settings(MOSQUITTO_CONF.read_text("utf-8"))
     tmpfs = [entry.split(":")[0] for entry in service["tmpfs"]]
-    for option in ("password_file", "acl_file"):
+    assert mounts["/mosquitto/certs"] == ("./certs", "ro")
+    for option in ("cafile", "certfile"):
+        assert settings[option][0].startswith("/mosquitto/certs/public/"), option
+    assert "${MOSQUITTO_KEY_SOURCE:-/mosquitto/certs/private/server.key}" in script
+    for option in ("password_file", "acl_file", "keyfile"):
         path = settings[option][0]
         assert str(Path(path).parent) in tmpfs, f"{option} {path} must be in a tmpfs mount"
         assert not path.startswith("/mosquitto/config/"), (
@@ -564,369 +480,29 @@ def test_mosquitto_files_come_from_the_mounted_repository_folder() -> None:
     assert mounts[persistence][0] == "mosquitto-data"
 
 
-def test_mosquitto_healthcheck_logs_in_as_the_controller() -> None:
+def test_mosquitto_healthcheck_logs_in_with_its_own_read_only_credential() -> None:
     test = compose()["services"]["mosquitto"]["healthcheck"]["test"]
     assert test[0] == "CMD-SHELL"
     words = shlex.split(test[1])
     assert words[0] == "mosquitto_sub"
-    assert words[words.index("-u") + 1] == CONTROLLER_USER
+    assert words[words.index("-u") + 1] == HEALTH_USER
     assert words[words.index("-p") + 1] == "1883"
     assert words[words.index("-t") + 1].startswith("$SYS/")
-    assert read_acl().allows(CONTROLLER_USER, words[words.index("-t") + 1], "read")
 
 
-# ================================================================ tests: ACL model
-
-
-@pytest.mark.parametrize(
-    ("topic_filter", "topic", "expected"),
-    [
-        ("reachlab/rigs/+/events", "reachlab/rigs/2/events", True),
-        ("reachlab/rigs/+/events", "reachlab/rigs/2/cmd", False),
-        ("reachlab/rigs/+/events", "reachlab/rigs/2/events/x", False),
-        ("reachlab/#", "reachlab/rigs/2/cmd", True),
-        ("reachlab/#", "reachlab", True),
-        ("reachlab/#", "other/rigs/2/cmd", False),
-        ("#", "$SYS/broker/version", False),
-        ("+/broker/version", "$SYS/broker/version", False),
-        ("$SYS/#", "$SYS/broker/version", True),
-        ("reachlab/rigs/2/status", "reachlab/rigs/2/status", True),
-        ("reachlab/rigs/2/status", "reachlab/rigs/22/status", False),
-    ],
-)
-def test_topic_filter_matcher_follows_mqtt_rules(
-    topic_filter: str, topic: str, expected: bool
-) -> None:
-    assert topic_matches(topic_filter, topic) is expected
-
-
-def test_acl_model_applies_patterns_to_every_user_and_deny_first() -> None:
-    acl = Acl.parse(
-        "topic read public/#\n"
-        "user alice\ntopic readwrite a/#\ntopic deny a/secret\n"
-        "pattern write home/%u/#\npattern read clients/%c\n"
-    )
-    assert acl.allows(None, "public/x", "read") and not acl.allows(None, "public/x", "write")
-    assert acl.allows("alice", "a/b", "write") and not acl.allows("alice", "a/secret", "read")
-    assert acl.allows("bob", "home/bob/x", "write") and not acl.allows(
-        "bob", "home/alice/x", "write"
-    )
-    assert acl.allows("bob", "clients/c7", "read", client_id="c7")
-    assert not acl.allows(None, "home/None/x", "write"), "%u never matches an anonymous client"
-
-
-@pytest.mark.parametrize("kind", RIG_PUBLISHES)
-def test_rig_2_may_publish_its_own_topic_but_no_other_box_s(kind: TopicKind) -> None:
-    acl = read_acl()
-    assert acl.allows("2", TOPICS.rig("2", kind), "write")
-    for other in ("1", "3", "box-12"):
-        assert not acl.allows("2", TOPICS.rig(other, kind), "write")
-
-
-def test_rig_2_reads_its_own_commands_only() -> None:
-    acl = read_acl()
-    assert acl.allows("2", TOPICS.cmd("2"), "read")
-    assert not acl.allows("2", TOPICS.cmd("1"), "read")
-    assert not acl.allows("2", TOPICS.cmd("3"), "read")
-
-
-def test_a_rig_cannot_command_a_box_or_read_what_rigs_publish() -> None:
-    acl = read_acl()
-    for box in OTHER_BOXES:
-        assert not acl.allows("2", TOPICS.cmd(box), "write"), "a rig must not forge commands"
-        for kind in RIG_PUBLISHES:
-            assert not acl.allows("2", TOPICS.rig(box, kind), "read")
-    assert not acl.allows("2", "$SYS/broker/version", "read")
-    assert not acl.allows("2", "elsewhere/topic", "write")
-
-
-@pytest.mark.parametrize("box", OTHER_BOXES)
-def test_controller_reads_every_rig_and_commands_every_box(box: str) -> None:
-    acl = read_acl()
-    for kind in RIG_PUBLISHES:
-        assert acl.allows(CONTROLLER_USER, TOPICS.rig(box, kind), "read")
-    assert acl.allows(CONTROLLER_USER, TOPICS.cmd(box), "write")
-    # Its subscriptions are the all-rigs filters; a concrete topic under each must be readable.
-    for kind in RIG_PUBLISHES:
-        assert topic_matches(TOPICS.all_rigs(kind), TOPICS.rig(box, kind))
-
-
-def test_anonymous_clients_get_nothing() -> None:
-    acl = read_acl()
-    for kind in KINDS:
-        for access in ("read", "write"):
-            assert not acl.allows(None, TOPICS.rig("1", kind), access)
-
-
-def test_every_rig_of_the_stack_is_confined_to_its_own_box() -> None:
-    acl = read_acl()
-    users = mosquitto_users(compose())
-    for box in RIGS.values():
-        assert box in users
-        for other in RIGS.values():
-            for kind in RIG_PUBLISHES:
-                assert acl.allows(box, TOPICS.rig(other, kind), "write") is (other == box)
-            assert acl.allows(box, TOPICS.cmd(other), "read") is (other == box)
-
-
-# ================================================================ tests: init.sh, real mosquitto
-
-
-needs_mosquitto = pytest.mark.skipif(
-    not (
-        shutil.which("mosquitto_passwd")
-        and (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists())
-    ),
-    reason="needs the mosquitto and mosquitto_passwd binaries",
-)
-
-
-@dataclass
-class BrokerFiles:
-    directory: Path
-    conf: Path
-    port: int
-    users: dict[str, str]
-
-
-def _broker_files(directory: Path, users: Mapping[str, str]) -> BrokerFiles:
-    """The repository's config with its paths moved under ``directory``; init.sh run on it."""
-    port = find_free_port()
-    auth = directory / "auth"
-    data = directory / "data"
-    data.mkdir()
-    lines = []
-    for line in MOSQUITTO_CONF.read_text("utf-8").splitlines():
-        name = line.partition(" ")[0]
-        if name == "listener":
-            line = f"listener {port} 127.0.0.1"
-        elif name == "password_file":
-            line = f"password_file {auth / 'passwords'}"
-        elif name == "acl_file":
-            line = f"acl_file {auth / 'acl'}"
-        elif name == "persistence_location":
-            line = f"persistence_location {data}/"
-        lines.append(line)
-    conf = directory / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "MOSQUITTO_CONF": str(conf),
-        "MOSQUITTO_ACL_SOURCE": str(ACL_FILE),
-        "MOSQUITTO_USERS": " ".join(f"{u}:{p}" for u, p in users.items()),
-    }
-    result = subprocess.run(
-        ["sh", str(INIT_SCRIPT), "echo", "started"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("started"), "init.sh must exec its arguments"
-    return BrokerFiles(directory, conf, port, dict(users))
+# ================================================================ tests: the stack, real mosquitto
+# The broker's own tests (init.sh, every permission, TLS, client ids, the size limit) are in
+# tests/test_broker_security.py, on the same shipped files; here the whole stack runs on them.
 
 
 @pytest.fixture
-def broker_dir() -> Iterator[Path]:
+def stack_broker() -> Iterator[BrokerFiles]:
+    """The stack's mosquitto config, ACL and init.sh, in a real mosquitto on free ports."""
     # mosquitto started as root drops to the 'mosquitto' user: the folder must be traversable.
     with tempfile.TemporaryDirectory(prefix="reachlab-docker-test-") as name:
         os.chmod(name, 0o755)
-        yield Path(name)
-
-
-@needs_mosquitto
-def test_init_script_writes_private_hashed_password_file_and_acl(broker_dir: Path) -> None:
-    users = mosquitto_users(compose())
-    files = _broker_files(broker_dir, users)
-    passwords = files.directory / "auth" / "passwords"
-    acl = files.directory / "auth" / "acl"
-    assert acl.read_bytes() == ACL_FILE.read_bytes()
-    lines = passwords.read_text("utf-8").splitlines()
-    assert [line.split(":", 1)[0] for line in lines] == list(users)
-    for line in lines:
-        user, hashed = line.split(":", 1)
-        assert hashed.startswith("$7$") and users[user] not in hashed, "passwords must be hashed"
-    for path in (passwords, acl):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
-@needs_mosquitto
-@pytest.mark.parametrize("users", ["", "controller", "controller: 1:pw"])
-def test_init_script_refuses_a_missing_or_malformed_user_list(users: str, broker_dir: Path) -> None:
-    conf = broker_dir / "mosquitto.conf"
-    conf.write_text(
-        f"password_file {broker_dir}/auth/passwords\nacl_file {broker_dir}/auth/acl\n",
-        encoding="utf-8",
-    )
-    result = subprocess.run(
-        ["sh", str(INIT_SCRIPT), "echo", "started"],
-        env={"PATH": os.environ.get("PATH", ""), "MOSQUITTO_CONF": str(conf),
-             "MOSQUITTO_ACL_SOURCE": str(ACL_FILE), "MOSQUITTO_USERS": users},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert "started" not in result.stdout
-    assert "MOSQUITTO_USERS" in result.stderr
-
-
-class Client:
-    """A paho client that records what it receives, for checking permissions on the wire."""
-
-    def __init__(
-        self,
-        port: int,
-        username: str | None,
-        password: str | None,
-        will: tuple[str, bytes] | None = None,
-    ) -> None:
-        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self._connack: queue.Queue[Any] = queue.Queue()
-        self._subacks: queue.Queue[list[Any]] = queue.Queue()
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-{username}-{os.urandom(3).hex()}",
-            protocol=paho.MQTTv311,
-        )
-        if username is not None:
-            client.username_pw_set(username, password)
-        if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
-        client.on_connect = lambda c, u, f, rc, p: self._connack.put(rc)
-        client.on_subscribe = lambda c, u, mid, codes, p: self._subacks.put(codes)
-        client.on_message = lambda c, u, m: self.received.put((m.topic, bytes(m.payload)))
-        self.client = client
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        self.connack = self._connack.get(timeout=10)
-
-    @property
-    def accepted(self) -> bool:
-        return not self.connack.is_failure
-
-    def subscribe(self, *topics: str) -> list[bool]:
-        """Subscribe; True for each filter the broker granted."""
-        self.client.subscribe([(t, 1) for t in topics])
-        return [not code.is_failure for code in self._subacks.get(timeout=10)]
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
-
-    def until(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
-        """Everything received up to and including (topic, payload)."""
-        seen = []
-        while True:
-            message = self.received.get(timeout=10)
-            seen.append(message)
-            if message == (topic, payload):
-                return seen
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def drop(self) -> None:
-        """Vanish without DISCONNECT, as a rig whose network dies: the broker sends the will."""
-        self.client.loop_stop()
-        sock = self.client.socket()
-        assert isinstance(sock, socket.socket)
-        sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-
-
-@pytest.fixture
-def real_broker(broker_dir: Path) -> Iterator[BrokerFiles]:
-    """The stack's mosquitto config, ACL and init.sh, in a real mosquitto on a free port."""
-    files = _broker_files(broker_dir, mosquitto_users(compose()))
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    log = open(broker_dir / "mosquitto.log", "wb")  # noqa: SIM115  # closed below
-    process = subprocess.Popen(
-        [binary, "-c", str(files.conf)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        from controller.broker import wait_for_port
-
-        if not wait_for_port("127.0.0.1", files.port):
-            pytest.fail("mosquitto did not start: " + (broker_dir / "mosquitto.log").read_text())
-        yield files
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-@needs_mosquitto
-def test_real_broker_refuses_anonymous_and_wrong_passwords(real_broker: BrokerFiles) -> None:
-    for username, password in ((None, None), ("2", "wrong"), ("nobody", "x")):
-        client = Client(real_broker.port, username, password)
-        try:
-            assert not client.accepted, f"{username!r} must be refused"
-        finally:
-            client.close()
-
-
-@needs_mosquitto
-def test_real_broker_confines_rig_2_to_its_own_topics(real_broker: BrokerFiles) -> None:
-    users = real_broker.users
-    controller = Client(real_broker.port, CONTROLLER_USER, users[CONTROLLER_USER])
-    rig = Client(real_broker.port, "2", users["2"])
-    try:
-        assert controller.accepted and rig.accepted
-        assert all(controller.subscribe(*(TOPICS.all_rigs(k) for k in RIG_PUBLISHES)))
-        assert rig.subscribe(TOPICS.cmd("2")) == [True]
-        rig.subscribe(TOPICS.cmd("1"), TOPICS.all_rigs("cmd"))  # granted or not, nothing may arrive
-
-        # Publishing: another box's topics are dropped, its own arrive (in order, so the
-        # last allowed message proves the forbidden ones before it were not delivered).
-        for kind in RIG_PUBLISHES:
-            rig.publish(TOPICS.rig("3", kind), b"forged")
-            rig.publish(TOPICS.rig("1", kind), b"forged")
-        rig.publish(TOPICS.cmd("2"), b"forged command")
-        for kind in RIG_PUBLISHES:
-            rig.publish(TOPICS.rig("2", kind), b"own")
-        seen = controller.until(TOPICS.reply("2"), b"own")
-        assert sorted(seen) == sorted((TOPICS.rig("2", k), b"own") for k in RIG_PUBLISHES)
-
-        # Reading: only its own commands reach the rig, whatever it subscribed to.
-        controller.publish(TOPICS.cmd("1"), b"for box 1")
-        controller.publish(TOPICS.cmd("3"), b"for box 3")
-        controller.publish(TOPICS.cmd("2"), b"for box 2")
-        seen = rig.until(TOPICS.cmd("2"), b"for box 2")
-        assert {topic for topic, _ in seen} == {TOPICS.cmd("2")}
-        assert (TOPICS.cmd("2"), b"forged command") not in seen
-    finally:
-        rig.close()
-        controller.close()
-
-
-@needs_mosquitto
-def test_real_broker_delivers_a_rig_s_last_will_on_its_status(real_broker: BrokerFiles) -> None:
-    users = real_broker.users
-    controller = Client(real_broker.port, CONTROLLER_USER, users[CONTROLLER_USER])
-    will = (TOPICS.status("3"), b'{"state": "offline"}')
-    rig = Client(real_broker.port, "3", users["3"], will=will)
-    try:
-        assert controller.subscribe(TOPICS.all_rigs("status")) == [True]
-        rig.drop()
-        assert controller.until(*will)[-1] == will
-    finally:
-        controller.close()
-
-
-@needs_mosquitto
-def test_real_broker_passes_the_compose_healthcheck(real_broker: BrokerFiles) -> None:
-    test = compose()["services"]["mosquitto"]["healthcheck"]["test"][1]
-    command = test.replace("-p 1883", f"-p {real_broker.port}")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "MOSQUITTO_HEALTHCHECK_PASSWORD": real_broker.users[CONTROLLER_USER],
-    }
-    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    env["MOSQUITTO_HEALTHCHECK_PASSWORD"] = "wrong"
-    result = subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30)
-    assert result.returncode != 0, "a broker refusing the controller must not look healthy"
+        with running(broker_files(Path(name), stack_users())) as files:
+            yield files
 
 
 class Processes:
@@ -969,36 +545,52 @@ def _run(argv: list[str], env: Mapping[str, str]) -> str:
 
 
 def _wait_until(what: str, condition: Any, processes: Processes, timeout: float = 60) -> None:
-    wait_until(condition, timeout, what, alive=processes.check_alive, interval=0.25)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        processes.check_alive()
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.25)  # other processes' state: there is no event to wait on
 
 
 @needs_mosquitto
 @pytest.mark.slow
 def test_the_stack_s_services_train_a_cohort_through_its_broker_config(
-    real_broker: BrokerFiles,
+    stack_broker: BrokerFiles,
 ) -> None:
     """The collector and three rigs, with the compose file's environment, through the
-    stack's mosquitto config and ACL: every session is stored, committed and pruned."""
+    stack's mosquitto config and ACL over TLS with the lab CA, and labctl with the
+    operator's own credential: every session is stored, committed and pruned."""
     stack = compose()
-    work = real_broker.directory
-    url = f"mqtt://127.0.0.1:{real_broker.port}"
+    work = stack_broker.directory
+    url = f"mqtts://127.0.0.1:{stack_broker.tls_port}"
+    ca = str(stack_broker.ca)
     base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "HOME": str(work)}
-    controller_env = {
+    collector_env = {
         **base,
         **environment(stack["services"]["controller"]),
         "LABCTL_DB": f"sqlite:///{work / 'lab.db'}",
         "LABCTL_BROKER": url,
+        "LABCTL_MQTT_CA_FILE": ca,
+    }
+    # A person's labctl: its own credential (sharing the collector's would knock the
+    # collector off the broker: a client id is its user name).
+    controller_env = {
+        **collector_env,
+        "LABCTL_MQTT_USERNAME": OPERATOR_USER,
+        "LABCTL_MQTT_PASSWORD": stack_broker.users[OPERATOR_USER],
     }
     labctl = [sys.executable, "-m", "controller.cli"]
     processes = Processes(work)
     try:
-        processes.spawn("collector", [*labctl, "serve"], controller_env)
+        processes.spawn("collector", [*labctl, "serve"], collector_env)
         for rig in RIGS:
             rig_env = {
                 **base,
                 **dockerfile_env(DOCKER / "agent.Dockerfile"),
                 **environment(stack["services"][rig]),
                 "LABAGENT_BROKER": url,
+                "LABAGENT_CA_FILE": ca,
                 "LABAGENT_TIME_SCALE": "120",
                 "LABAGENT_JOURNAL": str(work / rig / "journal.sqlite3"),
                 "LABAGENT_DATA_DIR": str(work / rig / "sessions"),
