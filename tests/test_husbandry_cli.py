@@ -189,6 +189,8 @@ def test_a_two_shift_cohort_is_started_shift_by_shift_and_the_next_mouse_is_show
         "box 1: next is C (cohort C1 shift 2): place it, then `labctl start --cohort C1 "
         "--shift 2`" in " ".join(status.stdout.split())
     )
+    monitor = " ".join(labctl.ok("monitor", "--once").split())
+    assert "box 2: next is D (cohort C1 shift 2)" in monitor
     view = labctl.ok("today")
     assert "next in box 1: C (cohort C1 shift 2)" in view
     assert "next in box 2: D (cohort C1 shift 2)" in view

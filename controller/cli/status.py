@@ -123,6 +123,7 @@ def monitor(
     """A live view of every rig and the latest events (Ctrl-C to leave)."""
     from rich.live import Live
 
+    from controller.husbandry.notices import Notices, next_for_idle_boxes
     from controller.last_session import SessionMemory
     from controller.views import monitor_view
 
@@ -140,7 +141,10 @@ def monitor(
             from controller.collectors import NO_COLLECTOR
 
             line = collectors_line(collectors) if collectors else f"WARNING: {NO_COLLECTOR}"
-            return monitor_view(views, events, f"{base}\n{line}")
+            with state.db().reader() as session:  # when a session ends: who goes in next
+                upcoming = next_for_idle_boxes(session, {v.box: v.state for v in views})
+            nexts = "".join(f"\n{n}" for n in Notices(next_mice=upcoming).next_lines())
+            return monitor_view(views, events, f"{base}\n{line}{nexts}")
 
         if once:
             console().print(render())

@@ -50,10 +50,21 @@ def box_notices(session: Session, states: Mapping[str, str]) -> Notices:
                 w for w in calibration_warnings(session, box, settings, now)
                 if "never been calibrated" not in w
             )  # fmt: skip
+    out.next_mice = next_for_idle_boxes(session, states, now)
+    return out
+
+
+def next_for_idle_boxes(
+    session: Session, states: Mapping[str, str], now: float | None = None
+) -> dict[str, NextMouse]:
+    """Each idle box's next scheduled mouse, once the mouse on it (if any) has had its
+    session today (``labctl status`` and ``labctl monitor``)."""
+    now = time.time() if now is None else now
+    on_boxes = assignments_by_box(session)
     done = mice_run_on(session, day_of(now))
+    out = {}
     for box, upcoming in next_mice(session, now).items():
         current = on_boxes.get(box)
-        # Shown once the box is free and the mouse on it (if any) has had its session.
         if states.get(box) == "idle" and (current is None or current in done):
-            out.next_mice[box] = upcoming
+            out[box] = upcoming
     return out
