@@ -14,7 +14,7 @@ from agent.engine import IllegalTransition, Session, State
 from agent.hardware import PinMap, Rig, mock_pin_factory
 from shared.carryover import CarryOver, carry_over_from
 from shared.config import TaskConfig
-from shared.documents import Document, build_session
+from shared.documents import Document, build_session, dump_document, parse_document
 
 T0 = 1_000_000.0
 # A fixed ITI makes every time in these tests exact.
@@ -405,12 +405,29 @@ def test_stop_mid_trial_ends_stopped_with_outputs_off_and_drops_the_open_trial()
 
 def test_session_dict_rebuilt_from_documents_equals_the_live_dict() -> None:
     rig = ScriptedRig(duration=300)
-    rig.respond(lambda cued: cued if random.Random(len(rig.docs)).random() < 0.7 else None)
+    answered: list[bool] = []  # what the scripted mouse did on each cue, in order
+
+    def choose(cued: int) -> int | None:
+        answered.append(random.Random(len(rig.docs)).random() < 0.7)
+        return cued if answered[-1] else None
+
+    rig.respond(choose)
     rig.at(2.0, rig.lift(0))
     rig.at(2.2, rig.rest(0))
     data = rig.run()
     assert [d.seq for d in rig.docs] == list(range(len(rig.docs)))
-    assert build_session(rig.docs) == data
+    # The live dict holds what the mouse and the hardware did, not only what the fold says:
+    # a correct trial for each answered cue, a miss for each other, one solenoid opening
+    # per correct trial, and the lift during the first ITI as a reset.
+    outcomes = [t["outcome"] for t in data["trials"]]
+    assert outcomes == [1 if a else 0 for a in answered[: len(outcomes)]]
+    assert 0 < outcomes.count(1) < len(outcomes)
+    assert sum(rig.rig.solenoid_openings() or []) == outcomes.count(1)
+    assert data["resets"] == [[T0 + 2.0, 0]]
+    # Rebuilt from the documents as they go on the wire (JSON and back), as the collector
+    # and the journal rebuild it, the dict is the live one.
+    wire = [parse_document(dump_document(doc)) for doc in rig.docs]
+    assert build_session(wire) == data
     assert data["session_id"] == rig.session.session_id
 
 
