@@ -108,7 +108,7 @@ def history(mouse: str, sessions: int, seed: int) -> list[dict[str, Any]]:
 def labctl(env: dict[str, str], *args: str, expect: int = 0) -> str:
     result = CliRunner().invoke(labctl_app, list(args), env=env)
     assert result.exit_code == expect, result.output
-    return result.output
+    return result.stdout  # warnings (no collector yet, ...) go to stderr
 
 
 def import_history(env: dict[str, str], folder: Path, mice: dict[str, int]) -> None:

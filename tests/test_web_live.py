@@ -176,3 +176,37 @@ def poll(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
             return value
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+@pytest.mark.broker
+def test_a_start_from_the_page_passes_labctls_weight_gate(
+    tmp_path: Path, broker_url: str, topic_prefix: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli import app as labctl_app
+
+    db_url = f"sqlite:///{tmp_path / 'lab.db'}"
+    env = {"LABCTL_DB": db_url, "LABCTL_BROKER": broker_url, "LABCTL_PREFIX": topic_prefix}
+    runner = CliRunner()
+    for argv in (["assign", "M1", "--box", "1"], ["mouse", "baseline", "M1", "25"]):
+        assert runner.invoke(labctl_app, argv, env=env).exit_code == 0
+    token = "t" * 20
+    db = open_database(db_url)
+    app = create_app(db, broker_settings(broker_url), Topics(topic_prefix), token=token)
+    with TestClient(app) as client:
+        answer = client.post(
+            "/api/start", json={"mice": ["M1"]}, headers={"Authorization": f"Bearer {token}"}
+        )
+    result = answer.json()
+    assert answer.status_code == 207 and result["summary"] == "0 of 1 session(s) started"
+    (outcome,) = result["outcomes"]
+    # Not weighed today: refused by the weight check before anything is sent, as labctl does.
+    assert (outcome["mouse"], outcome["ok"]) == ("M1", False)
+    assert outcome["reason"].startswith("weight check: ")
+    assert (
+        "labctl: warning: " + outcome["reason"].removeprefix("weight check: ").split(" (")[0]
+        in result["warnings"]
+    )
+    cli = runner.invoke(labctl_app, ["start", "M1"], env=env)
+    assert cli.exit_code == 1 and "weight check:" in cli.output

@@ -5,8 +5,10 @@ owner may read, or ``LABCTL_WEB_TOKEN``); then a request must carry it as
 ``Authorization: Bearer <token>``. The work is labctl's own: the same choice
 of mice (:func:`controller.rigs.select_mice`) and the same start and stop
 (:mod:`controller.rigs`) on a short-lived :class:`~controller.mqtt.LabLink`,
-so the checks and the error lines are the ones ``labctl start`` and ``labctl
-stop`` print.
+and the same weight gate (:mod:`controller.husbandry.starts`), so the checks,
+the error lines and the warnings are the ones ``labctl start`` and ``labctl
+stop`` print. Overriding the weight gate (``--force --reason``) is left to
+labctl, where the reason is typed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.collectors import NO_COLLECTOR
 from controller.db import Database
+from controller.husbandry.starts import finish_start, prepare_start
 from controller.mqtt import LabLink
 from controller.rigs import Outcome, plan_stop, select_mice, start_sessions, stop_boxes
 from shared.broker_url import BrokerSettings
@@ -30,6 +34,8 @@ TOKEN_ENV = "LABCTL_WEB_TOKEN"
 #: A token shorter than this is refused: it would be guessed.
 MIN_TOKEN_CHARS = 16
 REPLY_TIMEOUT_S = 10.0
+#: Who a start from the page is recorded as.
+BY = "labctl web"
 
 
 def read_token(token_file: Path | None, environ: dict[str, str] | None = None) -> str | None:
@@ -74,6 +80,7 @@ class Result:
     ok: bool
     summary: str
     outcomes: list[dict[str, Any]]
+    warnings: list[str]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,9 +143,19 @@ class Control:
             config = config.replace(duration=float(duration))
         selected = self._mice(request, "start")
         with LabLink(self.settings, self.topics) as link:
-            outcomes = start_sessions(self.db, link, selected, config, {}, timeout=self.timeout)
+            warnings = [] if link.online_collectors() else [NO_COLLECTOR]
+            # The weight gate of labctl start; an override (--force --reason) stays with labctl.
+            plan = prepare_start(self.db, selected, weight=None, force=False, reason=None, by=BY)
+            warnings += plan.warnings
+            outcomes = start_sessions(
+                self.db, link, plan.allowed, config, {}, timeout=self.timeout,
+                extra_metadata=plan.metadata_for,
+            )  # fmt: skip
+        outcomes += plan.refused_outcomes()
+        finish_start(plan, outcomes)
+        warnings += plan.box_warnings
         started = sum(o.ok for o in outcomes)
-        return _result(outcomes, f"{started} of {len(outcomes)} session(s) started")
+        return _result(outcomes, f"{started} of {len(outcomes)} session(s) started", warnings)
 
     def stop(self, request: dict[str, Any]) -> Result:
         """``labctl stop MOUSE...``, for a cohort its mice."""
@@ -147,10 +164,10 @@ class Control:
             targets = plan.targets(self.db, link)
             outcomes = stop_boxes(link, targets, timeout=self.timeout)
         stopped = sum(o.ok for o in outcomes)
-        return _result(outcomes, f"{stopped} of {len(outcomes)} session(s) stopped")
+        return _result(outcomes, f"{stopped} of {len(outcomes)} session(s) stopped", [])
 
 
-def _result(outcomes: list[Outcome], summary: str) -> Result:
+def _result(outcomes: list[Outcome], summary: str, warnings: list[str]) -> Result:
     rows = [
         {
             "mouse": o.mouse,
@@ -161,4 +178,9 @@ def _result(outcomes: list[Outcome], summary: str) -> Result:
         }
         for o in outcomes
     ]
-    return Result(ok=all(o.ok for o in outcomes), summary=summary, outcomes=rows)
+    return Result(
+        ok=all(o.ok for o in outcomes),
+        summary=summary,
+        outcomes=rows,
+        warnings=[f"labctl: warning: {line}" for line in warnings],
+    )

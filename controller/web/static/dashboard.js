@@ -131,6 +131,7 @@ async function control(action, target) {
     out.append(line(data.error, "bad"));
     return;
   }
+  for (const warning of data.warnings || []) out.append(line(warning, "bad"));
   for (const o of data.outcomes) {
     const verb = action === "start" ? "started" : "stopped";
     const text = `${o.mouse || "-"}  box ${o.box || "-"}  ${o.ok ? verb : "not " + verb}` +
