@@ -10,7 +10,8 @@ wall clock.
    frequent status rate while a session runs), spread over the second, for
    ``--seconds`` s. Each message's publish time (just before ``publish``) is
    paired with the time its trial count appeared in the page's DOM: median, p99
-   and max, and how many arrived at all.
+   and max, and how many arrived at all. The baseline, measured in the same run:
+   the same messages' arrival at a plain paho subscriber (the broker alone).
 2. **Idle**: ``--viewers`` pages open on the rigs page, nothing published, for
    ``--idle`` s: the server's CPU (user + system, all threads, from
    ``/proc/<pid>/stat``) as a share of one core, and its resident memory.
@@ -24,6 +25,7 @@ Run: ``python bench/bench_web.py [--boxes 100] [--seconds 10] [--viewers 5] [--i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -96,14 +98,27 @@ def chromium() -> str:
 
 
 class Publisher:
-    """The boxes: one paho client publishing every box's retained status."""
+    """The boxes: one paho client publishing every box's retained status; a second one
+    subscribed to them stamps their arrival, the baseline (the broker alone)."""
 
     def __init__(self, url: str, topics: Topics) -> None:
         settings = parse_broker_url(url)
         self.topics = topics
+        self.arrived: dict[str, float] = {}
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4()}")
         self.client.connect(settings.host, settings.port)
         self.client.loop_start()
+        self.baseline = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"base-{uuid.uuid4()}")
+        self.baseline.on_message = self._arrived
+        self.baseline.connect(settings.host, settings.port)
+        self.baseline.subscribe(topics.all_rigs("status"), qos=1)
+        self.baseline.loop_start()
+
+    def _arrived(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        now = time.time()
+        if message.payload:
+            status = json.loads(message.payload)
+            self.arrived.setdefault(f"{status['box']}/{status['trial']}", now)
 
     def status(self, box: str, trial: int) -> float:
         status = Status(
@@ -120,8 +135,9 @@ class Publisher:
             self.client.publish(self.topics.status(box), b"", qos=1, retain=True).wait_for_publish(
                 5
             )
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, self.baseline):
+            client.disconnect()
+            client.loop_stop()
 
 
 def wait(condition: Any, what: str, timeout: float = 60.0) -> None:
@@ -158,11 +174,17 @@ def measure_latency(page: Page, publisher: Publisher, boxes: list[str], seconds:
     time.sleep(1.0)  # let stragglers land before reading the stamps
     seen: dict[str, float] = page.evaluate("window.__seen")
     latencies = [seen[key] - sent[key] * 1000 for key in sent if key in seen]
+    arrived = publisher.arrived
+    baseline = [(arrived[key] - sent[key]) * 1000 for key in sent if key in arrived]
     print(f"status message -> rigs page DOM, {len(boxes)} boxes x 1 status/s, {seconds:g} s")
     print(f"  messages: {len(sent)}, shown: {len(latencies)}")
     print(
         f"  latency ms: median {statistics.median(latencies):.1f}, "
         f"p99 {percentile(latencies, 99):.1f}, max {max(latencies):.1f} (target < 1000)"
+    )
+    print(
+        f"  baseline, the same messages to a paho subscriber: median "
+        f"{statistics.median(baseline):.2f}, p99 {percentile(baseline, 99):.2f} ms"
     )
 
 
