@@ -22,6 +22,7 @@ from controller.collector import Collector
 from controller.db import Box, Database, DeadLetter, TrainingSession
 from controller.db import Document as DocumentRow
 from controller.ingest import IngestSettings
+from controller.presence import LAST_WILL
 from controller.store import complete_session_texts
 from controller.transport import Received, Transport
 from shared.broker_url import BrokerSettings
@@ -223,14 +224,27 @@ def test_box_status_is_tracked_and_the_last_will_marks_it_offline(
 ) -> None:
     rig = FakeRig(broker, topics, "7").__enter__()
 
-    def state() -> str | None:
+    def row() -> tuple[str, str | None, str | None] | None:
         with running.db.reader() as session:
             box = session.get(Box, "7")
-            return box.state if box is not None else None
+            return (box.state, box.status, box.offline_reason) if box is not None else None
 
-    running.wait(lambda: state() == "idle", "the box's status")
-    rig.close(clean=True)  # publishes "offline", as the agent's shutdown (or Last Will) does
-    running.wait(lambda: state() == "offline", "the box to be offline")
+    running.wait(lambda: (row() or ("",))[0] == "idle", "the box's status")
+    idle = row()
+    assert idle is not None and idle[2] is None
+    assert idle[1] is not None and json.loads(idle[1])["state"] == "idle"  # kept as received
+    # The rig dies: its connection drops without a DISCONNECT and without an offline status,
+    # so only the broker's publishing of its Last Will can tell the collector.
+    rig.client.loop_stop()
+    sock = rig.client.socket()
+    assert sock is not None
+    sock.close()
+    running.wait(lambda: (row() or ("",))[0] == "offline", "the box's Last Will")
+    offline = row()
+    assert offline is not None and offline[2] == LAST_WILL
+    assert offline[1] is not None
+    will = json.loads(offline[1])
+    assert (will["box"], will["state"]) == ("7", "offline")
 
 
 def test_two_boxes_interleaved_are_kept_apart(
