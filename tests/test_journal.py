@@ -18,7 +18,7 @@ from agent.mqtt import Outbox, Sent
 from agent.runtime import RigRuntime
 from shared.config import TaskConfig
 from shared.digest import session_digest
-from shared.documents import Document, SessionEnd, build_session, parse_document
+from shared.documents import Document, SessionEnd, TrialEnd, build_session, parse_document
 
 T0 = 1_700_000_000.0
 
@@ -221,8 +221,17 @@ def test_rebuild_gives_the_session_dict_the_engine_built(
 ) -> None:
     for doc in session_docs:
         journal.append(doc)
-    assert journal.rebuild("s1") == build_session(session_docs)
-    assert journal.rebuild("s1")["trainer"] == "test"
+    rebuilt = journal.rebuild("s1")
+    assert rebuilt == build_session(session_docs)
+    # Not only the same fold twice: the dict says what the documents say, read directly.
+    ends = [d for d in session_docs if isinstance(d, TrialEnd)]
+    assert [t["outcome"] for t in rebuilt["trials"]] == [d.outcome for d in ends]
+    assert [t["end"] for t in rebuilt["trials"]] == [d.t for d in ends]
+    last = session_docs[-1]
+    assert isinstance(last, SessionEnd)
+    assert (rebuilt["status"], rebuilt["end_time"]) == (last.status, last.end_time)
+    assert len(rebuilt["trials"]) == last.counts["trials"] > 0
+    assert rebuilt["trainer"] == "test"
 
 
 # ---------------------------------------------------------------- the outbox
