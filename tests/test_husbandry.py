@@ -425,3 +425,42 @@ def test_today_shows_each_mouse_on_a_box_with_its_shift_weight_water_and_warning
     assert (a.box, a.cohort, a.shift, a.weight_pct) == ("1", "C1", 1, 96.0)
     assert (b.box, b.shift, b.baseline_g) == ("1", 2, None)
     assert "box 1 left spout has never been calibrated" in a.warnings
+
+
+# ---------------------------------------------------------------- corrections
+
+
+def test_a_mistaken_weighing_or_water_entry_is_voided_kept_and_left_out_of_every_sum(
+    db: Database,
+) -> None:
+    from controller.husbandry.records import mouse_records, void_record
+
+    restricted_mouse(db)
+    with db.session() as s:
+        record_weighing(s, "M1", 23.0, by="anna", at=at("08:00"))
+        typo = record_weighing(s, "M1", 2.3, by="anna", at=at("08:01"))  # meant 23
+        give_water(s, "M1", 300.0, by="ben", at=at("17:00"))
+        slip = give_water(s, "M1", 3000.0, by="ben", at=at("17:01"))  # meant 300 once
+        assert weight_check(s, "M1", lab_settings(s), DAY).blocks_start  # 9.2 % of baseline
+        with pytest.raises(LabError, match="needs a reason"):
+            void_record(s, "weighing", typo.id, by="anna", reason=" ")
+        void_record(s, "weighing", typo.id, by="anna", reason="typed 2.3 for 23")
+        void_record(s, "water", slip.id, by="ben", reason="one zero too many")
+        with pytest.raises(LabError, match="voided already, by anna"):
+            void_record(s, "weighing", typo.id, by="anna", reason="again")
+        with pytest.raises(LabError, match="no water record 999"):
+            void_record(s, "water", 999, by="ben", reason="x")
+        check = weight_check(s, "M1", lab_settings(s), DAY)
+        day = water_day(s, "M1", DAY, lab_settings(s))
+        records = mouse_records(s, "M1")
+    assert check.weight_grams == 23.0 and not check.blocks_start
+    assert day.given_ul == 300.0
+    kept = [(r.kind, r.what, r.voided is not None) for r in records]
+    assert kept == [
+        ("baseline", "25 g (given)", False),
+        ("weighing", "23 g", False),
+        ("weighing", "2.3 g", True),
+        ("water", "300 ul water", False),
+        ("water", "3000 ul water", True),
+    ]
+    assert "by anna: typed 2.3 for 23" in (records[2].voided or "")

@@ -251,3 +251,23 @@ def test_report_formats_and_bad_input(labctl: Labctl) -> None:
         "calibrate", "--box", "1", "--spout", "middle", "--already-dispensed", "--total-mg", "5"
     )
     assert "--box goes with --shifts" in labctl.error("schedule", "C9", "--box", "1")
+
+
+def test_records_lists_a_mouse_s_entries_and_void_takes_a_mistaken_one_out(
+    labctl: Labctl,
+) -> None:
+    labctl.ok("mouse", "add", "M1")
+    labctl.ok("mouse", "baseline", "M1", "25")
+    assert "(weighing 1)" in labctl.ok("weigh", "M1", "24")
+    labctl.ok("water", "M1", "3000")
+    (water,) = [r for r in json.loads(labctl.ok("records", "M1", "--json")) if r["kind"] == "water"]
+    out = labctl.ok("void", "water", str(water["id"]), "--reason", "meant 300", "--by", "ben")
+    assert f"voided water {water['id']} of M1: 3000 ul water" in out
+    listed = labctl.ok("records", "M1")
+    assert "3000 ul water  by desk  [voided" in listed and "by ben: meant 300]" in listed
+    (row,) = json.loads(labctl.ok("today", "--json"))["mice"]
+    assert row["given_ul"] == 0 and row["owed_ul"] == 1000
+    assert "voiding needs a reason" in labctl.error("void", "weighing", "1", "--reason", "")
+    assert "invalid record kind 'baseline'" in labctl.error(
+        "void", "baseline", "1", "--reason", "x"
+    )

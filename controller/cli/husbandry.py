@@ -72,9 +72,15 @@ def weigh(
         check = weight_check(session, mouse, lab_settings(session), day_of(row.weighed_at))
     if check.percent is not None:
         baseline = check.baseline_grams
-        say(f"{mouse}: {grams:g} g, {check.percent:.1f} % of its baseline {baseline:g} g")
+        say(
+            f"{mouse}: {grams:g} g, {check.percent:.1f} % of its baseline {baseline:g} g "
+            f"(weighing {row.id})"
+        )
     else:
-        say(f"{mouse}: {grams:g} g (no baseline yet: `labctl mouse baseline {mouse} GRAMS`)")
+        say(
+            f"{mouse}: {grams:g} g (weighing {row.id}; no baseline yet: "
+            f"`labctl mouse baseline {mouse} GRAMS`)"
+        )
     for line in check.warnings:
         warn(line)
 
@@ -105,7 +111,7 @@ def water(
     )  # fmt: skip
     say(
         f"{mouse} on {day.day}: earned {day.earned.ul:.0f} ul in the box, given "
-        f"{day.given_ul:g} ul by hand, total {day.total_ul:.0f} ul; {required}"
+        f"{day.given_ul:g} ul by hand, total {day.total_ul:.0f} ul; {required} (water {row.id})"
     )
     for line in day.warnings:
         warn(line)
@@ -165,6 +171,58 @@ def _when(t: float) -> str:
     import time
 
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+@app.command()
+def records(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
+    first: Annotated[
+        str | None,
+        typer.Option("--from", metavar="YYYY-MM-DD", help="first day", show_default=False),
+    ] = None,
+    last: Annotated[
+        str | None,
+        typer.Option("--to", metavar="YYYY-MM-DD", help="last day", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """A mouse's weighings, water by hand, baselines and overrides, oldest first, with the
+    ids `labctl void` takes (voided ones shown as such)."""
+    from controller.husbandry.days import day_bounds, parse_day
+    from controller.husbandry.records import mouse_records
+
+    since = day_bounds(parse_day(first, "--from"))[0] if first else None
+    until = day_bounds(parse_day(last, "--to"))[1] if last else None
+    with state_of(ctx).db().reader() as session:
+        rows = mouse_records(session, mouse, since, until)
+    if as_json:
+        print_json([r.as_dict() for r in rows])
+        return
+    if not rows:
+        say(f"no husbandry records of {mouse}")
+    for r in rows:
+        extra = "".join(f"  [{x}]" for x in (r.note, r.voided) if x)
+        say(f"{_when(r.at)}  {r.kind} {r.id}  {r.what}  by {r.by}{extra}")
+
+
+@app.command()
+def void(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="weighing or water")],
+    record_id: Annotated[int, typer.Argument(metavar="ID", help="its id (`labctl records`)")],
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="WHY", help="why (kept with it)", show_default=False)
+    ],
+    by: By = None,
+) -> None:
+    """Void a weighing or water entry made by mistake: it is kept, marked with who voided it
+    and why, and left out of every check, sum and report."""
+    from controller.husbandry.records import void_record
+
+    with state_of(ctx).db().session() as session:
+        what = void_record(session, kind, record_id, by=who(by), reason=reason)
+    say(f"voided {what}")
 
 
 @lab_app.command("show")

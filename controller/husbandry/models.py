@@ -3,7 +3,8 @@
 Times are Unix seconds, as everywhere in reachlab. Who did something is a short
 free-text name (``--by``, else the login), kept with every record a welfare office
 may ask about. Nothing is updated in place except the end of a schedule entry's
-validity: the newest row of a kind is the one in force.
+validity and the voiding of a weighing or water entry made by mistake (who, when and
+why are kept; the row stays): the newest row of a kind is the one in force.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class Weighing(Base):
     #: The session this weight was given with (``labctl start --weight``), if any.
     session_id: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")
+    #: A record entered by mistake is voided (kept, with who and why), never deleted.
+    voided_at: Mapped[float | None] = mapped_column(Float)
+    voided_by: Mapped[str | None] = mapped_column(String(64))
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Baseline(Base):
@@ -95,6 +100,10 @@ class WaterGiven(Base):
     recorded_at: Mapped[float] = mapped_column(Float)
     given_by: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")
+    #: As for weighings: a mistaken entry is voided, not deleted.
+    voided_at: Mapped[float | None] = mapped_column(Float)
+    voided_by: Mapped[str | None] = mapped_column(String(64))
+    void_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Calibration(Base):

@@ -66,13 +66,22 @@ class DayRow:
 
 
 def _mice_with_records(session: Session, start: float, end: float) -> set[str]:
+    """Mice with a weighing, water by hand (voided ones left out) or an override then."""
+    weighed = Weighing.weighed_at
+    given = WaterGiven.given_at
+    at = WeightOverride.at
+    statements = (
+        select(Weighing.mouse_id).where(
+            weighed >= start, weighed < end, Weighing.voided_at.is_(None)
+        ),
+        select(WaterGiven.mouse_id).where(
+            given >= start, given < end, WaterGiven.voided_at.is_(None)
+        ),
+        select(WeightOverride.mouse_id).where(at >= start, at < end),
+    )
     found: set[str] = set()
-    for model, column in (
-        (Weighing, Weighing.weighed_at),
-        (WaterGiven, WaterGiven.given_at),
-        (WeightOverride, WeightOverride.at),
-    ):
-        found.update(session.scalars(select(model.mouse_id).where(column >= start, column < end)))
+    for stmt in statements:
+        found.update(session.scalars(stmt))
     return found
 
 

@@ -78,6 +78,7 @@ def water_given(session: Session, mouse_id: str, day: str) -> list[WaterGiven]:
             select(WaterGiven)
             .where(
                 WaterGiven.mouse_id == mouse_id,
+                WaterGiven.voided_at.is_(None),
                 WaterGiven.given_at >= start,
                 WaterGiven.given_at < end,
             )

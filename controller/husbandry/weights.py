@@ -60,7 +60,7 @@ def record_weighing(
 def weighings(
     session: Session, mouse_id: str, *, since: float | None = None, until: float | None = None
 ) -> list[Weighing]:
-    stmt = select(Weighing).where(Weighing.mouse_id == mouse_id)
+    stmt = select(Weighing).where(Weighing.mouse_id == mouse_id, Weighing.voided_at.is_(None))
     if since is not None:
         stmt = stmt.where(Weighing.weighed_at >= since)
     if until is not None:

@@ -44,6 +44,9 @@ def upgrade() -> None:
         sa.Column("recorded_by", sa.String(64), nullable=False),
         sa.Column("session_id", sa.String(64), nullable=True),
         sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("voided_at", sa.Float(), nullable=True),
+        sa.Column("voided_by", sa.String(64), nullable=True),
+        sa.Column("void_reason", sa.Text(), nullable=True),
         _mouse_fk("weighings"),
         sa.PrimaryKeyConstraint("id", name="pk_weighings"),
     )
@@ -86,6 +89,9 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.Float(), nullable=False),
         sa.Column("given_by", sa.String(64), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("voided_at", sa.Float(), nullable=True),
+        sa.Column("voided_by", sa.String(64), nullable=True),
+        sa.Column("void_reason", sa.Text(), nullable=True),
         _mouse_fk("water_given"),
         sa.PrimaryKeyConstraint("id", name="pk_water_given"),
     )
