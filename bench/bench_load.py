@@ -1,0 +1,384 @@
+"""Load benchmark: N simulated rigs (default 200) against one collector, then two sharing them.
+
+Each rig is a real :class:`agent.daemon.Agent` (``labagent run --sim``'s own
+code: engine, simulated mouse, journal, MQTT link) at a time scale; 25 of them
+share one worker process (``bench_load.py worker``) so that 200 fit on a small
+machine. One cohort of one mouse per rig is started with ``labctl start``, and
+the bench watches from outside, as any reader would, until every session is
+stored whole. A phase then prints:
+
+* **documents/s**: documents stored, over the time from ``labctl start`` to the
+  last one stored;
+* **ingest lag**, p50 and p99 over the sessions: from the rig's ending the
+  session (its local copy written) to the collector's receiving its
+  ``session_end``;
+* **collector CPU** (% of one core, over the phase) and **peak RSS**, per collector;
+* **broker queue depth**: peak of mosquitto's ``$SYS/broker/store/messages/count``
+  (messages held for clients, retained ones included);
+* **lost / duplicated**: sessions whose export differs from the rig's local
+  copy or is missing, and sessions exported more than once.
+
+Phase ``one``: one ``labctl serve``. Phase ``two``: two ``labctl serve --group``
+processes on an MQTT shared subscription. Both on a fresh PostgreSQL database
+each (``--postgres``, default the local server's ``test`` database as the admin
+connection) and a private mosquitto. Every process the bench starts, it stops.
+
+Run: ``python bench/bench_load.py [--rigs 200] [--phases one,two] [--duration 600]
+[--time-scale 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import paho.mqtt.client as paho  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from controller.broker import LOOPBACK, MosquittoBroker  # noqa: E402
+from shared.sessionfile import read_sessions  # noqa: E402
+
+RIGS_PER_WORKER = 25
+TIMEOUT_S = 600.0
+
+
+def mouse(box: str) -> str:
+    return f"LoadMouse{box}"
+
+
+# ---------------------------------------------------------------- worker: many agents
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Serve ``args.boxes`` rigs, each an Agent on its own thread, until SIGTERM."""
+    import logging
+
+    from agent.daemon import Agent
+    from agent.settings import AgentSettings, BrokerSettings
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    host, port = args.broker.rsplit(":", 1)
+    folder = Path(args.folder)
+    agents = []
+    for box in args.boxes.split(","):
+        settings = AgentSettings(
+            box=box,
+            broker=BrokerSettings(host=host, port=int(port)),
+            journal=folder / f"rig{box}" / "journal.db",
+            data_dir=folder / f"rig{box}" / "data",
+            prefix=args.prefix,
+            sim=True,
+            time_scale=args.time_scale,
+            seed=int(box),
+            heartbeat=5.0,
+        )
+        agents.append(Agent(settings))
+    threads = [threading.Thread(target=a.run, name=f"rig-{a.box}") for a in agents]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for agent in agents:
+        agent.request_stop("bench finished")
+    for thread in threads:
+        thread.join(30)
+    return 0
+
+
+# ---------------------------------------------------------------- measuring from outside
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+class BrokerQueue:
+    """The peak of mosquitto's stored-message count, from its ``$SYS`` topics."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.peak = 0
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"bench-sys-{uuid.uuid4().hex[:6]}"
+        )
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, 30)
+        self.client.subscribe("$SYS/broker/store/messages/count")
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        with contextlib.suppress(ValueError):
+            self.peak = max(self.peak, int(message.payload))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Phase:
+    """One run: broker, collectors, workers, a fresh database; everything stopped by pid."""
+
+    def __init__(self, name: str, args: argparse.Namespace, folder: Path) -> None:
+        self.name = name
+        self.args = args
+        self.folder = folder
+        self.collectors = 2 if name == "two" else 1
+        self.boxes = [str(n) for n in range(1, args.rigs + 1)]
+        self.prefix = f"load-{uuid.uuid4().hex[:6]}"
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        admin_url = make_url(args.postgres)
+        self.db_name = f"reachlab_load_{uuid.uuid4().hex[:8]}"
+        self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
+        self.db_url = admin_url.set(database=self.db_name).render_as_string(hide_password=False)
+        self.db = create_engine(self.db_url)
+        self.broker = MosquittoBroker(extra_config="sys_interval 1\n")
+        self.broker.start()
+        self.env = {
+            **os.environ,
+            "LABCTL_DB": self.db_url,
+            "LABCTL_BROKER": self.broker.url,
+            "LABCTL_PREFIX": self.prefix,
+            "PYTHONPATH": str(REPO),
+        }
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        logs = self.folder / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{name}.log", "wb") as log:
+            self.children[name] = subprocess.Popen(
+                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    def labctl(self, *args: str) -> str:
+        """A labctl command, run in this process (typer's runner): 200 assigns in seconds."""
+        from typer.testing import CliRunner
+
+        from controller.cli import app
+
+        env = {k: self.env[k] for k in ("LABCTL_DB", "LABCTL_BROKER", "LABCTL_PREFIX")}
+        result = CliRunner().invoke(app, list(args), env=env)
+        if result.exit_code != 0:
+            raise RuntimeError(f"labctl {' '.join(args[:3])} failed: {result.output.strip()}")
+        return result.stdout
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                log = (self.folder / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {child.returncode}:\n{log}")
+
+    def wait(self, what: str, condition: Any, timeout: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(0.5)  # polling other processes: there is no event to wait on
+
+    def start(self) -> None:
+        for n in range(1, self.collectors + 1):
+            argv = [sys.executable, "-m", "controller.cli", "serve"]
+            if self.collectors > 1:
+                argv += ["--group", "load", "--client-id", f"{self.prefix}-collector{n}"]
+            self.spawn(f"collector{n}", argv)
+        for start in range(0, len(self.boxes), RIGS_PER_WORKER):
+            chunk = self.boxes[start : start + RIGS_PER_WORKER]
+            self.spawn(
+                f"worker{start // RIGS_PER_WORKER + 1}",
+                [
+                    sys.executable, str(Path(__file__).resolve()), "worker",
+                    "--broker", f"{LOOPBACK}:{self.broker.port}",
+                    "--prefix", self.prefix, "--folder", str(self.folder),
+                    "--time-scale", f"{self.args.time_scale:g}", "--boxes", ",".join(chunk),
+                ],
+            )  # fmt: skip
+
+    def seen_boxes(self) -> int:
+        rows = json.loads(self.labctl("status", "--json"))["boxes"]
+        return sum(1 for r in rows if r["state"] == "idle" and r["last_seen_age"] is not None)
+
+    def sessions_stored(self) -> tuple[int, int]:
+        """(sessions whose every document 0..session_end is stored, documents stored)."""
+        query = text(
+            "SELECT COUNT(*), MAX(seq), SUM(CASE WHEN kind = 'session_end' THEN 1 ELSE 0 END) "
+            "FROM documents GROUP BY session_id"
+        )
+        with self.db.connect() as conn:
+            rows = conn.execute(query).fetchall()
+        whole = sum(1 for count, top, ends in rows if ends and count == top + 1)
+        return whole, sum(int(r[0]) for r in rows)
+
+    def local_copy(self, box: str) -> Path:
+        return self.folder / f"rig{box}" / "data" / f"{mouse(box)}.json"
+
+    def run(self) -> dict[str, Any]:
+        queue = BrokerQueue(LOOPBACK, self.broker.port)
+        try:
+            self.start()
+            self.wait("every rig online and seen", lambda: self.seen_boxes() == len(self.boxes))
+            for box in self.boxes:
+                self.labctl("assign", mouse(box), "--box", box)
+            self.labctl("cohort", "create", "Load", *(mouse(b) for b in self.boxes))
+            pids = {n: c.pid for n, c in self.children.items() if n.startswith("collector")}
+            cpu_before = {n: cpu_seconds(p) for n, p in pids.items()}
+            peak_rss = dict.fromkeys(pids, 0.0)
+            started = time.time()
+            out = self.labctl("start", "--cohort", "Load", "--duration", f"{self.args.duration:g}")
+            print(f"  {out.strip().splitlines()[-1]}")
+            whole = 0
+
+            def all_stored() -> bool:
+                nonlocal whole
+                for n, p in pids.items():
+                    peak_rss[n] = max(peak_rss[n], rss_mb(p))
+                whole, _ = self.sessions_stored()
+                return whole >= len(self.boxes)
+
+            self.wait("every session stored whole", all_stored)
+            wall = time.time() - started
+            cpu = {n: (cpu_seconds(p) - cpu_before[n]) / wall * 100 for n, p in pids.items()}
+            return self.figures(started, wall, cpu, peak_rss, queue.peak)
+        finally:
+            queue.close()
+
+    def figures(
+        self, started: float, wall: float, cpu: dict[str, float], rss: dict[str, float], peak: int
+    ) -> dict[str, Any]:
+        with self.db.connect() as conn:
+            documents = int(conn.execute(text("SELECT COUNT(*) FROM documents")).scalar() or 0)
+            last = float(conn.execute(text("SELECT MAX(received_at) FROM documents")).scalar() or 0)
+            ends = dict(
+                conn.execute(
+                    text("SELECT box, received_at FROM documents WHERE kind = 'session_end'")
+                ).fetchall()
+            )
+        lags = [ends[b] - self.local_copy(b).stat().st_mtime for b in self.boxes if b in ends]
+        # Judged by the commands: the export against the rigs' own copies.
+        self.wait("the export to equal the local copies", lambda: self.compare()[0] == 0, 120)
+        lost, duplicated = self.compare()
+        return {
+            "phase": self.name,
+            "rigs": len(self.boxes),
+            "collectors": self.collectors,
+            "documents": documents,
+            "documents_per_s": round(documents / max(1e-9, last - started), 1),
+            "ingest_lag_p50_s": round(statistics.median(lags), 3) if lags else None,
+            "ingest_lag_p99_s": round(percentile(lags, 99), 3) if lags else None,
+            "collector_cpu_percent": {n: round(v, 1) for n, v in cpu.items()},
+            "collector_peak_rss_mb": {n: round(v, 1) for n, v in rss.items()},
+            "broker_queue_peak": peak,
+            "sessions_lost": lost,
+            "sessions_duplicated": duplicated,
+            "wall_s": round(wall, 1),
+        }
+
+    def compare(self) -> tuple[int, int]:
+        """(sessions missing or unequal in the export, sessions exported more than once)."""
+        out = Path(tempfile.mkdtemp(dir=self.folder, prefix="export-"))
+        self.labctl("export", "--all", "--out", str(out))
+        lost = duplicated = 0
+        for box in self.boxes:
+            exported = out / f"{mouse(box)}.json"
+            ours = read_sessions(exported) if exported.exists() else []
+            theirs = read_sessions(self.local_copy(box))
+            ids = [s.get("session_id") for s in ours]
+            duplicated += len(ids) - len(set(ids))
+            lost += sum(1 for s in theirs if s not in ours)
+        return lost, duplicated
+
+    def close(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children.values():
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(timeout=10)
+        self.broker.close()
+        self.db.dispose()
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    results = []
+    for name in args.phases.split(","):
+        folder = Path(tempfile.mkdtemp(prefix=f"reachlab-load-{name}-"))
+        print(f"phase {name}: {args.rigs} rigs, {args.duration:g} s sessions at "
+              f"{args.time_scale:g}x, files in {folder}", flush=True)  # fmt: skip
+        phase = Phase(name, args, folder)
+        try:
+            results.append(phase.run())
+        finally:
+            phase.close()
+        shutil.rmtree(folder)  # kept, with the logs, only when the phase failed
+        print(json.dumps(results[-1], indent=2), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0 if all(r["sessions_lost"] == r["sessions_duplicated"] == 0 for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="mode")
+    worker = sub.add_parser("worker", help="(internal) serve some of the rigs")
+    worker.add_argument("--broker", required=True)
+    worker.add_argument("--prefix", required=True)
+    worker.add_argument("--folder", required=True)
+    worker.add_argument("--time-scale", type=float, required=True)
+    worker.add_argument("--boxes", required=True)
+    parser.add_argument("--rigs", type=int, default=200)
+    parser.add_argument("--phases", default="one,two", help="one, two or one,two")
+    parser.add_argument("--duration", type=float, default=600, help="task seconds per session")
+    parser.add_argument("--time-scale", type=float, default=20)
+    parser.add_argument(
+        "--postgres",
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+        help="admin URL of the PostgreSQL server; each phase gets a fresh database on it",
+    )
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.mode == "worker":
+        return run_worker(args)
+    return run_bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
