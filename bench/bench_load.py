@@ -281,11 +281,12 @@ class Phase:
         with self.db.connect() as conn:
             documents = int(conn.execute(text("SELECT COUNT(*) FROM documents")).scalar() or 0)
             last = float(conn.execute(text("SELECT MAX(received_at) FROM documents")).scalar() or 0)
-            ends = dict(
-                conn.execute(
+            ends: dict[str, float] = {
+                str(box): float(received)
+                for box, received in conn.execute(
                     text("SELECT box, received_at FROM documents WHERE kind = 'session_end'")
-                ).fetchall()
-            )
+                )
+            }
         lags = [ends[b] - self.local_copy(b).stat().st_mtime for b in self.boxes if b in ends]
         # Judged by the commands: the export against the rigs' own copies.
         self.wait("the export to equal the local copies", lambda: self.compare()[0] == 0, 120)
