@@ -130,6 +130,7 @@ def create_app(
                 "database": database_display,
                 "version": __version__,
                 "server_time": time.time(),
+                "viewers": lab.viewers,  # open live streams
             }
         )
 
