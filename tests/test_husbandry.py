@@ -464,3 +464,23 @@ def test_a_mistaken_weighing_or_water_entry_is_voided_kept_and_left_out_of_every
         ("water", "3000 ul water", True),
     ]
     assert "by anna: typed 2.3 for 23" in (records[2].voided or "")
+
+
+def test_ending_the_restriction_stops_the_checks_and_the_report_rows_from_then_on(
+    db: Database,
+) -> None:
+    from controller.husbandry.weights import baselines, end_restriction
+
+    restricted_mouse(db)  # since 2026-03-01
+    with db.session() as s:
+        end_restriction(s, "M1", by="vet", at=at("12:00"), note="end of experiment")
+        with pytest.raises(LabError, match="not on water restriction"):
+            end_restriction(s, "M1", by="vet", at=at("13:00"))
+        during = weight_check(s, "M1", lab_settings(s), "2026-03-09")
+        after = weight_check(s, "M1", lab_settings(s), "2026-03-11")
+        owed = water_day(s, "M1", "2026-03-11", lab_settings(s)).owed_ul
+        rows = report_rows(s, "2026-03-09", "2026-03-11")
+        history = [(b.grams, b.method) for b in baselines(s, "M1")]
+    assert during.blocks_start and not after.restricted and owed is None
+    assert [r.date for r in rows] == ["2026-03-09"]  # not restricted at the end of 10 and 11
+    assert history == [(25.0, "given"), (25.0, "restriction ended")]

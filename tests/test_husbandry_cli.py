@@ -271,3 +271,8 @@ def test_records_lists_a_mouse_s_entries_and_void_takes_a_mistaken_one_out(
     assert "invalid record kind 'baseline'" in labctl.error(
         "void", "baseline", "1", "--reason", "x"
     )
+    assert "--end takes no GRAMS" in labctl.error("mouse", "baseline", "M1", "20", "--end")
+    assert "off water restriction" in labctl.ok("mouse", "baseline", "M1", "--end")
+    (row,) = json.loads(labctl.ok("today", "--json"))["mice"]  # it still has records today
+    assert row["baseline_g"] is None and row["owed_ul"] is None and row["warnings"] == []
+    assert "restriction ended" in labctl.ok("mouse", "baseline", "M1")

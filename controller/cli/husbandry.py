@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from controller.cli.app import LabctlGroup, app, print_json, say, state_of
+from controller.cli.app import LabctlGroup, app, fail, print_json, say, state_of
 from controller.cli.mice import mouse_app
 
 lab_app = typer.Typer(
@@ -128,6 +128,12 @@ def mouse_baseline(
     mean: Annotated[
         bool, typer.Option("--mean", help="the mean of the mouse's first N weighings instead")
     ] = False,
+    end: Annotated[
+        bool,
+        typer.Option(
+            "--end", help="end the mouse's water restriction (a new baseline restricts it again)"
+        ),
+    ] = False,
     count: Annotated[
         int | None,
         typer.Option(
@@ -144,13 +150,22 @@ def mouse_baseline(
     """Set a mouse's baseline (reference) weight; without GRAMS or --mean, show its history.
 
     Water restriction is tracked from the first baseline on: from then the mouse's weight
-    is checked against the lab's threshold of it."""  # fmt: skip
+    is checked against the lab's threshold of it, until --end."""  # fmt: skip
     from controller.husbandry.days import parse_time
     from controller.husbandry.settings import lab_settings
-    from controller.husbandry.weights import baselines, set_baseline
+    from controller.husbandry.weights import baselines, end_restriction, set_baseline
     from controller.lab import get_mouse
 
     db = state_of(ctx).db()
+    if end:
+        if grams is not None or mean:
+            fail("--end takes no GRAMS or --mean")
+        with db.session() as session:
+            end_restriction(
+                session, mouse, by=who(by), at=parse_time(at) if at else None, note=note
+            )
+        say(f"{mouse}: off water restriction (its weight is no longer checked)")
+        return
     if grams is None and not mean:
         with db.reader() as session:
             get_mouse(session, mouse)

@@ -26,7 +26,7 @@ from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOv
 from controller.husbandry.schedule import current_entries, slot_of
 from controller.husbandry.settings import LabSettings, lab_settings
 from controller.husbandry.water import sessions_of_day, water_day
-from controller.husbandry.weights import overrides, weight_check
+from controller.husbandry.weights import RESTRICTION_ENDED, overrides, weight_check
 from controller.lab import assignments_by_box, box_sort_key
 from shared.analysis import mouse_results
 
@@ -86,7 +86,16 @@ def _mice_with_records(session: Session, start: float, end: float) -> set[str]:
 
 
 def _restricted_mice(session: Session, end: float) -> set[str]:
-    return set(session.scalars(select(Baseline.mouse_id).where(Baseline.set_at < end)))
+    """Mice on water restriction at ``end``: a baseline by then, not ended since."""
+    newest: dict[str, str] = {}
+    rows = session.execute(
+        select(Baseline.mouse_id, Baseline.method)
+        .where(Baseline.set_at < end)
+        .order_by(Baseline.set_at, Baseline.id)
+    )
+    for mouse, method in rows:
+        newest[mouse] = method
+    return {mouse for mouse, method in newest.items() if method != RESTRICTION_ENDED}
 
 
 def day_row(

@@ -24,6 +24,8 @@ from controller.lab import LabError, get_mouse
 MIN_GRAMS, MAX_GRAMS = 1.0, 200.0
 #: ``--at`` may be a little ahead of this computer's clock (another clock, typed by hand).
 FUTURE_SLACK_S = 300.0
+#: The ``method`` of the baselines row that ends a mouse's water restriction.
+RESTRICTION_ENDED = "restriction ended"
 
 
 def check_grams(grams: float, what: str = "weight") -> float:
@@ -118,11 +120,34 @@ def set_baseline(
 
 
 def baseline_of(session: Session, mouse_id: str, at: float | None = None) -> Baseline | None:
-    """The baseline in force at ``at`` (now when None): the newest set by then."""
+    """The baseline in force at ``at`` (now when None): the newest set by then; None when
+    there is none or the restriction had ended (:func:`end_restriction`)."""
     stmt = select(Baseline).where(Baseline.mouse_id == mouse_id)
     if at is not None:
         stmt = stmt.where(Baseline.set_at < at)
-    return session.scalars(stmt.order_by(Baseline.set_at.desc(), Baseline.id.desc())).first()
+    newest = session.scalars(stmt.order_by(Baseline.set_at.desc(), Baseline.id.desc())).first()
+    return None if newest is None or newest.method == RESTRICTION_ENDED else newest
+
+
+def end_restriction(
+    session: Session, mouse_id: str, *, by: str, at: float | None = None, note: str = ""
+) -> Baseline:
+    """Take the mouse off water restriction (free water, end of the experiment): from then
+    its weight is not checked and nothing is owed. A new baseline restricts it again."""
+    now = time.time()
+    ended_at = now if at is None else at
+    current = baseline_of(session, mouse_id, at=ended_at + 1e-6)
+    if current is None:
+        get_mouse(session, mouse_id)
+        raise LabError(f"mouse {mouse_id} is not on water restriction (it has no baseline)")
+    # Kept as a baselines row, so the mouse's restriction history is one time line.
+    row = Baseline(
+        mouse_id=mouse_id, grams=current.grams, set_at=ended_at, set_by=by,
+        method=RESTRICTION_ENDED, note=note,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
 
 
 def baselines(session: Session, mouse_id: str) -> list[Baseline]:
