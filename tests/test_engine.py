@@ -18,7 +18,7 @@ from shared.documents import Document, build_session, dump_document, parse_docum
 
 T0 = 1_000_000.0
 # A fixed ITI makes every time in these tests exact.
-FIXED = {"intertrial_interval": (5000, 5000), "initial_spout": 0, "duration": 100_000}
+FIXED = {"intertrial_interval": (5000, 5000), "initial_spout": 0, "duration": 86_400}
 
 
 class ScriptedRig:
