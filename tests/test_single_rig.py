@@ -280,3 +280,22 @@ def test_on_a_rig_train_waits_for_enter_and_ctrl_c_at_the_notes_prompt_still_sav
     assert session["status"] == "stopped" and session["notes"] == ""
     assert session["trainer"] == "Matt"
     assert b"Traceback" not in terminal.screen
+
+
+def test_on_a_rig_notes_typed_at_the_prompt_are_saved_with_the_session(tmp_path: Path) -> None:
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
+    data = tmp_path / "data"
+    terminal = Terminal("agent.cli", ["train", "M8", "--data-dir", str(data)], env, typing=True)
+    try:
+        terminal.read_until(b"Press Enter to start")
+        os.write(terminal.master, b"\n")
+        terminal.read_until(b"started (Ctrl-C ends it)")
+        terminal.process.send_signal(signal.SIGINT)
+        terminal.read_until(b"Notes for this session: ")
+        os.write(terminal.master, b"sneezed twice\n")
+        terminal.read_until(b"saved to")
+        assert terminal.process.wait(30) == 0, terminal.screen.decode()
+    finally:
+        terminal.close()
+    (session,) = read_sessions(data / "M8.json")
+    assert session["status"] == "stopped" and session["notes"] == "sneezed twice"
