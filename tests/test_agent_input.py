@@ -287,3 +287,41 @@ def test_box_ids_reserved_for_the_lab_s_own_broker_users_are_refused(box: str) -
 @pytest.mark.parametrize("box", ["1", "box-12", "Lab_7", "rig-collect"])
 def test_ordinary_box_ids_are_accepted(box: str) -> None:
     assert check_box_id(box) == box
+
+
+# ---------------------------------------------------------------- the agent's layout
+
+
+AGENT = Path(__file__).resolve().parent.parent / "agent"
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_only_agent_mqtt_imports_paho_and_no_agent_module_reaches_back_to_the_cli() -> None:
+    modules = sorted(AGENT.glob("*.py"))
+    assert modules
+    for path in modules:
+        imports = _imports(path)
+        if path.name != "mqtt.py":
+            assert not any(name.startswith("paho") for name in imports), path.name
+        if path.name != "cli.py":
+            assert not any(name.startswith("agent.cli") for name in imports), path.name
+    assert "agent.commands.Commands" in _imports(AGENT / "daemon.py")
+    assert not any(name.startswith("agent.daemon") for name in _imports(AGENT / "commands.py"))
+
+
+def test_every_agent_module_is_under_500_lines() -> None:
+    for path in AGENT.glob("*.py"):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines < 500, f"agent/{path.name} has {lines} lines"
