@@ -588,6 +588,28 @@ def test_the_last_will_marks_the_box_offline_when_the_agent_is_killed(
         assert status.box == "1"
 
 
+def test_meta_notes_42_from_labctl_ends_its_session_and_the_agent_stays_up(
+    broker_url: str, topic_prefix: str, tmp_path: Path, client: RigClient
+) -> None:
+    """Issue 11: ``labctl start M --meta notes=42`` crashed the agent when the session ended."""
+    from shared.config import parse_meta
+
+    with AgentProcess(tmp_path, broker_url, topic_prefix) as process:
+        client.wait_state("idle")
+        raw = client.command(
+            "start", session_id=uuid.uuid4().hex, mouse="M1", config=SHORT, metadata={"notes": 42}
+        )  # what an older labctl sent: refused with a line, nothing started
+        assert not raw.ok and raw.code == "invalid" and "notes" in (raw.error or "")
+        session_id = start_session(client, SHORT, metadata=parse_meta(["notes=42"]))
+        docs = client.wait_complete(session_id)
+        end = docs[-1]
+        assert isinstance(end, SessionEnd) and end.status == "complete" and end.notes == "42"
+        client.wait_state("idle")
+        assert process.process.poll() is None and client.command("ping").ok
+        assert "Traceback" not in process.output()
+    assert read_sessions(process.data_dir / "M1.json")[0]["notes"] == "42"
+
+
 def test_sigterm_stops_the_session_journals_everything_and_goes_offline(
     broker_url: str, topic_prefix: str, tmp_path: Path, client: RigClient
 ) -> None:
