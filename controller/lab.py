@@ -123,13 +123,45 @@ class AssignResult:
     notes: list[str] = field(default_factory=list)
 
 
+def assign_takes_off(
+    session: Session, mouse_id: str, box_id: str, *, move: bool, replace: bool
+) -> list[str]:
+    """The mice this assignment would take off a box (the mouse moved, the mouse replaced):
+    the caller then fetches the boxes' statuses for :func:`assign`."""
+    current = box_of(session, check_mouse_id(mouse_id))
+    occupant = open_assignment(session, box_id=check_box_id(box_id))
+    out = []
+    if move and current is not None and current != box_id:
+        out.append(mouse_id)
+    if replace and occupant is not None and occupant.mouse_id != mouse_id:
+        out.append(occupant.mouse_id)
+    return out
+
+
 def assign(
-    session: Session, mouse_id: str, box_id: str, *, move: bool = False, replace: bool = False
+    session: Session,
+    mouse_id: str,
+    box_id: str,
+    *,
+    move: bool = False,
+    replace: bool = False,
+    statuses: Mapping[str, Status] | None = None,
 ) -> AssignResult:
     """Put the mouse on the box. Moving it off another box needs ``move``; taking a box
-    another mouse is on needs ``replace``. The history is kept: old assignments are ended."""
+    another mouse is on needs ``replace``. The history is kept: old assignments are ended.
+
+    ``statuses`` (the boxes' statuses; needed when :func:`assign_takes_off` names a
+    mouse): a mouse whose session runs is neither moved nor replaced, as for
+    :func:`unassign`, since its session would go on where it no longer belongs."""
     check_mouse_id(mouse_id)
     check_box_id(box_id)
+    for taken in assign_takes_off(session, mouse_id, box_id, move=move, replace=replace):
+        running = running_box(statuses or {}, taken)
+        if running is not None:
+            raise LabError(
+                f"mouse {taken} has a session running on box {running}: stop it first "
+                f"(`labctl stop {taken}`), then assign"
+            )
     now = time.time()
     result = AssignResult(mouse=mouse_id, box=box_id)
     _, result.created_mouse = add_mouse(session, mouse_id)

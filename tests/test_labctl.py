@@ -678,24 +678,44 @@ def test_stop_mouse_finds_its_session_by_the_session_s_mouse_when_it_is_on_no_bo
     labctl: Labctl, broker: BrokerSettings, topic_prefix: str
 ) -> None:
     topics = Topics(topic_prefix)
-    with FakeRig(broker, topics, "1", state="running") as one, FakeRig(broker, topics, "2") as two:
+    with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2") as two:
+        # M1 is on no box, yet box 1 runs a session of M1 (started before its assignment
+        # ended, e.g. while the broker was away): stop M1 finds it there.
         labctl.ok("assign", "M1", "--box", "1")
+        labctl.ok("unassign", "M1")
+        one.state = "running"
         one.publish_status(mouse="M1", session_id="s1", trial=3)
-        # M2 takes box 1 while M1's session still runs there: M1 is on no box now.
-        labctl.ok("assign", "M2", "--box", "1", "--replace")
         out = labctl.ok("stop", "M1")
         assert re.search(r"M1\s.*1\s.*yes", out), out
         assert len([c for c in one.commands if isinstance(c, StopCommand)]) == 1
-        # A mouse moved to another box while its session ran is stopped where it runs.
+        # M2 is on box 2 now, but its session runs on box 1: it is stopped where it runs.
+        labctl.ok("assign", "M2", "--box", "2")
         one.state = "running"
         one.publish_status(mouse="M2", session_id="s2", trial=1)
-        labctl.ok("assign", "M2", "--box", "2", "--move")
         labctl.ok("stop", "M2")
         assert len([c for c in one.commands if isinstance(c, StopCommand)]) == 2
         assert not [c for c in two.commands if isinstance(c, StopCommand)]
         # Nothing runs and no box: one clear line.
         labctl.ok("mouse", "add", "M3")
         assert "M3 has no running session and is not on any box" in labctl.error("stop", "M3")
+
+
+@pytest.mark.broker
+def test_assign_neither_moves_nor_replaces_a_mouse_whose_session_runs(
+    labctl: Labctl, broker: BrokerSettings, topic_prefix: str
+) -> None:
+    topics = Topics(topic_prefix)
+    with FakeRig(broker, topics, "1", state="running") as one, FakeRig(broker, topics, "2"):
+        labctl.ok("assign", "M1", "--box", "1")
+        one.publish_status(mouse="M1", session_id="s1", trial=3)
+        for args in (("M1", "--box", "2", "--move"), ("M2", "--box", "1", "--replace")):
+            line = labctl.error("assign", *args)
+            assert "mouse M1 has a session running on box 1: stop it first" in line, line
+        rows = {m["mouse"]: m["box"] for m in json.loads(labctl.ok("mouse", "list", "--json"))}
+        assert rows == {"M1": "1"}  # nothing changed, and M2 was not created
+        labctl.ok("stop", "M1")
+        one.publish_status()  # idle: the session ended
+        assert "moved M1 from box 1 to box 2" in labctl.ok("assign", "M1", "--box", "2", "--move")
 
 
 @pytest.mark.broker

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from controller.cli.app import (
     LabctlGroup,
+    State,
     app,
     console,
     fail,
@@ -18,7 +19,25 @@ from controller.cli.app import (
     when,
 )
 
+if TYPE_CHECKING:
+    from shared.protocol import Status
+
 mouse_app = typer.Typer(cls=LabctlGroup, help="Add, list and show mice.", no_args_is_help=True)
+
+
+def _rig_statuses(state: State) -> dict[str, Status]:
+    """The boxes' live statuses; without a broker, the collector's last record (and a warning)."""
+    from controller.lab import recorded_statuses
+    from controller.mqtt import BrokerError
+
+    try:
+        with state.link() as link, link.cond:
+            return dict(link.statuses)
+    except BrokerError as exc:
+        with state.db().reader() as session:
+            statuses = recorded_statuses(session)
+        warn(f"{exc}; judged by the boxes' last recorded states")
+        return statuses
 
 
 @app.command()
@@ -35,12 +54,20 @@ def assign(
         bool, typer.Option("--replace", help="take the mouse already on BOX off it")
     ] = False,
 ) -> None:
-    """Put a mouse on a box (one mouse per box, one box per mouse; the history is kept)."""
-    from controller.lab import assign as assign_mouse
+    """Put a mouse on a box (one mouse per box, one box per mouse; the history is kept).
 
-    db = state_of(ctx).db()
+    A mouse whose session runs is not moved or replaced: stop it first."""
+    from controller.lab import assign as assign_mouse
+    from controller.lab import assign_takes_off
+
+    state = state_of(ctx)
+    db = state.db()
+    with db.reader() as session:
+        taken = assign_takes_off(session, mouse, box, move=move, replace=replace)
+    # Only a move or a replace asks the rigs: a plain assignment needs no broker.
+    statuses = _rig_statuses(state) if taken else {}
     with db.session() as session:
-        result = assign_mouse(session, mouse, box, move=move, replace=replace)
+        result = assign_mouse(session, mouse, box, move=move, replace=replace, statuses=statuses)
     if result.created_mouse:
         say(f"created mouse {mouse}")
     if result.created_box:
@@ -68,32 +95,26 @@ def unassign(
     ] = 10.0,
 ) -> None:
     """Take a mouse off its box (refused while its session runs, unless --stop)."""
-    from controller.lab import get_mouse, recorded_statuses, running_box
+    from controller.lab import get_mouse, running_box
     from controller.lab import unassign as unassign_mouse
-    from controller.mqtt import BrokerError
     from controller.rigs import stop_boxes
 
     state = state_of(ctx)
     db = state.db()
     with db.reader() as session:
         get_mouse(session, mouse)  # an unknown mouse is told before the broker is asked
-    try:
+    if not stop_first:
+        statuses = _rig_statuses(state)
+    else:
         with state.link() as link:
             statuses = dict(link.statuses)
             running = running_box(statuses, mouse)
-            if stop_first and running is not None:
+            if running is not None:
                 (outcome,) = stop_boxes(link, [(mouse, running)], timeout=timeout)
                 if not outcome.ok:
                     fail(f"could not stop {mouse}'s session on box {running}: {outcome.reason}")
                 say(f"stopped {mouse}'s session on box {running}")
                 del statuses[running]  # it is ending; the box said so
-    except BrokerError as exc:
-        if stop_first:
-            raise
-        # Without the broker, the collector's last record of each box is the best knowledge.
-        with db.reader() as session:
-            statuses = recorded_statuses(session)
-        warn(f"{exc}; judged by the boxes' last recorded states")
     with db.session() as session:
         box = unassign_mouse(session, mouse, statuses=statuses)
     say(f"took {mouse} off box {box}")
