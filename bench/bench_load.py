@@ -21,7 +21,9 @@ stored whole. A phase then prints:
 Phase ``one``: one ``labctl serve``. Phase ``two``: two ``labctl serve --group``
 processes on an MQTT shared subscription. Both on a fresh PostgreSQL database
 each (``--postgres``, default the local server's ``test`` database as the admin
-connection) and a private mosquitto. Every process the bench starts, it stops.
+connection) and a private mosquitto with the shipped configuration's queue and
+message size limits (``--inflight`` changes its per-client in-flight window).
+Every process the bench starts, it stops.
 
 Run: ``python bench/bench_load.py [--rigs 200] [--phases one,two] [--duration 600]
 [--time-scale 20]``
@@ -165,7 +167,12 @@ class Phase:
             conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
         self.db_url = admin_url.set(database=self.db_name).render_as_string(hide_password=False)
         self.db = create_engine(self.db_url)
-        self.broker = MosquittoBroker(extra_config="sys_interval 1\n")
+        # The shipped broker's queue and size limits (docker/mosquitto/mosquitto.conf); its
+        # in-flight window is mosquitto's default (20) unless --inflight says otherwise.
+        config = "sys_interval 1\nmax_queued_messages 100000\nmessage_size_limit 262144\n"
+        if args.inflight is not None:
+            config += f"max_inflight_messages {args.inflight}\n"
+        self.broker = MosquittoBroker(extra_config=config)
         self.broker.start()
         self.env = {
             **os.environ,
@@ -373,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres",
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/test",
         help="admin URL of the PostgreSQL server; each phase gets a fresh database on it",
+    )
+    parser.add_argument(
+        "--inflight",
+        type=int,
+        help="the broker's max_inflight_messages per client (default: mosquitto's, 20)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
