@@ -171,3 +171,24 @@ def test_labctl_says_when_its_credentials_file_is_readable_by_others(
         f"run: chmod 600 {creds}"
     ]
     assert "hunter2" not in result.output
+
+
+def test_the_agent_warns_in_one_line_about_a_rig_file_with_a_password_others_can_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = tmp_path / "rig.ini"
+    rig.write_text("[agent]\nbox = 3\nusername = 3\npassword = pw3\n")
+    rig.chmod(0o644)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with caplog.at_level("WARNING"):
+        settings = resolve(
+            parser.parse_args(["--config-file", str(rig)]), {"XDG_DATA_HOME": str(tmp_path)}
+        )
+    assert settings.broker.password == "pw3"
+    (record,) = [r for r in caplog.records if "readable by others" in r.getMessage()]
+    assert "chmod 600" in record.getMessage() and "pw3" not in record.getMessage()
+    rig.chmod(0o600)
+    caplog.clear()
+    resolve(parser.parse_args(["--config-file", str(rig)]), {"XDG_DATA_HOME": str(tmp_path)})
+    assert not [r for r in caplog.records if "readable by others" in r.getMessage()]
