@@ -53,7 +53,7 @@ _DOCUMENT_COLUMNS = ("session_id", "seq", "kind", "box", "t", "received_at", "bo
 
 _STREAM_COUNTS = (
     "session_id", "box", "asked_box", "stored", "max_seq", "last_seq", "status",
-    "trials", "rewards", "last_doc_at", "problem",
+    "trials", "rewards", "last_doc_at", "problem", "resends",
 )  # fmt: skip
 _SESSION_COUNTS = ("session_id", "trials", "rewards", "last_seq", "status", "problem")
 _UPDATE_STREAM = (
@@ -318,6 +318,7 @@ class Assembly:
                         )
             if docs:
                 stream["last_doc_at"] = now
+                stream["resends"] = 0  # what was asked for comes: the count is of asks in vain
             stream_rows.append({f"p_{key}": stream[key] for key in _STREAM_COUNTS})
             if (
                 counted.trials

@@ -5,15 +5,18 @@ One writer thread takes messages off it in batches (up to ``batch_size``, or
 whatever is there when the queue runs dry), has the ingest store each batch
 in one transaction, and only then acknowledges the batch to the broker.
 
-Nothing is lost to a crash: the collector connects with a persistent session
-(``clean_session=False``, its own fixed client id) and acknowledges a message
-only after its transaction has committed. A message stored but not
+Nothing is lost to a crash: a lone collector connects with a persistent
+session (``clean_session=False``, its own fixed client id) and acknowledges a
+message only after its transaction has committed. A message stored but not
 acknowledged is delivered again and de-duplicated by ``(session_id, seq)``.
 
 Several collectors share the rigs in an MQTT shared-subscription ``group``
 (``$share/<group>/<prefix>/rigs/+/...``): the broker hands each message to one
 of them, and every decision is taken in the database, so any of them may stop
-or die. Each announces itself on a retained presence topic with a Last Will,
+or die. Group members use clean sessions, so a dead one leaves the group at
+once; what it held unacknowledged, and what was published while no member
+was connected, the agents still hold in their journals: the survivors find
+the gaps (or the box lists the session as uncommitted) and ask for them. Each announces itself on a retained presence topic with a Last Will,
 and holds a lease in the database (one collector per client id; one at all
 on SQLite).
 
@@ -109,10 +112,14 @@ class Collector:
         # A broker holds back QoS 1 messages for a subscriber that has not acknowledged the
         # earlier ones only as far as its own in-flight limit goes, so with the database
         # stalled the queue could grow without end: past max_queued the transport waits.
+        # Alone, a persistent session: the broker keeps what arrives while the collector is
+        # away. In a group, a clean one: mosquitto goes on handing a shared subscription's
+        # messages to a member's persistent session after it died (they wait there for it),
+        # while a clean session leaves the group at once and the others get everything.
         self.transport = Transport(
             broker,
             client_id=self.client_id,
-            clean_session=False,
+            clean_session=group is not None,
             manual_ack=True,
             inbox=self.queue,
             max_queued=max_queued,

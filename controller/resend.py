@@ -26,6 +26,10 @@ from shared.protocol import ResendCommand, Status
 log = logging.getLogger("labctl.collector")
 
 
+#: Runs of missing seqs asked for at once, one resend command each.
+GAPS_PER_REQUEST = 10
+
+
 class Resender:
     """Decides, in the database, which resend requests go out."""
 
@@ -122,26 +126,24 @@ class Resender:
             ).rowcount
             if claimed != 1:
                 continue  # another collector asked just now
-            first, last = wanted
-            log.info(
-                "session %s: documents %d-%s missing; asking box %s to resend them",
-                sid, first, "end" if last is None else last, stream["asked_box"],
-            )  # fmt: skip
-            out.append(
-                (
-                    stream["asked_box"],
-                    ResendCommand(request_id=request, session_id=sid, from_seq=first, to_seq=last),
+            for number, (first, last) in enumerate(wanted):
+                log.info(
+                    "session %s: documents %d-%s missing; asking box %s to resend them",
+                    sid, first, "end" if last is None else last, stream["asked_box"],
+                )  # fmt: skip
+                command = ResendCommand(
+                    request_id=f"{request}-{number}", session_id=sid, from_seq=first, to_seq=last
                 )
-            )
+                out.append((stream["asked_box"], command))
         return out
 
     def _wanted(
         self, conn: Connection, stream: Any, now: float, status: Status | None
-    ) -> tuple[int, int | None] | None:
-        """The (first, last) seqs to ask for (last None: to the end), or None."""
+    ) -> list[tuple[int, int | None]] | None:
+        """The (first, last) seq ranges to ask for (last None: to the end), or None."""
         top = stream["last_seq"] if stream["last_seq"] is not None else stream["max_seq"]
         if stream["stored"] < top + 1:
-            return self._first_gap(conn, stream["session_id"], top)
+            return list(self._gaps(conn, stream["session_id"], top))
         if stream["last_seq"] is not None:
             return None  # whole: completion takes it
         if status is not None and status.session_id == stream["session_id"]:
@@ -149,24 +151,34 @@ class Resender:
         since = stream["last_doc_at"] if stream["last_doc_at"] is not None else stream["created_at"]
         if now - since < self.settings.tail_grace:
             return None
-        return stream["max_seq"] + 1, None  # the box moved on without its end arriving
+        return [(stream["max_seq"] + 1, None)]  # the box moved on without its end arriving
 
-    def _first_gap(self, conn: Connection, sid: str, top: int) -> tuple[int, int]:
-        """The first run of missing seqs below ``top``, from the stored seqs alone."""
+    def _gaps(self, conn: Connection, sid: str, top: int) -> list[tuple[int, int]]:
+        """The first few runs of missing seqs up to ``top``, from the stored seqs alone:
+        each run starts after a stored seq whose successor is not stored (or at 0)."""
         d, e = DOCUMENTS, aliased(DOCUMENTS)
         mine = d.c.session_id == sid
-        if conn.execute(select(exists().where(mine, d.c.seq == 0))).scalar():
-            run_end = conn.execute(
-                select(func.min(d.c.seq)).where(
-                    mine,
-                    ~exists().where(and_(e.c.session_id == sid, e.c.seq == d.c.seq + 1)),
-                )
-            ).scalar_one()
-            first = int(run_end) + 1
-        else:
-            first = 0
-        following = conn.execute(select(func.min(d.c.seq)).where(mine, d.c.seq > first)).scalar()
-        return first, (int(following) - 1 if following is not None else top)
+        starts: list[int] = []
+        if not conn.execute(select(exists().where(mine, d.c.seq == 0))).scalar():
+            starts.append(0)
+        run_ends = conn.execute(
+            select(d.c.seq)
+            .where(
+                mine,
+                d.c.seq < top,
+                ~exists().where(and_(e.c.session_id == sid, e.c.seq == d.c.seq + 1)),
+            )
+            .order_by(d.c.seq)
+            .limit(GAPS_PER_REQUEST)
+        ).scalars()
+        starts += [int(seq) + 1 for seq in run_ends]
+        gaps = []
+        for first in starts[:GAPS_PER_REQUEST]:
+            following = conn.execute(
+                select(func.min(d.c.seq)).where(mine, d.c.seq > first)
+            ).scalar()
+            gaps.append((first, int(following) - 1 if following is not None else top))
+        return gaps
 
     def on_resend_reply(
         self,
@@ -180,7 +192,7 @@ class Resender:
     ) -> None:
         stream = conn.execute(
             select(STREAMS.c.session_id, STREAMS.c.asked_box).where(
-                STREAMS.c.resend_request == request_id
+                STREAMS.c.resend_request == request_id.partition("-")[0]
             )
         ).first()
         if stream is None or stream.asked_box != box:
