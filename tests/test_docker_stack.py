@@ -29,7 +29,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -40,6 +39,8 @@ import yaml
 
 from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
 from tests.mosquitto_files import BrokerFiles, broker_files, needs_mosquitto, running, stack_users
+
+from .waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
@@ -545,12 +546,7 @@ def _run(argv: list[str], env: Mapping[str, str]) -> str:
 
 
 def _wait_until(what: str, condition: Any, processes: Processes, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        processes.check_alive()
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.25)  # other processes' state: there is no event to wait on
+    wait_until(condition, timeout, what, alive=processes.check_alive, interval=0.25)
 
 
 @needs_mosquitto
