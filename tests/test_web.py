@@ -270,3 +270,42 @@ def test_the_cohort_page_lists_every_mouse_and_overlays_their_curves(
         screenshot(page, "cohort")
     finally:
         page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.broker
+@pytest.mark.slow
+def test_an_open_rigs_page_comes_back_by_itself_after_the_server_restarts(
+    browser: Any, tmp_path: Path, broker_url: str, topic_prefix: str
+) -> None:
+    lab = Lab(tmp_path, broker_url, topic_prefix, find_free_port())
+    topics = Topics(topic_prefix)
+    page = browser.new_page()
+    try:
+        open_database(lab.env["LABCTL_DB"]).close()
+        publish_status(broker_url, topics, Status(box="5", state="running", mouse="M5",
+                                                   session_id="s5", trial=1))  # fmt: skip
+        lab.web(None)
+        page.goto(f"{lab.url}/rigs")
+        page.wait_for_function(f"{trial_js('5')} === '1'")
+        page.evaluate("window.__sameDocument = true")
+        web = lab.children.pop("web")
+        web.send_signal(signal.SIGTERM)
+        assert web.wait(timeout=15) == 0
+        page.wait_for_function("document.getElementById('live').textContent !== 'live'")
+        publish_status(broker_url, topics, Status(box="5", state="running", mouse="M5",
+                                                   session_id="s5", trial=2))  # fmt: skip
+        lab.web(None)  # the same port
+        page.wait_for_function(f"{trial_js('5')} === '2'", timeout=TIMEOUT * 1000)
+        assert page.inner_text("#live") == "live"
+        assert page.evaluate("window.__sameDocument") is True  # no reload
+    finally:
+        page.close()
+        lab.stop_all()
+        publish_empty_retained(broker_url, topics.status("5"))
+
+
+def trial_js(box: str) -> str:
+    return (
+        f'document.querySelector(\'article.card[data-box="{box}"] [data-f="trial"]\')?.textContent'
+    )

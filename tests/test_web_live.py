@@ -210,3 +210,46 @@ def test_a_start_from_the_page_passes_labctls_weight_gate(
     )
     cli = runner.invoke(labctl_app, ["start", "M1"], env=env)
     assert cli.exit_code == 1 and "weight check:" in cli.output
+
+
+@pytest.mark.broker
+def test_the_dashboard_follows_the_broker_away_and_back(sqlite_db: Database) -> None:
+    from controller.broker import MosquittoBroker
+
+    from .weblab import publish_status
+
+    if not MosquittoBroker.available():
+        pytest.skip("needs a mosquitto binary to stop and start a private broker")
+    broker = MosquittoBroker()
+    broker.start()
+    try:
+        topics = Topics("t")
+        app = create_app(sqlite_db, broker_settings(broker.url), topics)
+        with TestClient(app) as client:
+
+            def broker_up() -> bool:
+                return bool(client.get("/api/info").json()["broker"]["connected"])
+
+            poll(broker_up, 10)
+            publish_status(broker.url, topics, running("3", "s3", 1))
+            poll(lambda: trial_of(client, "3") == 1, 10)
+            broker.close()  # the broker goes away; another comes up on the same port
+            poll(lambda: not broker_up(), 20)
+            note = client.get("/api/info").json()["broker"]["note"]
+            assert "reconnecting" in note
+            broker = MosquittoBroker(broker.port)
+            broker.start()
+            poll(broker_up, 30)
+            # Resubscribed: a new status reaches the cards again.
+            publish_status(broker.url, topics, running("3", "s3", 2))
+            poll(lambda: trial_of(client, "3") == 2, 10)
+    finally:
+        broker.close()
+
+
+def trial_of(client: TestClient, box: str) -> int | None:
+    """The trial count on the box's card, None while the card is not there."""
+    for card in client.get("/api/rigs").json()["boxes"]:
+        if card["box"] == box:
+            return int(card["trial"])
+    return None

@@ -267,10 +267,23 @@ def serve(app: Starlette, sock: socket.socket) -> None:
     # with status 0 instead of dying of the signal or a KeyboardInterrupt.
     previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config, app.state.live).run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the open streams first when it stops: they never end on
+    their own, and would hold the shutdown for the whole grace period."""
+
+    def __init__(self, config: uvicorn.Config, live: LiveLab) -> None:
+        super().__init__(config)
+        self.live = live
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.live.end_streams()
+        await super().shutdown(sockets)
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:

@@ -156,10 +156,14 @@ class LiveLab:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        for subscriber in list(self._subscribers):
-            subscriber.put("bye", {})
+        self.end_streams()
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10.0)
+
+    def end_streams(self) -> None:
+        """Tell every open page's stream to end now (the server is stopping)."""
+        for subscriber in list(self._subscribers):
+            subscriber.put("bye", {})
 
     def _connect_loop(self) -> None:
         """Paho's own loop reconnects a connection once made; this makes the first one."""
