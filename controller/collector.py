@@ -16,9 +16,11 @@ of them, and every decision is taken in the database, so any of them may stop
 or die. Group members use clean sessions, so a dead one leaves the group at
 once; what it held unacknowledged, and what was published while no member
 was connected, the agents still hold in their journals: the survivors find
-the gaps (or the box lists the session as uncommitted) and ask for them. Each announces itself on a retained presence topic with a Last Will,
-and holds a lease in the database (one collector per client id; one at all
-on SQLite).
+the gaps (or the box lists the session as uncommitted) and ask for them.
+
+Each collector announces itself on a retained presence topic with a Last
+Will, and holds a lease in the database (one collector per client id; one at
+all on SQLite).
 
 The database going away does not stop the collector: the batch is retried
 until the database is back, unacknowledged, so the broker keeps the rest.
