@@ -36,6 +36,7 @@ from shared.sessionfile import read_sessions
 from tests.test_e2e import Processes
 
 from .conftest import REPO
+from .waiting import wait_until
 
 BOXES = ("1", "2")
 TIME_SCALE = 600
@@ -143,13 +144,14 @@ class FaultLab:
 
     def wait(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> float:
         """Poll another process's effect until the deadline; returns when it held (monotonic)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            self.procs.check_alive()
-            if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {n}\n{self.procs.log(n)}" for n in self.procs.children)
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{logs}")
-            time.sleep(0.1)  # polling other processes: there is no event to wait on
+        wait_until(
+            condition,
+            timeout,
+            what,
+            alive=self.procs.check_alive,
+            detail=lambda: "\n".join(f"--- {n}\n{self.procs.log(n)}" for n in self.procs.children),
+            interval=0.1,
+        )
         return time.monotonic()
 
     # ------------------------------------------------------------ the cohort

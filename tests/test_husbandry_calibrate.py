@@ -27,6 +27,7 @@ from controller.husbandry.models import Calibration
 from controller.mqtt import LabLink, parse_broker_url
 from shared.protocol import ReadSensorsCommand, Topics
 
+from . import waiting
 from .conftest import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
@@ -71,11 +72,11 @@ def sim_agent(private_broker: MosquittoBroker, tmp_path: Path) -> Iterator[subpr
 
 def wait_until(condition: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
     """Poll the other process's effect until a deadline (there is no event to wait on)."""
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
+
+    def alive() -> None:
         assert proc.poll() is None, f"the agent exited with {proc.returncode}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+
+    waiting.wait_until(condition, TIMEOUT, what, alive=alive)
 
 
 def pin_openings(link: LabLink) -> list[int]:
