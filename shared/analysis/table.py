@@ -45,6 +45,11 @@ def _cells(data: Mapping[str, Any]) -> list[str]:
     return ["-" if value is None else str(value) for value in values]
 
 
+def table_cells(row: Mapping[str, Any] | SessionResults) -> list[str]:
+    """One row's cells as :func:`format_table` prints them, in :data:`TABLE_COLUMNS` order."""
+    return _cells(row.as_dict() if isinstance(row, SessionResults) else row)
+
+
 def format_table(rows: Iterable[Mapping[str, Any] | SessionResults]) -> str:
     """A table of result rows (:func:`cohort_results` dicts or :class:`SessionResults`).
 
