@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from shared.documents import SessionStart, TrialEnd
 from shared.protocol import Status, Topics
 
 from .conftest import REPO
+from .waiting import wait_until
 
 
 @pytest.fixture
@@ -112,12 +112,13 @@ def test_without_a_broker_the_dashboard_serves_the_database_and_says_why(
     port = find_free_port()  # nothing listens there
     app = create_app(sqlite_db, broker_settings(f"mqtt://127.0.0.1:{port}"), Topics("t"))
     with TestClient(app) as client:
-        deadline = time.monotonic() + 10
-        while True:
-            broker = client.get("/api/info").json()["broker"]
-            if broker["note"] != "connecting" or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)  # the server's connect attempt runs on its own thread
+
+        def attempted() -> dict[str, Any]:
+            broker: dict[str, Any] = client.get("/api/info").json()["broker"]
+            return broker if broker["note"] != "connecting" else {}  # {}: not yet
+
+        # The server's connect attempt runs on its own thread.
+        broker = wait_until(attempted, 10, "the dashboard's first connect attempt")
         assert broker["connected"] is False
         assert f"127.0.0.1:{port}" in broker["note"] and "retrying every 2 s" in broker["note"]
         assert client.get("/api/rigs").json()["boxes"] == []
@@ -169,13 +170,7 @@ def test_the_demo_prints_the_dashboards_url_and_serves_it_while_the_lab_runs(
 
 def poll(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll another process's effect until the deadline (there is no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+    return wait_until(condition, timeout, "the dashboard's view", interval=0.1)
 
 
 @pytest.mark.broker
