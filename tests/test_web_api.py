@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
 from controller.db import open_database
+from shared.analysis.table import TABLE_COLUMNS
 from shared.errors import ConfigError
 from shared.protocol import Topics
 
@@ -165,5 +166,10 @@ def test_mouse_and_cohort_api_give_one_point_per_stored_session(
         assert [r["mouse"] for r in cohort["rows"]] == ["M1", "M2"]
         assert [r["sessions"] for r in cohort["rows"]] == [5, 3]
         assert cohort["rows"][0]["latest"]["trials"] == expected[-1]["trials"]
+        # The table is labctl results' own: its columns, and its cells for the latest session.
+        table = labctl(lab_env, "results", "M1").splitlines()
+        assert cohort["columns"] == list(TABLE_COLUMNS)
+        latest_line = [line for line in table if line.startswith("M1 ")][-1]
+        assert cohort["rows"][0]["cells"] == latest_line.split()
         assert {m: len(c) for m, c in cohort["curves"].items()} == {"M1": 5, "M2": 3}
         assert client.get("/api/cohort", params={"name": "C9"}).status_code == 404

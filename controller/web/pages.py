@@ -4,8 +4,8 @@ A mouse's curves are one point per stored session, in training order:
 correct % (of the trials with an outcome), d-prime and trials from
 :func:`shared.analysis.mouse_results` (the numbers ``labctl results``
 prints), and the spout positions and cue duration the session ended with.
-The cohort table has ``labctl results``' columns for each mouse's latest
-session.
+The cohort table has ``labctl results``' columns (and cells, from
+:func:`shared.analysis.table.table_cells`) for each mouse's latest session.
 
 Sessions are read whole (their stored JSON), so a mouse's curve is cached
 until its count of stored sessions or its latest completion changes; the
@@ -25,6 +25,7 @@ from controller.db import Database, TrainingSession
 from controller.lab import all_mice, cohort_members, get_mouse, list_cohorts, mouse_summaries
 from controller.store import mouse_sessions
 from shared.analysis import SessionResults, mouse_results
+from shared.analysis.table import TABLE_COLUMNS, table_cells
 
 CACHE_LIMIT = 500
 
@@ -150,13 +151,22 @@ class Pages:
             points = self.curve(mouse)
             curves[mouse] = [{k: v for k, v in p.items() if k != "results"} for p in points]
             latest = points[-1] if points else None
+            results = {**latest["results"], "mouse": mouse} if latest else None
             rows.append(
                 {
                     "mouse": mouse,
                     "box": summaries[mouse].box,
                     "sessions": len(points),
-                    "latest": latest["results"] if latest else None,
+                    "latest": results,
+                    # The latest session's row exactly as `labctl results` prints it.
+                    "cells": table_cells(results) if results else None,
                     "correct_pct": latest["correct_pct"] if latest else None,
                 }
             )
-        return {"cohort": name, "cohorts": cohorts, "rows": rows, "curves": curves}
+        return {
+            "cohort": name,
+            "cohorts": cohorts,
+            "columns": list(TABLE_COLUMNS),
+            "rows": rows,
+            "curves": curves,
+        }

@@ -374,15 +374,17 @@ function cohortPage() {
       if (pick.options.length === 1) {
         for (const name of data.cohorts) pick.append(new Option(name, name, false, name === SUBJECT));
       }
+      // labctl results' columns for the latest session, after the mouse: box and sessions
+      // before them, correct % after.
+      const head = document.querySelector("#results thead tr");
+      head.innerHTML = "";
+      const names = ["mouse", "box", "sessions", ...data.columns.slice(1), "correct %"];
+      for (const name of names) { const th = document.createElement("th"); th.textContent = name; head.append(th); }
       const body = document.querySelector("#results tbody");
       body.innerHTML = "";
       for (const row of data.rows) {
-        const r = row.latest || {};
-        const sum = (v) => (Array.isArray(v) ? v[0] + v[1] : "-");
-        const cells = [row.box || "-", row.sessions, r.date || "-", r.trials ?? "-", sum(r.correct), sum(r.incorrect),
-          sum(r.missed), sum(r.resets), sum(r.spontaneous_reaches),
-          r.d_prime === null || r.d_prime === undefined ? "-" : r.d_prime.toFixed(2),
-          r.water_ul === undefined ? "-" : r.water_ul.toFixed(1),
+        const cells = row.cells ? row.cells.slice(1) : data.columns.slice(1).map(() => "-");
+        const values = [row.box || "-", row.sessions, ...cells,
           row.correct_pct === null ? "-" : row.correct_pct.toFixed(1)];
         const tr = document.createElement("tr");
         const first = document.createElement("td");
@@ -391,7 +393,7 @@ function cohortPage() {
         a.textContent = row.mouse;
         first.append(a);
         tr.append(first);
-        for (const cell of cells) { const td = document.createElement("td"); td.textContent = String(cell); tr.append(td); }
+        for (const cell of values) { const td = document.createElement("td"); td.textContent = String(cell); tr.append(td); }
         body.append(tr);
       }
       drawCurves(Object.entries(data.curves));
