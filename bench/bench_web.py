@@ -155,7 +155,22 @@ def open_rigs(page: Page, url: str, boxes: int) -> None:
     )
 
 
-def measure_latency(page: Page, publisher: Publisher, boxes: list[str], seconds: float) -> None:
+def heap_mb(page: Page) -> float:
+    """The page's live JavaScript heap after a full garbage collection (Chrome DevTools)."""
+    session = page.context.new_cdp_session(page)
+    try:
+        session.send("HeapProfiler.collectGarbage")
+        session.send("Performance.enable")
+        metrics = session.send("Performance.getMetrics")["metrics"]
+    finally:
+        session.detach()
+    return float(next(m["value"] for m in metrics if m["name"] == "JSHeapUsedSize")) / 2**20
+
+
+def measure_latency(
+    page: Page, publisher: Publisher, boxes: list[str], seconds: float, pid: int
+) -> None:
+    heap_before, rss_before = heap_mb(page), rss_mb(pid)
     page.evaluate(OBSERVER)
     sent: dict[str, float] = {}
     gap = 1.0 / len(boxes)
@@ -185,6 +200,11 @@ def measure_latency(page: Page, publisher: Publisher, boxes: list[str], seconds:
     print(
         f"  baseline, the same messages to a paho subscriber: median "
         f"{statistics.median(baseline):.2f}, p99 {percentile(baseline, 99):.2f} ms"
+    )
+    page.evaluate("window.__seen = {}")  # the bench's own stamps are not the page's memory
+    print(
+        f"  page JS heap after GC: {heap_before:.1f} MB before, {heap_mb(page):.1f} MB after; "
+        f"server RSS {rss_before:.1f} MB before, {rss_mb(pid):.1f} MB after"
     )
 
 
@@ -241,7 +261,7 @@ def main() -> int:
                 try:
                     page = browser.new_page()
                     open_rigs(page, site, len(boxes))
-                    measure_latency(page, publisher, boxes, args.seconds)
+                    measure_latency(page, publisher, boxes, args.seconds, web.pid)
                     viewers = [page]
                     for _ in range(args.viewers - 1):
                         viewer = browser.new_page()
