@@ -17,10 +17,20 @@ All on one broker, in one run:
    visible in the database, found by polling the database every
    ``--poll-ms``. Target: p99 under 50 ms.
 
-The broker is ``--broker URL`` if given, else a private mosquitto started here.
-Every process the bench starts, it stops.
+4. **Several collectors on PostgreSQL**: for 1, 2 and 3 ``labctl serve``
+   processes in one shared-subscription group (``--group``) into a fresh
+   PostgreSQL database, ``--group-publishers`` (100) publishers; each row is
+   the collectors' rate as a ratio against the bare subscriber measured just
+   before it, in the same run, with the documents lost (must be 0) and stored
+   twice (must be 0). On 2 cores the ratio need not grow with collectors; it
+   must not fall below 0.8 of one collector's.
+
+The broker is ``--broker URL`` if given, else a private mosquitto started here;
+PostgreSQL is the server of ``--postgres`` (each run makes its own database and
+drops it). Every process the bench starts, it stops.
 
 Run: ``python bench/bench_ingest.py [--publishers 50] [--docs 600] [--rate 1000]``
+(``--only-groups`` for part 4 alone).
 """
 
 from __future__ import annotations
@@ -47,10 +57,11 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from controller.broker import MosquittoBroker, start_local_broker  # noqa: E402
-from controller.mqtt import BrokerSettings, parse_broker_url  # noqa: E402
-from tests.fakes import synthetic_session  # noqa: E402
+from shared.broker_url import BrokerSettings  # noqa: E402
+from shared.broker_url import broker_settings as parse_broker_url  # noqa: E402
 from shared.documents import dump_document  # noqa: E402
 from shared.protocol import Status, Topics, encode  # noqa: E402
+from tests.fakes import synthetic_session  # noqa: E402
 
 PUBLISHER_PROCESSES = 5
 
@@ -396,6 +407,130 @@ def measure_latency(
         serve.stop()
 
 
+# ---------------------------------------------------------------- 4. several collectors
+
+
+class GroupServe:
+    """``labctl serve`` processes in one group on a fresh PostgreSQL database, by pid."""
+
+    def __init__(self, url: str, prefix: str, server: str, count: int, folder: Path) -> None:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        self.admin = create_engine(make_url(server), isolation_level="AUTOCOMMIT")
+        self.name = f"bench_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        self.db_url = make_url(server).set(database=self.name).render_as_string(False)
+        self.engine = create_engine(self.db_url)
+        env = {
+            **os.environ,
+            "LABCTL_DB": self.db_url,
+            "LABCTL_BROKER": url,
+            "LABCTL_PREFIX": prefix,
+            "LABCTL_GROUP": "bench",
+            "PYTHONPATH": str(REPO),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "controller.cli", "mouse", "list"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip  (creates the schema before serve starts)
+        self.logs = [open(folder / f"{prefix}-{n}.log", "wb") for n in range(count)]  # noqa: SIM115
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "controller.cli", "serve", "--client-id", f"bench-{n}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for n, log in enumerate(self.logs)
+        ]
+        self.url, self.prefix = url, prefix
+        self.wait_subscribed(count)
+
+    def query(self, sql: str) -> Any:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql)).scalar()
+
+    def wait_subscribed(self, count: int) -> None:
+        """Every collector has announced itself online (retained) and leased the database."""
+        deadline = time.monotonic() + 60
+        while int(self.query("SELECT count(*) FROM collectors") or 0) < count:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise SystemExit("labctl serve did not start; see its log")
+            time.sleep(0.05)  # another process's effect: nothing to wait on but the table
+        time.sleep(1.0)  # the lease is taken just before subscribing: let them subscribe
+
+    def stop(self) -> None:
+        from sqlalchemy import text
+
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for log in self.logs:
+            log.close()
+        self.engine.dispose()
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def measure_group(
+    url: str, server: str, count: int, publishers: int, docs: int, folder: Path
+) -> tuple[float, int, int, int]:
+    """(documents/s, stored, stored twice, expected) for ``count`` collectors."""
+    prefix = f"bench-group-{uuid.uuid4().hex[:6]}"
+    serve = GroupServe(url, prefix, server, count, folder)
+    try:
+        procs, go, total = run_publishers(url, prefix, publishers, docs, None)
+        started = time.time()
+        go.set()
+        deadline = time.monotonic() + 300
+        while int(serve.query("SELECT count(*) FROM documents") or 0) < total:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # polling the database from outside, as any reader would
+        finished = time.time()
+        join(procs)
+        stored = int(serve.query("SELECT count(*) FROM documents") or 0)
+        unique = int(
+            serve.query("SELECT count(*) FROM (SELECT DISTINCT session_id, seq FROM documents) d")
+            or 0
+        )
+        return stored / (finished - started), stored, stored - unique, total
+    finally:
+        serve.stop()
+
+
+def report_groups(url: str, server: str, publishers: int, docs: int, folder: Path) -> None:
+    print(f"several collectors on PostgreSQL, {publishers} publishers x {docs} documents")
+    ratios: dict[int, float] = {}
+    for count in (1, 2, 3):
+        bare, received, total, _ = measure_bare(url, publishers, docs)
+        rate, stored, twice, expected = measure_group(url, server, count, publishers, docs, folder)
+        ratios[count] = rate / bare
+        print(
+            f"{count} collector(s): {rate:8.0f} docs/s; bare subscriber {bare:8.0f} docs/s "
+            f"({received}/{total}); ratio {rate / bare:.2f}; lost {expected - stored}, "
+            f"stored twice {twice}"
+        )
+    floor = 0.8 * ratios[1]
+    worst = min(ratios[2], ratios[3])
+    print(
+        f"2 and 3 collectors against 0.8 of one collector's ratio ({floor:.2f}): "
+        f"{'ok' if worst >= floor else 'MISSED'}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--broker", help="broker URL (default: a private mosquitto)")
@@ -405,6 +540,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="latency run length")
     parser.add_argument("--poll-ms", type=float, default=1.0, help="database poll period")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server (URL of any database on it) for the several-collector rows",
+    )
+    parser.add_argument("--group-publishers", type=int, default=100)
+    parser.add_argument("--group-docs", type=int, default=300, help="documents per publisher")
+    parser.add_argument("--only-groups", action="store_true", help="part 4 alone")
     args = parser.parse_args()
 
     broker: Any = None
@@ -417,6 +560,9 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
             folder = Path(tmp)
+            if args.only_groups:
+                report_groups(url, args.postgres, args.group_publishers, args.group_docs, folder)
+                return 0
             bare_rates, serve_rates = [], []
             for _ in range(args.rounds):
                 bare, received, total, cpu = measure_bare(url, args.publishers, args.docs)
@@ -455,6 +601,7 @@ def main() -> int:
                 f"p99 {p99:.1f} ms, max {max(ms):.1f} ms "
                 f"(target p99 < 50 ms: {'ok' if p99 < 50 else 'MISSED'})"
             )
+            report_groups(url, args.postgres, args.group_publishers, args.group_docs, folder)
     finally:
         if broker is not None:
             broker.stop()

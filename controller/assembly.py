@@ -25,7 +25,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    func,
+    select,
+    tuple_,
+    update,
+)
 
 from controller.decode import IngestSettings, dead_letter
 from controller.models import Document as DocumentRow
@@ -112,25 +120,30 @@ class Assembly:
         by_session: dict[str, list[tuple[Document, str, float]]] = defaultdict(list)
         for item in documents:
             by_session[item[0].session_id].append(item)
-        insert_ignore(
-            conn,
-            STREAMS,
-            [
-                {
-                    "session_id": sid,
-                    "asked_box": items[0][0].box,
-                    "stored": 0,
-                    "max_seq": -1,
-                    "trials": 0,
-                    "rewards": 0,
-                    "resends": 0,
-                    "created_at": now,
-                }
-                for sid, items in sorted(by_session.items())
-            ],
-            index_elements=["session_id"],
-        )
         streams = lock_streams(conn, by_session)
+        new_streams = sorted(set(by_session) - set(streams))
+        if new_streams:
+            # (Locked after the others: two collectors opening the same session at once may
+            # deadlock, which the database breaks and the batch's retry gets over.)
+            insert_ignore(
+                conn,
+                STREAMS,
+                [
+                    {
+                        "session_id": sid,
+                        "asked_box": by_session[sid][0][0].box,
+                        "stored": 0,
+                        "max_seq": -1,
+                        "trials": 0,
+                        "rewards": 0,
+                        "resends": 0,
+                        "created_at": now,
+                    }
+                    for sid in new_streams
+                ],
+                index_elements=["session_id"],
+            )
+            streams.update(lock_streams(conn, new_streams))
         accepted: list[tuple[Document, str, float]] = []
         replayed: set[str] = set()
         for sid in sorted(by_session):
@@ -296,7 +309,8 @@ class Assembly:
         self, conn: Connection, streams: dict[str, dict[str, Any]], new: list[Document], now: float
     ) -> None:
         """Add the new documents to their streams' counts (rows locked: plain values are
-        safe to write), and the counts to the stored session rows."""
+        safe to write). The stored session rows get the counts from :func:`copy_counts`, once
+        a tick: an UPDATE per session per batch would cost more than the documents."""
         by_session: dict[str, list[Document]] = defaultdict(list)
         for doc in new:
             by_session[doc.session_id].append(doc)
@@ -331,3 +345,24 @@ class Assembly:
             conn.execute(_UPDATE_STREAM, stream_rows)
         if session_rows:
             conn.execute(_UPDATE_SESSION, session_rows)
+
+
+def copy_counts(conn: Connection, since: float) -> None:
+    """The running counts of streams that moved since ``since`` onto their session rows."""
+    moved = select(STREAMS.c.session_id).where(
+        STREAMS.c.completed_at.is_(None), STREAMS.c.last_doc_at >= since
+    )
+
+    def of_stream(column: Any) -> Any:
+        return select(column).where(STREAMS.c.session_id == SESSIONS.c.session_id).scalar_subquery()
+
+    conn.execute(
+        update(SESSIONS)
+        .where(SESSIONS.c.complete.is_(False), SESSIONS.c.session_id.in_(moved))
+        .values(
+            trial_count=of_stream(STREAMS.c.trials),
+            reward_count=of_stream(STREAMS.c.rewards),
+            last_seq=of_stream(STREAMS.c.last_seq),
+            status=of_stream(STREAMS.c.status),
+        )
+    )

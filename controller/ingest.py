@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.assembly import Assembly
+from controller.assembly import Assembly, copy_counts
 from controller.completion import commit_again, complete_one, on_commit_reply, unconfirmed_of
 from controller.db import Database
 from controller.decode import (
@@ -81,6 +81,7 @@ class Ingest:
         self.storing_since = clock()
         self._failing = False
         self._completions_paused_until = 0.0
+        self._counts_copied = 0.0
         #: Whole sessions completed after each batch (None: all there are).
         self.completions_per_batch = completions_per_batch
         self.stored_documents = 0
@@ -154,6 +155,8 @@ class Ingest:
         transaction."""
         now = self.clock()
         with self.db.engine.begin() as conn:
+            copy_counts(conn, self._counts_copied - 1.0)
+            self._counts_copied = now
             self.presence.time_out(conn, now, self.storing_since)
             online = self.presence.online(conn)
             outgoing = self.resender.ask_for_missing(conn, now, online)
