@@ -72,6 +72,8 @@ def test_a_broker_restarted_mid_cohort_loses_and_duplicates_nothing(
         lab.wait_sessions_ended(1)
         down = lab.status()  # what labctl says while the broker is away: the truth
         assert down["broker_reachable"] is False
+        notes = {r["box"]: r["note"] for r in down["boxes"]}
+        assert all("broker unreachable" in notes[b] for b in BOXES), notes
         broker.start()
         restarted = time.monotonic()
         lab.wait_recovered(
@@ -112,6 +114,9 @@ def test_a_collector_killed_mid_cohort_and_restarted_loses_and_duplicates_nothin
         lab.start_cohort()
         lab.wait_trials(3)
         lab.kill(collector)
+        # No collector, but the rigs are up and training: labctl says so (from the broker).
+        rows = lab.boxes()
+        assert all(rows[b]["online"] and rows[b]["state"] in ("running", "idle") for b in BOXES)
         lab.wait_sessions_ended(1)
         lab.start_collector()
         restarted = time.monotonic()
