@@ -175,6 +175,14 @@ def test_a_two_shift_cohort_is_started_shift_by_shift_and_the_next_mouse_is_show
 
         assert rig.wait(started_once)
         assert starts(rig)[0].mouse == mouse
+    # While shift 1 still runs, shift 2 waits: nobody is moved, nothing is started.
+    for box, mouse in (("1", "A"), ("2", "B")):
+        rigs[box].publish_status(mouse=mouse, session_id=f"S-{mouse}")  # as the agent does
+    early = labctl("start", "--cohort", "C1", "--shift", "2")
+    assert early.exit_code == 1 and "0 of 2 session(s) started" in early.stdout
+    assert "box 1 still runs a session of A" in " ".join(early.stdout.split())
+    on_box = json.loads(labctl.ok("mouse", "show", "A", "--json"))["box"]
+    assert on_box == "1" and len(starts(rigs["1"])) == 1
     # Both sessions end and are collected; each box's next mouse is the shift-2 one.
     db = open_database(db_url)
     for mouse, box in (("A", "1"), ("B", "2")):

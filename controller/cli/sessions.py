@@ -135,14 +135,16 @@ def start(
 
         with db.reader() as session:
             shift_slots(session, cohort, shift)  # no such shift: one line, nothing sent
+    shift_waiting: list[Any] = []
     with state.link() as link:
         if not link.online_collectors():
             from controller.collectors import NO_COLLECTOR
 
             typer.echo(f"labctl: warning: {NO_COLLECTOR}", err=True)
         if shift is not None and cohort is not None:
-            selected, moves = place_shift_mice(db, cohort, shift, link.statuses)
-            for line in moves:
+            placed = place_shift_mice(db, cohort, shift, link.statuses)
+            selected, shift_waiting = placed.mice, placed.waiting_outcomes()
+            for line in placed.notes:
                 say(line)
         plan = prepare_start(db, selected, weight=weight, force=force, reason=reason, by=who(by))
         for line in plan.warnings:
@@ -151,7 +153,7 @@ def start(
             db, link, plan.allowed, config, metadata, timeout=timeout,
             extra_metadata=plan.metadata_for,
         )  # fmt: skip
-    outcomes += plan.refused_outcomes()
+    outcomes += plan.refused_outcomes() + shift_waiting
     finish_start(plan, outcomes)
     for line in plan.box_warnings:
         typer.echo(f"labctl: warning: {line}", err=True)

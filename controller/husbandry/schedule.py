@@ -18,7 +18,7 @@ import csv
 import io
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -37,6 +37,7 @@ from controller.lab import (
 )
 from controller.models import Box, TrainingSession
 from shared.ids import check_box_id
+from shared.protocol import Status
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,14 @@ def shift_slots(session: Session, cohort: str, shift: int) -> list[Slot]:
     return chosen
 
 
-def place_shift(session: Session, slots: Sequence[Slot]) -> list[AssignResult]:
-    """Assign each mouse of a shift to its box, taking the previous shift's mouse off it."""
-    return [assign(session, s.mouse, s.box, move=True, replace=True) for s in slots]
+def place_shift(
+    session: Session, slots: Sequence[Slot], statuses: Mapping[str, Status] | None = None
+) -> list[AssignResult]:
+    """Assign each mouse of a shift to its box, taking the previous shift's mouse off it
+    (never a mouse whose session runs, as the boxes' ``statuses`` say: LabError)."""
+    return [
+        assign(session, s.mouse, s.box, move=True, replace=True, statuses=statuses) for s in slots
+    ]
 
 
 def slot_of(session: Session, mouse_id: str) -> ScheduleEntry | None:

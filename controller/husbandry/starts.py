@@ -23,7 +23,7 @@ from controller.husbandry.models import Weighing
 from controller.husbandry.schedule import Slot, place_shift, shift_slots
 from controller.husbandry.settings import lab_settings
 from controller.husbandry.weights import WeightCheck, record_override, record_weighing, weight_check
-from controller.lab import LabError
+from controller.lab import LabError, running_box
 from controller.rigs import Outcome
 from shared.protocol import Status
 
@@ -115,27 +115,51 @@ def finish_start(plan: StartPlan, outcomes: Sequence[Outcome]) -> None:
                 row.session_id = started[row.mouse_id]
 
 
+@dataclass
+class ShiftPlacement:
+    """A shift put on its boxes: who can start, what moved, who waits and why."""
+
+    mice: list[str]
+    notes: list[str]
+    waiting: dict[str, str]
+
+    def waiting_outcomes(self) -> list[Outcome]:
+        return [Outcome(mouse, None, False, why) for mouse, why in self.waiting.items()]
+
+
 def place_shift_mice(
     db: Database, cohort: str, shift: int, statuses: Mapping[str, Status]
-) -> tuple[list[str], list[str]]:
-    """Put the shift's mice on their boxes; (the shift's mice, notes on what moved).
+) -> ShiftPlacement:
+    """Put the shift's mice on their boxes (the previous shift's mice come off them).
 
-    A box still running a session keeps its mouse: the start then reports it busy.
+    A box still running a session keeps its mouse, and a mouse whose session runs
+    elsewhere is not moved: those mice wait, with the reason, and are not started.
     """
     with db.session() as session:
         slots = shift_slots(session, cohort, shift)
         free: list[Slot] = []
+        placed = ShiftPlacement([], [], {})
         for slot in slots:
             status = statuses.get(slot.box)
+            elsewhere = running_box(statuses, slot.mouse)
             if status is not None and status.state in ("running", "stopping"):
-                continue
-            free.append(slot)
-        notes = []
-        for result in place_shift(session, free):
+                who = f" of {status.mouse}" if status.mouse else ""
+                placed.waiting[slot.mouse] = (
+                    f"box {slot.box} still runs a session{who}: start shift {shift} again "
+                    "once it has ended and the mouse is in the box"
+                )
+            elif elsewhere is not None and elsewhere != slot.box:
+                placed.waiting[slot.mouse] = f"its session still runs on box {elsewhere}"
+            else:
+                free.append(slot)
+        for result in place_shift(session, free, statuses):
             if result.replaced:
-                notes.append(f"took {result.replaced} off box {result.box} for {result.mouse}")
+                placed.notes.append(
+                    f"took {result.replaced} off box {result.box} for {result.mouse}"
+                )
             if result.moved_from:
-                notes.append(f"moved {result.mouse} from box {result.moved_from}")
+                placed.notes.append(f"moved {result.mouse} from box {result.moved_from}")
             if not result.already:
-                notes.append(f"{result.mouse} goes in box {result.box} (shift {shift})")
-    return [s.mouse for s in slots], notes
+                placed.notes.append(f"{result.mouse} goes in box {result.box} (shift {shift})")
+        placed.mice = [s.mouse for s in free]
+    return placed
