@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.husbandry.calibration import calibration_warnings
+from controller.husbandry.calibration import Timeline, calibration_warnings
 from controller.husbandry.days import day_bounds, days_between
 from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOverride
 from controller.husbandry.schedule import current_entries, slot_of
@@ -106,9 +106,12 @@ def day_row(
     *,
     box: str | None = None,
     live: bool = False,
+    figures: bool = True,
+    timelines: dict[str, Timeline] | None = None,
 ) -> DayRow:
     """The mouse's row for ``day``; ``live`` adds what is wrong right now (the box's
-    calibration, today's missing weighing) as warnings."""
+    calibration) as warnings; ``figures`` the day's training figures (trials, correct %,
+    d-prime), which the welfare report does not carry; ``timelines`` caches calibrations."""
     row = DayRow(date=day, mouse=mouse_id, box=box)
     slot = slot_of(session, mouse_id)
     if slot is not None:
@@ -124,15 +127,18 @@ def day_row(
     sessions = sessions_of_day(session, mouse_id, day)
     row.sessions = len(sessions)
     row.trials = sum(s.trial_count for s in sessions)
-    stored = [json.loads(s.data) for s in sessions if s.data is not None]
-    # The shared analysis's per-day row: the same figures as `labctl results --days`.
-    days = mouse_results(mouse_id, stored, collapse_days=True) if stored else []
-    counted = sum(d.trials for d in days)
-    if counted:
-        row.correct_pct = _r(100.0 * sum(d.total_correct for d in days) / counted)
-    if len(days) == 1:
-        row.d_prime = _r(days[0].d_prime, 2)
-    water = water_day(session, mouse_id, day, settings)
+    parsed = {s.id: json.loads(s.data) for s in sessions if s.data is not None}
+    if figures and parsed:
+        # The shared analysis's per-day row: the same figures as `labctl results --days`.
+        days = mouse_results(mouse_id, list(parsed.values()), collapse_days=True)
+        counted = sum(d.trials for d in days)
+        if counted:
+            row.correct_pct = _r(100.0 * sum(d.total_correct for d in days) / counted)
+        if len(days) == 1:
+            row.d_prime = _r(days[0].d_prime, 2)
+    water = water_day(
+        session, mouse_id, day, settings, rows=sessions, parsed=parsed, timelines=timelines
+    )
     row.rewards = water.earned.rewards
     row.earned_ul, row.given_ul = _r(water.earned.ul) or 0.0, _r(water.given_ul) or 0.0
     row.total_ul = _r(water.total_ul) or 0.0
@@ -180,12 +186,16 @@ def report_rows(
     """``labctl report``: one row per mouse per day from ``first`` to ``last``, each day
     under the lab settings in force at its end (or under ``settings`` when given)."""
     out: list[DayRow] = []
+    timelines: dict[str, Timeline] = {}  # calibrations do not change while the report runs
     for day in days_between(first, last):
         start, end = day_bounds(day)
         mice = _restricted_mice(session, end) | _mice_with_records(session, start, end)
         mice |= _mice_with_sessions(session, start, end)
         rules = lab_settings(session, at=end) if settings is None else settings
-        out.extend(day_row(session, m, day, rules) for m in sorted(mice))
+        out.extend(
+            day_row(session, m, day, rules, figures=False, timelines=timelines)
+            for m in sorted(mice)
+        )
     return out
 
 

@@ -151,8 +151,11 @@ def _durations(data: dict[str, Any]) -> list[float | None]:
     return [one, one]
 
 
-def earned_in_session(row: TrainingSession, timelines: dict[str, Timeline]) -> Earned:
-    """Water earned in one session (``timelines``: per box, filled as needed)."""
+def earned_in_session(
+    row: TrainingSession, timelines: dict[str, Timeline], data: Any = None
+) -> Earned:
+    """Water earned in one session (``timelines``: per box; ``data``: its dict, when the
+    caller has parsed ``row.data`` already)."""
     out = Earned()
     timeline = timelines.get(row.box) if row.box else None
     if row.data is None:
@@ -171,7 +174,8 @@ def earned_in_session(row: TrainingSession, timelines: dict[str, Timeline]) -> E
         else:
             out.ul, out.uncalibrated = row.reward_count * NOMINAL_UL, row.reward_count
         return out
-    data = json.loads(row.data)
+    if data is None:
+        data = json.loads(row.data)
     if not isinstance(data, dict):
         return out
     nominal = _number(data.get("reward_volume_ul")) or NOMINAL_UL
@@ -189,13 +193,25 @@ def earned_in_session(row: TrainingSession, timelines: dict[str, Timeline]) -> E
     return out
 
 
-def earned_on_day(session: Session, mouse_id: str, day: str) -> Earned:
+def earned_on_day(
+    session: Session,
+    mouse_id: str,
+    day: str,
+    *,
+    rows: list[TrainingSession] | None = None,
+    parsed: dict[int, Any] | None = None,
+    timelines: dict[str, Timeline] | None = None,
+) -> Earned:
+    """The day's water earned in the box. ``rows`` (the day's sessions), ``parsed`` (their
+    dicts by row id) and ``timelines`` (per box) let a caller that has them already, such
+    as the report over many days, avoid reading them again."""
     total = Earned()
-    timelines: dict[str, Timeline] = {}
-    for row in sessions_of_day(session, mouse_id, day):
+    timelines = {} if timelines is None else timelines
+    rows = sessions_of_day(session, mouse_id, day) if rows is None else rows
+    for row in rows:
         if row.box and row.box not in timelines:
             timelines[row.box] = Timeline.of_box(session, row.box)
-        part = earned_in_session(row, timelines)
+        part = earned_in_session(row, timelines, (parsed or {}).get(row.id))
         total.ul += part.ul
         total.rewards += part.rewards
         total.uncalibrated += part.uncalibrated
@@ -227,8 +243,17 @@ class WaterDay:
         return max(0.0, self.requirement_ul - self.total_ul)
 
 
-def water_day(session: Session, mouse_id: str, day: str, settings: LabSettings) -> WaterDay:
-    earned = earned_on_day(session, mouse_id, day)
+def water_day(
+    session: Session,
+    mouse_id: str,
+    day: str,
+    settings: LabSettings,
+    *,
+    rows: list[TrainingSession] | None = None,
+    parsed: dict[int, Any] | None = None,
+    timelines: dict[str, Timeline] | None = None,
+) -> WaterDay:
+    earned = earned_on_day(session, mouse_id, day, rows=rows, parsed=parsed, timelines=timelines)
     given = water_given(session, mouse_id, day)
     by_kind: dict[str, float] = {}
     for row in given:
