@@ -1,0 +1,113 @@
+"""Benchmark of ``labctl today`` and ``labctl report``: a lab of 40 mice over 30 days.
+
+Each mouse has a baseline, a weighing and water by hand every day, and two sessions a
+day of 300 trials on one of 10 boxes, whose calibrations change every week; stored
+through ``labctl import``'s code path on a SQLite file (or ``--db URL``, e.g. a fresh
+PostgreSQL database). Timed: the day's rows of ``today`` (with the training figures)
+and the welfare report over every day (one row per mouse per day), and its CSV.
+
+Run: ``python bench/bench_husbandry.py [--mice 40] [--days 30] [--trials 300] [--db URL]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from controller.db import Database, open_database  # noqa: E402
+from controller.files import import_sessions  # noqa: E402
+from controller.husbandry.calibration import record_calibration  # noqa: E402
+from controller.husbandry.report import format_report, report_rows, today_rows  # noqa: E402
+from controller.husbandry.settings import lab_settings  # noqa: E402
+from controller.husbandry.water import give_water  # noqa: E402
+from controller.husbandry.weights import record_weighing, set_baseline  # noqa: E402
+from controller.lab import add_mouse, assign  # noqa: E402
+
+BOXES = 10
+FIRST = datetime(2026, 3, 1, 8, 0)
+
+
+def _session(mouse: int, day: int, k: int, trials: int, rng: random.Random) -> dict[str, Any]:
+    start = (FIRST + timedelta(days=day, hours=4 * k + mouse % 4)).timestamp()
+    rows, t = [], start
+    for n in range(trials):
+        t += 5
+        rows.append({"start": t, "end": t + 1, "spout": n % 2, "cue_duration": 10000.0,
+                     "outcome": rng.choice((0, 1, 1, 2)), "spout_position": [1, 1],
+                     "shaping": False})  # fmt: skip
+    date = datetime.fromtimestamp(start).strftime("%Y-%m-%d")
+    return {"trials": rows, "resets": [], "spontaneous_reaches": [], "start_time": start,
+            "end_time": t + 5, "date": date, "box": str(mouse % BOXES + 1),
+            "session_id": f"S{mouse}-{day}-{k}", "status": "complete",
+            "reward_volume_ul": 6, "reward_duration_ms": [70, 70]}  # fmt: skip
+
+
+def fill(db: Database, mice: int, days: int, trials: int) -> None:
+    rng = random.Random(1)
+    with db.session() as s:
+        for m in range(mice):
+            add_mouse(s, f"M{m}")
+            if m < BOXES:
+                assign(s, f"M{m}", str(m + 1))
+            set_baseline(s, f"M{m}", 25.0, by="bench", at=FIRST.timestamp() - 86400)
+        for box in range(1, BOXES + 1):
+            for spout in (0, 1):
+                for week in range(0, days, 7):
+                    record_calibration(
+                        s, str(box), spout, openings=100, duration_ms=70,
+                        total=rng.uniform(450, 550), unit="mg", by="bench",
+                        at=(FIRST + timedelta(days=week)).timestamp() - 3600,
+                    )  # fmt: skip
+    for m in range(mice):
+        sessions = [_session(m, d, k, trials, rng) for d in range(days) for k in (0, 1)]
+        with db.engine.begin() as conn:
+            import_sessions(conn, f"M{m}", sessions)
+        with db.session() as s:
+            for d in range(days):
+                t = (FIRST + timedelta(days=d)).timestamp()
+                record_weighing(s, f"M{m}", rng.uniform(19, 25), by="bench", at=t)
+                give_water(s, f"M{m}", 300, by="bench", at=t + 36000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mice", type=int, default=40)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--db", metavar="URL", help="an empty database (default: a temp SQLite)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = open_database(args.db or f"sqlite:///{tmp}/bench.db")
+        started = time.perf_counter()
+        fill(db, args.mice, args.days, args.trials)
+        print(f"filled {args.mice} mice x {args.days} days x 2 sessions x {args.trials} trials "
+              f"in {time.perf_counter() - started:.1f} s ({db.dialect})")  # fmt: skip
+        last = (FIRST + timedelta(days=args.days - 1)).strftime("%Y-%m-%d")
+        middle = (FIRST + timedelta(days=args.days // 2)).strftime("%Y-%m-%d")
+        with db.reader() as s:
+            started = time.perf_counter()
+            rows = today_rows(s, middle, lab_settings(s))
+            today_s = time.perf_counter() - started
+            started = time.perf_counter()
+            report = report_rows(s, FIRST.strftime("%Y-%m-%d"), last)
+            report_s = time.perf_counter() - started
+        started = time.perf_counter()
+        format_report(report, "csv")
+        csv_s = time.perf_counter() - started
+        db.close()
+    print(f"today: {len(rows)} rows in {today_s:.2f} s")
+    print(f"report: {len(report)} rows in {report_s:.2f} s ({1000 * report_s / len(report):.1f} "
+          f"ms a row); csv {1000 * csv_s:.0f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
