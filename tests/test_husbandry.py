@@ -23,7 +23,7 @@ from controller.husbandry.calibration import (
     record_calibration,
 )
 from controller.husbandry.models import WeightOverride
-from controller.husbandry.report import format_report, report_rows, today_rows
+from controller.husbandry.report import box_warnings, format_report, report_rows, today_rows
 from controller.husbandry.schedule import (
     Slot,
     next_mice,
@@ -420,11 +420,16 @@ def test_today_shows_each_mouse_on_a_box_with_its_shift_weight_water_and_warning
         set_baseline(s, "A", 25.0, by="anna", at=time.time() - 86400)
         record_weighing(s, "A", 24.0, by="anna")
         rows = today_rows(s, today(), lab_settings(s))
+        boxes = box_warnings(s, rows, lab_settings(s))
     by_mouse = {r.mouse: r for r in rows}
     a, b = by_mouse["A"], by_mouse["B"]
     assert (a.box, a.cohort, a.shift, a.weight_pct) == ("1", "C1", 1, 96.0)
     assert (b.box, b.shift, b.baseline_g) == ("1", 2, None)
-    assert "box 1 left spout has never been calibrated" in a.warnings
+    assert a.warnings == b.warnings == []  # the box's calibration is said once, for the box
+    assert boxes == [
+        "box 1 left spout has never been calibrated",
+        "box 1 right spout has never been calibrated",
+    ]
 
 
 # ---------------------------------------------------------------- corrections

@@ -125,19 +125,22 @@ def today(
 
     from controller.husbandry.days import parse_day
     from controller.husbandry.days import today as today_day
-    from controller.husbandry.report import today_rows
+    from controller.husbandry.report import box_warnings, today_rows
     from controller.husbandry.schedule import next_mice
     from controller.husbandry.settings import lab_settings
 
     when = parse_day(day) if day is not None else today_day()
     with state_of(ctx).db().reader() as session:
-        rows = today_rows(session, when, lab_settings(session))
+        settings = lab_settings(session)
+        rows = today_rows(session, when, settings)
+        boxes = box_warnings(session, rows, settings) if day is None else []
         upcoming = next_mice(session) if day is None else {}
     if as_json:
         print_json(
             {
                 "date": when,
                 "mice": [r.as_dict() for r in rows],
+                "box_warnings": boxes,
                 "next": {b: {"mouse": n.mouse, "cohort": n.cohort, "shift": n.shift}
                          for b, n in upcoming.items()},
             }
@@ -163,6 +166,8 @@ def today(
     console().print(view)
     for box, n in sorted(upcoming.items()):
         say(f"next in box {box}: {n.mouse} (cohort {n.cohort} shift {n.shift})")
+    for line in boxes:
+        warn(line)
 
 
 @app.command()

@@ -105,12 +105,10 @@ def day_row(
     settings: LabSettings,
     *,
     box: str | None = None,
-    live: bool = False,
     figures: bool = True,
     timelines: dict[str, Timeline] | None = None,
 ) -> DayRow:
-    """The mouse's row for ``day``; ``live`` adds what is wrong right now (the box's
-    calibration) as warnings; ``figures`` the day's training figures (trials, correct %,
+    """The mouse's row for ``day``; ``figures`` adds the day's training figures (trials, correct %,
     d-prime), which the welfare report does not carry; ``timelines`` caches calibrations."""
     row = DayRow(date=day, mouse=mouse_id, box=box)
     slot = slot_of(session, mouse_id)
@@ -147,8 +145,6 @@ def day_row(
     start, end = day_bounds(day)
     for o in overrides(session, mouse_id, since=start, until=end):
         row.overrides.append(f"{o.by}: {o.reason} (overrode: {o.warning})")
-    if live and row.box is not None:
-        row.warnings.extend(calibration_warnings(session, row.box, settings))
     return row
 
 
@@ -159,8 +155,14 @@ def today_rows(session: Session, day: str, settings: LabSettings) -> list[DayRow
     mice = set(on_box) | {e.mouse_id for e in current_entries(session)}
     mice |= _restricted_mice(session, end) | _mice_with_records(session, start, end)
     mice |= _mice_with_sessions(session, start, end)
-    rows = [day_row(session, m, day, settings, box=on_box.get(m), live=True) for m in sorted(mice)]
+    rows = [day_row(session, m, day, settings, box=on_box.get(m)) for m in sorted(mice)]
     return sorted(rows, key=_box_order)
+
+
+def box_warnings(session: Session, rows: Sequence[DayRow], settings: LabSettings) -> list[str]:
+    """What is wrong now with the calibrations of the rows' boxes (once per box)."""
+    boxes = sorted({r.box for r in rows if r.box is not None}, key=box_sort_key)
+    return [w for box in boxes for w in calibration_warnings(session, box, settings)]
 
 
 def _box_order(row: DayRow) -> tuple[tuple[int, int, str], int, str]:
