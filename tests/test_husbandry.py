@@ -392,10 +392,14 @@ def test_the_report_has_a_row_per_mouse_and_day_with_weights_water_and_overrides
         ("2026-03-09", "M1"), ("2026-03-10", "M1"), ("2026-03-11", "M1"),
     ]  # fmt: skip
     quiet, busy, _ = rows
-    assert quiet.weight_g is None and quiet.warnings == ["M1 has not been weighed on 2026-03-09"]
+    assert quiet.weight_g is None and quiet.warnings == [
+        "M1 has not been weighed on 2026-03-09",
+        "1000 ul of the day's water was never given",
+    ]
     assert (busy.weight_g, busy.weight_pct, busy.below_threshold) == (19.0, 76.0, True)
     assert (busy.sessions, busy.rewards, busy.earned_ul, busy.given_ul) == (1, 20, 100.0, 500.0)
     assert (busy.required_ul, busy.owed_ul) == (1000.0, 400.0)
+    assert "400 ul of the day's water was never given" in busy.warnings
     assert busy.overrides == [
         "anna: vet: fine (overrode: M1 weighs 19 g, 76.0 % of its baseline 25 g (below 80 %))"
     ]

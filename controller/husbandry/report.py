@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +144,8 @@ def day_row(
     row.required_ul, row.owed_ul = _r(water.requirement_ul), _r(water.owed_ul)
     row.warnings.extend(water.warnings)
     start, end = day_bounds(day)
+    if row.owed_ul and end <= time.time():  # the day is over and the mouse is short
+        row.warnings.append(f"{row.owed_ul:g} ul of the day's water was never given")
     for o in overrides(session, mouse_id, since=start, until=end):
         row.overrides.append(f"{o.by}: {o.reason} (overrode: {o.warning})")
     return row
