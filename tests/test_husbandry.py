@@ -493,3 +493,10 @@ def test_ending_the_restriction_stops_the_checks_and_the_report_rows_from_then_o
     assert during.blocks_start and not after.restricted and owed is None
     assert [r.date for r in rows] == ["2026-03-09"]  # not restricted at the end of 10 and 11
     assert history == [(25.0, "given"), (25.0, "restriction ended")]
+    # Restricted again later: --mean averages the weighings since the restriction ended.
+    with db.session() as s:
+        record_weighing(s, "M1", 30.0, by="a", at=at("09:00", "2026-03-08"))  # before
+        for n, grams in enumerate((27.0, 28.0, 29.0)):
+            record_weighing(s, "M1", grams, by="a", at=at("09:00", f"2026-03-2{n}"))
+        again = set_baseline(s, "M1", None, by="a", mean_of=3)
+    assert again.grams == 28.0 and again.method.endswith("(2026-03-20 to 2026-03-22)")

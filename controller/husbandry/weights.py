@@ -102,7 +102,15 @@ def set_baseline(
         check_grams(grams, "baseline")
     else:
         assert mean_of is not None
-        first = weighings(session, mouse_id, until=set_at + 1e-6)[:mean_of]
+        # The weighings before this restriction: after the previous one ended, if any.
+        ended = session.scalar(
+            select(Baseline.set_at)
+            .where(Baseline.mouse_id == mouse_id, Baseline.method == RESTRICTION_ENDED)
+            .where(Baseline.set_at < set_at)
+            .order_by(Baseline.set_at.desc())
+            .limit(1)
+        )
+        first = weighings(session, mouse_id, since=ended, until=set_at + 1e-6)[:mean_of]
         if len(first) < mean_of:
             raise LabError(
                 f"mouse {mouse_id} has {len(first)} weighing(s); the baseline is the mean of "
