@@ -119,6 +119,9 @@ class MosquittoBroker:
             "allow_anonymous true\n"
             "persistence false\n"
             "max_queued_messages 100000\n"
+            # A collector acknowledges a batch once it is stored: with mosquitto's default
+            # of 20 messages in flight per client, no batch could be larger than 20.
+            "max_inflight_messages 1000\n"
             f"{self.extra_config}\n",
             encoding="utf-8",
         )
