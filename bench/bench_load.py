@@ -22,7 +22,8 @@ Phase ``one``: one ``labctl serve``. Phase ``two``: two ``labctl serve --group``
 processes on an MQTT shared subscription. Both on a fresh PostgreSQL database
 each (``--postgres``, default the local server's ``test`` database as the admin
 connection) and a private mosquitto with the shipped configuration's queue and
-message size limits (``--inflight`` changes its per-client in-flight window).
+message size limits and MosquittoBroker's in-flight window of 1000 per client
+(``--inflight`` changes it; mosquitto's own default is 20).
 Every process the bench starts, it stops.
 
 Run: ``python bench/bench_load.py [--rigs 200] [--phases one,two] [--duration 600]
@@ -167,8 +168,8 @@ class Phase:
             conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
         self.db_url = admin_url.set(database=self.db_name).render_as_string(hide_password=False)
         self.db = create_engine(self.db_url)
-        # The shipped broker's queue and size limits (docker/mosquitto/mosquitto.conf); its
-        # in-flight window is mosquitto's default (20) unless --inflight says otherwise.
+        # The shipped broker's queue and size limits (docker/mosquitto/mosquitto.conf); the
+        # in-flight window is MosquittoBroker's (1000) unless --inflight says otherwise.
         config = "sys_interval 1\nmax_queued_messages 100000\nmessage_size_limit 262144\n"
         if args.inflight is not None:
             config += f"max_inflight_messages {args.inflight}\n"
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inflight",
         type=int,
-        help="the broker's max_inflight_messages per client (default: mosquitto's, 20)",
+        help="the broker's max_inflight_messages per client (default: MosquittoBroker's, 1000)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
