@@ -56,6 +56,71 @@ def test_the_migration_history_is_one_clean_line_ending_at_the_expected_head() -
     assert revisions[-1].down_revision is None
 
 
+def test_a_database_upgraded_mid_collection_carries_on_where_the_old_collector_stopped(
+    db_url: str,
+) -> None:
+    """0003_collector_core fills the streams from the documents already stored, so the new
+    collector (which keeps nothing in memory) finishes a session the old one had begun."""
+    from alembic import command
+
+    from controller.db import create_database_engine
+    from controller.ingest import Ingest
+    from controller.models import Stream
+    from shared.documents import dump_document
+    from shared.protocol import CommittedCommand, Topics
+    from tests.fakes import session_dict, synthetic_session
+
+    engine = create_database_engine(db_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0002_husbandry")
+    docs = synthetic_session(mouse="M1", trials=6, seed=2)
+    sid = docs[0].session_id
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO mice (id, created_at, notes) VALUES ('M1', 1, '')"))
+        conn.execute(
+            text(
+                "INSERT INTO sessions (session_id, mouse_id, box, origin, complete, position, "
+                "trial_count, reward_count, created_at) "
+                "VALUES (:sid, 'M1', '1', 'recorded', false, 1, 0, 0, 1)"
+            ),
+            {"sid": sid},
+        )
+        for doc in docs[:-5]:
+            conn.execute(
+                text(
+                    "INSERT INTO documents (session_id, seq, kind, box, t, received_at, body) "
+                    "VALUES (:sid, :seq, :kind, '1', :t, :t, :body)"
+                ),
+                {"sid": sid, "seq": doc.seq, "kind": doc.kind, "t": doc.t,
+                 "body": dump_document(doc)},
+            )  # fmt: skip
+    engine.dispose()
+    db = open_database(db_url)  # upgraded to the head here
+    with db.reader() as session:
+        stream = session.get(Stream, sid)
+        assert stream is not None
+        assert (stream.box, stream.stored, stream.max_seq) == ("1", len(docs) - 5, len(docs) - 6)
+
+    class Sink:
+        sent: list[object] = []
+
+        def send(self, box: str, command: object) -> None:
+            self.sent.append(command)
+
+    from controller.ingest import Incoming
+
+    topics = Topics()
+    Ingest(db, Sink(), topics=topics).handle(
+        [Incoming(topics.events("1"), dump_document(d).encode(), 2.0) for d in docs[-5:]]
+    )
+    with db.reader_engine.connect() as conn:
+        from controller.store import mouse_sessions
+
+        assert mouse_sessions(conn, "M1") == [session_dict(docs)]
+    assert [type(c) for c in Sink.sent] == [CommittedCommand]
+    db.close()
+
+
 def test_opening_again_leaves_an_up_to_date_database_alone(db_url: str) -> None:
     open_database(db_url).close()
     again = open_database(db_url)
