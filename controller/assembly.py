@@ -31,7 +31,6 @@ from sqlalchemy import (
     bindparam,
     func,
     select,
-    tuple_,
     update,
 )
 
@@ -293,13 +292,15 @@ class Assembly:
             return [rows[key][0] for key in sorted(inserted)]
         # SQLite holds the write lock for the whole transaction: what is not stored now is
         # new. Straight to sqlite3's executemany, the hot path of a single collector.
-        stored = set(
-            conn.execute(
-                select(DOCUMENTS.c.session_id, DOCUMENTS.c.seq).where(
-                    tuple_(DOCUMENTS.c.session_id, DOCUMENTS.c.seq).in_(list(rows))
-                )
-            ).all()
+        keys = list(rows)
+        # Plain SQL on the driver: compiling an IN of row values costs more than the query.
+        query = (
+            f"WITH wanted(s, q) AS (VALUES {', '.join(['(?, ?)'] * len(keys))}) "
+            "SELECT d.session_id, d.seq FROM wanted "
+            "JOIN documents d ON d.session_id = wanted.s AND d.seq = wanted.q"
         )
+        params = tuple(value for key in keys for value in key)
+        stored = {(sid, seq) for sid, seq in conn.exec_driver_sql(query, params).all()}
         fresh = [key for key in sorted(rows) if key not in stored]
         if fresh:
             conn.exec_driver_sql(_SQLITE_INSERT_DOCUMENT, [rows[key][1] for key in fresh])
