@@ -159,20 +159,20 @@ def commit_again(
     return out
 
 
-def unconfirmed_of(conn: Connection, box: str) -> list[str]:
-    """The box's complete sessions whose ``committed`` it has not confirmed."""
-    return list(
-        conn.execute(
-            select(STREAMS.c.session_id).where(
-                STREAMS.c.box == box,
-                STREAMS.c.completed_at.is_not(None),
-                STREAMS.c.committed_at.is_(None),
-                STREAMS.c.problem.is_(None),
-            )
-        )
-        .scalars()
-        .all()
+def unconfirmed_of(
+    conn: Connection, boxes: Iterable[str], sent_before: float | None = None
+) -> list[str]:
+    """The boxes' complete sessions whose ``committed`` they have not confirmed (last sent
+    before ``sent_before``, if given), in one query."""
+    query = select(STREAMS.c.session_id).where(
+        STREAMS.c.box.in_(sorted(boxes)),
+        STREAMS.c.completed_at.is_not(None),
+        STREAMS.c.committed_at.is_(None),
+        STREAMS.c.problem.is_(None),
     )
+    if sent_before is not None:
+        query = query.where(STREAMS.c.commit_sent_at <= sent_before)
+    return list(conn.execute(query).scalars().all())
 
 
 def on_commit_reply(conn: Connection, box: str, reply: Reply, now: float) -> bool:

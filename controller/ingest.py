@@ -129,8 +129,8 @@ class Ingest:
                 )  # fmt: skip
         # A box replaying a stored session, or back online, missed our committed.
         again = set(replayed)
-        for box in sorted(came_online):
-            again.update(unconfirmed_of(conn, box))
+        if came_online:
+            again.update(unconfirmed_of(conn, came_online))
         outgoing += commit_again(conn, again, now, RECOMMIT_S)
         listed: set[str] = set()
         for box, (status, _) in sorted(decoded.statuses.items()):
@@ -160,8 +160,9 @@ class Ingest:
             self.presence.time_out(conn, now, self.storing_since)
             online = self.presence.online(conn)
             outgoing = self.resender.ask_for_missing(conn, now, online)
-            unconfirmed = [sid for box in sorted(online) for sid in unconfirmed_of(conn, box)]
-            outgoing += commit_again(conn, unconfirmed, now, self.settings.commit_retry)
+            retry = self.settings.commit_retry
+            due = unconfirmed_of(conn, online, sent_before=now - retry) if online else []
+            outgoing += commit_again(conn, due, now, retry)
         self._send(outgoing)
 
     def complete_sessions(self, limit: int | None = None) -> int:
