@@ -62,6 +62,10 @@ _STREAM_COUNTS = (
     "session_id", "box", "asked_box", "stored", "max_seq", "last_seq", "status",
     "trials", "rewards", "last_doc_at", "problem", "resends",
 )  # fmt: skip
+_SQLITE_UPDATE_STREAM = (
+    f"UPDATE streams SET {', '.join(f'{key} = ?' for key in _STREAM_COUNTS[1:])} "
+    "WHERE session_id = ?"
+)
 _SESSION_COUNTS = ("session_id", "trials", "rewards", "last_seq", "status", "problem")
 _UPDATE_STREAM = (
     update(STREAMS)
@@ -111,11 +115,12 @@ class Assembly:
         documents: list[tuple[Document, str, float]],
         now: float,
         dead: list[dict[str, Any]],
-    ) -> tuple[int, set[str]]:
-        """Store a batch's documents; returns how many were new, and the sessions already
-        complete that got documents again (their box missed ``committed``)."""
+    ) -> tuple[int, set[str], bool]:
+        """Store a batch's documents; returns how many were new, the sessions already
+        complete that got documents again (their box missed ``committed``), and whether a
+        session is now whole (every seq of it stored)."""
         if not documents:
-            return 0, set()
+            return 0, set(), False
         by_session: dict[str, list[tuple[Document, str, float]]] = defaultdict(list)
         for item in documents:
             by_session[item[0].session_id].append(item)
@@ -164,7 +169,14 @@ class Assembly:
                 accepted.append((doc, body, received_at))
         new = self._insert(conn, accepted)
         self._count(conn, streams, new, now)
-        return len(new), replayed
+        whole = any(
+            st["last_seq"] is not None
+            and st["stored"] == st["last_seq"] + 1
+            and st["completed_at"] is None
+            and not st["problem"]
+            for st in streams.values()
+        )
+        return len(new), replayed, whole
 
     def _refuse(self, stream: dict[str, Any], doc: Document, top: int) -> str | None:
         """Why ``doc`` cannot be stored into ``stream`` (``"replay"``: it is stored already)."""
@@ -343,7 +355,15 @@ class Assembly:
             ):
                 session_rows.append({f"p_{key}": stream[key] for key in _SESSION_COUNTS})
         if stream_rows:
-            conn.execute(_UPDATE_STREAM, stream_rows)
+            if conn.dialect.name == "sqlite":
+                # The hot path of a single collector: straight to sqlite3's executemany.
+                conn.exec_driver_sql(
+                    _SQLITE_UPDATE_STREAM,
+                    [(*(row[f"p_{key}"] for key in _STREAM_COUNTS[1:]), row["p_session_id"])
+                     for row in stream_rows],
+                )  # fmt: skip
+            else:
+                conn.execute(_UPDATE_STREAM, stream_rows)
         if session_rows:
             conn.execute(_UPDATE_SESSION, session_rows)
 

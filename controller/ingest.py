@@ -99,7 +99,7 @@ class Ingest:
         decoded = self.decoder.decode(list(batch))
         try:
             with self.db.engine.begin() as conn:
-                outgoing = self._store(conn, decoded, now)
+                outgoing, whole = self._store(conn, decoded, now)
         except SQLAlchemyError:
             self._failing = True
             raise
@@ -108,13 +108,14 @@ class Ingest:
             self.storing_since = self.clock()  # boxes get a full timeout from now
         self.dead_letters += len(decoded.dead)
         self._send(outgoing)
-        self.complete_sessions(self.completions_per_batch)
+        if whole:
+            self.complete_sessions(self.completions_per_batch)
 
     def _store(
         self, conn: Connection, decoded: Decoded, now: float
-    ) -> list[tuple[str, RigCommand]]:
+    ) -> tuple[list[tuple[str, RigCommand]], bool]:
         came_online = self.presence.store(conn, decoded, now)
-        new, replayed = self.assembly.store(conn, decoded.documents, now, decoded.dead)
+        new, replayed, whole = self.assembly.store(conn, decoded.documents, now, decoded.dead)
         self.stored_documents += new
         if decoded.dead:
             conn.execute(DEAD_LETTERS.insert(), decoded.dead)
@@ -137,7 +138,7 @@ class Ingest:
             if status.uncommitted:
                 listed.update(self.resender.list_unknown(conn, box, status.uncommitted, now))
         outgoing += commit_again(conn, listed, now, self.settings.commit_retry)
-        return outgoing
+        return outgoing, whole
 
     def handle_unusable(self, message: Incoming, reason: str) -> None:
         """Keep a message the collector failed on as a dead letter, so it is not retried."""
@@ -164,6 +165,9 @@ class Ingest:
             due = unconfirmed_of(conn, online, sent_before=now - retry) if online else []
             outgoing += commit_again(conn, due, now, retry)
         self._send(outgoing)
+        # A batch completes at most completions_per_batch; under a steady stream the queue
+        # may never run dry, so the tick finishes what else is whole.
+        self.complete_sessions()
 
     def complete_sessions(self, limit: int | None = None) -> int:
         """Rebuild and store whole sessions (at most ``limit``), each in its own durable
