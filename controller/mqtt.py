@@ -26,14 +26,11 @@ from pydantic import BaseModel
 from controller.collectors import CollectorStatus, collector_filter, parse_collector_status
 from controller.transport import BrokerError, Transport
 from shared.broker_url import BrokerSettings
-from shared.broker_url import broker_settings as parse_broker_url
 from shared.documents import Document, parse_document
 from shared.errors import ProtocolError
 from shared.protocol import Reply, Status, Topics, encode, parse_reply, parse_status
 
-# BrokerSettings and parse_broker_url are shared.broker_url's, named here for the modules
-# that still import them from their old place.
-__all__ = ["BrokerError", "BrokerSettings", "LabLink", "new_client_id", "parse_broker_url"]
+__all__ = ["BrokerError", "LabLink", "new_client_id"]
 
 log = logging.getLogger("labctl.mqtt")
 

@@ -181,7 +181,7 @@ def test_sessions_run_before_the_collector_ever_connected_are_collected_from_the
     from controller.db import open_database
     from controller.files import export_mice
     from controller.ingest import IngestSettings
-    from controller.mqtt import parse_broker_url as parse_url
+    from shared.broker_url import broker_settings as parse_url
     from shared.protocol import Topics
 
     prefix = f"fault-{uuid.uuid4().hex[:8]}"

@@ -24,7 +24,8 @@ from sqlalchemy import select
 from controller.broker import MosquittoBroker
 from controller.db import open_database
 from controller.husbandry.models import Calibration
-from controller.mqtt import LabLink, parse_broker_url
+from controller.mqtt import LabLink
+from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import ReadSensorsCommand, Topics
 
 from . import waiting

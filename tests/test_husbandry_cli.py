@@ -20,7 +20,7 @@ from controller.db import open_database
 from controller.files import import_sessions
 from controller.husbandry.days import today
 from controller.husbandry.models import Weighing, WeightOverride
-from controller.mqtt import parse_broker_url
+from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import StartCommand, Topics
 from tests.fakes import FakeRig
 

@@ -24,7 +24,8 @@ from typer.testing import CliRunner, Result
 from controller.cli import app
 from controller.db import open_database
 from controller.files import import_files
-from controller.mqtt import BrokerSettings, parse_broker_url
+from shared.broker_url import BrokerSettings
+from shared.broker_url import broker_settings as parse_broker_url
 from shared.carryover import carry_over_from
 from shared.config import TaskConfig
 from shared.protocol import StartCommand, StopCommand, Topics

@@ -15,8 +15,8 @@ from controller.cli import app
 from controller.db import TrainingSession, open_database
 from controller.lab import add_mouse
 from controller.last_session import LastSession, SessionMemory, last_sessions
-from controller.mqtt import parse_broker_url
 from controller.views import StoredBox, box_views, status_table
+from shared.broker_url import broker_settings as parse_broker_url
 from shared.documents import SessionEnd
 from shared.protocol import Status, Topics
 from tests.fakes import FakeRig, synthetic_session

@@ -26,9 +26,9 @@ pytest.importorskip("starlette", reason="the web extra is not installed")
 
 from starlette.testclient import TestClient
 
-from controller.mqtt import parse_broker_url
 from controller.web.app import create_app, plotly_js
 from controller.web.control import read_token
+from shared.broker_url import broker_settings as parse_broker_url
 
 from .weblab import import_history, labctl
 

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
-from controller.mqtt import parse_broker_url
+from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import Status, Topics, encode
 
 from . import waiting
