@@ -20,7 +20,6 @@ What is missing is asked for by :mod:`controller.resend`.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -83,11 +82,6 @@ _UPDATE_SESSION = (
         problem=bindparam("p_problem"),
     )
 )
-
-
-def new_request_id() -> str:
-    """The one id factory of the collector's commands."""
-    return uuid.uuid4().hex[:16]
 
 
 def lock_streams(conn: Connection, session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -24,19 +24,16 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from controller.collectors import CollectorStatus, collector_filter, parse_collector_status
+from controller.ids import new_client_id
 from controller.transport import BrokerError, Transport
 from shared.broker_url import BrokerSettings
 from shared.documents import Document, parse_document
 from shared.errors import ProtocolError
 from shared.protocol import Reply, Status, Topics, encode, parse_reply, parse_status
 
-__all__ = ["BrokerError", "LabLink", "new_client_id"]
+__all__ = ["BrokerError", "LabLink"]
 
 log = logging.getLogger("labctl.mqtt")
-
-
-def new_client_id(role: str) -> str:
-    return f"labctl-{role}-{uuid.uuid4().hex[:8]}"
 
 
 class LabLink:

@@ -8,13 +8,12 @@ starts at the same moment, and the replies are awaited together.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.db import Database
+from controller.ids import new_request_id, new_session_id
 from controller.lab import (
     LabError,
     assigned_mice,
@@ -45,11 +44,6 @@ class Outcome:
     reason: str = ""
     session_id: str | None = None
     carry_over: bool = False
-
-
-def new_session_id(box: str) -> str:
-    """Unique, and readable in logs: ``20250101T093000-<box>-<random>``."""
-    return f"{time.strftime('%Y%m%dT%H%M%S')}-{box}-{uuid.uuid4().hex[:8]}"
 
 
 def carry_over_for(db: Database, mouse: str, window: int) -> CarryOver | None:
@@ -187,7 +181,7 @@ def start_sessions(
             continue
         carry = carry_over_for(db, mouse, config.window)
         command = StartCommand(
-            request_id=uuid.uuid4().hex[:16],
+            request_id=new_request_id(),
             session_id=new_session_id(box),
             mouse=mouse,
             config=config.settings(),
@@ -220,7 +214,7 @@ def stop_boxes(
         if status is None or status.state == "offline":
             outcome.reason = f"box {box} is offline"
             continue
-        command = StopCommand(request_id=uuid.uuid4().hex[:16])
+        command = StopCommand(request_id=new_request_id())
         commands.append((outcome, command))
         link.send(box, command)
     replies = link.wait_replies({c.request_id for _, c in commands}, timeout)
