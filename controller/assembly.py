@@ -144,6 +144,7 @@ class Assembly:
             streams.update(lock_streams(conn, new_streams))
         accepted: list[tuple[Document, str, float]] = []
         replayed: set[str] = set()
+        opened: set[str] = set()
         for sid in sorted(by_session):
             stream = streams[sid]
             top = stream["max_seq"]
@@ -159,10 +160,11 @@ class Assembly:
                     continue
                 if isinstance(doc, SessionStart) and stream["box"] is None:
                     self._open(conn, stream, doc, now, dead)
+                    opened.add(sid)
                 top = max(top, doc.seq)
                 accepted.append((doc, body, received_at))
         new = self._insert(conn, accepted)
-        self._count(conn, streams, new, now)
+        self._count(conn, streams, new, opened, now)
         whole = any(
             st["last_seq"] is not None
             and st["stored"] == st["last_seq"] + 1
@@ -313,7 +315,12 @@ class Assembly:
         return [rows[key][0] for key in fresh]
 
     def _count(
-        self, conn: Connection, streams: dict[str, dict[str, Any]], new: list[Document], now: float
+        self,
+        conn: Connection,
+        streams: dict[str, dict[str, Any]],
+        new: list[Document],
+        opened: set[str],
+        now: float,
     ) -> None:
         """Add the new documents to their streams' counts (rows locked: plain values are
         safe to write). The stored session rows get the counts from :func:`copy_counts`, once
@@ -340,13 +347,10 @@ class Assembly:
             if docs:
                 stream["last_doc_at"] = now
                 stream["resends"] = 0  # what was asked for comes: the count is of asks in vain
+            if not docs and sid not in opened:
+                continue  # only documents stored before: nothing changed
             stream_rows.append({f"p_{key}": stream[key] for key in _STREAM_COUNTS})
-            if (
-                counted.trials
-                or counted.rewards
-                or stream["last_seq"] is not None
-                or stream["problem"]
-            ):
+            if stream["problem"]:
                 session_rows.append({f"p_{key}": stream[key] for key in _SESSION_COUNTS})
         if stream_rows:
             if conn.dialect.name == "sqlite":
