@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
@@ -13,6 +13,9 @@ from controller.cli.app import (
     say,
     state_of,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 cohort_app = typer.Typer(
     cls=LabctlGroup, help="Groups of mice that are started together.", no_args_is_help=True
@@ -35,6 +38,25 @@ def _may_create(ctx: typer.Context, mice: list[str], create: bool) -> bool:
     return typer.confirm(f"{', '.join(unknown)} not in the lab yet: create them?", default=False)
 
 
+class _CohortChange(Protocol):
+    """``create_cohort`` or ``add_to_cohort``: put mice in a cohort, return the mice created."""
+
+    def __call__(
+        self, session: Session, name: str, mice: list[str], *, create_mice: bool
+    ) -> list[str]: ...
+
+
+def _change_cohort(
+    ctx: typer.Context, change: _CohortChange, name: str, mice: list[str], create: bool
+) -> None:
+    """Put mice in cohort ``name`` with ``change``, creating unknown mice if allowed; say which."""
+    create = _may_create(ctx, mice, create)
+    with state_of(ctx).db().session() as session:
+        created = change(session, name, mice, create_mice=create)
+    for mouse_id in created:
+        say(f"created mouse {mouse_id}")
+
+
 @cohort_app.command("create")
 def cohort_create(
     ctx: typer.Context,
@@ -45,11 +67,7 @@ def cohort_create(
     """Create a cohort of mice."""
     from controller.lab import create_cohort
 
-    create = _may_create(ctx, mice, create)
-    with state_of(ctx).db().session() as session:
-        created = create_cohort(session, name, mice, create_mice=create)
-    for mouse_id in created:
-        say(f"created mouse {mouse_id}")
+    _change_cohort(ctx, create_cohort, name, mice, create)
     say(f"created cohort {name}: {' '.join(dict.fromkeys(mice))}")
 
 
@@ -63,11 +81,7 @@ def cohort_add(
     """Add mice to a cohort."""
     from controller.lab import add_to_cohort
 
-    create = _may_create(ctx, mice, create)
-    with state_of(ctx).db().session() as session:
-        created = add_to_cohort(session, name, mice, create_mice=create)
-    for mouse_id in created:
-        say(f"created mouse {mouse_id}")
+    _change_cohort(ctx, add_to_cohort, name, mice, create)
     say(f"cohort {name}: added {' '.join(mice)}")
 
 
