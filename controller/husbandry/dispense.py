@@ -11,11 +11,11 @@ openings seen must be exactly those asked for, or the calibration would be wrong
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
+from controller.ids import new_request_id
 from controller.lab import LabError
 from controller.mqtt import LabLink
 from controller.rigs import box_problem
@@ -46,7 +46,7 @@ def _ask(link: LabLink, box: str, command: BaseModel, request_id: str, timeout: 
 
 
 def _sensors(link: LabLink, box: str, timeout: float) -> Reply:
-    rid = uuid.uuid4().hex[:16]
+    rid = new_request_id()
     return _ask(link, box, ReadSensorsCommand(request_id=rid), rid, timeout)
 
 
@@ -57,7 +57,7 @@ def run_dispense(
     problem = box_problem(link.statuses.get(box), box)
     if problem is not None:
         raise LabError(problem)
-    rid = uuid.uuid4().hex[:16]
+    rid = new_request_id()
     if spout not in (0, 1):
         raise LabError(f"invalid spout {spout!r}: expected 0 (left) or 1 (right)")
     try:
