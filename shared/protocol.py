@@ -230,6 +230,10 @@ class Reply(_Message):
 
 
 RigState = Literal["offline", "idle", "running", "stopping", "error"]
+#: The most session ids a status may list as uncommitted. An agent lists at most 50
+#: (agent/journal.py); the room above that is for a future agent, and the bound makes a
+#: hostile retained status of thousands of ids a dead letter, not thousands of resends.
+MAX_UNCOMMITTED = 200
 
 
 class Status(_Message):
@@ -246,10 +250,12 @@ class Status(_Message):
     software_version: str = ""
     clock: float = Field(0.0, description="agent's task clock when sent, Unix seconds")
     pending_documents: int = Field(0, description="journalled documents not yet acknowledged")
-    uncommitted: list[str] = Field(
+    uncommitted: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list,
+        max_length=MAX_UNCOMMITTED,
         description="ended sessions the journal still holds because no 'committed' came for "
-        "them, oldest first (at most 50): the collector asks for any it does not have",
+        "them, oldest first (an agent lists at most 50): the collector asks for any it does "
+        f"not have; a status listing more than {MAX_UNCOMMITTED} is refused",
     )
 
 

@@ -7,6 +7,7 @@ Each test was written against the collector as it was before the database decide
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,12 +15,19 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import event, select
 
+from controller.db import Box as BoxRow
 from controller.db import Database, DeadLetter, Stream
 from controller.db import Document as DocumentRow
 from controller.ingest import Ingest
 from shared.digest import session_digest
 from shared.documents import dump_document
-from shared.protocol import CommittedCommand, ResendCommand
+from shared.protocol import (
+    MAX_UNCOMMITTED,
+    CommittedCommand,
+    ResendCommand,
+    Status,
+    encode,
+)
 from tests.fakes import session_dict, synthetic_session
 
 from .test_collector_ingest import SETTINGS, TOPICS, Harness
@@ -132,21 +140,14 @@ def test_not_found_to_committed_is_no_confirmation_and_the_session_is_not_export
     assert lab.count(DocumentRow) == len(invented)  # kept, with its problem
 
 
-def test_a_status_listing_forty_thousand_sessions_sends_a_bounded_number_of_resends(
+def test_a_status_listing_the_most_sessions_allowed_sends_a_bounded_number_of_resends(
     lab: Harness,
 ) -> None:
     """40,000 listed ids used to make the collector send 80,000 resend commands in 31 s.
-    (Such a status is over the broker's and the collector's size limit; here the limit is
-    raised to show the bound on what a status can start.)"""
-    listed = [f"forged-{n:05d}" for n in range(40_000)]
-    assert len(lab.status(uncommitted=listed).payload) > SETTINGS.max_payload
-    lab.ingest = Ingest(
-        lab.db,
-        lab.sink,
-        topics=TOPICS,
-        settings=replace(SETTINGS, max_payload=2**20),
-        clock=lab.clock,
-    )
+    A status may list at most MAX_UNCOMMITTED (more is a dead letter, below); of those the
+    collector looks at max_listed."""
+    listed = [f"forged-{n:05d}" for n in range(MAX_UNCOMMITTED)]
+    assert SETTINGS.max_listed < MAX_UNCOMMITTED
     lab.handle(lab.status(uncommitted=listed))
     for _ in range(13):  # 32 s; the box sends its status every few seconds
         lab.clock.advance(2.5)
@@ -157,6 +158,38 @@ def test_a_status_listing_forty_thousand_sessions_sends_a_bounded_number_of_rese
     assert len({c.session_id for c in sent}) <= SETTINGS.max_listed
     with lab.db.reader() as session:
         assert len(session.scalars(select(Stream)).all()) == SETTINGS.max_listed
+
+
+def test_a_retained_status_listing_forty_thousand_sessions_is_a_dead_letter(
+    lab: Harness,
+) -> None:
+    """The list itself is bounded by the protocol, whatever the payload limit: a retained
+    status of 40,000 ids (here under a raised size limit) asks for nothing, and the box
+    keeps the state its last valid status gave."""
+    lab.ingest = Ingest(
+        lab.db,
+        lab.sink,
+        topics=TOPICS,
+        settings=replace(SETTINGS, max_payload=2**20),
+        clock=lab.clock,
+    )
+    lab.handle(lab.status(state="idle"))
+    body = json.loads(encode(Status(box="1", state="running")))
+    body["uncommitted"] = [f"forged-{n:05d}" for n in range(40_000)]
+    hostile = lab.message(TOPICS.status("1"), json.dumps(body), retained=True)
+    assert SETTINGS.max_payload < len(hostile.payload) < 2**20
+    for _ in range(13):
+        lab.handle(hostile)
+        lab.clock.advance(2.5)
+        lab.ingest.tick()
+    reasons = dead_reasons(lab)
+    assert len(reasons) == 13
+    assert all("uncommitted" in r and f"at most {MAX_UNCOMMITTED} items" in r for r in reasons)
+    assert lab.sink.of(ResendCommand) == []
+    with lab.db.reader() as session:
+        assert session.scalars(select(Stream)).all() == []
+        (box,) = session.scalars(select(BoxRow)).all()
+    assert box.status is not None and json.loads(box.status)["state"] == "idle"
 
 
 def test_an_oversized_payload_is_kept_as_a_short_prefix_with_its_reason(lab: Harness) -> None:
