@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from controller.cli.app import app, fail, print_json, say, state_of
-from controller.cli.husbandry import By, Note, warn, who
+from controller.cli.app import app, fail, print_json, say, state_of, warn, when
+from controller.cli.husbandry import By, Note, who
 
 
 @app.command()
@@ -145,10 +145,10 @@ def calibrations(
     if not listed:
         say("no calibrations yet: `labctl calibrate --box BOX --spout left`")
     for c in listed:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c["measured_at"]))
+        measured = when(c["measured_at"])
         say(
             f"box {c['box']} {c['spout']:<5}  {c['ul_per_opening']:.3f} ul per "
-            f"{c['duration_ms']} ms  ({c['openings']} openings, {when}, by {c['measured_by']})"
+            f"{c['duration_ms']} ms  ({c['openings']} openings, {measured}, by {c['measured_by']})"
         )
     for line in warnings:
         warn(line)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from controller.cli.app import app, console, fail, print_json, say, state_of
-from controller.cli.husbandry import By, warn, who
+from controller.cli.app import app, console, fail, print_json, say, state_of, warn, when
+from controller.cli.husbandry import By, who
 
 
 @app.command()
@@ -95,15 +95,9 @@ def schedule(
     for column in ("shift", "box", "mouse", *(("from", "until", "by") if history else ())):
         view.add_column(column)
     for e in entries:
-        extra = (_when(e["from"]), _when(e["until"]) if e["until"] else "now", e["set_by"])
+        extra = (when(e["from"]), when(e["until"]) if e["until"] else "now", e["set_by"])
         view.add_row(str(e["shift"]), e["box"], e["mouse"], *(extra if history else ()))
     console().print(view)
-
-
-def _when(t: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
 def _n(value: Any, fmt: str = "g") -> str:

@@ -16,6 +16,7 @@ from controller.cli.app import (
     fail,
     say,
     state_of,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def import_command(
     refused = [r for r in results if r.refused]
     for r in results:
         for conflict in r.conflicts:
-            typer.echo(f"labctl: warning: {r.path}: {conflict}", err=True)
+            warn(f"{r.path}: {conflict}")
     for r in refused:
         typer.echo(f"labctl: error: {r.error}", err=True)
     if refused:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from controller.cli.app import LabctlGroup, app, fail, print_json, say, state_of
+from controller.cli.app import LabctlGroup, app, fail, print_json, say, state_of, warn, when
 from controller.cli.mice import mouse_app
 
 lab_app = typer.Typer(
@@ -48,8 +48,11 @@ def who(by: str | None) -> str:
     return name[:64]
 
 
-def warn(message: str) -> None:
-    typer.echo(f"labctl: warning: {message}", err=True)
+def at_time(at: str | None) -> float | None:
+    """The time ``--at`` names as Unix seconds; None (now) without it."""
+    from controller.husbandry.days import parse_time
+
+    return parse_time(at) if at is not None else None
 
 
 @app.command()
@@ -62,13 +65,12 @@ def weigh(
     note: Note = "",
 ) -> None:
     """Record a weighing, and say how it compares with the mouse's baseline."""
-    from controller.husbandry.days import day_of, parse_time
+    from controller.husbandry.days import day_of
     from controller.husbandry.settings import lab_settings
     from controller.husbandry.weights import record_weighing, weight_check
 
-    when = parse_time(at) if at is not None else None
     with state_of(ctx).db().session() as session:
-        row = record_weighing(session, mouse, grams, by=who(by), at=when, note=note)
+        row = record_weighing(session, mouse, grams, by=who(by), at=at_time(at), note=note)
         check = weight_check(session, mouse, lab_settings(session), day_of(row.weighed_at))
     if check.percent is not None:
         baseline = check.baseline_grams
@@ -98,13 +100,13 @@ def water(
     note: Note = "",
 ) -> None:
     """Record water given by hand, and show the mouse's water for that day."""
-    from controller.husbandry.days import day_of, parse_time
+    from controller.husbandry.days import day_of
     from controller.husbandry.settings import lab_settings
     from controller.husbandry.water import give_water, water_day
 
-    when = parse_time(at) if at is not None else None
+    given_at = at_time(at)
     with state_of(ctx).db().session() as session:
-        row = give_water(session, mouse, microliters, by=who(by), kind=kind, at=when, note=note)
+        row = give_water(session, mouse, microliters, by=who(by), kind=kind, at=given_at, note=note)
         day = water_day(session, mouse, day_of(row.given_at), lab_settings(session))
     required = "no requirement (no baseline)" if day.requirement_ul is None else (
         f"{day.requirement_ul:g} ul required, {day.owed_ul:g} ul still owed"
@@ -151,7 +153,6 @@ def mouse_baseline(
 
     Water restriction is tracked from the first baseline on: from then the mouse's weight
     is checked against the lab's threshold of it, until --end."""  # fmt: skip
-    from controller.husbandry.days import parse_time
     from controller.husbandry.settings import lab_settings
     from controller.husbandry.weights import baselines, end_restriction, set_baseline
     from controller.lab import get_mouse
@@ -161,9 +162,7 @@ def mouse_baseline(
         if grams is not None or mean:
             fail("--end takes no GRAMS or --mean")
         with db.session() as session:
-            end_restriction(
-                session, mouse, by=who(by), at=parse_time(at) if at else None, note=note
-            )
+            end_restriction(session, mouse, by=who(by), at=at_time(at or None), note=note)
         say(f"{mouse}: off water restriction (its weight is no longer checked)")
         return
     if grams is None and not mean:
@@ -173,19 +172,13 @@ def mouse_baseline(
         if not rows:
             say(f"{mouse} has no baseline: it is not on water restriction")
         for b in rows:
-            say(f"{_when(b.set_at)}  {b.grams:g} g  {b.method}  by {b.set_by}  {b.note}".rstrip())
+            say(f"{when(b.set_at)}  {b.grams:g} g  {b.method}  by {b.set_by}  {b.note}".rstrip())
         return
-    when = parse_time(at) if at is not None else None
+    set_at = at_time(at)
     with db.session() as session:
         n = (count or lab_settings(session).baseline_weighings) if mean else None
-        row = set_baseline(session, mouse, grams, by=who(by), mean_of=n, at=when, note=note)
+        row = set_baseline(session, mouse, grams, by=who(by), mean_of=n, at=set_at, note=note)
     say(f"{mouse}: baseline {row.grams:g} g ({row.method})")
-
-
-def _when(t: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
 @app.command()
@@ -218,7 +211,7 @@ def records(
         say(f"no husbandry records of {mouse}")
     for r in rows:
         extra = "".join(f"  [{x}]" for x in (r.note, r.voided) if x)
-        say(f"{_when(r.at)}  {r.kind} {r.id}  {r.what}  by {r.by}{extra}")
+        say(f"{when(r.at)}  {r.kind} {r.id}  {r.what}  by {r.by}{extra}")
 
 
 @app.command()
@@ -266,7 +259,7 @@ def lab_show(
         say(f"{key} = {values[key]}    # {meaning}")
     if history:
         for r in rows:
-            say(f"{_when(r.set_at)}  {r.key} = {r.value}  by {r.set_by}")
+            say(f"{when(r.set_at)}  {r.key} = {r.value}  by {r.set_by}")
 
 
 @lab_app.command("set")

@@ -14,6 +14,7 @@ from controller.cli.app import (
     fail,
     say,
     state_of,
+    warn,
 )
 from shared.config import parse_meta, read_config
 
@@ -140,7 +141,7 @@ def start(
         if not link.online_collectors():
             from controller.collectors import NO_COLLECTOR
 
-            typer.echo(f"labctl: warning: {NO_COLLECTOR}", err=True)
+            warn(NO_COLLECTOR)
         if shift is not None and cohort is not None:
             placed = place_shift_mice(db, cohort, shift, link.statuses)
             selected, shift_waiting = placed.mice, placed.waiting_outcomes()
@@ -148,7 +149,7 @@ def start(
                 say(line)
         plan = prepare_start(db, selected, weight=weight, force=force, reason=reason, by=who(by))
         for line in plan.warnings:
-            typer.echo(f"labctl: warning: {line}", err=True)
+            warn(line)
         outcomes = start_sessions(
             db, link, plan.allowed, config, metadata, timeout=timeout,
             extra_metadata=plan.metadata_for,
@@ -156,7 +157,7 @@ def start(
     outcomes += plan.refused_outcomes() + shift_waiting
     finish_start(plan, outcomes)
     for line in plan.box_warnings:
-        typer.echo(f"labctl: warning: {line}", err=True)
+        warn(line)
     for mouse in plan.forced:
         if any(o.ok and o.mouse == mouse for o in outcomes):
             say(f"{mouse}: started despite the weight check; override recorded ({who(by)})")

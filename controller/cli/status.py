@@ -18,6 +18,7 @@ from controller.cli.app import (
     print_json,
     say,
     state_of,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -103,11 +104,11 @@ def status(
     if collectors and not as_json:
         say(collectors_line(collectors))
     if warning:
-        typer.echo(f"labctl: warning: {warning}", err=True)
+        warn(warning)
     elif not collectors:
-        typer.echo(f"labctl: warning: {NO_COLLECTOR}", err=True)
+        warn(NO_COLLECTOR)
     for line in notices.warnings:
-        typer.echo(f"labctl: warning: {line}", err=True)
+        warn(line)
 
 
 @app.command()
