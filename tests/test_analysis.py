@@ -27,24 +27,11 @@ from shared.analysis import (
 )
 from shared.sessionfile import read_sessions
 
+from .trials import trial
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "tests" / "data"
 Z = NormalDist().inv_cdf
-
-
-def trial(n: int, spout: Any, outcome: Any, rt: float = 1.0, **extra: Any) -> dict[str, Any]:
-    """Trial ``n`` of a session: cue at 100 n s, touch (or cue end) ``rt`` s later."""
-    start = 1_700_000_000.0 + 100 * n
-    return {
-        "start": start,
-        "end": start + rt,
-        "spout": spout,
-        "shaping": False,
-        "cue_duration": 10000.0,
-        "outcome": outcome,
-        "spout_position": [1, 1],
-        **extra,
-    }
 
 
 def make_session(

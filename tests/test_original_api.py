@@ -20,9 +20,11 @@ import pytest
 from agent import Cohort, Mouse, Session
 from shared.errors import ConfigError
 
+from .trials import T0
+from .trials import trial as analysis_trial
+
 REPO = Path(__file__).resolve().parents[1]
 Z = NormalDist().inv_cdf
-T0 = 1_700_000_000.0
 
 #: Keys the original's ``Mouse.get_results`` adds to a copy of each session dict.
 ORIGINAL_RESULT_KEYS = {
@@ -35,17 +37,8 @@ REACHLAB_RESULT_KEYS = {"trials_skipped", "reaction_time_median", "lift_latency_
 
 
 def trial(n: int, spout: Any, outcome: Any, rt: float = 1.0, **extra: Any) -> dict[str, Any]:
-    start = T0 + 100 * n
-    return {
-        "start": start,
-        "end": start + rt,
-        "spout": spout,
-        "shaping": False,
-        "cue_duration": 10000.0,
-        "outcome": outcome,
-        "spout_position": [2, 3],
-        **extra,
-    }
+    """A trial of tests.trials, at spout position [2, 3] unless ``extra`` says otherwise."""
+    return analysis_trial(n, spout, outcome, rt, **{"spout_position": [2, 3], **extra})
 
 
 def session(date: str | None, spec: list[tuple[int, int]], **extra: Any) -> dict[str, Any]:
