@@ -96,9 +96,10 @@ class Collector:
         self.topics = topics or Topics()
         self.group = group
         self.client_id = client_id or collector_client_id(self.topics.prefix, group)
-        # Per batch, a PostgreSQL collector writes a row per session it touches (and waits
-        # for the round trips): bigger batches pay off there. SQLite measured best near 100.
-        self.batch_size = batch_size or (500 if db.dialect == "postgresql" else 100)
+        # A batch costs a transaction, a read and a write of the streams it touches and a
+        # commit whatever its size, which at 100 messages was half of a document's CPU:
+        # batches of 500 took about 14 µs per document against 30 µs (SQLite, 50 sessions).
+        self.batch_size = batch_size or 500
         self.tick_interval = tick_interval
         self.on_batch = on_batch
         self.queue: queue.SimpleQueue[Received] = queue.SimpleQueue()
