@@ -11,11 +11,17 @@ forbidden one is absent from everything delivered up to a later allowed one
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import subprocess
+import threading
+import time
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
 from tests.mosquitto_files import (
@@ -210,6 +216,46 @@ def test_the_broker_drops_a_message_over_its_size_limit(real_broker: BrokerFiles
     finally:
         for client in (rig, collector):
             client.close()
+
+
+def test_the_broker_sends_a_collector_1000_messages_before_it_acknowledges_any(
+    real_broker: BrokerFiles,
+) -> None:
+    """``max_inflight_messages 1000`` took effect: a collector acknowledges a batch only once
+    it is stored, so mosquitto's default of 20 would stop delivery at 20 unacknowledged."""
+    assert "max_inflight_messages 1000" in real_broker.conf.read_text("utf-8").splitlines()
+    received: queue.Queue[int] = queue.Queue()
+    collector = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=COLLECTOR,
+        protocol=paho.MQTTv311,
+        manual_ack=True,  # paho sends no PUBACK until told: every message stays in flight
+    )
+    collector.username_pw_set(COLLECTOR, real_broker.users[COLLECTOR])
+    subscribed = threading.Event()
+    collector.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
+    collector.on_message = lambda c, u, m: received.put(m.mid)
+    collector.connect("127.0.0.1", real_broker.port)
+    collector.loop_start()
+    rig = connect(real_broker, "2")
+    mids: list[int] = []
+    try:
+        collector.subscribe(TOPICS.all_rigs("events"), qos=1)
+        assert subscribed.wait(10)
+        for n in range(300):
+            rig.client.publish(TOPICS.events("2"), b"%d" % n, qos=1)
+        rig.publish(TOPICS.events("2"), b"last")  # returns once the broker has them all
+        deadline = time.monotonic() + 10
+        while len(mids) < 301 and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                mids.append(received.get(timeout=0.5))
+        assert len(mids) == 301, f"{len(mids)} of 301 delivered with none acknowledged"
+    finally:
+        for mid in mids:
+            collector.ack(mid, 1)
+        collector.disconnect()
+        collector.loop_stop()
+        rig.close()
 
 
 # ---------------------------------------------------------------- TLS
