@@ -83,6 +83,20 @@ def broker_url() -> Iterator[str]:
         amqtt.stop()
 
 
+@pytest.fixture
+def private_mosquitto() -> Iterator[MosquittoBroker]:
+    """A mosquitto of the test's own (fresh state, its own port), stopped after the test;
+    the test is skipped without the mosquitto binary."""
+    if not MosquittoBroker.available():
+        pytest.skip("needs the mosquitto binary for a broker of this test's own")
+    broker = MosquittoBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
 @pytest.fixture(scope="session")
 def broker_keeps_offline_messages(broker_url: str) -> bool:
     """Whether the test broker queues QoS 1 messages for a persistent session while its

@@ -37,22 +37,12 @@ TIMEOUT = 60.0
 
 
 @pytest.fixture
-def private_broker() -> Iterator[MosquittoBroker]:
-    if not MosquittoBroker.available():
-        pytest.skip("needs the mosquitto binary for a broker of this test's own")
-    broker = MosquittoBroker()
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
-@pytest.fixture
-def sim_agent(private_broker: MosquittoBroker, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def sim_agent(
+    private_mosquitto: MosquittoBroker, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115  # closed below, after the process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--box", "1", "--broker", private_broker.url,
+        [sys.executable, "-m", "agent.cli", "run", "--box", "1", "--broker", private_mosquitto.url,
          "--sim", "--time-scale", "20", "--journal", str(tmp_path / "journal.db"),
          "--data-dir", str(tmp_path / "data")],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -92,10 +82,10 @@ def pin_openings(link: LabLink) -> list[int]:
 
 
 def test_calibrate_opens_the_sim_rig_s_solenoid_n_times_and_stores_ul_per_opening(
-    private_broker: MosquittoBroker, sim_agent: subprocess.Popen[bytes], tmp_path: Path
+    private_mosquitto: MosquittoBroker, sim_agent: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
-    env = {**os.environ, "LABCTL_DB": db_url, "LABCTL_BROKER": private_broker.url,
+    env = {**os.environ, "LABCTL_DB": db_url, "LABCTL_BROKER": private_mosquitto.url,
            "LABCTL_PREFIX": "reachlab", "LABCTL_USER": "tester"}  # fmt: skip
 
     def labctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -104,7 +94,7 @@ def test_calibrate_opens_the_sim_rig_s_solenoid_n_times_and_stores_ul_per_openin
             capture_output=True, text=True, timeout=TIMEOUT,
         )  # fmt: skip
 
-    with LabLink(parse_broker_url(private_broker.url), Topics("reachlab")) as link:
+    with LabLink(parse_broker_url(private_mosquitto.url), Topics("reachlab")) as link:
         wait_until(
             lambda: link.wait_for(
                 lambda: getattr(link.statuses.get("1"), "state", None) == "idle", 0.1

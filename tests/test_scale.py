@@ -83,18 +83,6 @@ class CommittedCounter:
 
 
 @pytest.fixture
-def mosquitto() -> Iterator[MosquittoBroker]:
-    if not MosquittoBroker.available():
-        pytest.skip("needs the mosquitto binary")
-    broker = MosquittoBroker()
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
-@pytest.fixture
 def pg_url(postgres_server_url: str) -> Iterator[str]:
     with contextlib.contextmanager(temporary_postgres)(postgres_server_url) as url:
         yield url
@@ -116,9 +104,9 @@ def stored(db: Database) -> tuple[int, int]:
 
 
 def test_three_collectors_share_ten_rigs_and_one_dies_mid_run(
-    tmp_path: Path, mosquitto: MosquittoBroker, pg_url: str, topic_prefix: str
+    tmp_path: Path, private_mosquitto: MosquittoBroker, pg_url: str, topic_prefix: str
 ) -> None:
-    broker_url = mosquitto.url
+    broker_url = private_mosquitto.url
     topics = Topics(topic_prefix)
     env = {
         **os.environ,
