@@ -249,6 +249,12 @@ class Status(_Message):
     session_duration: float | None = None
     software_version: str = ""
     clock: float = Field(0.0, description="agent's task clock when sent, Unix seconds")
+    wall_clock: float | None = Field(
+        None,
+        description="the rig's own calendar clock (time.time()) when sent, Unix seconds: "
+        "the task clock of a simulated rig at --time-scale above 1 runs ahead of it between "
+        "sessions by design; None from an agent that does not send it",
+    )
     pending_documents: int = Field(0, description="journalled documents not yet acknowledged")
     uncommitted: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list,
@@ -257,6 +263,12 @@ class Status(_Message):
         "them, oldest first (an agent lists at most 50): the collector asks for any it does "
         f"not have; a status listing more than {MAX_UNCOMMITTED} is refused",
     )
+
+    @property
+    def calendar_time(self) -> float:
+        """What the rig's calendar said when it sent this: its wall clock, else (an agent that
+        does not send it) its task clock, which is the same on a rig at time scale 1."""
+        return self.clock if self.wall_clock is None else self.wall_clock
 
 
 _T = TypeVar("_T", bound=BaseModel)
