@@ -310,6 +310,7 @@ class Agent:
             session_duration=session.config.duration if running and session else None,
             software_version=SOFTWARE_VERSION,
             clock=self.loop.now(),
+            wall_clock=time.time(),  # the calendar, which a scaled task clock runs ahead of
             pending_documents=pending,
             uncommitted=uncommitted or [],
         )
