@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from controller.decode import IngestSettings, dead_letter
 from controller.models import Document as DocumentRow
@@ -68,10 +69,24 @@ _SQLITE_UPDATE_STREAM = (
     "WHERE session_id = ?"
 )
 _SESSION_COUNTS = ("session_id", "trials", "rewards", "last_seq", "status", "problem")
-_UPDATE_STREAM = (
-    update(STREAMS)
-    .where(STREAMS.c.session_id == bindparam("p_session_id"))
-    .values({key: bindparam(f"p_{key}") for key in _STREAM_COUNTS[1:]})
+_PG_STREAM_ROW = f"({', '.join(['%s'] * len(_STREAM_COUNTS))})"
+#: One UPDATE for all of a batch's streams (executemany would run one statement per row
+#: on the server); each value cast to its column, as a VALUES column of NULLs is text.
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_PG_UPDATE_STREAM = (
+    "UPDATE streams SET "
+    + ", ".join(
+        f"{key} = CAST(v.{key} AS {STREAMS.c[key].type.compile(dialect=_PG)})"
+        for key in _STREAM_COUNTS[1:]
+    )
+    + " FROM (VALUES {rows}) AS v("
+    + ", ".join(_STREAM_COUNTS)
+    + ") WHERE streams.session_id = v.session_id"
+)
+_PG_DOCUMENT_ROW = f"({', '.join(['%s'] * len(_DOCUMENT_COLUMNS))})"
+_PG_INSERT_DOCUMENTS = (
+    f"INSERT INTO documents ({', '.join(_DOCUMENT_COLUMNS)}) VALUES {{rows}} "
+    "ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq"
 )
 _UPDATE_SESSION = (
     update(SESSIONS)
@@ -301,12 +316,10 @@ class Assembly:
         if conn.dialect.name == "postgresql":
             # RETURNING names exactly the rows this transaction inserted, whatever another
             # collector inserts at the same moment.
-            result = insert_ignore(
-                conn,
-                DOCUMENTS,
-                [dict(zip(_DOCUMENT_COLUMNS, row, strict=True)) for _, row in rows.values()],
-                index_elements=["session_id", "seq"],
-                returning=[DOCUMENTS.c.session_id, DOCUMENTS.c.seq],
+            # One statement in plain SQL: SQLAlchemy's insertmanyvalues costs more per row.
+            result = conn.exec_driver_sql(
+                _PG_INSERT_DOCUMENTS.format(rows=", ".join([_PG_DOCUMENT_ROW] * len(rows))),
+                tuple(value for _, row in rows.values() for value in row),
             )
             inserted = {(sid, seq) for sid, seq in result}
             return [rows[key][0] for key in sorted(inserted)]
@@ -373,7 +386,10 @@ class Assembly:
                      for row in stream_rows],
                 )  # fmt: skip
             else:
-                conn.execute(_UPDATE_STREAM, stream_rows)
+                conn.exec_driver_sql(
+                    _PG_UPDATE_STREAM.format(rows=", ".join([_PG_STREAM_ROW] * len(stream_rows))),
+                    tuple(row[f"p_{key}"] for row in stream_rows for key in _STREAM_COUNTS),
+                )
         if session_rows:
             conn.execute(_UPDATE_SESSION, session_rows)
 
