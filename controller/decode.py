@@ -83,6 +83,9 @@ class Decoded:
     seen: dict[str, float] = field(default_factory=dict)
     #: Box -> the newest time one of its documents arrived.
     event_at: dict[str, float] = field(default_factory=dict)
+    #: Box -> when its status in ``statuses`` arrived, if live (not retained): its clock
+    #: then says how far the rig's clock is off (controller.presence).
+    status_at: dict[str, float] = field(default_factory=dict)
 
 
 def dead_letter(
@@ -148,7 +151,9 @@ class Decoder:
                     raise ProtocolError(f"status of box {status.box!r} on the topic of box {box!r}")
                 out.statuses[box] = (status, message.payload.decode("utf-8"))
                 if message.retained:
+                    out.status_at.pop(box, None)
                     return  # replayed by the broker: says nothing about the box being alive
+                out.status_at[box] = message.received_at
             elif kind == "reply":
                 out.replies.append((box, parse_reply(message.payload)))
             else:
