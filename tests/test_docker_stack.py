@@ -684,11 +684,13 @@ def test_agent_image_runs_labagent_run_with_sim() -> None:
 
 
 def test_agent_image_stays_light() -> None:
-    copied = [
-        shlex.split(a)[0]
+    copied = {
+        source  # every source of a COPY: all its words but the destination
         for i, a in dockerfile_instructions(DOCKER / "agent.Dockerfile")
         if i == "COPY"
-    ]
+        for source in shlex.split(a)[:-1]
+    }
+    assert {"agent", "shared"} <= copied, copied  # what it needs is read as copied
     assert "controller" not in copied, "the agent image must not carry the controller"
 
 
@@ -705,6 +707,7 @@ def test_controller_image_runs_labctl_serve() -> None:
 
 def test_controller_reads_the_environment_variables_compose_sets() -> None:
     env = environment(compose()["services"]["controller"])
+    assert "LABCTL_DB" in env and "LABCTL_BROKER" in env, env  # the compose file was read
     sources = "\n".join(p.read_text("utf-8") for p in (REPO / "controller").rglob("*.py"))
     for name in env:
         assert name in sources, f"compose sets {name}, which no controller code reads"
