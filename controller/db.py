@@ -95,7 +95,7 @@ __all__ = [
 log = logging.getLogger("labctl.db")
 
 #: The Alembic head this code expects; a test checks it against the migrations.
-SCHEMA_REVISION = "0003_collector_core"
+SCHEMA_REVISION = "0004_box_clock"
 APP_NAME = "reachlab"
 DB_FILE = "reachlab.db"
 #: How long a SQLite writer waits for another writer's lock before giving up.

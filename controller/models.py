@@ -75,6 +75,9 @@ class Box(Base):
     last_event_at: Mapped[float | None] = mapped_column(Float)
     #: Why the box is offline: its Last Will, or no message within the heartbeat timeout.
     offline_reason: Mapped[str | None] = mapped_column(String(200))
+    #: The rig's clock minus the collector's when its last live status arrived, seconds
+    #: (positive: the rig is ahead); its data keeps the rig's own times.
+    clock_offset: Mapped[float | None] = mapped_column(Float)
 
 
 class Assignment(Base):

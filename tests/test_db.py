@@ -52,7 +52,12 @@ def test_the_migration_history_is_one_clean_line_ending_at_the_expected_head() -
     script = ScriptDirectory.from_config(alembic_config())
     revisions = list(script.walk_revisions())
     assert script.get_heads() == [SCHEMA_REVISION]
-    assert [r.revision for r in revisions] == ["0003_collector_core", "0002_husbandry", "0001"]
+    assert [r.revision for r in revisions] == [
+        "0004_box_clock",
+        "0003_collector_core",
+        "0002_husbandry",
+        "0001",
+    ]
     assert revisions[-1].down_revision is None
 
 
