@@ -18,17 +18,15 @@ from typing import Any
 
 import pytest
 
-from agent.daemon import Agent
 from agent.journal import Journal
 from agent.mqtt import Sent
-from agent.runtime import RigRuntime
-from agent.settings import AgentSettings
-from shared.broker_url import BrokerSettings
 from shared.config import TaskConfig, parse_meta, read_config
 from shared.digest import session_digest
 from shared.errors import ConfigError, InvalidIdError, ProtocolError
 from shared.ids import check_box_id
 from shared.protocol import DispenseCommand, Reply, parse_command, parse_reply
+
+from .offline_agent import offline_agent
 
 SHORT = {"duration": 60, "intertrial_interval": [1000, 1000], "cue_duration": 3000}
 
@@ -37,16 +35,7 @@ class WireAgent:
     """An agent on virtual time whose published messages are kept, per topic."""
 
     def __init__(self, folder: Path) -> None:
-        settings = AgentSettings(
-            box="1",
-            broker=BrokerSettings(host="127.0.0.1", port=1),  # never connected
-            journal=folder / "journal.sqlite3",
-            data_dir=folder / "data",
-            sim=True,
-            seed=7,
-        )
-        self.runtime = RigRuntime.create(sim=True, time_scale=math.inf, seed=7)
-        self.agent = Agent(settings, runtime=self.runtime)
+        self.agent, self.runtime = offline_agent(folder, seed=7)
         self.published: list[tuple[str, bytes]] = []
         self._mid = 0
         self.agent.link.publish = self._publish  # type: ignore[method-assign]

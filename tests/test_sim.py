@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 
 from agent import Mouse
-from agent.daemon import Agent
 from agent.runtime import RigRuntime
-from agent.settings import AgentSettings, BrokerSettings, add_arguments, resolve
+from agent.settings import add_arguments, resolve
 from agent.sim import MouseProfile
 from shared.config import TaskConfig
 from shared.documents import Document, TrialEnd
 from shared.errors import ConfigError
 from shared.sessionfile import read_sessions
+
+from .offline_agent import offline_agent
 
 SHORT = {"duration": 900}
 
@@ -116,16 +117,7 @@ class LoopAgent:
     """
 
     def __init__(self, folder: Path, seed: int) -> None:
-        settings = AgentSettings(
-            box="1",
-            broker=BrokerSettings(host="127.0.0.1", port=1),  # never connected
-            journal=folder / "journal.sqlite3",
-            data_dir=folder / "data",
-            sim=True,
-            seed=seed,
-        )
-        self.runtime = RigRuntime.create(sim=True, time_scale=math.inf, seed=seed)
-        self.agent = Agent(settings, runtime=self.runtime)
+        self.agent, self.runtime = offline_agent(folder, seed=seed)
         self.cmd_topic = self.agent.topics.cmd("1")
 
     def command(self, command: str, **fields: Any) -> None:
