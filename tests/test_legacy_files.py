@@ -28,6 +28,16 @@ T0 = 1_600_000_000.0  # a session start, Unix seconds
 DROP: Any = object()  # as a change: leave the key out
 
 
+def changed(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``changes`` applied; a key changed to DROP is left out."""
+    for key, value in changes.items():
+        if value is DROP:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
 def trial(n: int, **changes: Any) -> dict[str, Any]:
     """A complete trial as the original wrote them from 2021 on, with ``changes``."""
     start = T0 + 10 + 12 * n
@@ -42,12 +52,7 @@ def trial(n: int, **changes: Any) -> dict[str, Any]:
         "outcome": 1,
         "spout_position": [3, 2],
     }
-    for key, value in changes.items():
-        if value is DROP:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return data
+    return changed(data, changes)
 
 
 def session(trials: list[dict[str, Any]] | None = None, **changes: Any) -> dict[str, Any]:
@@ -67,12 +72,7 @@ def session(trials: list[dict[str, Any]] | None = None, **changes: Any) -> dict[
         "date": "2020-09-13",
         "notes": "",
     }
-    for key, value in changes.items():
-        if value is DROP:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    return data
+    return changed(data, changes)
 
 
 def september_2019() -> dict[str, Any]:
