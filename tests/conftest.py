@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 
 from controller.broker import AmqttBroker, MosquittoBroker, find_free_port
 from controller.db import Database, open_database
+from shared.broker_url import BrokerSettings, broker_settings
+from shared.protocol import Topics
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,18 @@ def broker_url() -> Iterator[str]:
         yield amqtt.url
     finally:
         amqtt.stop()
+
+
+@pytest.fixture
+def broker(broker_url: str) -> BrokerSettings:
+    """The session broker's settings, as labctl and the collector take them."""
+    return broker_settings(broker_url)
+
+
+@pytest.fixture
+def topics(topic_prefix: str) -> Topics:
+    """The topics under this test's own prefix."""
+    return Topics(topic_prefix)
 
 
 @pytest.fixture

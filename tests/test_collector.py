@@ -26,7 +26,6 @@ from controller.presence import LAST_WILL
 from controller.store import complete_session_texts
 from controller.transport import Received, Transport
 from shared.broker_url import BrokerSettings
-from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import CommittedCommand, ResendCommand, Topics
 from tests.fakes import FakeRig, session_dict, synthetic_session
 
@@ -94,16 +93,6 @@ class Running:
     def exported(self, mouse: str) -> list[dict[str, Any]]:
         with self.db.reader_engine.connect() as conn:
             return [json.loads(t) for t in complete_session_texts(conn, mouse)]
-
-
-@pytest.fixture
-def broker(broker_url: str) -> BrokerSettings:
-    return parse_broker_url(broker_url)
-
-
-@pytest.fixture
-def topics(topic_prefix: str) -> Topics:
-    return Topics(topic_prefix)
 
 
 @pytest.fixture

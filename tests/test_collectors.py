@@ -12,7 +12,6 @@ from controller.collectors import NO_COLLECTOR, CollectorRefused
 from controller.db import Database, open_database
 from controller.mqtt import LabLink
 from shared.broker_url import BrokerSettings
-from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import Topics
 from tests.fakes import FakeRig
 
@@ -21,16 +20,6 @@ from .waiting import wait_until
 
 pytestmark = pytest.mark.broker
 TIMEOUT = 20.0
-
-
-@pytest.fixture
-def broker(broker_url: str) -> BrokerSettings:
-    return parse_broker_url(broker_url)
-
-
-@pytest.fixture
-def topics(topic_prefix: str) -> Topics:
-    return Topics(topic_prefix)
 
 
 def started(

@@ -25,7 +25,6 @@ from controller.cli import app
 from controller.db import open_database
 from controller.files import import_files
 from shared.broker_url import BrokerSettings
-from shared.broker_url import broker_settings as parse_broker_url
 from shared.carryover import carry_over_from
 from shared.config import TaskConfig
 from shared.protocol import StartCommand, StopCommand, Topics
@@ -72,11 +71,6 @@ class Labctl:
 @pytest.fixture
 def labctl(tmp_path: Path, broker_url: str, topic_prefix: str) -> Labctl:
     return Labctl(f"sqlite:///{tmp_path / 'lab.db'}", broker_url, topic_prefix)
-
-
-@pytest.fixture
-def broker(broker_url: str) -> BrokerSettings:
-    return parse_broker_url(broker_url)
 
 
 def unused_port() -> int:
