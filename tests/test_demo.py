@@ -260,11 +260,17 @@ def test_a_failed_step_is_one_line_on_stderr_and_leaves_no_process(
     assert_nothing_left(lab_dir)
 
 
-def test_a_bad_option_is_one_line_on_stderr(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*DEMO, "--rigs", "0", "--dir", str(tmp_path / "lab")],
+def refused_demo(rigs: str, lab_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``labctl demo --rigs RIGS --dir LAB_DIR`` run to its end, for a demo meant to be
+    refused before it starts anything (so nothing is left to stop)."""
+    return subprocess.run(
+        [*DEMO, "--rigs", rigs, "--dir", str(lab_dir)],
         cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
     )  # fmt: skip
+
+
+def test_a_bad_option_is_one_line_on_stderr(tmp_path: Path) -> None:
+    result = refused_demo("0", tmp_path / "lab")
     assert result.returncode == 2
     assert result.stderr == "labctl: error: --rigs must be between 1 and 32, got 0\n"
     assert not (tmp_path / "lab").exists()
@@ -300,10 +306,7 @@ def test_a_folder_holding_other_files_is_refused_before_anything_starts(tmp_path
     (lab_dir / "lab.db").mkdir()  # a demo's name, but a demo makes it a file
     (lab_dir / "lab.db" / "kept").write_bytes(b"kept")
     (lab_dir / "thesis.tex").write_text("kept", encoding="utf-8")
-    result = subprocess.run(
-        [*DEMO, "--rigs", "1", "--dir", str(lab_dir)],
-        cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
-    )  # fmt: skip
+    result = refused_demo("1", lab_dir)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
@@ -329,10 +332,7 @@ def test_a_demo_still_running_in_the_folder_is_an_error_and_its_files_are_kept(
             "processes": {"rig-1": {"pid": rig.pid, "argv": argv}},
         }
         (lab_dir / "processes.json").write_text(json.dumps(record), encoding="utf-8")
-        result = subprocess.run(
-            [*DEMO, "--rigs", "1", "--dir", str(lab_dir)],
-            cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
-        )  # fmt: skip
+        result = refused_demo("1", lab_dir)
     finally:
         assert rig.stdin is not None
         rig.stdin.close()
