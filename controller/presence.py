@@ -1,9 +1,11 @@
 """Box presence: each box's state, last status and last-seen time, kept in the ``boxes`` table.
 
-A status message sets the box's state; any live message refreshes its
-last-seen time; a box that sends nothing for ``heartbeat_timeout`` is marked
-offline even if its Last Will never came. Everything is read from and written
-to the database, so any collector of a group may take any box's messages.
+A status message sets the box's state (and, when it arrived live, the box's
+clock offset: the rig's calendar clock in it minus the time it arrived); any
+live message refreshes its last-seen time; a box that sends nothing for
+``heartbeat_timeout`` is marked offline even if its Last Will never came.
+Everything is read from and written to the database, so any collector of a
+group may take any box's messages.
 
 The timeout is not a verdict on the box while the collector itself could not
 store: after the database was unavailable (or the collector just started),
@@ -107,6 +109,11 @@ class Presence:
                 values["status"] = text
                 values["state"] = status.state
                 values["offline_reason"] = LAST_WILL if status.state == "offline" else None
+                if name in batch.status_at and status.state != "offline":
+                    # Its clock when sent minus ours when it came, so network delay makes a rig
+                    # look a little behind, never ahead. Not from a retained status (old), nor
+                    # an offline one (the Last Will is made when the agent connects).
+                    values["clock_offset"] = round(status.calendar_time - batch.status_at[name], 3)
                 replayed = name not in batch.seen and status.state != "offline"
                 if replayed and row is not None and row["offline_reason"] == timed_out:
                     # Retained and replayed: the box is as it said, but not proven alive.

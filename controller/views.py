@@ -46,6 +46,9 @@ from shared.errors import ProtocolError
 from shared.protocol import Status, parse_status
 
 SIDES = ("left", "right")
+#: A rig clock this far off the collector's (either way) is shown in the table: more than
+#: network delay and NTP's usual error, less than anything that would mislead a reader.
+CLOCK_TOLERANCE_S = 2.0
 OUTCOMES = {0: "missed", 1: "correct", 2: "incorrect"}
 
 
@@ -70,6 +73,10 @@ class BoxView:
     software_version: str = ""
     #: The box's last session, when none runs now: it keeps its trials, marked ended.
     last_session: LastSession | None = None
+    #: The rig's clock minus the collector's, s (positive: ahead), as the collector measured
+    #: at its last live status; None when unknown or the box is offline. The table shows it
+    #: past CLOCK_TOLERANCE_S; the rig's data keeps the rig's own times either way.
+    clock_offset: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +92,7 @@ class StoredBox:
     last_seen: float | None
     last_event_at: float | None
     offline_reason: str | None
+    clock_offset: float | None = None
 
 
 def stored_boxes(db: Database) -> tuple[dict[str, StoredBox], dict[str, str]]:
@@ -92,7 +100,13 @@ def stored_boxes(db: Database) -> tuple[dict[str, StoredBox], dict[str, str]]:
     with db.reader() as session:
         rows = {
             box.id: StoredBox(
-                box.id, box.state, box.status, box.last_seen, box.last_event_at, box.offline_reason
+                box.id,
+                box.state,
+                box.status,
+                box.last_seen,
+                box.last_event_at,
+                box.offline_reason,
+                box.clock_offset,
             )
             for box in session.scalars(select(Box))
         }
@@ -173,6 +187,8 @@ def box_views(
                 view.last_seen_age = round(now - row.last_seen, 1)
             if row.last_event_at is not None:
                 view.last_event_age = round(now - row.last_event_at, 1)
+            if online and row.clock_offset is not None:
+                view.clock_offset = round(row.clock_offset, 1) + 0.0  # never -0.0
         view.note = note
         views.append(view)
     return views
@@ -198,6 +214,25 @@ def _clock(seconds: float | None) -> str:
         return "-"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}:{secs:02d}"
+
+
+def clock_note(offset: float | None) -> str:
+    """``clock +3d 0h ahead`` for a rig clock off by more than the tolerance, else ``""``."""
+    if offset is None or abs(offset) <= CLOCK_TOLERANCE_S:
+        return ""
+    seconds = round(abs(offset))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        size = f"{days}d {hours}h"
+    elif hours:
+        size = f"{hours}h {minutes}min"
+    elif minutes:
+        size = f"{minutes}min {secs}s"
+    else:
+        size = f"{abs(offset):.1f} s"
+    return f"clock +{size} ahead" if offset > 0 else f"clock -{size} behind"
 
 
 def status_table(views: Iterable[BoxView], title: str | None = None) -> Table:
@@ -228,6 +263,9 @@ def status_table(views: Iterable[BoxView], title: str | None = None) -> Table:
             )
             how = " ".join(part for part in (ended.status or "ended", when) if part)
             note = f"{note}; last session {how}" if note else f"last session {how}"
+        clock = clock_note(view.clock_offset)
+        if clock:
+            note = f"{clock}; {note}" if note else clock
         online = Text("yes", style="green") if view.online else Text("no", style="red")
         table.add_row(
             view.box,
