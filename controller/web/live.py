@@ -216,7 +216,7 @@ class LiveLab:
                 live.status_at = now
                 # Retained statuses read at start-up are old: their clock says nothing of skew.
                 if self.broker_up:
-                    live.skew = status.clock - now
+                    live.skew = status.calendar_time - now  # the calendar, not the task clock
             online = status.state != "offline"
             if live.online is None:
                 live.online, live.since, live.since_exact = online, now, False
