@@ -31,6 +31,7 @@ from agent.sim import MouseProfile
 from shared.broker_url import (
     DEFAULT_KEEPALIVE_S,
     broker_settings,
+    read_settings_text,
     warn_if_readable_by_others,
 )
 from shared.broker_url import BrokerSettings as BrokerSettings  # one type, shared with labctl
@@ -94,12 +95,7 @@ def read_rig_file(path: str | os.PathLike[str]) -> tuple[RigFile, Path]:
     with the same keys, ``pins`` being an object or a file name.
     """
     file = Path(path).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"rig config file {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"rig config file {file}: cannot read it ({exc})") from None
+    text = read_settings_text(file, "rig config file")
     values: dict[str, Any]
     if file.suffix.lower() == ".json":
         try:

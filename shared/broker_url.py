@@ -139,6 +139,17 @@ def warn_if_readable_by_others(path: Path, what: str, warn: Warn | None = None) 
     return True
 
 
+def read_settings_text(file: Path, what: str) -> str:
+    """The text of a settings file (credentials, a rig config file); a missing or
+    unreadable one is a one-line :class:`ConfigError` naming ``what`` and the file."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {file}: cannot read it ({exc})") from None
+
+
 def read_credentials_file(path: str | Path, warn: Warn | None = None) -> Credentials:
     """Read ``username = ...`` and ``password = ...`` lines (``#`` starts a comment line).
 
@@ -146,12 +157,7 @@ def read_credentials_file(path: str | Path, warn: Warn | None = None) -> Credent
     an unknown key or a line that is not ``key = value`` is a :class:`ConfigError`.
     """
     file = Path(path).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"credentials file {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"credentials file {file}: cannot read it ({exc})") from None
+    text = read_settings_text(file, "credentials file")
     warn_if_readable_by_others(file, "credentials file", warn)
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
