@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import paho.mqtt.client as paho  # noqa: E402
+from measure import cpu_seconds, percentile  # noqa: E402  # bench/ is the script's folder
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.clock import EventLoop  # noqa: E402
@@ -46,22 +47,7 @@ from shared.broker_url import parse_broker_url  # noqa: E402
 from shared.documents import Reward, SessionStart  # noqa: E402
 from shared.protocol import Topics, parse_status  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 # ---------------------------------------------------------------- 1. idle agent
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (all its threads) from /proc."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def proc_status(pid: int) -> dict[str, str]:

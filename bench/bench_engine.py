@@ -22,17 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from measure import percentile  # bench/ is the script's folder
+
 from agent.clock import EventLoop
 from agent.engine import Session
 from agent.hardware import PinMap, Rig, mock_pin_factory
 from agent.runtime import RigRuntime
 from shared.config import TaskConfig
 from shared.sessionfile import validate_sessions
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def bench_simulated_sessions(count: int) -> None:

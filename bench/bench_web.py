@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx2 as httpx  # noqa: E402
 import paho.mqtt.client as paho  # noqa: E402
+from measure import cpu_seconds, percentile, rss_mb  # noqa: E402  # bench/ is the script's folder
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
@@ -49,8 +50,6 @@ from controller.broker import find_free_port, start_local_broker  # noqa: E402
 from controller.db import open_database  # noqa: E402
 from shared.broker_url import parse_broker_url  # noqa: E402
 from shared.protocol import Status, Topics, encode  # noqa: E402
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 #: Stamps every change of a card's trial count: window.__seen["box/trial"] = wall ms.
 OBSERVER = """
@@ -70,24 +69,6 @@ OBSERVER = """
   }).observe(cards, { subtree: true, childList: true, characterData: true });
 }
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss_mb(pid: int) -> float:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith("VmRSS:"):
-            return int(row.split()[1]) / 1024
-    return 0.0
 
 
 def chromium() -> str:
