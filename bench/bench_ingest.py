@@ -281,7 +281,8 @@ class Serve:
             "LABCTL_PREFIX": prefix,
             "PYTHONPATH": str(REPO),
         }
-        self.log = open(folder / f"{prefix}.log", "wb")  # noqa: SIM115  (closed in stop)
+        self.log_path = folder / f"{prefix}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop)
         subprocess.run(
             [sys.executable, "-m", "controller.cli", "mouse", "list"],
             env=env,
@@ -312,7 +313,9 @@ class Serve:
         deadline = time.monotonic() + 30
         while not self.query("SELECT 1 FROM boxes WHERE id = 'probe'"):
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("labctl serve did not start; see its log")
+                self.log.flush()
+                tail = self.log_path.read_text(errors="replace").strip().splitlines() or [""]
+                raise SystemExit(f"labctl serve did not start: {tail[-1]}")
             time.sleep(0.05)  # another process's effect: nothing to wait on but the file
         c.publish(Topics(self.prefix).status("probe"), b"", qos=1, retain=True).wait_for_publish(5)
         c.disconnect()
