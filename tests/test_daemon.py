@@ -109,7 +109,9 @@ class RigClient:
 
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         kind = message.topic.rsplit("/", 1)[-1]
-        if message.topic != self.topics.rig(self.box, kind):
+        if message.topic not in {
+            self.topics.rig(self.box, k) for k in ("status", "events", "reply")
+        }:
             # amqtt hands a new subscriber retained messages of other topics (a collector's
             # presence, another box's status): they are not this box's, as the agent knows too.
             return
