@@ -131,11 +131,17 @@ def _read_line(prompt: str) -> str:
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     previous = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    # The session's own Ctrl-C handler is gone by now; whatever SIGINT's disposition was
+    # before the session (a parent may have left it ignored, as the session's handler
+    # overrode), Ctrl-C at this prompt means "no notes", as the docstring of ask_notes says.
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         sys.stdout.write(prompt)
         sys.stdout.flush()
         while True:
-            ready, _, _ = select.select([sys.stdin, wake_read], [], [])
+            # A timeout, so that a signal whose wake-up byte went to another thread's
+            # select is still noticed: the pending handler runs between bytecodes.
+            ready, _, _ = select.select([sys.stdin, wake_read], [], [], 0.2)
             if wake_read in ready:
                 os.read(wake_read, 64)  # the handler of the signal runs before the next line
             if sys.stdin in ready:
@@ -144,6 +150,7 @@ def _read_line(prompt: str) -> str:
                     raise EOFError
                 return line.rstrip("\n")
     finally:
+        signal.signal(signal.SIGINT, previous_handler)
         signal.set_wakeup_fd(previous)
         os.close(wake_read)
         os.close(wake_write)

@@ -6,6 +6,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ class Terminal:
         *,
         typing: bool = False,
         split_stderr: bool = False,
+        sigint_ignored: bool = False,
     ) -> None:
         self.master, slave = pty.openpty()
         self.process = subprocess.Popen(
@@ -40,6 +42,8 @@ class Terminal:
             stdin=slave if typing else subprocess.DEVNULL,
             stdout=slave,
             stderr=subprocess.PIPE if split_stderr else slave,
+            # As a shell leaves a background job: SIGINT ignored from the start.
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         os.close(slave)
         self.screen = b""
@@ -84,3 +88,7 @@ class Terminal:
             self.errors = self.process.stderr.read().decode()
             self.process.stderr.close()
         os.close(self.master)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

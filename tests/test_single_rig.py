@@ -248,11 +248,13 @@ def test_generate_config_round_trips_through_the_reader(tmp_path: Path) -> None:
     assert read_config(generate_config(tmp_path / "c.ini")) == TaskConfig()
 
 
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["default", "parent-ignored"])
 def test_on_a_rig_train_waits_for_enter_and_ctrl_c_at_the_notes_prompt_still_saves(
-    tmp_path: Path,
+    tmp_path: Path, sigint_ignored: bool
 ) -> None:
     """Not --sim, on a terminal: it waits for Enter, Ctrl-C ends the session as stopped, and a
-    second Ctrl-C at the notes prompt means "no notes", never a lost session."""
+    second Ctrl-C at the notes prompt means "no notes", never a lost session; also when the
+    parent left SIGINT ignored (the session's own handler overrides that, so must the prompt)."""
     env = {
         **os.environ,
         # The "real" pin factory, made of gpiozero's mock pins: no Pi in a test machine.
@@ -262,7 +264,7 @@ def test_on_a_rig_train_waits_for_enter_and_ctrl_c_at_the_notes_prompt_still_sav
     data = tmp_path / "data"
     terminal = Terminal(
         "agent.cli", ["train", "M9", "--data-dir", str(data), "--meta", "trainer=Matt"], env,
-        typing=True,
+        typing=True, sigint_ignored=sigint_ignored,
     )  # fmt: skip
     try:
         terminal.read_until(b"Press Enter to start")
