@@ -42,7 +42,7 @@ from agent.clock import EventLoop  # noqa: E402
 from agent.journal import Journal, JournalEntry  # noqa: E402
 from agent.mqtt import MqttLink, Outbox  # noqa: E402
 from agent.settings import BrokerSettings  # noqa: E402
-from controller.broker import start_local_broker  # noqa: E402
+from controller.demo.broker import start_local_broker  # noqa: E402
 from shared.broker_url import parse_broker_url  # noqa: E402
 from shared.documents import Reward, SessionStart  # noqa: E402
 from shared.protocol import Topics, parse_status  # noqa: E402

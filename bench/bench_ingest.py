@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from controller.broker import MosquittoBroker, start_local_broker  # noqa: E402
+from controller.demo.broker import MosquittoBroker, start_local_broker  # noqa: E402
 from shared.broker_url import BrokerSettings  # noqa: E402
 from shared.broker_url import broker_settings as parse_broker_url  # noqa: E402
 from shared.documents import dump_document  # noqa: E402

@@ -57,7 +57,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from controller.broker import LOOPBACK, MosquittoBroker  # noqa: E402
+from controller.demo.broker import LOOPBACK, MosquittoBroker  # noqa: E402
 from shared.sessionfile import read_sessions  # noqa: E402
 
 RIGS_PER_WORKER = 25

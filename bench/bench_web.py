@@ -46,8 +46,8 @@ from measure import cpu_seconds, percentile, rss_mb  # noqa: E402  # bench/ is t
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-from controller.broker import find_free_port, start_local_broker  # noqa: E402
 from controller.db import open_database  # noqa: E402
+from controller.demo.broker import find_free_port, start_local_broker  # noqa: E402
 from shared.broker_url import parse_broker_url  # noqa: E402
 from shared.protocol import Status, Topics, encode  # noqa: E402
 

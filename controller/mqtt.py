@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from controller.collectors import CollectorStatus, collector_filter, parse_collector_status
+from controller.collector.leases import CollectorStatus, collector_filter, parse_collector_status
 from controller.ids import new_client_id
 from controller.transport import BrokerError, Transport
 from shared.broker_url import BrokerSettings

@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from controller.broker import AmqttBroker, MosquittoBroker, find_free_port
 from controller.db import Database, open_database
+from controller.demo.broker import AmqttBroker, MosquittoBroker, find_free_port
 from shared.broker_url import BrokerSettings, broker_settings
 from shared.protocol import Topics
 

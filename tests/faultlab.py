@@ -29,8 +29,8 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.journal import Journal
-from controller.broker import MosquittoBroker, find_free_port, wait_for_port
 from controller.cli import app
+from controller.demo.broker import MosquittoBroker, find_free_port, wait_for_port
 from shared.errors import ReachlabError
 from shared.sessionfile import read_sessions
 from tests.test_e2e import Processes

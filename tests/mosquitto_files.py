@@ -27,7 +27,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from controller.broker import find_free_port, wait_for_port
+from controller.demo.broker import find_free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.journal import Journal
-from controller.broker import MosquittoBroker
+from controller.demo.broker import MosquittoBroker
 from shared.digest import session_digest
 from shared.documents import Document, SessionEnd, TrialEnd, build_session, parse_document
 from shared.sessionfile import read_sessions
@@ -177,10 +177,10 @@ def test_sessions_run_before_the_collector_ever_connected_are_collected_from_the
     a collector it has never seen, so every document of those sessions is gone from the
     wire. The rig's status lists them as uncommitted; the collector asks for them whole,
     stores them, commits them, and the rig prunes its journal."""
-    from controller.collector import Collector
+    from controller.collector.ingest import IngestSettings
+    from controller.collector.service import Collector
     from controller.db import open_database
     from controller.files import export_mice
-    from controller.ingest import IngestSettings
     from shared.broker_url import broker_settings as parse_url
     from shared.protocol import Topics
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.broker import (
+from controller.demo.broker import (
     LOOPBACK,
     AmqttBroker,
     BrokerStartError,

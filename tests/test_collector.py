@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from controller.collector import Collector
+from controller.collector.ingest import IngestSettings
+from controller.collector.presence import LAST_WILL
+from controller.collector.service import Collector
 from controller.db import Box, Database, DeadLetter, TrainingSession
 from controller.db import Document as DocumentRow
-from controller.ingest import IngestSettings
-from controller.presence import LAST_WILL
 from controller.store import complete_session_texts
 from controller.transport import Received, Transport
 from shared.broker_url import BrokerSettings

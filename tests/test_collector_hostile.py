@@ -15,10 +15,10 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import event, select
 
+from controller.collector.ingest import Ingest
 from controller.db import Box as BoxRow
 from controller.db import Database, DeadLetter, Stream
 from controller.db import Document as DocumentRow
-from controller.ingest import Ingest
 from shared.digest import session_digest
 from shared.documents import dump_document
 from shared.protocol import (

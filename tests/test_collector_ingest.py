@@ -1,6 +1,6 @@
 """The collector's core without a broker: documents in, rows and commands out.
 
-:class:`~controller.ingest.Ingest` is driven directly with raw messages, a
+:class:`~controller.collector.ingest.Ingest` is driven directly with raw messages, a
 list for a command sink and a clock the test moves, on SQLite and PostgreSQL.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from controller.collector.ingest import Incoming, Ingest, IngestSettings, RigCommand
 from controller.db import Box, Database, DeadLetter, TrainingSession, Trial
 from controller.db import Document as DocumentRow
-from controller.ingest import Incoming, Ingest, IngestSettings, RigCommand
 from controller.store import complete_session_texts
 from shared.documents import Document, dump_document
 from shared.protocol import CommittedCommand, Reply, ResendCommand, Status, Topics, encode

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.collector import Collector, subscriptions
-from controller.collectors import NO_COLLECTOR, CollectorRefused
+from controller.collector.leases import NO_COLLECTOR, CollectorRefused
+from controller.collector.service import Collector, subscriptions
 from controller.db import Database, open_database
 from controller.mqtt import LabLink
 from shared.broker_url import BrokerSettings

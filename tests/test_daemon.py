@@ -34,7 +34,7 @@ from agent.daemon import Agent
 from agent.journal import Journal
 from agent.settings import AgentSettings, BrokerSettings, read_rig_file, resolve
 from agent.status import StatusCommand
-from controller.broker import MosquittoBroker
+from controller.demo.broker import MosquittoBroker
 from shared.broker_url import parse_broker_url
 from shared.digest import session_digest
 from shared.documents import Document, SessionEnd, build_session, parse_document

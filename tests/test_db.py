@@ -68,8 +68,8 @@ def test_a_database_upgraded_mid_collection_carries_on_where_the_old_collector_s
     collector (which keeps nothing in memory) finishes a session the old one had begun."""
     from alembic import command
 
+    from controller.collector.ingest import Ingest
     from controller.db import create_database_engine
-    from controller.ingest import Ingest
     from controller.models import Stream
     from shared.documents import dump_document
     from shared.protocol import CommittedCommand, Topics
@@ -112,7 +112,7 @@ def test_a_database_upgraded_mid_collection_carries_on_where_the_old_collector_s
         def send(self, box: str, command: object) -> None:
             self.sent.append(command)
 
-    from controller.ingest import Incoming
+    from controller.collector.ingest import Incoming
 
     topics = Topics()
     Ingest(db, Sink(), topics=topics).handle(

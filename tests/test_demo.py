@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from controller.broker import MosquittoBroker
+from controller.demo.broker import MosquittoBroker
 from shared.sessionfile import read_sessions
 
 from .conftest import REPO

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from controller.broker import MosquittoBroker
 from controller.db import open_database
+from controller.demo.broker import MosquittoBroker
 from controller.husbandry.models import Calibration
 from controller.mqtt import LabLink
 from shared.broker_url import broker_settings as parse_broker_url

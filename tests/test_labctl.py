@@ -74,7 +74,7 @@ def labctl(tmp_path: Path, broker_url: str, topic_prefix: str) -> Labctl:
 
 
 def unused_port() -> int:
-    from controller.broker import find_free_port
+    from controller.demo.broker import find_free_port
 
     return find_free_port()
 
@@ -358,7 +358,7 @@ def test_recorded_sessions_and_imported_ones_export_in_training_order(
     write_sessions(tmp_path / "M1.json", old)
     recorded = synthetic_session(mouse="M1", trials=5)  # 2023
     db = open_database(labctl.env["LABCTL_DB"])
-    from controller.ingest import Incoming, Ingest
+    from controller.collector.ingest import Incoming, Ingest
     from shared.documents import dump_document
 
     class Sink:
@@ -410,7 +410,7 @@ def test_results_are_the_shared_analysis_of_the_stored_sessions(labctl: Labctl) 
 def test_dead_letters_lists_what_the_collector_could_not_use_newest_first(
     db_url: str, broker_url: str
 ) -> None:
-    from controller.ingest import Incoming, Ingest
+    from controller.collector.ingest import Incoming, Ingest
     from shared.protocol import Status, encode
 
     labctl = Labctl(db_url, broker_url, "unused")

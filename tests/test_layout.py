@@ -18,9 +18,11 @@ AGENT_MODULES = [
     "agent.train", "agent.utilities", "agent.runtime",
 ]  # fmt: skip
 CONTROLLER_MODULES = [
-    "controller.cli", "controller.collector", "controller.ingest", "controller.db",
-    "controller.demo", "controller.views", "controller.transport", "controller.broker",
-    "controller.mqtt", "controller.assembly", "controller.completion", "controller.presence",
+    "controller.cli", "controller.db", "controller.views", "controller.transport",
+    "controller.mqtt", "controller.demo.run", "controller.demo.broker",
+    "controller.collector.service", "controller.collector.ingest",
+    "controller.collector.assembly", "controller.collector.completion",
+    "controller.collector.presence",
 ]  # fmt: skip
 
 

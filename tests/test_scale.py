@@ -25,10 +25,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from controller.broker import MosquittoBroker
 from controller.cli import app
 from controller.db import Database, Stream, TrainingSession, open_database
 from controller.db import Document as DocumentRow
+from controller.demo.broker import MosquittoBroker
 from controller.mqtt import LabLink
 from controller.transport import Transport
 from shared.broker_url import broker_settings

@@ -26,9 +26,9 @@ import httpx2 as httpx
 import pytest
 from typer.testing import CliRunner
 
-from controller.broker import find_free_port
 from controller.cli import app as labctl_app
 from controller.db import open_database
+from controller.demo.broker import find_free_port
 from shared.protocol import Status, Topics
 
 from .conftest import REPO

@@ -24,8 +24,8 @@ pytest.importorskip("starlette", reason="the web extra is not installed")
 import httpx2 as httpx
 from starlette.testclient import TestClient
 
-from controller.broker import find_free_port
 from controller.db import Database, open_database
+from controller.demo.broker import find_free_port
 from controller.web.app import create_app
 from controller.web.live import LiveLab, Subscriber
 from shared.broker_url import broker_settings
@@ -209,7 +209,7 @@ def test_a_start_from_the_page_passes_labctls_weight_gate(
 
 @pytest.mark.broker
 def test_the_dashboard_follows_the_broker_away_and_back(sqlite_db: Database) -> None:
-    from controller.broker import MosquittoBroker
+    from controller.demo.broker import MosquittoBroker
 
     from .weblab import publish_status
 

@@ -24,8 +24,8 @@ app.add_typer(config_app, name="config")
 
 
 def _register_demo() -> None:
-    """``labctl demo`` lives with the rest of the demo, in :mod:`controller.demo`."""
-    from controller.demo import demo_command
+    """``labctl demo`` lives with the rest of the demo, in :mod:`controller.demo.run`."""
+    from controller.demo.run import demo_command
 
     app.command("demo")(demo_command)
 

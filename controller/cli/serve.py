@@ -50,9 +50,9 @@ def serve(
     ] = None,
 ) -> None:
     """The collector: store every rig's documents and status until SIGTERM or Ctrl-C."""
-    from controller.collector import Collector
-    from controller.collectors import CollectorRefused, check_collector_id
-    from controller.ingest import IngestSettings
+    from controller.collector.ingest import IngestSettings
+    from controller.collector.leases import CollectorRefused, check_collector_id
+    from controller.collector.service import Collector
     from shared.errors import ReachlabError
 
     state = state_of(ctx)

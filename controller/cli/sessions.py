@@ -139,7 +139,7 @@ def start(
     shift_waiting: list[Any] = []
     with state.link() as link:
         if not link.online_collectors():
-            from controller.collectors import NO_COLLECTOR
+            from controller.collector.leases import NO_COLLECTOR
 
             warn(NO_COLLECTOR)
         if shift is not None and cohort is not None:

@@ -99,7 +99,7 @@ def status(
         console().print(status_table(views))
         for line in notices.next_lines():
             say(line)
-    from controller.collectors import NO_COLLECTOR
+    from controller.collector.leases import NO_COLLECTOR
 
     if collectors and not as_json:
         say(collectors_line(collectors))
@@ -139,7 +139,7 @@ def monitor(
             with link.cond:
                 events = list(link.events)
             collectors = link.online_collectors()
-            from controller.collectors import NO_COLLECTOR
+            from controller.collector.leases import NO_COLLECTOR
 
             line = collectors_line(collectors) if collectors else f"WARNING: {NO_COLLECTOR}"
             with state.db().reader() as session:  # when a session ends: who goes in next

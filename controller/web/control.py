@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.collectors import NO_COLLECTOR
+from controller.collector.leases import NO_COLLECTOR
 from controller.db import Database
 from controller.husbandry.starts import finish_start, prepare_start
 from controller.mqtt import LabLink

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, Table, select, update
 
-from controller.assembly import STREAMS
-from controller.decode import RigCommand
+from controller.collector.assembly import STREAMS
+from controller.collector.decode import RigCommand
 from controller.ids import new_request_id
 from controller.models import Document as DocumentRow
 from controller.models import TrainingSession

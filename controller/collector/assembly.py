@@ -14,7 +14,7 @@ while this transaction decides:
 * **what is new**: ``INSERT ... ON CONFLICT (session_id, seq) DO NOTHING``; only
   what was inserted is counted, so duplicates from any collector change nothing.
 
-What is missing is asked for by :mod:`controller.resend`.
+What is missing is asked for by :mod:`controller.collector.resend`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from controller.decode import IngestSettings, dead_letter
+from controller.collector.decode import IngestSettings, dead_letter
 from controller.models import Document as DocumentRow
 from controller.models import Stream, TrainingSession
 from controller.store import ensure_mouse, insert_ignore

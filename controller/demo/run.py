@@ -26,7 +26,7 @@ Exit status: 0 when the sessions ran to their end; 130 after Ctrl-C or SIGTERM
 (the export is still written); 2 on an error: said first on stdout, before
 the wrap-up's output, and reported by labctl as one line on stderr
 (``labctl: error: ...``) after everything was stopped. The processes
-themselves are kept by :class:`controller.demolab.Lab`.
+themselves are kept by :class:`controller.demo.lab.Lab`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from controller.demolab import DemoError, Interrupted, Lab, clear_previous_run
+from controller.demo.lab import DemoError, Interrupted, Lab, clear_previous_run
 from shared.analysis import cohort_results, format_table
 from shared.errors import ReachlabError
 from shared.sessionfile import read_sessions

@@ -84,7 +84,7 @@ class Decoded:
     #: Box -> the newest time one of its documents arrived.
     event_at: dict[str, float] = field(default_factory=dict)
     #: Box -> when its status in ``statuses`` arrived, if live (not retained): its clock
-    #: then says how far the rig's clock is off (controller.presence).
+    #: then says how far the rig's clock is off (controller.collector.presence).
     status_at: dict[str, float] = field(default_factory=dict)
 
 

@@ -39,7 +39,8 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.collectors import (
+from controller.collector.ingest import Incoming, Ingest, IngestSettings, RigCommand
+from controller.collector.leases import (
     RENEW_S,
     CollectorStatus,
     Lease,
@@ -51,7 +52,6 @@ from controller.collectors import (
     take_lease,
 )
 from controller.db import Checkpointer, Database
-from controller.ingest import Incoming, Ingest, IngestSettings, RigCommand
 from controller.transport import Received, Transport, Will
 from shared.broker_url import BrokerSettings
 from shared.protocol import Topics, encode

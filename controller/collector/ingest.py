@@ -4,11 +4,11 @@ No broker here, and no memory of what the database holds: any number of
 collectors may run this against one database, each taking any share of the
 messages. :meth:`Ingest.handle` stores one batch in one transaction:
 
-* :mod:`controller.decode` sorts it and keeps what cannot be used as dead letters;
-* :mod:`controller.presence` writes what it says about boxes;
-* :mod:`controller.assembly` stores the documents, once each, into their streams;
-* :mod:`controller.resend` asks boxes for what is missing (from the tick);
-* replies confirm a ``committed`` (:mod:`controller.completion`) or end a resend.
+* :mod:`controller.collector.decode` sorts it and keeps what cannot be used as dead letters;
+* :mod:`controller.collector.presence` writes what it says about boxes;
+* :mod:`controller.collector.assembly` stores the documents, once each, into their streams;
+* :mod:`controller.collector.resend` asks boxes for what is missing (from the tick);
+* replies confirm a ``committed`` (:mod:`controller.collector.completion`) or end a resend.
 
 Commands (``resend``, ``committed``) go out through a :class:`CommandSink` only
 after the transaction that claimed them has committed. :meth:`Ingest.tick` times
@@ -26,10 +26,14 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.assembly import Assembly, copy_counts
-from controller.completion import commit_again, complete_one, on_commit_reply, unconfirmed_of
-from controller.db import Database
-from controller.decode import (
+from controller.collector.assembly import Assembly, copy_counts
+from controller.collector.completion import (
+    commit_again,
+    complete_one,
+    on_commit_reply,
+    unconfirmed_of,
+)
+from controller.collector.decode import (
     CommandSink,
     Decoded,
     Decoder,
@@ -38,9 +42,10 @@ from controller.decode import (
     RigCommand,
     dead_letter,
 )
+from controller.collector.presence import Presence
+from controller.collector.resend import Resender
+from controller.db import Database
 from controller.models import DeadLetter
-from controller.presence import Presence
-from controller.resend import Resender
 from shared.protocol import Topics
 
 __all__ = ["CommandSink", "Incoming", "Ingest", "IngestSettings", "RigCommand"]

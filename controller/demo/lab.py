@@ -2,7 +2,7 @@
 
 :class:`Lab` starts each child in its own session (so Ctrl-C reaches only the
 demo), writes every pid to ``DIR/processes.json``, runs labctl commands as a
-person would type them, and stops everything by pid. :mod:`controller.demo`
+person would type them, and stops everything by pid. :mod:`controller.demo.run`
 drives it through the demo's steps.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from controller.broker import AmqttBroker, BrokerStartError, MosquittoBroker, find_free_port
+from controller.demo.broker import AmqttBroker, BrokerStartError, MosquittoBroker, find_free_port
 from shared.errors import ReachlabError
 
 #: Where the demo's dashboard listens when the port is free (else any free port).

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, func, select, update
 from sqlalchemy.orm import aliased
 
-from controller.assembly import DOCUMENTS, SESSIONS, STREAMS
-from controller.decode import IngestSettings, RigCommand
+from controller.collector.assembly import DOCUMENTS, SESSIONS, STREAMS
+from controller.collector.decode import IngestSettings, RigCommand
 from controller.ids import new_request_id
 from controller.store import insert_ignore
 from shared.protocol import ResendCommand, Status

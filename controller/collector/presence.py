@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, case, select, update
 
-from controller.decode import Decoded
+from controller.collector.decode import Decoded
 from controller.models import Box
 from controller.store import insert_ignore
 from shared.errors import ProtocolError
