@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from agent.engine import Session
+from agent.engine import TaskEngine
 from agent.journal import CommitRefused, Journal, JournalError, SessionNotFound
 from agent.mqtt import Outbox
 from agent.runtime import RigRuntime
@@ -66,7 +66,7 @@ class RigAgent(Protocol):
     outbox: Outbox
     shutting_down: bool
 
-    def running_session(self) -> Session | None: ...
+    def running_session(self) -> TaskEngine | None: ...
 
     def begin_session(
         self,
@@ -76,7 +76,7 @@ class RigAgent(Protocol):
         session_id: str,
         metadata: dict[str, Any],
         carry_over: CarryOver | None,
-    ) -> Session: ...
+    ) -> TaskEngine: ...
 
     def publish_status(self, force: bool = False) -> None: ...
 

@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from agent.commands import Commands
-from agent.engine import Session
+from agent.engine import TaskEngine
 from agent.journal import Journal, JournalEntry, JournalError
 from agent.mqtt import MqttLink, Outbox
 from agent.runtime import RigRuntime
@@ -35,12 +35,12 @@ from shared.carryover import CarryOver
 from shared.config import TaskConfig
 from shared.documents import Document, TrialEnd
 from shared.errors import ReachlabError
+from shared.outcomes import outcome_name
 from shared.protocol import RigState, Status, Topics, encode
 from shared.sessionfile import append_session, mouse_file_path
 
 log = logging.getLogger("labagent")
 
-OUTCOMES = {0: "missed", 1: "correct", 2: "incorrect"}
 #: Wall seconds a shutdown waits for the broker to acknowledge the last documents;
 #: whatever is still unacknowledged is replayed at the next start.
 SHUTDOWN_GRACE_S = 3.0
@@ -73,12 +73,11 @@ class Agent:
         except BaseException:
             self.runtime.close()
             raise
-        self.session: Session | None = None
+        self.session: TaskEngine | None = None
         self.state: RigState = "idle"
         self.shutting_down = False
         self._fatal: BaseException | None = None
         self._link_up = False
-        self._correct = 0
         self._last_status = 0.0
         self.commands = Commands(self)
         try:
@@ -248,18 +247,18 @@ class Agent:
             self.fail(exc)
             return
         if isinstance(doc, TrialEnd):
-            self._correct += doc.outcome == 1
-            mouse = self.session.mouse if self.session is not None else "?"
-            log.info(
-                "%s trial %d: %s (%d correct)",
-                mouse,
-                doc.trial + 1,
-                OUTCOMES[doc.outcome],
-                self._correct,
-            )
+            if self.session is not None:
+                # The engine folds each document before handing it here: its count has it.
+                log.info(
+                    "%s trial %d: %s (%d correct)",
+                    self.session.mouse,
+                    doc.trial + 1,
+                    outcome_name(doc.outcome),
+                    self.session.builder.tally.counts()["correct"],
+                )
             self.publish_status()
 
-    def _session_ended(self, session: Session) -> None:
+    def _session_ended(self, session: TaskEngine) -> None:
         end = session.builder.end
         counts = end.counts if end is not None else {}
         log.info(
@@ -337,7 +336,7 @@ class Agent:
 
     # ------------------------------------------------------------------ what commands use
 
-    def running_session(self) -> Session | None:
+    def running_session(self) -> TaskEngine | None:
         session = self.session
         return session if session is not None and not session.ended else None
 
@@ -349,7 +348,7 @@ class Agent:
         session_id: str,
         metadata: dict[str, Any],
         carry_over: CarryOver | None,
-    ) -> Session:
+    ) -> TaskEngine:
         """A new session on this rig, journalled and published as it runs; not started yet."""
         session = self.runtime.new_session(
             config=config,
@@ -362,7 +361,6 @@ class Agent:
         )
         session.on_end.append(self._session_ended)
         self.session = session
-        self._correct = 0
         self.state = "running"
         return session
 

@@ -1,9 +1,9 @@
 """The reach task engine (DESIGN §3): an event-driven state machine on an injected clock.
 
-A :class:`Session` reacts to three things only: paw sensor edges, spout touch
+A :class:`TaskEngine` reacts to three things only: paw sensor edges, spout touch
 edges and its own timers. It never reads the wall clock, never sleeps and
 never polls. Everything it records leaves as session documents through
-``sink``; ``Session.data`` is the session dict folded from those same
+``sink``; ``TaskEngine.data`` is the session dict folded from those same
 documents by :class:`~shared.documents.SessionBuilder`, so the controller,
 folding the same documents, rebuilds exactly the same dict.
 """
@@ -13,8 +13,6 @@ from __future__ import annotations
 import enum
 import logging
 import random
-import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -22,6 +20,7 @@ from typing import Any, Protocol
 from shared import SOFTWARE_VERSION
 from shared.carryover import CarryOver
 from shared.config import TaskConfig
+from shared.days import session_day
 from shared.documents import (
     CueChanged,
     Document,
@@ -37,7 +36,9 @@ from shared.documents import (
     TrialStart,
 )
 from shared.errors import HardwareError, ReachlabError
-from shared.sessionfile import CORRECT, INCORRECT, MISSED, SessionStatus
+from shared.ids import new_session_id
+from shared.outcomes import CORRECT, INCORRECT, MISSED, is_reward
+from shared.sessionfile import SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +101,7 @@ class RigIO(Protocol):
 Sink = Callable[[Document], None]
 
 
-def new_session_id() -> str:
-    """A unique, sortable-enough session id."""
-    return uuid.uuid4().hex
-
-
-def local_date(t: float) -> str:
-    """The local ``%Y-%m-%d`` date of Unix time ``t``, as the original library wrote it."""
-    return time.strftime("%Y-%m-%d", time.localtime(t))
-
-
-class Session:
+class TaskEngine:
     """One training session of one mouse on one rig.
 
     Create it, then ``start()``; it ends by itself when ``config.duration`` has
@@ -137,13 +128,13 @@ class Session:
         self.rig = rig
         self.mouse = mouse
         self.box = box
-        self.session_id = session_id or new_session_id()
+        self.session_id = session_id or new_session_id(box)
         self.metadata = dict(metadata or {})
         self.carry_over = carry_over
         self.rng = rng or random.Random()
         self._sinks: list[Sink] = [sink] if sink is not None else []
         self.builder = SessionBuilder()
-        self.on_end: list[Callable[[Session], None]] = []
+        self.on_end: list[Callable[[TaskEngine], None]] = []
 
         self.state = State.READY
         self.seq = 0
@@ -378,7 +369,7 @@ class Session:
         self._emit(TrialEnd, t=end, trial=self.trial - 1, outcome=outcome)
         self.windows[spout].append(outcome)
         self._trials_since_advance += 1
-        if outcome == CORRECT:
+        if is_reward(outcome):
             self._reward(spout, end)
             self._spout = self.rng.randint(0, 1)
         # After a missed or incorrect trial the same spout comes again: a correction trial.
@@ -425,7 +416,7 @@ class Session:
             status=status,
             end_time=now,
             duration=round(now - self.start_time, 6),
-            date=local_date(self.start_time),
+            date=session_day(self.start_time),
             notes=notes if isinstance(notes, str) else None,
             counts=self.builder.tally.counts(),
         )

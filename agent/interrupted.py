@@ -9,10 +9,10 @@ every trial that was recorded, so the controller can complete the session.
 
 from __future__ import annotations
 
-from agent.engine import local_date
+from shared.days import session_day
 from shared.documents import Document, SessionBuilder, SessionEnd, SessionStart
 from shared.errors import ProtocolError
-from shared.sessionfile import CORRECT, INCORRECT, MISSED
+from shared.outcomes import CORRECT, INCORRECT, MISSED
 
 
 def aborted_end(docs: list[Document]) -> SessionEnd:
@@ -43,7 +43,7 @@ def aborted_end(docs: list[Document]) -> SessionEnd:
         status="aborted",
         end_time=last.t,
         duration=round(last.t - start.t, 6),
-        date=local_date(start.t),
+        date=session_day(start.t),
         notes=notes if isinstance(notes, str) else None,
         counts=counts,
     )

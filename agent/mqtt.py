@@ -1,5 +1,6 @@
-"""The agent's side of MQTT: :class:`MqttLink`, the one place that touches paho, and
-:class:`Outbox`, which publishes the journal's documents through it.
+"""The agent's side of MQTT: the one place that touches paho, and the journal's outbox.
+
+:class:`MqttLink` wraps paho; :class:`Outbox` publishes the journal's documents through it.
 
 Threading: paho runs its network loop on its own thread (``loop_start``).
 Every paho callback only hands work to the task loop through ``dispatch``

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.clock import EventLoop
-from agent.engine import Session, Sink
+from agent.engine import Sink, TaskEngine
 from agent.hardware import PinMap, Rig, mock_pin_factory, real_pin_factory
 from agent.sim import MouseProfile, SimulatedMouse
 from shared.carryover import CarryOver
@@ -79,7 +79,7 @@ class RigRuntime:
         metadata: dict[str, Any] | None = None,
         carry_over: CarryOver | None = None,
         sink: Sink | None = None,
-    ) -> Session:
+    ) -> TaskEngine:
         """A session on this rig; the simulated mouse (if any) sits down when it starts.
 
         The task clock is set to the calendar first: a scaled clock has run ahead
@@ -92,7 +92,7 @@ class RigRuntime:
             self.loop.rebase(self.calendar())
         rng_seed = None if self.seed is None else self.seed * 1000 + self.sessions_run
         self.sessions_run += 1
-        session = Session(
+        session = TaskEngine(
             config=config,
             clock=self.loop,
             rig=self.rig,
@@ -110,7 +110,7 @@ class RigRuntime:
             sim_mouse.start()
         return session
 
-    def run_session(self, session: Session) -> dict[str, Any]:
+    def run_session(self, session: TaskEngine) -> dict[str, Any]:
         """Start ``session`` and run the loop on this thread until it ends."""
         session.start()
         self.loop.run(until=lambda: session.ended, idle_exit=self.loop.virtual)

@@ -21,13 +21,13 @@ from agent.hardware import PinMap
 from agent.sim import MouseProfile
 from shared.analysis import format_table, session_results
 from shared.config import generate_config, parse_meta, read_config
-from shared.documents import Document, SessionStart, TrialEnd
+from shared.documents import Document, SessionStart, Tally, TrialEnd
 from shared.errors import ConfigError
 from shared.ids import check_mouse_id
+from shared.outcomes import outcome_name
 from shared.sessionfile import mouse_file_path
 
 log = logging.getLogger("labagent")
-OUTCOMES = {0: "missed", 1: "correct", 2: "incorrect"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,21 +162,20 @@ class TrialLogger:
     def __init__(self, mouse_id: str, quiet: bool) -> None:
         self.mouse_id = mouse_id
         self.quiet = quiet
-        self.correct = 0
+        self.tally = Tally()
 
     def __call__(self, doc: Document) -> None:
+        self.tally.add(doc)
         if isinstance(doc, SessionStart):
             log.info("%s: session %s started (Ctrl-C ends it)", self.mouse_id, doc.session_id)
-        elif isinstance(doc, TrialEnd):
-            self.correct += doc.outcome == 1
-            if not self.quiet:
-                log.info(
-                    "%s trial %d: %s (%d correct)",
-                    self.mouse_id,
-                    doc.trial + 1,
-                    OUTCOMES[doc.outcome],
-                    self.correct,
-                )
+        elif isinstance(doc, TrialEnd) and not self.quiet:
+            log.info(
+                "%s trial %d: %s (%d correct)",
+                self.mouse_id,
+                doc.trial + 1,
+                outcome_name(doc.outcome),
+                self.tally.counts()["correct"],
+            )
 
 
 class ConfigCommand:

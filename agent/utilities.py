@@ -1,5 +1,6 @@
-"""The rig's hardware check commands: test-sensors, toggle-solenoids, toggle-leds, dispense,
-step-actuators. Each runs on this Pi's GPIO, or on mock pins with ``--sim``.
+"""The rig's hardware check commands, on this Pi's GPIO or on mock pins with ``--sim``.
+
+test-sensors, toggle-solenoids, toggle-leds, dispense, step-actuators.
 """
 
 from __future__ import annotations

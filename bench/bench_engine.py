@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from measure import percentile  # bench/ is the script's folder
 
 from agent.clock import EventLoop
-from agent.engine import Session
+from agent.engine import TaskEngine
 from agent.hardware import PinMap, Rig, mock_pin_factory
 from agent.runtime import RigRuntime
 from shared.config import TaskConfig
@@ -92,7 +92,7 @@ def bench_touch_to_reward(count: int) -> list[float]:
         rig.solenoids[spout].pin.watchers.append(on_solenoid)
     for paw in rig.paws:
         paw.pin.drive_high()
-    session = Session(config=config, clock=loop, rig=rig)
+    session = TaskEngine(config=config, clock=loop, rig=rig)
     loop.call_soon_threadsafe(session.start)
     thread = threading.Thread(target=loop.run, kwargs={"idle_exit": False}, daemon=True)
     thread.start()

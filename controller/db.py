@@ -48,8 +48,8 @@ from controller.models import (
     CohortMember,
     CollectorLease,
     DeadLetter,
-    Document,
     Mouse,
+    StoredDocument,
     Stream,
     TrainingSession,
     Trial,
@@ -77,10 +77,11 @@ __all__ = [
     "Database",
     "DatabaseError",
     "DeadLetter",
-    "Document",
     "Mouse",
+    "StoredDocument",
     "Stream",
     "TrainingSession",
+    "Transaction",
     "Trial",
     "alembic_config",
     "create_database_engine",
@@ -93,6 +94,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("labctl.db")
+
+#: The database transaction every controller function that reads or writes rows takes, as
+#: ``tx``: one SQLAlchemy ORM session, committed or rolled back as a whole.
+Transaction = Session
 
 #: The Alembic head this code expects; a test checks it against the migrations.
 SCHEMA_REVISION = "0004_box_clock"
@@ -169,13 +174,13 @@ class Database:
         self.durable_engine = engine.execution_options(sqlite_synchronous="FULL")
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> Iterator[Transaction]:
         """A write transaction: committed at the end of the block, rolled back on error."""
-        with self._writer.begin() as session:
-            yield session
+        with self._writer.begin() as tx:
+            yield tx
 
     @contextlib.contextmanager
-    def reader(self) -> Iterator[Session]:
+    def reader(self) -> Iterator[Transaction]:
         """A read-only session that does not take SQLite's write lock."""
         # Closing (not committing) ends the read; loaded objects stay readable, detached.
         with self._reader() as session:

@@ -1,7 +1,7 @@
 """The lab's records: mice, boxes, which mouse is on which box, and cohorts.
 
-Every function takes an ORM :class:`~sqlalchemy.orm.Session` inside the
-caller's transaction and raises :class:`LabError` (one line, naming the
+Every function takes the database transaction ``tx`` (:data:`controller.db.Transaction`) of the
+caller and raises :class:`LabError` (one line, naming the
 mouse, box or cohort) for a person's mistake. Nothing here talks to a broker:
 where a rule depends on what runs on the rigs (a mouse whose session runs
 stays on its box), the caller passes the boxes' statuses in.
@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from controller.db import Assignment, Box, Cohort, CohortMember, Mouse, TrainingSession
-from shared.errors import InvalidIdError, ProtocolError, ReachlabError
+from controller.db import Assignment, Box, Cohort, CohortMember, Mouse, TrainingSession, Transaction
+from shared.errors import InvalidIdError, ReachlabError
 from shared.ids import check_box_id, check_mouse_id
-from shared.protocol import Status, parse_status
+from shared.protocol import OFFLINE, Status, status_or_none
 
 COHORT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: A box in one of these states has a session that has not ended yet.
@@ -43,8 +42,8 @@ def check_cohort_name(name: str) -> str:
 # ---------------------------------------------------------------- mice and boxes
 
 
-def get_mouse(session: Session, mouse_id: str) -> Mouse:
-    mouse = session.get(Mouse, check_mouse_id(mouse_id))
+def get_mouse(tx: Transaction, mouse_id: str) -> Mouse:
+    mouse = tx.get(Mouse, check_mouse_id(mouse_id))
     if mouse is None:
         raise LabError(
             f"unknown mouse {mouse_id!r}: add it with `labctl mouse add {mouse_id}` "
@@ -53,19 +52,19 @@ def get_mouse(session: Session, mouse_id: str) -> Mouse:
     return mouse
 
 
-def add_mouse(session: Session, mouse_id: str, notes: str = "") -> tuple[Mouse, bool]:
+def add_mouse(tx: Transaction, mouse_id: str, notes: str = "") -> tuple[Mouse, bool]:
     """The mouse, and whether it was created now."""
-    mouse = session.get(Mouse, check_mouse_id(mouse_id))
+    mouse = tx.get(Mouse, check_mouse_id(mouse_id))
     if mouse is not None:
         return mouse, False
     mouse = Mouse(id=mouse_id, created_at=time.time(), notes=notes)
-    session.add(mouse)
-    session.flush()
+    tx.add(mouse)
+    tx.flush()
     return mouse, True
 
 
-def get_box(session: Session, box_id: str) -> Box:
-    box = session.get(Box, check_box_id(box_id))
+def get_box(tx: Transaction, box_id: str) -> Box:
+    box = tx.get(Box, check_box_id(box_id))
     if box is None:
         raise LabError(
             f"unknown box {box_id!r}: no box of that id has reported to the collector "
@@ -74,13 +73,13 @@ def get_box(session: Session, box_id: str) -> Box:
     return box
 
 
-def add_box(session: Session, box_id: str) -> tuple[Box, bool]:
-    box = session.get(Box, check_box_id(box_id))
+def add_box(tx: Transaction, box_id: str) -> tuple[Box, bool]:
+    box = tx.get(Box, check_box_id(box_id))
     if box is not None:
         return box, False
     box = Box(id=box_id, created_at=time.time(), state="offline")
-    session.add(box)
-    session.flush()
+    tx.add(box)
+    tx.flush()
     return box, True
 
 
@@ -88,24 +87,24 @@ def add_box(session: Session, box_id: str) -> tuple[Box, bool]:
 
 
 def open_assignment(
-    session: Session, *, mouse_id: str | None = None, box_id: str | None = None
+    tx: Transaction, *, mouse_id: str | None = None, box_id: str | None = None
 ) -> Assignment | None:
     stmt = select(Assignment).where(Assignment.ended_at.is_(None))
     if mouse_id is not None:
         stmt = stmt.where(Assignment.mouse_id == mouse_id)
     if box_id is not None:
         stmt = stmt.where(Assignment.box_id == box_id)
-    return session.scalars(stmt).first()
+    return tx.scalars(stmt).first()
 
 
-def box_of(session: Session, mouse_id: str) -> str | None:
-    assignment = open_assignment(session, mouse_id=mouse_id)
+def box_of(tx: Transaction, mouse_id: str) -> str | None:
+    assignment = open_assignment(tx, mouse_id=mouse_id)
     return assignment.box_id if assignment else None
 
 
-def assignments_by_box(session: Session) -> dict[str, str]:
+def assignments_by_box(tx: Transaction) -> dict[str, str]:
     """Box id -> the mouse on it now."""
-    rows = session.execute(
+    rows = tx.execute(
         select(Assignment.box_id, Assignment.mouse_id).where(Assignment.ended_at.is_(None))
     )
     return {box: mouse for box, mouse in rows}
@@ -124,12 +123,12 @@ class AssignResult:
 
 
 def assign_takes_off(
-    session: Session, mouse_id: str, box_id: str, *, move: bool, replace: bool
+    tx: Transaction, mouse_id: str, box_id: str, *, move: bool, replace: bool
 ) -> list[str]:
     """The mice this assignment would take off a box (the mouse moved, the mouse replaced):
     the caller then fetches the boxes' statuses for :func:`assign`."""
-    current = box_of(session, check_mouse_id(mouse_id))
-    occupant = open_assignment(session, box_id=check_box_id(box_id))
+    current = box_of(tx, check_mouse_id(mouse_id))
+    occupant = open_assignment(tx, box_id=check_box_id(box_id))
     out = []
     if move and current is not None and current != box_id:
         out.append(mouse_id)
@@ -139,7 +138,7 @@ def assign_takes_off(
 
 
 def assign(
-    session: Session,
+    tx: Transaction,
     mouse_id: str,
     box_id: str,
     *,
@@ -155,7 +154,7 @@ def assign(
     :func:`unassign`, since its session would go on where it no longer belongs."""
     check_mouse_id(mouse_id)
     check_box_id(box_id)
-    for taken in assign_takes_off(session, mouse_id, box_id, move=move, replace=replace):
+    for taken in assign_takes_off(tx, mouse_id, box_id, move=move, replace=replace):
         running = running_box(statuses or {}, taken)
         if running is not None:
             raise LabError(
@@ -164,13 +163,13 @@ def assign(
             )
     now = time.time()
     result = AssignResult(mouse=mouse_id, box=box_id)
-    _, result.created_mouse = add_mouse(session, mouse_id)
-    _, result.created_box = add_box(session, box_id)
-    current = open_assignment(session, mouse_id=mouse_id)
+    _, result.created_mouse = add_mouse(tx, mouse_id)
+    _, result.created_box = add_box(tx, box_id)
+    current = open_assignment(tx, mouse_id=mouse_id)
     if current is not None and current.box_id == box_id:
         result.already = True
         return result
-    occupant = open_assignment(session, box_id=box_id)
+    occupant = open_assignment(tx, box_id=box_id)
     if current is not None and not move:
         raise LabError(
             f"mouse {mouse_id} is on box {current.box_id}; pass --move to move it to box {box_id}"
@@ -186,26 +185,26 @@ def assign(
     if occupant is not None:
         occupant.ended_at = now
         result.replaced = occupant.mouse_id
-    session.flush()  # the partial unique indexes need the old rows closed first
-    session.add(Assignment(mouse_id=mouse_id, box_id=box_id, started_at=now))
-    session.flush()
+    tx.flush()  # the partial unique indexes need the old rows closed first
+    tx.add(Assignment(mouse_id=mouse_id, box_id=box_id, started_at=now))
+    tx.flush()
     return result
 
 
-def unassign(session: Session, mouse_id: str, *, statuses: Mapping[str, Status]) -> str:
+def unassign(tx: Transaction, mouse_id: str, *, statuses: Mapping[str, Status]) -> str:
     """Take the mouse off its box; returns the box.
 
     ``statuses`` are the boxes' statuses (live, or the last recorded): a mouse
     whose session still runs on a box is refused, since its session would go
     on with nobody assigned to it."""
-    get_mouse(session, mouse_id)
+    get_mouse(tx, mouse_id)
     running = running_box(statuses, mouse_id)
     if running is not None:
         raise LabError(
             f"mouse {mouse_id} has a session running on box {running}: stop it first "
             f"(`labctl stop {mouse_id}`) or pass --stop"
         )
-    current = open_assignment(session, mouse_id=mouse_id)
+    current = open_assignment(tx, mouse_id=mouse_id)
     if current is None:
         raise LabError(f"mouse {mouse_id} is not on any box")
     current.ended_at = time.time()
@@ -223,22 +222,19 @@ def running_box(statuses: Mapping[str, Status], mouse_id: str) -> str | None:
     return None
 
 
-def recorded_statuses(session: Session) -> dict[str, Status]:
+def recorded_statuses(tx: Transaction) -> dict[str, Status]:
     """Each box's last status as the collector recorded it, for when the broker is away."""
     out: dict[str, Status] = {}
-    for box in session.scalars(select(Box).where(Box.state != "offline")):
-        if not box.status:
-            continue
-        try:
-            out[box.id] = parse_status(box.status)
-        except ProtocolError:
-            continue  # kept as received; an unreadable one tells nothing
+    for box in tx.scalars(select(Box).where(Box.state != OFFLINE)):
+        status = status_or_none(box.status)
+        if status is not None:
+            out[box.id] = status
     return out
 
 
-def assignment_history(session: Session, mouse_id: str) -> list[Assignment]:
+def assignment_history(tx: Transaction, mouse_id: str) -> list[Assignment]:
     return list(
-        session.scalars(
+        tx.scalars(
             select(Assignment)
             .where(Assignment.mouse_id == mouse_id)
             .order_by(Assignment.started_at, Assignment.id)
@@ -249,17 +245,17 @@ def assignment_history(session: Session, mouse_id: str) -> list[Assignment]:
 # ---------------------------------------------------------------- cohorts
 
 
-def get_cohort(session: Session, name: str) -> Cohort:
-    cohort = session.get(Cohort, check_cohort_name(name))
+def get_cohort(tx: Transaction, name: str) -> Cohort:
+    cohort = tx.get(Cohort, check_cohort_name(name))
     if cohort is None:
         raise LabError(f"unknown cohort {name!r}: `labctl cohort list` shows the cohorts")
     return cohort
 
 
-def cohort_members(session: Session, name: str) -> list[str]:
-    get_cohort(session, name)
+def cohort_members(tx: Transaction, name: str) -> list[str]:
+    get_cohort(tx, name)
     return list(
-        session.scalars(
+        tx.scalars(
             select(CohortMember.mouse_id)
             .where(CohortMember.cohort_name == name)
             .order_by(CohortMember.position, CohortMember.mouse_id)
@@ -267,17 +263,17 @@ def cohort_members(session: Session, name: str) -> list[str]:
     )
 
 
-def unknown_mice(session: Session, mice: list[str]) -> list[str]:
+def unknown_mice(tx: Transaction, mice: list[str]) -> list[str]:
     """The mice (in the order given, once each) the lab does not know yet."""
     ids = [check_mouse_id(m) for m in dict.fromkeys(mice)]
-    known = set(session.scalars(select(Mouse.id).where(Mouse.id.in_(ids))))
+    known = set(tx.scalars(select(Mouse.id).where(Mouse.id.in_(ids))))
     return [m for m in ids if m not in known]
 
 
-def _refuse_unknown(session: Session, mice: list[str], create_mice: bool) -> None:
+def _refuse_unknown(tx: Transaction, mice: list[str], create_mice: bool) -> None:
     # A cohort is usually made of mice already assigned; a new name is more often a typo
     # than a new mouse, so creating one must be asked for.
-    unknown = unknown_mice(session, mice)
+    unknown = unknown_mice(tx, mice)
     if unknown and not create_mice:
         raise LabError(
             f"unknown {'mice' if len(unknown) > 1 else 'mouse'} {', '.join(unknown)}: "
@@ -286,65 +282,63 @@ def _refuse_unknown(session: Session, mice: list[str], create_mice: bool) -> Non
 
 
 def create_cohort(
-    session: Session, name: str, mice: list[str], *, create_mice: bool = False
+    tx: Transaction, name: str, mice: list[str], *, create_mice: bool = False
 ) -> list[str]:
     """Create the cohort; returns the mice that were new to the lab.
 
     Mice the lab does not know are refused (nothing is created) unless ``create_mice``."""
     check_cohort_name(name)
-    _refuse_unknown(session, mice, create_mice)
-    if session.get(Cohort, name) is not None:
+    _refuse_unknown(tx, mice, create_mice)
+    if tx.get(Cohort, name) is not None:
         raise LabError(
             f"cohort {name} already exists; add mice with `labctl cohort add {name} MOUSE...`"
         )
-    session.add(Cohort(name=name, created_at=time.time()))
-    session.flush()
-    return add_to_cohort(session, name, mice, create_mice=create_mice)
+    tx.add(Cohort(name=name, created_at=time.time()))
+    tx.flush()
+    return add_to_cohort(tx, name, mice, create_mice=create_mice)
 
 
 def add_to_cohort(
-    session: Session, name: str, mice: list[str], *, create_mice: bool = False
+    tx: Transaction, name: str, mice: list[str], *, create_mice: bool = False
 ) -> list[str]:
     """Add mice; returns the mice that were new to the lab (unknown ones need ``create_mice``)."""
-    get_cohort(session, name)
-    _refuse_unknown(session, mice, create_mice)
+    get_cohort(tx, name)
+    _refuse_unknown(tx, mice, create_mice)
     created = []
     position = (
-        session.scalar(
-            select(func.max(CohortMember.position)).where(CohortMember.cohort_name == name)
-        )
+        tx.scalar(select(func.max(CohortMember.position)).where(CohortMember.cohort_name == name))
         or 0
     )
-    present = set(cohort_members(session, name))
+    present = set(cohort_members(tx, name))
     for mouse_id in dict.fromkeys(mice):  # keep the order, drop repeats
-        if add_mouse(session, mouse_id)[1]:
+        if add_mouse(tx, mouse_id)[1]:
             created.append(mouse_id)
         if mouse_id in present:
             continue
         position += 1
-        session.add(CohortMember(cohort_name=name, mouse_id=mouse_id, position=position))
-    session.flush()
+        tx.add(CohortMember(cohort_name=name, mouse_id=mouse_id, position=position))
+    tx.flush()
     return created
 
 
-def remove_from_cohort(session: Session, name: str, mice: list[str]) -> None:
-    members = set(cohort_members(session, name))
+def remove_from_cohort(tx: Transaction, name: str, mice: list[str]) -> None:
+    members = set(cohort_members(tx, name))
     for mouse_id in mice:
         if mouse_id not in members:
             raise LabError(f"mouse {mouse_id} is not in cohort {name}")
-        member = session.get(CohortMember, (name, mouse_id))
+        member = tx.get(CohortMember, (name, mouse_id))
         if member is not None:
-            session.delete(member)
+            tx.delete(member)
 
 
-def list_cohorts(session: Session) -> list[tuple[str, list[str]]]:
-    names = session.scalars(select(Cohort.name).order_by(Cohort.name))
-    return [(name, cohort_members(session, name)) for name in names]
+def list_cohorts(tx: Transaction) -> list[tuple[str, list[str]]]:
+    names = tx.scalars(select(Cohort.name).order_by(Cohort.name))
+    return [(name, cohort_members(tx, name)) for name in names]
 
 
-def cohorts_of(session: Session, mouse_id: str) -> list[str]:
+def cohorts_of(tx: Transaction, mouse_id: str) -> list[str]:
     return list(
-        session.scalars(
+        tx.scalars(
             select(CohortMember.cohort_name)
             .where(CohortMember.mouse_id == mouse_id)
             .order_by(CohortMember.cohort_name)
@@ -365,11 +359,11 @@ class MouseSummary:
     notes: str
 
 
-def mouse_summaries(session: Session, mice: list[str] | None = None) -> list[MouseSummary]:
-    ids = mice if mice is not None else list(session.scalars(select(Mouse.id).order_by(Mouse.id)))
-    boxes = {mouse: box for box, mouse in assignments_by_box(session).items()}
+def mouse_summaries(tx: Transaction, mice: list[str] | None = None) -> list[MouseSummary]:
+    ids = mice if mice is not None else list(tx.scalars(select(Mouse.id).order_by(Mouse.id)))
+    boxes = {mouse: box for box, mouse in assignments_by_box(tx).items()}
     counts = dict(
-        session.execute(
+        tx.execute(
             select(TrainingSession.mouse_id, func.count())
             .where(TrainingSession.complete.is_(True))
             .group_by(TrainingSession.mouse_id)
@@ -377,8 +371,8 @@ def mouse_summaries(session: Session, mice: list[str] | None = None) -> list[Mou
     )
     out = []
     for mouse_id in ids:
-        mouse = get_mouse(session, mouse_id)
-        last_date = session.scalar(
+        mouse = get_mouse(tx, mouse_id)
+        last_date = tx.scalar(
             select(TrainingSession.date)
             .where(TrainingSession.mouse_id == mouse_id, TrainingSession.complete.is_(True))
             .order_by(TrainingSession.position.desc(), TrainingSession.id.desc())
@@ -388,7 +382,7 @@ def mouse_summaries(session: Session, mice: list[str] | None = None) -> list[Mou
             MouseSummary(
                 mouse=mouse_id,
                 box=boxes.get(mouse_id),
-                cohorts=cohorts_of(session, mouse_id),
+                cohorts=cohorts_of(tx, mouse_id),
                 sessions=int(counts.get(mouse_id, 0)),
                 last_date=last_date,
                 notes=mouse.notes,
@@ -397,10 +391,10 @@ def mouse_summaries(session: Session, mice: list[str] | None = None) -> list[Mou
     return out
 
 
-def session_rows(session: Session, mouse_id: str) -> list[TrainingSession]:
+def session_rows(tx: Transaction, mouse_id: str) -> list[TrainingSession]:
     """Every session of the mouse (also those still being collected), in training order."""
     return list(
-        session.scalars(
+        tx.scalars(
             select(TrainingSession)
             .where(TrainingSession.mouse_id == mouse_id)
             .order_by(TrainingSession.position, TrainingSession.id)
@@ -408,13 +402,13 @@ def session_rows(session: Session, mouse_id: str) -> list[TrainingSession]:
     )
 
 
-def all_mice(session: Session) -> list[str]:
-    return list(session.scalars(select(Mouse.id).order_by(Mouse.id)))
+def all_mice(tx: Transaction) -> list[str]:
+    return list(tx.scalars(select(Mouse.id).order_by(Mouse.id)))
 
 
-def assigned_mice(session: Session) -> list[str]:
+def assigned_mice(tx: Transaction) -> list[str]:
     """Every mouse that is on a box now, in box order."""
-    pairs = sorted(assignments_by_box(session).items(), key=lambda kv: box_sort_key(kv[0]))
+    pairs = sorted(assignments_by_box(tx).items(), key=lambda kv: box_sort_key(kv[0]))
     return [mouse for _, mouse in pairs]
 
 

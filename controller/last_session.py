@@ -43,7 +43,7 @@ def last_sessions(db: Database) -> dict[str, LastSession]:
         latest,
         and_(TrainingSession.box == latest.c.box, TrainingSession.position == latest.c.position),
     )
-    with db.reader() as session:
+    with db.reader() as tx:
         return {
             row.box: LastSession(
                 mouse=row.mouse_id,
@@ -53,7 +53,7 @@ def last_sessions(db: Database) -> dict[str, LastSession]:
                 status=row.status,
                 ended_at=row.end_time,
             )
-            for row in session.scalars(query)
+            for row in tx.scalars(query)
             if row.box is not None
         }
 

@@ -169,7 +169,7 @@ class TrainingSession(Base):
     problem: Mapped[str | None] = mapped_column(Text)
 
 
-class Document(Base):
+class StoredDocument(Base):
     """A session document exactly as it arrived (``body``), unique per session and seq."""
 
     __tablename__ = "documents"

@@ -1,6 +1,6 @@
-"""labctl's short-lived link to the lab: retained statuses, commands, replies, live events.
+"""labctl's short-lived link to the broker: retained statuses, commands, replies, live events.
 
-:class:`LabLink` is what ``labctl start``, ``stop``, ``status``, ``monitor`` and
+:class:`BrokerLink` is what ``labctl start``, ``stop``, ``status``, ``monitor`` and
 the web dashboard use. It connects through :class:`~controller.transport.Transport`
 with a clean session and a random client id (it must never take over a
 collector's persistent session), reads every box's and every collector's
@@ -23,20 +23,25 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from controller.collector.leases import CollectorStatus, collector_filter, parse_collector_status
-from controller.ids import new_client_id
+from controller.collector.leases import CollectorStatus, parse_collector_status
 from controller.transport import BrokerError, Transport
 from shared.broker_url import BrokerSettings
 from shared.documents import Document, parse_document
 from shared.errors import ProtocolError
 from shared.protocol import Reply, Status, Topics, encode, parse_reply, parse_status
 
-__all__ = ["BrokerError", "LabLink"]
+__all__ = ["BrokerError", "BrokerLink"]
 
 log = logging.getLogger("labctl.mqtt")
 
 
-class LabLink:
+def new_client_id(role: str) -> str:
+    """A labctl command's MQTT client id, ``labctl-<role>-<8 hex digits>``: random, so it can
+    never take over a collector's persistent session."""
+    return f"labctl-{role}-{uuid.uuid4().hex[:8]}"
+
+
+class BrokerLink:
     """A short-lived connection of one labctl command: statuses, commands, replies, events.
 
     Use as a context manager. Every message is recorded on the transport's thread under
@@ -67,7 +72,7 @@ class LabLink:
         self.events: deque[tuple[float, str, Document]] = deque(maxlen=200)
         self.on_event = on_event
         self.on_status = on_status
-        self._marker = f"{topics.prefix}/labctl/{self.client_id}/sync"
+        self._marker = topics.labctl_sync(self.client_id)
         self._marker_seen: set[bytes] = set()
         kinds = ["status", "reply"] + (["events"] if events else [])
         self._transport = Transport(
@@ -76,14 +81,14 @@ class LabLink:
         self._transport.subscribe(
             [
                 *(topics.all_rigs(k) for k in kinds),  # type: ignore[arg-type]
-                collector_filter(topics.prefix),
+                topics.all_collectors(),
                 self._marker,
             ]
         )
 
     # ------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> LabLink:
+    def __enter__(self) -> BrokerLink:
         self.open()
         return self
 
@@ -174,7 +179,7 @@ class LabLink:
 
     def _record(self, topic: str, payload: bytes) -> None:
         try:
-            if topic.startswith(f"{self.topics.prefix}/collectors/"):
+            if self.topics.is_collector_topic(topic):
                 if payload:  # an empty retained message clears a collector's presence
                     presence = parse_collector_status(payload)
                     self.collectors[presence.collector] = presence

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.db import Database
-from controller.ids import new_request_id, new_session_id
 from controller.lab import (
     LabError,
     assigned_mice,
@@ -23,12 +22,12 @@ from controller.lab import (
     get_mouse,
     running_box,
 )
-from controller.mqtt import LabLink
+from controller.mqtt import BrokerLink
 from controller.store import recent_sessions
 from shared.carryover import CarryOver, carry_over_from
 from shared.config import TaskConfig
-from shared.ids import check_box_id
-from shared.protocol import Reply, StartCommand, Status, StopCommand
+from shared.ids import check_box_id, new_request_id, new_session_id
+from shared.protocol import Reply, StartCommand, Status, StopCommand, box_online
 
 #: Looked at when searching for the carry-over: older sessions than this are stale.
 CARRY_OVER_LOOKBACK = 50
@@ -84,19 +83,19 @@ def select_mice(
         raise LabError(
             f"give the mice to {what}: MOUSE..., --cohort NAME or --all (exactly one of them)"
         )
-    with db.reader() as session:
+    with db.reader() as tx:
         if cohort is not None:
-            selected = cohort_members(session, cohort)
+            selected = cohort_members(tx, cohort)
             if not selected:
                 raise LabError(f"cohort {cohort} has no mice")
         elif every:
-            selected = assigned_mice(session)
+            selected = assigned_mice(tx)
             if not selected:
                 raise LabError("no mouse is assigned to a box: `labctl assign MOUSE --box BOX`")
         else:
             selected = list(dict.fromkeys(mice or []))
         for mouse_id in selected:
-            get_mouse(session, mouse_id)  # unknown ones end the command before anything is sent
+            get_mouse(tx, mouse_id)  # unknown ones end the command before anything is sent
     return selected
 
 
@@ -108,7 +107,7 @@ class StopPlan:
     boxes: list[str]
     every: bool
 
-    def targets(self, db: Database, link: LabLink) -> list[tuple[str | None, str]]:
+    def targets(self, db: Database, link: BrokerLink) -> list[tuple[str | None, str]]:
         """The (mouse, box) pairs to stop; ``--all`` with nothing running gives none.
 
         A mouse is stopped where its session runs, as the boxes report it, even if it
@@ -128,8 +127,8 @@ class StopPlan:
             ]
         for _, box_id in targets:
             if box_id not in link.statuses:
-                with db.reader() as session:
-                    get_box(session, box_id)  # an unknown box: one line
+                with db.reader() as tx:
+                    get_box(tx, box_id)  # an unknown box: one line
         return targets
 
 
@@ -145,16 +144,16 @@ def plan_stop(
         raise LabError("give what to stop: MOUSE..., --box BOX or --all (exactly one of them)")
     assigned: dict[str, str | None] = {}
     if mice:
-        with db.reader() as session:
+        with db.reader() as tx:
             for mouse_id in dict.fromkeys(mice):
-                get_mouse(session, mouse_id)  # unknown ones end the command before the broker
-                assigned[mouse_id] = box_of(session, mouse_id)
+                get_mouse(tx, mouse_id)  # unknown ones end the command before the broker
+                assigned[mouse_id] = box_of(tx, mouse_id)
     return StopPlan(assigned, [check_box_id(b) for b in boxes or []], every)
 
 
 def start_sessions(
     db: Database,
-    link: LabLink,
+    link: BrokerLink,
     mice: Sequence[str],
     config: TaskConfig,
     metadata: dict[str, Any],
@@ -168,8 +167,8 @@ def start_sessions(
     the box's calibration in force)."""
     outcomes: dict[str, Outcome] = {}
     commands: dict[str, tuple[str, StartCommand]] = {}
-    with db.reader() as session:
-        boxes = {mouse: box_of(session, get_mouse(session, mouse).id) for mouse in mice}
+    with db.reader() as tx:
+        boxes = {mouse: box_of(tx, get_mouse(tx, mouse).id) for mouse in mice}
     for mouse in mice:
         box = boxes[mouse]
         if box is None:
@@ -202,7 +201,7 @@ def start_sessions(
 
 
 def stop_boxes(
-    link: LabLink, targets: Sequence[tuple[str | None, str]], *, timeout: float = 10.0
+    link: BrokerLink, targets: Sequence[tuple[str | None, str]], *, timeout: float = 10.0
 ) -> list[Outcome]:
     """Send ``stop`` to each (mouse, box) target and collect the replies."""
     commands = []
@@ -211,7 +210,7 @@ def stop_boxes(
         outcome = Outcome(mouse, box, False)
         outcomes.append(outcome)
         status = link.statuses.get(box)
-        if status is None or status.state == "offline":
+        if not box_online(status):
             outcome.reason = f"box {box} is offline"
             continue
         command = StopCommand(request_id=new_request_id())

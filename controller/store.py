@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from controller.db import Mouse, TrainingSession, Trial
+from shared.outcomes import rewards_in
 
 SESSIONS: Table = TrainingSession.__table__  # type: ignore[assignment]
 TRIALS: Table = Trial.__table__  # type: ignore[assignment]
@@ -197,12 +198,7 @@ def trial_rows(session_pk: int, session: dict[str, Any]) -> list[dict[str, Any]]
 
 def rewards_of(session: dict[str, Any]) -> int:
     """Rewards a session dict implies: one per correct trial, one per shaping trial."""
-    count = 0
-    for trial in _trials_of(session):
-        if isinstance(trial, dict):
-            count += trial.get("outcome") == 1 and not isinstance(trial.get("outcome"), bool)
-            count += trial.get("shaping") is True
-    return count
+    return sum(rewards_in(trial) for trial in _trials_of(session) if isinstance(trial, dict))
 
 
 def store_trials(connection: Connection, session_pk: int, session: dict[str, Any]) -> int:

@@ -42,14 +42,13 @@ from shared.documents import (
     TrialEnd,
     TrialStart,
 )
-from shared.errors import ProtocolError
-from shared.protocol import Status, parse_status
+from shared.outcomes import outcome_name
+from shared.protocol import Status, box_online, status_or_none
 
 SIDES = ("left", "right")
 #: A rig clock this far off the collector's (either way) is shown in the table: more than
 #: network delay and NTP's usual error, less than anything that would mislead a reader.
 CLOCK_TOLERANCE_S = 2.0
-OUTCOMES = {0: "missed", 1: "correct", 2: "incorrect"}
 
 
 @dataclass
@@ -97,7 +96,7 @@ class StoredBox:
 
 def stored_boxes(db: Database) -> tuple[dict[str, StoredBox], dict[str, str]]:
     """Boxes as the collector last recorded them, and box -> assigned mouse."""
-    with db.reader() as session:
+    with db.reader() as tx:
         rows = {
             box.id: StoredBox(
                 box.id,
@@ -108,19 +107,10 @@ def stored_boxes(db: Database) -> tuple[dict[str, StoredBox], dict[str, str]]:
                 box.offline_reason,
                 box.clock_offset,
             )
-            for box in session.scalars(select(Box))
+            for box in tx.scalars(select(Box))
         }
-        assigned = assignments_by_box(session)
+        assigned = assignments_by_box(tx)
     return rows, assigned
-
-
-def _parse(text: str | None) -> Status | None:
-    if not text:
-        return None
-    try:
-        return parse_status(text)
-    except ProtocolError:
-        return None
 
 
 def box_views(
@@ -143,7 +133,7 @@ def box_views(
         status = live.get(name) if live is not None else None
         note = ""
         if status is not None:
-            online = status.state != "offline"
+            online = box_online(status)
             # Same status as the collector last saw, and it has since timed the box out:
             # the retained message is stale.
             if (
@@ -157,7 +147,7 @@ def box_views(
                 online = False
                 note = row.offline_reason
         else:
-            status = _parse(row.status) if row is not None else None
+            status = status_or_none(row.status) if row is not None else None
             if live is not None:
                 online = False
                 note = "no status on the broker" if row is not None else ""
@@ -293,7 +283,7 @@ def describe_event(doc: Document) -> str:
     if isinstance(doc, Lift):
         return f"trial {doc.trial + 1}: {SIDES[doc.paw]} paw lifted"
     if isinstance(doc, TrialEnd):
-        return f"trial {doc.trial + 1}: {OUTCOMES[doc.outcome]}"
+        return f"trial {doc.trial + 1}: {outcome_name(doc.outcome)}"
     if isinstance(doc, Reward):
         return f"reward, {SIDES[doc.spout]} spout ({doc.duration_ms} ms)"
     if isinstance(doc, Reset):
@@ -376,8 +366,8 @@ def recent_dead_letters(db: Database, limit: int) -> tuple[list[DeadLetterView],
         .order_by(DeadLetter.received_at.desc(), DeadLetter.id.desc())
         .limit(limit)
     )
-    with db.reader() as session:
-        total = session.scalar(select(func.count()).select_from(DeadLetter)) or 0
+    with db.reader() as tx:
+        total = tx.scalar(select(func.count()).select_from(DeadLetter)) or 0
         rows = [
             DeadLetterView(
                 id=row_id,
@@ -387,7 +377,7 @@ def recent_dead_letters(db: Database, limit: int) -> tuple[list[DeadLetterView],
                 payload_bytes=size or 0,
                 payload_preview=payload_preview(bytes(start or b"")),
             )
-            for row_id, received_at, topic, reason, size, start in session.execute(query)
+            for row_id, received_at, topic, reason, size, start in tx.execute(query)
         ]
     return rows, total
 

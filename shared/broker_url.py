@@ -1,5 +1,7 @@
-"""How to reach the broker, for both the agent and the controller: one URL parser and one
-:class:`BrokerSettings` type, so both sides accept and refuse exactly the same settings.
+"""How to reach the broker: one URL parser and one settings type for both sides.
+
+:class:`BrokerSettings`, so the agent and the controller accept and refuse exactly the
+same settings.
 
 A URL is ``mqtt://host[:port]`` or ``mqtts://[user[:password]@]host[:port]``. The
 credentials come, best first, from what the caller passes (its environment:

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.carryover import CarryOver
 from shared.errors import ProtocolError
-from shared.sessionfile import Outcome, SessionStatus
+from shared.outcomes import Outcome
+from shared.sessionfile import SessionStatus
 
 SCHEMA_VERSION: Final = 1
 
@@ -130,6 +131,11 @@ Document = Annotated[
     Field(discriminator="kind"),
 ]
 DocumentAdapter: TypeAdapter[Document] = TypeAdapter(Document)
+
+
+def kind_of(model: type[BaseModel]) -> str:
+    """The ``kind`` a document class is sent and stored under (what SQL counts by)."""
+    return str(model.model_fields["kind"].default)
 
 
 def parse_document(data: bytes | str | dict[str, Any]) -> Document:

@@ -1,6 +1,17 @@
-"""Validation of the ids people type: mouse ids become file names, box ids topic levels."""
+"""Making and checking ids: each kind of id in one shape, for both sides.
+
+Mouse ids become file names, box and collector ids topic levels: they are checked here.
+Session and command request ids are made here.
+
+A task session id names when and where it started and is unique
+(``20250101T093000-<box>-<8 hex digits>``); a request id is 16 hex digits (a reply
+echoes it). Stored ids of any older shape (the agent once made 32 hex digits) stay
+readable: documents and commands accept any id of 1-64 characters.
+"""
 
 import re
+import time
+import uuid
 
 from shared.errors import InvalidIdError
 
@@ -9,6 +20,8 @@ BOX_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 #: A rig's broker user name is its box id (docker/mosquitto/acl), so a box id must never be
 #: one of the lab's own user names: these prefixes name collectors, labctl users and viewers.
 RESERVED_BOX_PREFIXES = ("controller", "collector", "labctl", "viewer")
+#: A collector's MQTT client id, also a topic level of its presence.
+COLLECTOR_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
 def check_mouse_id(mouse_id: str) -> str:
@@ -31,3 +44,24 @@ def check_box_id(box_id: str) -> str:
             f"{', '.join(RESERVED_BOX_PREFIXES)} are reserved for the lab's broker users"
         )
     return box_id
+
+
+def check_collector_id(client_id: str) -> str:
+    """Return ``client_id`` unchanged, or raise :class:`InvalidIdError` naming it."""
+    if not isinstance(client_id, str) or not COLLECTOR_ID_PATTERN.fullmatch(client_id):
+        raise InvalidIdError(
+            f"invalid collector client id {client_id!r}: use 1-100 letters, digits, '_' or '-'"
+        )
+    return client_id
+
+
+def new_session_id(box: str, t: float | None = None) -> str:
+    """Unique, and readable in logs: ``20250101T093000-<box>-<random>`` (local time ``t``,
+    default now)."""
+    when = time.localtime(time.time() if t is None else t)
+    return f"{time.strftime('%Y%m%dT%H%M%S', when)}-{box}-{uuid.uuid4().hex[:8]}"
+
+
+def new_request_id() -> str:
+    """The id of one command; its reply carries it back."""
+    return uuid.uuid4().hex[:16]

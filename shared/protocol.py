@@ -26,7 +26,7 @@ from shared.carryover import CarryOver
 from shared.config import check_metadata
 from shared.documents import SCHEMA_VERSION
 from shared.errors import ConfigError, ProtocolError
-from shared.ids import check_box_id
+from shared.ids import check_box_id, check_collector_id
 
 DEFAULT_PREFIX = "reachlab"
 TopicKind = Literal["status", "events", "cmd", "reply"]
@@ -35,7 +35,9 @@ QOS = 1
 
 @dataclass(frozen=True)
 class Topics:
-    """Makes and parses topic names: ``<prefix>/rigs/<box>/<kind>``."""
+    """Makes and parses every topic name: ``<prefix>/rigs/<box>/<kind>``, a collector's
+    presence ``<prefix>/collectors/<client id>/status`` and a labctl command's own
+    ``<prefix>/labctl/<client id>/sync``. No other code formats a topic."""
 
     prefix: str = DEFAULT_PREFIX
 
@@ -62,6 +64,31 @@ class Topics:
     def all_rigs(self, kind: TopicKind) -> str:
         """Subscription filter for ``kind`` from every box."""
         return f"{self.prefix}/rigs/+/{kind}"
+
+    @property
+    def rigs_root(self) -> str:
+        """What every topic of this lab's rigs starts with."""
+        return f"{self.prefix}/rigs/"
+
+    def is_rig_topic(self, topic: str) -> bool:
+        """Whether ``topic`` is under this lab's rigs (not yet whether it is well formed)."""
+        return topic.startswith(self.rigs_root)
+
+    def collector_status(self, client_id: str) -> str:
+        """Where a collector announces itself (retained; its Last Will says offline)."""
+        return f"{self.prefix}/collectors/{check_collector_id(client_id)}/status"
+
+    def all_collectors(self) -> str:
+        """Subscription filter for every collector's presence."""
+        return f"{self.prefix}/collectors/+/status"
+
+    def is_collector_topic(self, topic: str) -> bool:
+        return topic.startswith(f"{self.prefix}/collectors/")
+
+    def labctl_sync(self, client_id: str) -> str:
+        """A labctl command's own marker topic: when its echo comes back, every retained
+        message sent before it has arrived."""
+        return f"{self.prefix}/labctl/{client_id}/sync"
 
     def parse(self, topic: str) -> tuple[str, TopicKind]:
         """(box, kind) of a rig topic; ProtocolError if it is not one of ours."""
@@ -315,6 +342,26 @@ def parse_reply(payload: bytes | str) -> Reply:
 
 def parse_status(payload: bytes | str) -> Status:
     return _parse_model(Status, payload, "status")
+
+
+def status_or_none(text: bytes | str | None) -> Status | None:
+    """A status kept as received (a box row's, a retained copy), or None when there is none
+    or it cannot be read: an unreadable status tells nothing."""
+    if not text:
+        return None
+    try:
+        return parse_status(text)
+    except ProtocolError:
+        return None
+
+
+#: The state a box's Last Will (and a collector that timed it out) gives it.
+OFFLINE: RigState = "offline"
+
+
+def box_online(status: Status | None) -> bool:
+    """Whether a box is online by its last status: it has reported, and not ``offline``."""
+    return status is not None and status.state != OFFLINE
 
 
 def encode(message: BaseModel) -> bytes:

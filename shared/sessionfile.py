@@ -22,9 +22,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 
 from shared.errors import DataFileError
 from shared.ids import check_mouse_id
+from shared.outcomes import Outcome
 
-Outcome = Literal[0, 1, 2]
-MISSED, CORRECT, INCORRECT = 0, 1, 2
 SessionStatus = Literal["complete", "stopped", "aborted"]
 
 

@@ -21,8 +21,7 @@ from sqlalchemy import func, select
 from controller.collector.ingest import IngestSettings
 from controller.collector.presence import LAST_WILL
 from controller.collector.service import Collector
-from controller.db import Box, Database, DeadLetter, TrainingSession
-from controller.db import Document as DocumentRow
+from controller.db import Box, Database, DeadLetter, StoredDocument, TrainingSession
 from controller.store import complete_session_texts
 from controller.transport import Received, Transport
 from shared.broker_url import BrokerSettings
@@ -121,7 +120,7 @@ def test_a_session_with_duplicates_and_out_of_order_documents_is_stored_and_comm
     running.wait(lambda: running.complete(sid), "the session to be complete")
     assert rig.wait(lambda: sid in rig.committed), "no committed reached the box"
     assert running.exported("M1") == [session_dict(docs)]
-    assert running.count(DocumentRow) == len(docs)
+    assert running.count(StoredDocument) == len(docs)
 
 
 def test_the_collector_stores_everything_on_paho_s_plain_public_api_too(
@@ -138,7 +137,7 @@ def test_the_collector_stores_everything_on_paho_s_plain_public_api_too(
         plain.wait(lambda: plain.complete(sid), "the session to be complete")
         assert rig.wait(lambda: sid in rig.committed), "no committed reached the box"
         assert plain.exported("M1") == [session_dict(docs)]
-        assert plain.count(DocumentRow) == len(docs)
+        assert plain.count(StoredDocument) == len(docs)
     finally:
         plain.stop()
 

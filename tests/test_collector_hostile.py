@@ -17,8 +17,7 @@ from sqlalchemy import event, select
 
 from controller.collector.ingest import Ingest
 from controller.db import Box as BoxRow
-from controller.db import Database, DeadLetter, Stream
-from controller.db import Document as DocumentRow
+from controller.db import Database, DeadLetter, StoredDocument, Stream
 from shared.digest import session_digest
 from shared.documents import dump_document
 from shared.protocol import (
@@ -54,7 +53,7 @@ def test_a_seq_of_ten_to_the_twelve_is_a_dead_letter_and_costs_nothing(lab: Harn
     lab.ingest.tick()  # the gap check: nothing as large as the "gap" is built
     (reason,) = dead_reasons(lab)
     assert "seq 1000000000000" in reason and "not a seq its box can have sent" in reason
-    assert lab.count(DocumentRow) == 3
+    assert lab.count(StoredDocument) == 3
     lab.handle(lab.docs(docs[3:]))
     assert lab.exported("M1") == [session_dict(docs)]
 
@@ -137,7 +136,7 @@ def test_not_found_to_committed_is_no_confirmation_and_the_session_is_not_export
     assert row.committed_at is None and not row.complete
     assert "not_found" in (row.problem or "")
     assert lab.exported("M1") == []
-    assert lab.count(DocumentRow) == len(invented)  # kept, with its problem
+    assert lab.count(StoredDocument) == len(invented)  # kept, with its problem
 
 
 def test_a_status_listing_the_most_sessions_allowed_sends_a_bounded_number_of_resends(
@@ -209,7 +208,7 @@ def test_replays_of_old_seqs_change_nothing(lab: Harness) -> None:
     before = lab.exported("M1")
     altered = [d.model_copy(update={"t": d.t + 100}) for d in docs[1:5]]
     lab.handle(lab.docs(altered))
-    assert lab.exported("M1") == before and lab.count(DocumentRow) == len(docs)
+    assert lab.exported("M1") == before and lab.count(StoredDocument) == len(docs)
 
 
 def test_a_database_locked_for_45_s_does_not_mark_every_box_offline(

@@ -15,8 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from controller.collector.ingest import Incoming, Ingest, IngestSettings, RigCommand
-from controller.db import Box, Database, DeadLetter, TrainingSession, Trial
-from controller.db import Document as DocumentRow
+from controller.db import Box, Database, DeadLetter, StoredDocument, TrainingSession, Trial
 from controller.store import complete_session_texts
 from shared.documents import Document, dump_document
 from shared.protocol import CommittedCommand, Reply, ResendCommand, Status, Topics, encode
@@ -131,10 +130,10 @@ def test_duplicates_are_stored_once_and_change_nothing(lab: Harness) -> None:
     docs = synthetic_session(trials=8)
     lab.handle(lab.docs(docs[:10]))
     lab.handle(lab.docs(docs[:10] + docs[5:10]))  # replayed after a reconnect
-    assert lab.count(DocumentRow) == 10
+    assert lab.count(StoredDocument) == 10
     lab.handle(lab.docs(docs))
     lab.handle(lab.docs(docs))
-    assert lab.count(DocumentRow) == len(docs)
+    assert lab.count(StoredDocument) == len(docs)
     assert lab.exported("M1") == [session_dict(docs)]
     assert lab.session_row(docs[0].session_id).trial_count == 8
 
@@ -268,7 +267,7 @@ def test_a_box_replaying_a_stored_session_gets_committed_again(lab: Harness) -> 
     lab.clock.advance(3)
     lab.handle(lab.docs(docs[-3:]))  # the box never heard our committed
     assert len(lab.sink.of(CommittedCommand)) == 2
-    assert lab.count(DocumentRow) == len(docs)
+    assert lab.count(StoredDocument) == len(docs)
 
 
 def test_a_restarted_collector_resumes_unconfirmed_commits(lab: Harness) -> None:
@@ -444,7 +443,7 @@ def test_a_document_on_another_box_topic_is_a_dead_letter(lab: Harness) -> None:
     with lab.db.reader() as session:
         (letter,) = session.scalars(select(DeadLetter)).all()
     assert "box '1' on the topic of box '2'" in letter.reason
-    assert lab.count(DocumentRow) == 0
+    assert lab.count(StoredDocument) == 0
 
 
 def test_a_session_that_cannot_be_rebuilt_is_kept_with_its_problem(lab: Harness) -> None:
@@ -456,7 +455,7 @@ def test_a_session_that_cannot_be_rebuilt_is_kept_with_its_problem(lab: Harness)
     row = lab.session_row(docs[0].session_id)
     assert not row.complete and "cannot rebuild" in (row.problem or "")
     assert lab.sink.of(CommittedCommand) == []  # the box keeps its journal
-    assert lab.count(DocumentRow) == len(broken)
+    assert lab.count(StoredDocument) == len(broken)
 
 
 def test_a_failed_transaction_stores_nothing_and_the_batch_can_be_retried(

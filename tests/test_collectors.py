@@ -10,7 +10,7 @@ import pytest
 from controller.collector.leases import NO_COLLECTOR, CollectorRefused
 from controller.collector.service import Collector, subscriptions
 from controller.db import Database, open_database
-from controller.mqtt import LabLink
+from controller.mqtt import BrokerLink
 from shared.broker_url import BrokerSettings
 from shared.protocol import Topics
 from tests.fakes import FakeRig
@@ -34,7 +34,7 @@ def started(
 
 
 def presence(broker: BrokerSettings, topics: Topics) -> dict[str, str]:
-    with LabLink(broker, topics) as link:
+    with BrokerLink(broker, topics) as link:
         return {c.collector: c.state for c in link.collectors.values()}
 
 
@@ -44,7 +44,7 @@ def test_a_collector_announces_itself_and_says_when_it_leaves(
     collector = started(db, broker, topics, group="g1", client_id="col-a")
     try:
         wait_until(lambda: presence(broker, topics).get("col-a") == "online", TIMEOUT, "online")
-        with LabLink(broker, topics) as link:
+        with BrokerLink(broker, topics) as link:
             (online,) = link.online_collectors()
         assert (online.collector, online.group, online.database) == ("col-a", "g1", db.url)
     finally:

@@ -1,6 +1,6 @@
 """``labctl dispense`` makes its request ids with the controller's one id factory.
 
-:mod:`controller.ids` is the one place that gives a command its request id; the
+:mod:`shared.ids` is the one place that gives a command its request id; the
 dispense utility used to make its own. The link here is a recording stand-in
 that answers as an idle simulated rig does, so the test sees every command sent.
 """
@@ -48,7 +48,7 @@ class RecordingLink:
         return bool(predicate())
 
 
-def test_dispense_takes_every_request_id_from_controller_ids(
+def test_dispense_takes_every_request_id_from_shared_ids(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made = (f"{n:016x}" for n in itertools.count(1))
@@ -58,7 +58,7 @@ def test_dispense_takes_every_request_id_from_controller_ids(
         issued.append(next(made))
         return issued[-1]
 
-    # Fails where dispense.py has no new_request_id of controller.ids (it made its own).
+    # Fails where dispense.py has no new_request_id of shared.ids (it made its own).
     monkeypatch.setattr(dispense, "new_request_id", factory)
     link = RecordingLink()
     run = dispense.run_dispense(link, "1", 0, 5, 70)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent.clock import EventLoop
-from agent.engine import IllegalTransition, Session, State
+from agent.engine import IllegalTransition, State, TaskEngine
 from agent.hardware import PinMap, Rig, mock_pin_factory
 from shared.carryover import CarryOver, carry_over_from
 from shared.config import TaskConfig
@@ -29,7 +29,7 @@ class ScriptedRig:
         self.rig = Rig(PinMap(), mock_pin_factory(), self.loop)
         self.config = TaskConfig.from_dict({**FIXED, **settings})
         self.docs: list[Document] = []
-        self.session = Session(
+        self.session = TaskEngine(
             config=self.config,
             clock=self.loop,
             rig=self.rig,

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from controller.db import open_database
 from controller.demo.broker import MosquittoBroker
 from controller.husbandry.models import Calibration
-from controller.mqtt import LabLink
+from controller.mqtt import BrokerLink
 from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import ReadSensorsCommand, Topics
 
@@ -70,7 +70,7 @@ def wait_until(condition: Callable[[], bool], what: str, proc: subprocess.Popen[
     waiting.wait_until(condition, TIMEOUT, what, alive=alive)
 
 
-def pin_openings(link: LabLink) -> list[int]:
+def pin_openings(link: BrokerLink) -> list[int]:
     """Each solenoid pin's openings, from the agent's mock pin history."""
     rid = uuid.uuid4().hex[:16]
     link.send("1", ReadSensorsCommand(request_id=rid))
@@ -94,7 +94,7 @@ def test_calibrate_opens_the_sim_rig_s_solenoid_n_times_and_stores_ul_per_openin
             capture_output=True, text=True, timeout=TIMEOUT,
         )  # fmt: skip
 
-    with LabLink(parse_broker_url(private_mosquitto.url), Topics("reachlab")) as link:
+    with BrokerLink(parse_broker_url(private_mosquitto.url), Topics("reachlab")) as link:
         wait_until(
             lambda: link.wait_for(
                 lambda: getattr(link.statuses.get("1"), "state", None) == "idle", 0.1

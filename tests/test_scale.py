@@ -26,10 +26,9 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from controller.cli import app
-from controller.db import Database, Stream, TrainingSession, open_database
-from controller.db import Document as DocumentRow
+from controller.db import Database, StoredDocument, Stream, TrainingSession, open_database
 from controller.demo.broker import MosquittoBroker
-from controller.mqtt import LabLink
+from controller.mqtt import BrokerLink
 from controller.transport import Transport
 from shared.broker_url import broker_settings
 from shared.errors import ProtocolError
@@ -91,7 +90,7 @@ def pg_url(postgres_server_url: str) -> Iterator[str]:
 def stored(db: Database) -> tuple[int, int]:
     """(documents stored, sessions complete and confirmed)."""
     with db.reader() as session:
-        documents = session.scalar(select(func.count()).select_from(DocumentRow)) or 0
+        documents = session.scalar(select(func.count()).select_from(StoredDocument)) or 0
         confirmed = (
             session.scalar(
                 select(func.count()).where(
@@ -156,7 +155,7 @@ def test_three_collectors_share_ten_rigs_and_one_dies_mid_run(
                 )  # fmt: skip
 
             def everyone_up() -> bool:
-                with LabLink(broker_settings(broker_url), topics) as link:
+                with BrokerLink(broker_settings(broker_url), topics) as link:
                     online = {c.collector for c in link.online_collectors()}
                     idle = {b for b, s in link.statuses.items() if s.state == "idle"}
                 return online == set(COLLECTORS) and idle == set(BOXES)
@@ -192,7 +191,7 @@ def test_three_collectors_share_ten_rigs_and_one_dies_mid_run(
                 rows = session.scalars(select(TrainingSession)).all()
                 for row in rows:
                     documents = session.scalar(
-                        select(func.count()).where(DocumentRow.session_id == row.session_id)
+                        select(func.count()).where(StoredDocument.session_id == row.session_id)
                     )
                     assert row.last_seq is not None and documents == row.last_seq + 1
                 assert {r.session_id for r in rows} == set(counter.counts())

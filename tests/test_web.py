@@ -1,7 +1,7 @@
 """``labctl web`` in a real Chromium, and its live stream from a real server process.
 
 The stream and browser tests run real processes (``labctl serve``,
-``labagent run --sim``, ``labctl web``; :class:`tests.weblab.Lab`), each
+``labagent run --sim``, ``labctl web``; :class:`tests.weblab.WebLab`), each
 stopped by pid. The browser tests drive the system's Chromium
 (``/usr/bin/chromium``, Debian's ``chromium`` package, or ``REACHLAB_CHROMIUM``)
 through Playwright's ``executable_path``, so nothing is downloaded; without one
@@ -34,7 +34,7 @@ from shared.protocol import Status, Topics
 from .conftest import REPO
 from .weblab import (
     TIMEOUT,
-    Lab,
+    WebLab,
     import_history,
     labctl,
     publish_empty_retained,
@@ -54,7 +54,7 @@ DOCS_IMG = REPO / "docs" / "img"
 def test_the_stream_sends_a_boxs_card_as_its_status_arrives(
     tmp_path: Path, broker_url: str, topic_prefix: str
 ) -> None:
-    lab = Lab(tmp_path, broker_url, topic_prefix, find_free_port())
+    lab = WebLab(tmp_path, broker_url, topic_prefix, find_free_port())
     try:
         open_database(lab.env["LABCTL_DB"]).close()
         lab.web(None)
@@ -123,11 +123,11 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def browser_lab(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> Iterator[Lab]:
+def browser_lab(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> Iterator[WebLab]:
     """Two simulated rigs (boxes 1, 2), a collector and ``labctl web`` with the token;
     mice M1, M2 on the boxes and M3 without one, each with stored sessions; cohort C1."""
     root = tmp_path_factory.mktemp("web-lab")
-    lab = Lab(root, broker_url, f"webtest-{uuid.uuid4().hex[:8]}", find_free_port())
+    lab = WebLab(root, broker_url, f"webtest-{uuid.uuid4().hex[:8]}", find_free_port())
     try:
         open_database(lab.env["LABCTL_DB"]).close()
         import_history(lab.env, root / "files", {"M1": 4, "M2": 6, "M3": 8})
@@ -168,7 +168,7 @@ def trial_on_card(page: Any, box: str) -> str:
 @pytest.mark.broker
 @pytest.mark.slow
 def test_the_rigs_page_counts_a_running_sessions_trials_live(
-    browser: Any, browser_lab: Lab
+    browser: Any, browser_lab: WebLab
 ) -> None:
     page = browser.new_page(viewport={"width": 1200, "height": 700})
     try:
@@ -202,7 +202,7 @@ def test_the_rigs_page_counts_a_running_sessions_trials_live(
 @pytest.mark.browser
 @pytest.mark.broker
 @pytest.mark.slow
-def test_a_mouse_page_draws_one_point_per_stored_session(browser: Any, browser_lab: Lab) -> None:
+def test_a_mouse_page_draws_one_point_per_stored_session(browser: Any, browser_lab: WebLab) -> None:
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     try:
         page.goto(f"{browser_lab.url}/mouse/M3")
@@ -221,7 +221,7 @@ def test_a_mouse_page_draws_one_point_per_stored_session(browser: Any, browser_l
 @pytest.mark.browser
 @pytest.mark.broker
 @pytest.mark.slow
-def test_starting_from_the_page_needs_the_token(browser: Any, browser_lab: Lab) -> None:
+def test_starting_from_the_page_needs_the_token(browser: Any, browser_lab: WebLab) -> None:
     wait_until(lambda: browser_lab.boxes()["2"]["state"] == "idle", "box 2 to be idle")
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     try:
@@ -254,7 +254,7 @@ def test_starting_from_the_page_needs_the_token(browser: Any, browser_lab: Lab) 
 @pytest.mark.broker
 @pytest.mark.slow
 def test_the_cohort_page_lists_every_mouse_and_overlays_their_curves(
-    browser: Any, browser_lab: Lab
+    browser: Any, browser_lab: WebLab
 ) -> None:
     page = browser.new_page(viewport={"width": 1200, "height": 1000})
     try:
@@ -278,7 +278,7 @@ def test_the_cohort_page_lists_every_mouse_and_overlays_their_curves(
 def test_an_open_rigs_page_comes_back_by_itself_after_the_server_restarts(
     browser: Any, tmp_path: Path, broker_url: str, topic_prefix: str
 ) -> None:
-    lab = Lab(tmp_path, broker_url, topic_prefix, find_free_port())
+    lab = WebLab(tmp_path, broker_url, topic_prefix, find_free_port())
     topics = Topics(topic_prefix)
     page = browser.new_page()
     try:

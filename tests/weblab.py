@@ -1,7 +1,7 @@
 """The dashboard tests' lab: a lab's history, labctl in-process, and real processes by pid.
 
 :func:`history` makes per-mouse sessions in the original file shape that get
-better day by day; :class:`Lab` starts ``labctl serve``, ``labagent run --sim``
+better day by day; :class:`WebLab` starts ``labctl serve``, ``labagent run --sim``
 rigs and ``labctl web`` as children and stops each by pid.
 """
 
@@ -124,7 +124,7 @@ def publish_empty_retained(broker: str, topic: str) -> None:
 
 
 @dataclass
-class Lab:
+class WebLab:
     """A collector, simulated rigs and ``labctl web``: children of this test, stopped by pid."""
 
     root: Path

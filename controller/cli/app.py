@@ -33,7 +33,7 @@ from shared.protocol import DEFAULT_PREFIX, Topics
 
 if TYPE_CHECKING:  # the real imports are deferred to keep labctl quick to start
     from controller.db import Database
-    from controller.mqtt import LabLink
+    from controller.mqtt import BrokerLink
     from shared.broker_url import BrokerSettings
 
 log = logging.getLogger("labctl")
@@ -203,10 +203,10 @@ class State:
             raise ConfigError(f"--prefix: {exc}") from None
 
     @contextmanager
-    def link(self, *, events: bool = False, timeout: float = 5.0) -> Iterator[LabLink]:
-        from controller.mqtt import LabLink
+    def link(self, *, events: bool = False, timeout: float = 5.0) -> Iterator[BrokerLink]:
+        from controller.mqtt import BrokerLink
 
-        with LabLink(self.broker(), self.topics(), events=events, timeout=timeout) as link:
+        with BrokerLink(self.broker(), self.topics(), events=events, timeout=timeout) as link:
             yield link
 
     def close(self) -> None:

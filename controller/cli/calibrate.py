@@ -86,12 +86,12 @@ def calibrate(
         total_mg = typer.prompt(f"weighed total of the {count} openings in mg", type=float)
     unit, total = ("mg", total_mg) if total_mg is not None else ("ul", total_ul)
     assert total is not None
-    with db.session() as session:
+    with db.session() as tx:
         row = record_calibration(
-            session, box, side, openings=count, duration_ms=duration_ms, total=total,
+            tx, box, side, openings=count, duration_ms=duration_ms, total=total,
             unit=unit, by=who(by), note=note,
         )  # fmt: skip
-        warnings = new_calibration_warnings(session, row, lab_settings(session))
+        warnings = new_calibration_warnings(tx, row, lab_settings(tx))
     say(
         f"box {box} {SPOUTS[side]} spout: {row.ul_per_opening:.3f} ul per {duration_ms} ms "
         f"opening ({total:g} {unit} over {count} openings), stored"
@@ -120,14 +120,14 @@ def calibrations(
     from controller.lab import box_sort_key
 
     now = time.time()
-    with state_of(ctx).db().reader() as session:
-        rows = calibration.calibrations(session, box)
-        settings = lab_settings(session)
+    with state_of(ctx).db().reader() as tx:
+        rows = calibration.calibrations(tx, box)
+        settings = lab_settings(tx)
         boxes = sorted({r.box_id for r in rows} | ({box} if box else set()), key=box_sort_key)
         in_force: list[dict[str, Any]] = []
         warnings: list[str] = []
         for box_id in boxes:
-            timeline = calibration.Timeline.of_box(session, box_id)
+            timeline = calibration.Timeline.of_box(tx, box_id)
             for spout in (0, 1):
                 current = timeline.at(spout, now)
                 if current is not None:
@@ -137,7 +137,7 @@ def calibrations(
                             "age_days": round((now - current.measured_at) / 86400, 1),
                         }
                     )
-            warnings.extend(calibration.calibration_warnings(session, box_id, settings, now))
+            warnings.extend(calibration.calibration_warnings(tx, box_id, settings, now))
         listed = [calibration.describe(r) for r in rows] if history else in_force
     if as_json:
         print_json({"calibrations": listed, "warnings": warnings})

@@ -15,7 +15,7 @@ from controller.cli.app import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from controller.db import Transaction
 
 cohort_app = typer.Typer(
     cls=LabctlGroup, help="Groups of mice that are started together.", no_args_is_help=True
@@ -31,8 +31,8 @@ def _may_create(ctx: typer.Context, mice: list[str], create: bool) -> bool:
 
     if create:
         return True
-    with state_of(ctx).db().reader() as session:
-        unknown = unknown_mice(session, mice)
+    with state_of(ctx).db().reader() as tx:
+        unknown = unknown_mice(tx, mice)
     if not unknown or not (sys.stdin.isatty() and sys.stdout.isatty()):
         return False  # nothing to ask, or nobody to ask: unknown mice are refused
     return typer.confirm(f"{', '.join(unknown)} not in the lab yet: create them?", default=False)
@@ -42,7 +42,7 @@ class _CohortChange(Protocol):
     """``create_cohort`` or ``add_to_cohort``: put mice in a cohort, return the mice created."""
 
     def __call__(
-        self, session: Session, name: str, mice: list[str], *, create_mice: bool
+        self, tx: Transaction, name: str, mice: list[str], *, create_mice: bool
     ) -> list[str]: ...
 
 
@@ -51,8 +51,8 @@ def _change_cohort(
 ) -> None:
     """Put mice in cohort ``name`` with ``change``, creating unknown mice if allowed; say which."""
     create = _may_create(ctx, mice, create)
-    with state_of(ctx).db().session() as session:
-        created = change(session, name, mice, create_mice=create)
+    with state_of(ctx).db().session() as tx:
+        created = change(tx, name, mice, create_mice=create)
     for mouse_id in created:
         say(f"created mouse {mouse_id}")
 
@@ -94,8 +94,8 @@ def cohort_remove(
     """Take mice out of a cohort (the mice and their data stay)."""
     from controller.lab import remove_from_cohort
 
-    with state_of(ctx).db().session() as session:
-        remove_from_cohort(session, name, mice)
+    with state_of(ctx).db().session() as tx:
+        remove_from_cohort(tx, name, mice)
     say(f"cohort {name}: removed {' '.join(mice)}")
 
 
@@ -107,8 +107,8 @@ def cohort_list(
     """Every cohort and its mice."""
     from controller.lab import list_cohorts
 
-    with state_of(ctx).db().reader() as session:
-        cohorts = list_cohorts(session)
+    with state_of(ctx).db().reader() as tx:
+        cohorts = list_cohorts(tx)
     if as_json:
         print_json([{"cohort": name, "mice": mice} for name, mice in cohorts])
         return
@@ -125,8 +125,8 @@ def cohort_show(
     """A cohort's mice with their boxes."""
     from controller.lab import box_of, cohort_members
 
-    with state_of(ctx).db().reader() as session:
-        rows = [(m, box_of(session, m)) for m in cohort_members(session, name)]
+    with state_of(ctx).db().reader() as tx:
+        rows = [(m, box_of(tx, m)) for m in cohort_members(tx, name)]
     say(f"cohort {name}: {len(rows)} mice")
     for mouse_id, box in rows:
         say(f"  {mouse_id}  box {box or '- (not assigned)'}")

@@ -1,5 +1,6 @@
-"""labctl schedule, today and report: shifts of a cohort, the day in one view, the welfare
-report. The report's columns are explained in docs/husbandry.md."""
+"""labctl schedule, today and report: a cohort's shifts, the day in one view, the welfare report.
+
+The report's columns are explained in docs/husbandry.md."""
 
 from __future__ import annotations
 
@@ -63,21 +64,21 @@ def schedule(
         fail("--box goes with --shifts K (a --table names the boxes itself)")
     db = state_of(ctx).db()
     if shifts is not None or table is not None:
-        with db.session() as session:
+        with db.session() as tx:
             if table is not None:
                 if not table.expanduser().is_file():
                     fail(f"--table: no such file {table}")
                 slots = parse_table(table.expanduser().read_text(encoding="utf-8"), str(table))
             else:
                 assert shifts is not None
-                mice = cohort_members(session, cohort)
+                mice = cohort_members(tx, cohort)
                 if not mice:
                     fail(f"cohort {cohort} has no mice")
-                slots = plan_shifts(mice, shifts, boxes or known_boxes(session))
-            set_schedule(session, cohort, slots, by=who(by))
-    with db.reader() as session:
-        get_cohort(session, cohort)
-        rows = schedule_history(session, cohort) if history else current_entries(session, cohort)
+                slots = plan_shifts(mice, shifts, boxes or known_boxes(tx))
+            set_schedule(tx, cohort, slots, by=who(by))
+    with db.reader() as tx:
+        get_cohort(tx, cohort)
+        rows = schedule_history(tx, cohort) if history else current_entries(tx, cohort)
         entries: list[dict[str, Any]] = [
             {"mouse": e.mouse_id, "box": e.box_id, "shift": e.shift, "from": e.valid_from,
              "until": e.valid_until, "set_by": e.set_by}
@@ -124,11 +125,11 @@ def today(
     from controller.husbandry.settings import lab_settings
 
     when = parse_day(day) if day is not None else today_day()
-    with state_of(ctx).db().reader() as session:
-        settings = lab_settings(session)
-        rows = today_rows(session, when, settings)
-        boxes = box_warnings(session, rows, settings) if day is None else []
-        upcoming = next_mice(session) if day is None else {}
+    with state_of(ctx).db().reader() as tx:
+        settings = lab_settings(tx)
+        rows = today_rows(tx, when, settings)
+        boxes = box_warnings(tx, rows, settings) if day is None else []
+        upcoming = next_mice(tx) if day is None else {}
     if as_json:
         print_json(
             {
@@ -204,11 +205,11 @@ def report(
     if fmt not in ("csv", "json", "md"):
         fail(f"--format must be csv, json or md, got {fmt!r}")
     start, end = parse_day(first, "--from"), parse_day(last, "--to")
-    with state_of(ctx).db().reader() as session:
-        settings = lab_settings(session)
+    with state_of(ctx).db().reader() as tx:
+        settings = lab_settings(tx)
         for mouse in mice or []:
-            get_mouse(session, mouse)  # an unknown one is a mistake, not an empty report
-        rows = report_rows(session, start, end)  # each day under that day's settings
+            get_mouse(tx, mouse)  # an unknown one is a mistake, not an empty report
+        rows = report_rows(tx, start, end)  # each day under that day's settings
     if mice:
         rows = [r for r in rows if r.mouse in mice]
     header = [

@@ -52,9 +52,9 @@ def export_command(
             return
     else:
         selected = list(dict.fromkeys(mice or []))
-        with db.reader() as session:
+        with db.reader() as tx:
             for mouse_id in selected:
-                get_mouse(session, mouse_id)
+                get_mouse(tx, mouse_id)
     show_bar = len(selected) > 3 and sys.stdout.isatty()
     with Progress(
         TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),

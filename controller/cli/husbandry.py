@@ -65,13 +65,13 @@ def weigh(
     note: Note = "",
 ) -> None:
     """Record a weighing, and say how it compares with the mouse's baseline."""
-    from controller.husbandry.days import day_of
     from controller.husbandry.settings import lab_settings
     from controller.husbandry.weights import record_weighing, weight_check
+    from shared.days import session_day
 
-    with state_of(ctx).db().session() as session:
-        row = record_weighing(session, mouse, grams, by=who(by), at=at_time(at), note=note)
-        check = weight_check(session, mouse, lab_settings(session), day_of(row.weighed_at))
+    with state_of(ctx).db().session() as tx:
+        row = record_weighing(tx, mouse, grams, by=who(by), at=at_time(at), note=note)
+        check = weight_check(tx, mouse, lab_settings(tx), session_day(row.weighed_at))
     if check.percent is not None:
         baseline = check.baseline_grams
         say(
@@ -100,14 +100,14 @@ def water(
     note: Note = "",
 ) -> None:
     """Record water given by hand, and show the mouse's water for that day."""
-    from controller.husbandry.days import day_of
     from controller.husbandry.settings import lab_settings
     from controller.husbandry.water import give_water, water_day
+    from shared.days import session_day
 
     given_at = at_time(at)
-    with state_of(ctx).db().session() as session:
-        row = give_water(session, mouse, microliters, by=who(by), kind=kind, at=given_at, note=note)
-        day = water_day(session, mouse, day_of(row.given_at), lab_settings(session))
+    with state_of(ctx).db().session() as tx:
+        row = give_water(tx, mouse, microliters, by=who(by), kind=kind, at=given_at, note=note)
+        day = water_day(tx, mouse, session_day(row.given_at), lab_settings(tx))
     required = "no requirement (no baseline)" if day.requirement_ul is None else (
         f"{day.requirement_ul:g} ul required, {day.owed_ul:g} ul still owed"
     )  # fmt: skip
@@ -161,23 +161,23 @@ def mouse_baseline(
     if end:
         if grams is not None or mean:
             fail("--end takes no GRAMS or --mean")
-        with db.session() as session:
-            end_restriction(session, mouse, by=who(by), at=at_time(at or None), note=note)
+        with db.session() as tx:
+            end_restriction(tx, mouse, by=who(by), at=at_time(at or None), note=note)
         say(f"{mouse}: off water restriction (its weight is no longer checked)")
         return
     if grams is None and not mean:
-        with db.reader() as session:
-            get_mouse(session, mouse)
-            rows = baselines(session, mouse)
+        with db.reader() as tx:
+            get_mouse(tx, mouse)
+            rows = baselines(tx, mouse)
         if not rows:
             say(f"{mouse} has no baseline: it is not on water restriction")
         for b in rows:
             say(f"{when(b.set_at)}  {b.grams:g} g  {b.method}  by {b.set_by}  {b.note}".rstrip())
         return
     set_at = at_time(at)
-    with db.session() as session:
-        n = (count or lab_settings(session).baseline_weighings) if mean else None
-        row = set_baseline(session, mouse, grams, by=who(by), mean_of=n, at=set_at, note=note)
+    with db.session() as tx:
+        n = (count or lab_settings(tx).baseline_weighings) if mean else None
+        row = set_baseline(tx, mouse, grams, by=who(by), mean_of=n, at=set_at, note=note)
     say(f"{mouse}: baseline {row.grams:g} g ({row.method})")
 
 
@@ -202,8 +202,8 @@ def records(
 
     since = day_bounds(parse_day(first, "--from"))[0] if first else None
     until = day_bounds(parse_day(last, "--to"))[1] if last else None
-    with state_of(ctx).db().reader() as session:
-        rows = mouse_records(session, mouse, since, until)
+    with state_of(ctx).db().reader() as tx:
+        rows = mouse_records(tx, mouse, since, until)
     if as_json:
         print_json([r.as_dict() for r in rows])
         return
@@ -228,8 +228,8 @@ def void(
     and why, and left out of every check, sum and report."""
     from controller.husbandry.records import void_record
 
-    with state_of(ctx).db().session() as session:
-        what = void_record(session, kind, record_id, by=who(by), reason=reason)
+    with state_of(ctx).db().session() as tx:
+        what = void_record(tx, kind, record_id, by=who(by), reason=reason)
     say(f"voided {what}")
 
 
@@ -244,9 +244,9 @@ def lab_show(
 
     from controller.husbandry.settings import KEYS, lab_settings, setting_history
 
-    with state_of(ctx).db().reader() as session:
-        settings = lab_settings(session)
-        rows = setting_history(session)
+    with state_of(ctx).db().reader() as tx:
+        settings = lab_settings(tx)
+        rows = setting_history(tx)
     values = asdict(settings)
     values["water_requirement"] = str(settings.water_requirement)
     if as_json:
@@ -272,8 +272,8 @@ def lab_set(
     """Change a husbandry setting (the old value stays in the history)."""
     from controller.husbandry.settings import set_lab_setting
 
-    with state_of(ctx).db().session() as session:
-        parsed = set_lab_setting(session, key, value, by=who(by))
+    with state_of(ctx).db().session() as tx:
+        parsed = set_lab_setting(tx, key, value, by=who(by))
     say(f"{key} = {parsed}")
 
 

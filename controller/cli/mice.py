@@ -34,8 +34,8 @@ def _rig_statuses(state: State) -> dict[str, Status]:
         with state.link() as link, link.cond:
             return dict(link.statuses)
     except BrokerError as exc:
-        with state.db().reader() as session:
-            statuses = recorded_statuses(session)
+        with state.db().reader() as tx:
+            statuses = recorded_statuses(tx)
         warn(f"{exc}; judged by the boxes' last recorded states")
         return statuses
 
@@ -62,12 +62,12 @@ def assign(
 
     state = state_of(ctx)
     db = state.db()
-    with db.reader() as session:
-        taken = assign_takes_off(session, mouse, box, move=move, replace=replace)
+    with db.reader() as tx:
+        taken = assign_takes_off(tx, mouse, box, move=move, replace=replace)
     # Only a move or a replace asks the rigs: a plain assignment needs no broker.
     statuses = _rig_statuses(state) if taken else {}
-    with db.session() as session:
-        result = assign_mouse(session, mouse, box, move=move, replace=replace, statuses=statuses)
+    with db.session() as tx:
+        result = assign_mouse(tx, mouse, box, move=move, replace=replace, statuses=statuses)
     if result.created_mouse:
         say(f"created mouse {mouse}")
     if result.created_box:
@@ -101,8 +101,8 @@ def unassign(
 
     state = state_of(ctx)
     db = state.db()
-    with db.reader() as session:
-        get_mouse(session, mouse)  # an unknown mouse is told before the broker is asked
+    with db.reader() as tx:
+        get_mouse(tx, mouse)  # an unknown mouse is told before the broker is asked
     if not stop_first:
         statuses = _rig_statuses(state)
     else:
@@ -115,8 +115,8 @@ def unassign(
                     fail(f"could not stop {mouse}'s session on box {running}: {outcome.reason}")
                 say(f"stopped {mouse}'s session on box {running}")
                 del statuses[running]  # it is ending; the box said so
-    with db.session() as session:
-        box = unassign_mouse(session, mouse, statuses=statuses)
+    with db.session() as tx:
+        box = unassign_mouse(tx, mouse, statuses=statuses)
     say(f"took {mouse} off box {box}")
 
 
@@ -131,8 +131,8 @@ def mouse_add(
     """Add mice to the lab."""
     from controller.lab import add_mouse
 
-    with state_of(ctx).db().session() as session:
-        results = [(m, add_mouse(session, m, notes)[1]) for m in mice]
+    with state_of(ctx).db().session() as tx:
+        results = [(m, add_mouse(tx, m, notes)[1]) for m in mice]
     for mouse_id, created in results:
         say(f"created mouse {mouse_id}" if created else f"mouse {mouse_id} already exists")
 
@@ -149,8 +149,8 @@ def mouse_list(
 
     from controller.lab import mouse_summaries
 
-    with state_of(ctx).db().reader() as session:
-        rows = mouse_summaries(session)
+    with state_of(ctx).db().reader() as tx:
+        rows = mouse_summaries(tx)
     if as_json:
         print_json([asdict(r) for r in rows])
         return
@@ -179,11 +179,11 @@ def mouse_show(
 
     from controller.lab import assignment_history, mouse_summaries, session_rows
 
-    with state_of(ctx).db().reader() as session:
-        (summary,) = mouse_summaries(session, [mouse])
+    with state_of(ctx).db().reader() as tx:
+        (summary,) = mouse_summaries(tx, [mouse])
         history: list[dict[str, Any]] = [
             {"box": a.box_id, "from": a.started_at, "until": a.ended_at}
-            for a in assignment_history(session, mouse)
+            for a in assignment_history(tx, mouse)
         ]
         sessions: list[dict[str, Any]] = [
             {
@@ -197,7 +197,7 @@ def mouse_show(
                 "rewards": s.reward_count,
                 "problem": s.problem,
             }
-            for s in session_rows(session, mouse)
+            for s in session_rows(tx, mouse)
         ]
     if as_json:
         print_json(

@@ -35,8 +35,8 @@ def results(
     from shared.analysis import format_table, mouse_results
 
     db = state_of(ctx).db()
-    with db.reader() as session:
-        get_mouse(session, mouse)
+    with db.reader() as tx:
+        get_mouse(tx, mouse)
     with db.reader_engine.connect() as conn:
         sessions = mouse_sessions(conn, mouse)
     rows = mouse_results(mouse, sessions, collapse_days=days)

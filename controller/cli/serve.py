@@ -51,9 +51,10 @@ def serve(
 ) -> None:
     """The collector: store every rig's documents and status until SIGTERM or Ctrl-C."""
     from controller.collector.ingest import IngestSettings
-    from controller.collector.leases import CollectorRefused, check_collector_id
+    from controller.collector.leases import CollectorRefused
     from controller.collector.service import Collector
     from shared.errors import ReachlabError
+    from shared.ids import check_collector_id
 
     state = state_of(ctx)
     logging.getLogger().setLevel(logging.INFO)

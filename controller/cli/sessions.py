@@ -134,8 +134,8 @@ def start(
     if shift is not None and cohort is not None:
         from controller.husbandry.schedule import shift_slots
 
-        with db.reader() as session:
-            shift_slots(session, cohort, shift)  # no such shift: one line, nothing sent
+        with db.reader() as tx:
+            shift_slots(tx, cohort, shift)  # no such shift: one line, nothing sent
     shift_waiting: list[Any] = []
     with state.link() as link:
         if not link.online_collectors():

@@ -23,7 +23,7 @@ from controller.cli.app import (
 
 if TYPE_CHECKING:
     from controller.last_session import SessionMemory
-    from controller.mqtt import LabLink
+    from controller.mqtt import BrokerLink
 
 
 def collectors_line(collectors: list[Any]) -> str:
@@ -35,7 +35,7 @@ def collectors_line(collectors: list[Any]) -> str:
     return f"collectors online: {', '.join(shown)}"
 
 
-def _views(state: State, link: LabLink | None, memory: SessionMemory | None = None) -> list[Any]:
+def _views(state: State, link: BrokerLink | None, memory: SessionMemory | None = None) -> list[Any]:
     from controller.last_session import last_sessions
     from controller.views import box_views, stored_boxes
 
@@ -77,8 +77,8 @@ def status(
 
     from controller.husbandry.notices import box_notices
 
-    with state.db().reader() as session:
-        notices = box_notices(session, {v.box: v.state for v in views})
+    with state.db().reader() as tx:
+        notices = box_notices(tx, {v.box: v.state for v in views})
     if as_json:
         print_json(
             {
@@ -142,8 +142,8 @@ def monitor(
             from controller.collector.leases import NO_COLLECTOR
 
             line = collectors_line(collectors) if collectors else f"WARNING: {NO_COLLECTOR}"
-            with state.db().reader() as session:  # when a session ends: who goes in next
-                upcoming = next_for_idle_boxes(session, {v.box: v.state for v in views})
+            with state.db().reader() as tx:  # when a session ends: who goes in next
+                upcoming = next_for_idle_boxes(tx, {v.box: v.state for v in views})
             nexts = "".join(f"\n{n}" for n in Notices(next_mice=upcoming).next_lines())
             return monitor_view(views, events, f"{base}\n{line}{nexts}")
 

@@ -35,17 +35,24 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from controller.collector.decode import IngestSettings, dead_letter
-from controller.models import Document as DocumentRow
-from controller.models import Stream, TrainingSession
+from controller.models import StoredDocument, Stream, TrainingSession
 from controller.store import ensure_mouse, insert_ignore
-from shared.documents import Document, SessionEnd, SessionStart, tally
+from shared.documents import (
+    Document,
+    Reward,
+    SessionEnd,
+    SessionStart,
+    TrialEnd,
+    kind_of,
+    tally,
+)
 from shared.errors import InvalidIdError
 from shared.ids import check_mouse_id
 from shared.protocol import Topics
 
 log = logging.getLogger("labctl.collector")
 
-DOCUMENTS: Table = DocumentRow.__table__  # type: ignore[assignment]
+DOCUMENTS: Table = StoredDocument.__table__  # type: ignore[assignment]
 STREAMS: Table = Stream.__table__  # type: ignore[assignment]
 SESSIONS: Table = TrainingSession.__table__  # type: ignore[assignment]
 #: The seq column is a 32-bit integer on PostgreSQL.
@@ -295,10 +302,12 @@ class Assembly:
         stream.update(
             stored=count,
             max_seq=-1 if top is None else top,
-            trials=kinds.get("trial_end", 0),
-            rewards=kinds.get("reward", 0),
+            # As the documents' own tally counts them: a trial per trial_end, a reward per
+            # reward document.
+            trials=kinds.get(kind_of(TrialEnd), 0),
+            rewards=kinds.get(kind_of(Reward), 0),
         )
-        if not kinds.get("session_end"):
+        if not kinds.get(kind_of(SessionEnd)):
             stream["last_seq"] = stream["status"] = None
 
     def _insert(

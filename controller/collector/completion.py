@@ -25,18 +25,17 @@ from sqlalchemy import Connection, Table, select, update
 
 from controller.collector.assembly import STREAMS
 from controller.collector.decode import RigCommand
-from controller.ids import new_request_id
-from controller.models import Document as DocumentRow
-from controller.models import TrainingSession
+from controller.models import StoredDocument, TrainingSession
 from controller.store import digest, session_text, store_trials
 from shared.digest import session_digest
 from shared.documents import SessionBuilder, parse_document
 from shared.errors import ProtocolError
+from shared.ids import new_request_id
 from shared.protocol import CommittedCommand, Reply
 
 log = logging.getLogger("labctl.collector")
 
-DOCUMENTS: Table = DocumentRow.__table__  # type: ignore[assignment]
+DOCUMENTS: Table = StoredDocument.__table__  # type: ignore[assignment]
 SESSIONS: Table = TrainingSession.__table__  # type: ignore[assignment]
 
 

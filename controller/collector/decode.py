@@ -105,8 +105,6 @@ class Decoder:
     def __init__(self, topics: Topics, settings: IngestSettings) -> None:
         self.topics = topics
         self.settings = settings
-        #: Every topic of this lab's rigs starts so; the collector subscribes to nothing else.
-        self._rig_topics = f"{topics.prefix}/rigs/"
         self._topic_cache: dict[str, tuple[str, str]] = {}
 
     def _parse_topic(self, topic: str) -> tuple[str, str]:
@@ -124,10 +122,10 @@ class Decoder:
         return out
 
     def _decode(self, message: Incoming, out: Decoded) -> None:
-        if not message.topic.startswith(self._rig_topics):
+        if not self.topics.is_rig_topic(message.topic):
             # Not subscribed, so not sent to this lab: a broker delivered it anyway (amqtt
             # hands new subscribers retained messages of other topics). Nothing to keep.
-            log.debug("ignored a message on %s: not under %s", message.topic, self._rig_topics)
+            log.debug("ignored a message on %s: not under %s", message.topic, self.topics.rigs_root)
             return
         limit = self.settings.max_payload
         size = len(message.payload)

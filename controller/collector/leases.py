@@ -12,7 +12,6 @@ second collector.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from sqlalchemy import Connection, Table, delete, select, text, update
 from controller.db import Database
 from controller.models import CollectorLease
 from shared.errors import ProtocolError, ReachlabError
+from shared.ids import COLLECTOR_ID_PATTERN, check_collector_id
 
-COLLECTOR_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 #: A lease not renewed for this long belongs to a collector that is gone.
 LEASE_S = 20.0
 #: How often a running collector renews its lease.
@@ -48,7 +47,7 @@ class CollectorStatus(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = 1
-    collector: str = Field(pattern=COLLECTOR_ID.pattern)
+    collector: str = Field(pattern=COLLECTOR_ID_PATTERN.pattern)
     state: Literal["online", "offline"]
     group: str | None = None
     host: str = ""
@@ -66,22 +65,6 @@ def collector_client_id(prefix: str, group: str | None = None) -> str:
     if group is None:
         return f"labctl-collector-{safe(prefix)}"
     return f"labctl-collector-{safe(prefix)}-{safe(group)}-{safe(socket.gethostname())}"
-
-
-def check_collector_id(client_id: str) -> str:
-    if not COLLECTOR_ID.fullmatch(client_id):
-        raise ReachlabError(
-            f"invalid collector client id {client_id!r}: use 1-100 letters, digits, '_' or '-'"
-        )
-    return client_id
-
-
-def collector_topic(prefix: str, client_id: str) -> str:
-    return f"{prefix}/collectors/{check_collector_id(client_id)}/status"
-
-
-def collector_filter(prefix: str) -> str:
-    return f"{prefix}/collectors/+/status"
 
 
 def parse_collector_status(payload: bytes) -> CollectorStatus:

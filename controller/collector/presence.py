@@ -23,8 +23,7 @@ from sqlalchemy import Connection, Table, bindparam, case, select, update
 from controller.collector.decode import Decoded
 from controller.models import Box
 from controller.store import insert_ignore
-from shared.errors import ProtocolError
-from shared.protocol import Status, parse_status
+from shared.protocol import Status, status_or_none
 
 log = logging.getLogger("labctl.collector")
 
@@ -57,15 +56,6 @@ _UPDATE_TIMES = (
         last_event_at=_newer(BOXES.c.last_event_at, "event"),
     )
 )
-
-
-def status_or_none(text: str | None) -> Status | None:
-    if not text:
-        return None
-    try:
-        return parse_status(text)
-    except ProtocolError:
-        return None
 
 
 class Presence:

@@ -20,8 +20,8 @@ from sqlalchemy.orm import aliased
 
 from controller.collector.assembly import DOCUMENTS, SESSIONS, STREAMS
 from controller.collector.decode import IngestSettings, RigCommand
-from controller.ids import new_request_id
 from controller.store import insert_ignore
+from shared.ids import new_request_id
 from shared.protocol import ResendCommand, Status
 
 log = logging.getLogger("labctl.collector")

@@ -45,7 +45,6 @@ from controller.collector.leases import (
     CollectorStatus,
     Lease,
     collector_client_id,
-    collector_topic,
     drop_lease,
     encode_status,
     renew_lease,
@@ -113,7 +112,7 @@ class Collector:
         self.ingest = Ingest(
             db, self, topics=self.topics, settings=settings, completions_per_batch=1
         )
-        self.presence_topic = collector_topic(self.topics.prefix, self.client_id)
+        self.presence_topic = self.topics.collector_status(self.client_id)
         # A broker holds back QoS 1 messages for a subscriber that has not acknowledged the
         # earlier ones only as far as its own in-flight limit goes, so with the database
         # stalled the queue could grow without end: past max_queued the transport waits.

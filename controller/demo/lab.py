@@ -1,6 +1,6 @@
 """The processes of one ``labctl demo``: the broker, the collector, the rigs, and their record.
 
-:class:`Lab` starts each child in its own session (so Ctrl-C reaches only the
+:class:`DemoLab` starts each child in its own session (so Ctrl-C reaches only the
 demo), writes every pid to ``DIR/processes.json``, runs labctl commands as a
 person would type them, and stops everything by pid. :mod:`controller.demo.run`
 drives it through the demo's steps.
@@ -104,7 +104,7 @@ def one_line(text: str) -> str:
 
 
 @dataclass
-class Lab:
+class DemoLab:
     """The processes of one demo and where their files go."""
 
     directory: Path

@@ -26,7 +26,7 @@ Exit status: 0 when the sessions ran to their end; 130 after Ctrl-C or SIGTERM
 (the export is still written); 2 on an error: said first on stdout, before
 the wrap-up's output, and reported by labctl as one line on stderr
 (``labctl: error: ...``) after everything was stopped. The processes
-themselves are kept by :class:`controller.demo.lab.Lab`.
+themselves are kept by :class:`controller.demo.lab.DemoLab`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from controller.demo.lab import DemoError, Interrupted, Lab, clear_previous_run
+from controller.demo.lab import DemoError, DemoLab, Interrupted, clear_previous_run
 from shared.analysis import cohort_results, format_table
 from shared.errors import ReachlabError
 from shared.sessionfile import read_sessions
@@ -83,7 +83,7 @@ def run_demo(
     if time_scale is not None and time_scale <= 0:
         raise DemoError(f"--time-scale must be positive, got {time_scale:g}")
     scale = time_scale or default_time_scale(minutes)
-    lab = Lab(
+    lab = DemoLab(
         directory=(directory or Path("reachlab-demo")).resolve(),
         rigs=rigs,
         out=out,
@@ -116,7 +116,7 @@ def run_demo(
     return EXIT_INTERRUPTED if lab.interrupts.count else 0
 
 
-def run_lab(lab: Lab, minutes: float, scale: float, seed: int, monitor: bool) -> None:
+def run_lab(lab: DemoLab, minutes: float, scale: float, seed: int, monitor: bool) -> None:
     """Start the lab and the cohort and wait for the sessions; Interrupted on Ctrl-C."""
     lab.start_services(scale, seed)
     lab.wait_until(
@@ -139,11 +139,11 @@ def run_lab(lab: Lab, minutes: float, scale: float, seed: int, monitor: bool) ->
         lab.wait_until("the sessions to end", lambda: sessions_done(lab), wall * 3 + 60)
 
 
-def wrap_up(lab: Lab, failed: bool = False) -> None:
+def wrap_up(lab: DemoLab, failed: bool = False) -> None:
     """Stop the sessions (after Ctrl-C or a failure), export, report, stop every process.
 
     Signals are still only counted here: another Ctrl-C ends the waiting ("stopping now"),
-    and the export and :meth:`Lab.stop_all` run whatever happens.
+    and the export and :meth:`DemoLab.stop_all` run whatever happens.
     """
     interrupts = lab.interrupts
     interrupts.tolerated = interrupts.count  # from here on, only a further Ctrl-C counts
@@ -174,11 +174,11 @@ def wrap_up(lab: Lab, failed: bool = False) -> None:
         lab.say("all demo processes stopped")
 
 
-def sessions_done(lab: Lab) -> bool:
+def sessions_done(lab: DemoLab) -> bool:
     return all(state in ("idle", "offline") for state in lab.box_states().values())
 
 
-def watch_until_done(lab: Lab, wall: float) -> None:
+def watch_until_done(lab: DemoLab, wall: float) -> None:
     """Show ``labctl monitor`` in this terminal until every rig is idle again."""
     lab.monitor = subprocess.Popen(lab.labctl_argv("monitor"), stdin=subprocess.DEVNULL)
     lab.write_record()
@@ -204,7 +204,7 @@ def watch_until_done(lab: Lab, wall: float) -> None:
         lab.say("")  # the monitor's last line has no newline of its own
 
 
-def collected(lab: Lab) -> bool:
+def collected(lab: DemoLab) -> bool:
     """True when every mouse's session is stored whole (judged from a scratch export)."""
     with tempfile.TemporaryDirectory(dir=lab.directory) as scratch:
         lab.labctl("export", "--all", "--out", scratch, check=False, show=False)
@@ -216,7 +216,7 @@ def collected(lab: Lab) -> bool:
     return True
 
 
-def export(lab: Lab) -> None:
+def export(lab: DemoLab) -> None:
     """Export every mouse and print where the files are and a results table."""
     lab.labctl("export", "--all", "--out", str(lab.export_dir), check=False)
     files = sorted(lab.export_dir.glob("*.json"))

@@ -1,5 +1,7 @@
-"""The lab around the sessions (DESIGN §13): weighings and baselines, water, solenoid
-calibrations, cohort schedules with shifts, the day's view and the welfare report.
+"""The husbandry wing: the lab's care of the animals around the sessions (DESIGN §13).
+
+Weighings and baselines, water, solenoid calibrations, cohort schedules with shifts, the
+day's view and the welfare report.
 
 Every record here is history: rows are added, never changed, so what the lab knew
 on any day can be shown again. :mod:`.models` holds the tables; each other module

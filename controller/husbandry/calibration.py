@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from controller.db import Transaction
 from controller.husbandry.models import Calibration
 from controller.husbandry.settings import LabSettings
 from controller.lab import LabError, add_box
@@ -47,7 +47,7 @@ def change_pct(new: float, old: float) -> float:
 
 
 def record_calibration(
-    session: Session,
+    tx: Transaction,
     box_id: str,
     spout: int,
     *,
@@ -76,24 +76,24 @@ def record_calibration(
             f"invalid total {total:g} {unit}: {total / openings:g} ul per opening is more "
             f"than a reward valve gives ({MAX_UL_PER_OPENING:g}); is the total in {unit}?"
         )
-    add_box(session, box_id)
+    add_box(tx, box_id)
     row = Calibration(
         box_id=box_id, spout=spout, openings=openings, duration_ms=duration_ms,
         total_ul=float(total),  # water: 1 mg is 1 µL to well within a weighing's error
         ul_per_opening=float(total) / openings, weighed_in=unit,
         measured_at=time.time() if at is None else at, measured_by=by, note=note,
     )  # fmt: skip
-    session.add(row)
-    session.flush()
+    tx.add(row)
+    tx.flush()
     return row
 
 
-def calibrations(session: Session, box_id: str | None = None) -> list[Calibration]:
+def calibrations(tx: Transaction, box_id: str | None = None) -> list[Calibration]:
     """Calibrations, oldest first (of one box, or of every box)."""
     stmt = select(Calibration)
     if box_id is not None:
         stmt = stmt.where(Calibration.box_id == box_id)
-    return list(session.scalars(stmt.order_by(Calibration.measured_at, Calibration.id)))
+    return list(tx.scalars(stmt.order_by(Calibration.measured_at, Calibration.id)))
 
 
 class Timeline:
@@ -105,8 +105,8 @@ class Timeline:
             self.by_spout.setdefault(row.spout, []).append(row)
 
     @classmethod
-    def of_box(cls, session: Session, box_id: str) -> Timeline:
-        return cls(calibrations(session, box_id))
+    def of_box(cls, tx: Transaction, box_id: str) -> Timeline:
+        return cls(calibrations(tx, box_id))
 
     def at(self, spout: int, t: float) -> Calibration | None:
         """The calibration of ``spout`` in force at ``t``: the newest measured by then."""
@@ -126,11 +126,11 @@ class Timeline:
 
 
 def calibration_warnings(
-    session: Session, box_id: str, settings: LabSettings, now: float | None = None
+    tx: Transaction, box_id: str, settings: LabSettings, now: float | None = None
 ) -> list[str]:
     """What is wrong with the box's calibrations in force now, one line each."""
     now = time.time() if now is None else now
-    timeline = Timeline.of_box(session, box_id)
+    timeline = Timeline.of_box(tx, box_id)
     out = []
     for spout, name in enumerate(SPOUTS):
         row = timeline.at(spout, now)
@@ -165,11 +165,9 @@ def _row_warnings(
     return out
 
 
-def new_calibration_warnings(
-    session: Session, row: Calibration, settings: LabSettings
-) -> list[str]:
+def new_calibration_warnings(tx: Transaction, row: Calibration, settings: LabSettings) -> list[str]:
     """Warnings about a calibration just stored (a large change from the one before)."""
-    return _row_warnings(Timeline.of_box(session, row.box_id), row, settings, row.measured_at)
+    return _row_warnings(Timeline.of_box(tx, row.box_id), row, settings, row.measured_at)
 
 
 def describe(row: Calibration) -> dict[str, Any]:
@@ -186,11 +184,11 @@ def describe(row: Calibration) -> dict[str, Any]:
     }
 
 
-def calibration_metadata(session: Session, box_id: str, t: float) -> dict[str, Any] | None:
+def calibration_metadata(tx: Transaction, box_id: str, t: float) -> dict[str, Any] | None:
     """The calibration in force on the box at ``t``, as a session's start metadata carries it
     (``{"left": {...}, "right": {...}}``, a spout never calibrated as None); None when the
     box has no calibration at all."""
-    timeline = Timeline.of_box(session, box_id)
+    timeline = Timeline.of_box(tx, box_id)
     spouts = {name: timeline.at(spout, t) for spout, name in enumerate(SPOUTS)}
     if all(row is None for row in spouts.values()):
         return None

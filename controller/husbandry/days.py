@@ -1,7 +1,7 @@
 """Days and times as the lab reads them: local calendar days, ``--at`` and ``--from`` values.
 
-A husbandry day is the local calendar day (the lab's clock), the same ``%Y-%m-%d``
-the rigs write as a session's ``date``.
+A husbandry day is the session's day (:func:`shared.days.session_day`): the local
+calendar day, the same ``%Y-%m-%d`` the rigs write as a session's ``date``.
 """
 
 from __future__ import annotations
@@ -10,19 +10,14 @@ import math
 import time
 from datetime import date, datetime, timedelta
 
+from shared.days import DAY_FORMAT, session_day
 from shared.errors import ConfigError
 
-DAY_FORMAT = "%Y-%m-%d"
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
 
 
-def day_of(t: float) -> str:
-    """The local day of Unix time ``t``."""
-    return time.strftime(DAY_FORMAT, time.localtime(t))
-
-
 def today() -> str:
-    return day_of(time.time())
+    return session_day(time.time())
 
 
 def parse_day(text: str, what: str = "date") -> str:

@@ -1,6 +1,6 @@
 """Driving a box's ``dispense`` utility for a calibration, through its agent.
 
-The command goes out like any other (:class:`~controller.mqtt.LabLink`); the agent
+The command goes out like any other (:class:`~controller.mqtt.BrokerLink`); the agent
 answers at once and then opens the solenoid ``count`` times. The box refuses other
 utilities while it dispenses, so :func:`run_dispense` asks it to ``read_sensors``
 until it answers again: then the water is in the cup and can be weighed. A simulated
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from controller.ids import new_request_id
 from controller.lab import LabError
-from controller.mqtt import LabLink
+from controller.mqtt import BrokerLink
 from controller.rigs import box_problem
+from shared.ids import new_request_id
 from shared.protocol import DispenseCommand, ReadSensorsCommand, Reply
 
 #: Pause between asking a dispensing box whether it is done.
@@ -37,7 +37,7 @@ class DispenseRun:
     openings_seen: int | None
 
 
-def _ask(link: LabLink, box: str, command: BaseModel, request_id: str, timeout: float) -> Reply:
+def _ask(link: BrokerLink, box: str, command: BaseModel, request_id: str, timeout: float) -> Reply:
     link.send(box, command)
     reply = link.wait_replies({request_id}, timeout).get(request_id)
     if reply is None:
@@ -45,13 +45,13 @@ def _ask(link: LabLink, box: str, command: BaseModel, request_id: str, timeout: 
     return reply
 
 
-def _sensors(link: LabLink, box: str, timeout: float) -> Reply:
+def _sensors(link: BrokerLink, box: str, timeout: float) -> Reply:
     rid = new_request_id()
     return _ask(link, box, ReadSensorsCommand(request_id=rid), rid, timeout)
 
 
 def run_dispense(
-    link: LabLink, box: str, spout: int, count: int, duration_ms: int, *, timeout: float = 10.0
+    link: BrokerLink, box: str, spout: int, count: int, duration_ms: int, *, timeout: float = 10.0
 ) -> DispenseRun:
     """Open the spout's solenoid ``count`` times for ``duration_ms`` and wait until done."""
     problem = box_problem(link.statuses.get(box), box)

@@ -14,31 +14,29 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from controller.db import Transaction
 from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOverride
 from controller.lab import LabError, get_mouse
 
 VOIDABLE = ("weighing", "water")
 
 
-def void_record(session: Session, kind: str, record_id: int, *, by: str, reason: str) -> str:
+def void_record(tx: Transaction, kind: str, record_id: int, *, by: str, reason: str) -> str:
     """Void a weighing or water entry; returns what it was, for the confirmation."""
     if kind not in VOIDABLE:
         raise LabError(f"invalid record kind {kind!r}: expected weighing or water")
     if not reason.strip():
         raise LabError("voiding needs a reason (--reason WHY): it is kept for the record")
     row: Weighing | WaterGiven | None = (
-        session.get(Weighing, record_id)
-        if kind == "weighing"
-        else session.get(WaterGiven, record_id)
+        tx.get(Weighing, record_id) if kind == "weighing" else tx.get(WaterGiven, record_id)
     )
     if row is None:
         raise LabError(f"no {kind} record {record_id} (`labctl records MOUSE` lists them)")
     if row.voided_at is not None:
         raise LabError(f"{kind} record {record_id} was voided already, by {row.voided_by}")
     row.voided_at, row.voided_by, row.void_reason = time.time(), by, reason.strip()
-    session.flush()
+    tx.flush()
     return f"{kind} {record_id} of {row.mouse_id}: {_what(row)}"
 
 
@@ -63,21 +61,21 @@ class Record:
 
 
 def mouse_records(
-    session: Session, mouse_id: str, since: float | None = None, until: float | None = None
+    tx: Transaction, mouse_id: str, since: float | None = None, until: float | None = None
 ) -> list[Record]:
     """Every weighing, water entry, baseline and override of the mouse (voided ones too,
     marked), oldest first."""
-    get_mouse(session, mouse_id)
+    get_mouse(tx, mouse_id)
     out: list[Record] = []
-    for w in session.scalars(select(Weighing).where(Weighing.mouse_id == mouse_id)):
+    for w in tx.scalars(select(Weighing).where(Weighing.mouse_id == mouse_id)):
         out.append(Record("weighing", w.id, w.weighed_at, _what(w), w.recorded_by, w.note,
                           _voided(w)))  # fmt: skip
-    for g in session.scalars(select(WaterGiven).where(WaterGiven.mouse_id == mouse_id)):
+    for g in tx.scalars(select(WaterGiven).where(WaterGiven.mouse_id == mouse_id)):
         out.append(Record("water", g.id, g.given_at, _what(g), g.given_by, g.note, _voided(g)))
-    for b in session.scalars(select(Baseline).where(Baseline.mouse_id == mouse_id)):
+    for b in tx.scalars(select(Baseline).where(Baseline.mouse_id == mouse_id)):
         out.append(Record("baseline", b.id, b.set_at, f"{b.grams:g} g ({b.method})", b.set_by,
                           b.note))  # fmt: skip
-    for o in session.scalars(select(WeightOverride).where(WeightOverride.mouse_id == mouse_id)):
+    for o in tx.scalars(select(WeightOverride).where(WeightOverride.mouse_id == mouse_id)):
         out.append(Record("override", o.id, o.at, f"{o.reason} (overrode: {o.warning})", o.by,
                           f"session {o.session_id}" if o.session_id else ""))  # fmt: skip
     out = [r for r in out if (since is None or r.at >= since) and (until is None or r.at < until)]

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from controller.db import Transaction
 from controller.husbandry.calibration import Timeline, calibration_warnings
 from controller.husbandry.days import day_bounds, days_between
 from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOverride
@@ -66,7 +66,7 @@ class DayRow:
         return dict(self.__dict__)
 
 
-def _mice_with_records(session: Session, start: float, end: float) -> set[str]:
+def _mice_with_records(tx: Transaction, start: float, end: float) -> set[str]:
     """Mice with a weighing, water by hand (voided ones left out) or an override then."""
     weighed = Weighing.weighed_at
     given = WaterGiven.given_at
@@ -82,14 +82,14 @@ def _mice_with_records(session: Session, start: float, end: float) -> set[str]:
     )
     found: set[str] = set()
     for stmt in statements:
-        found.update(session.scalars(stmt))
+        found.update(tx.scalars(stmt))
     return found
 
 
-def _restricted_mice(session: Session, end: float) -> set[str]:
+def _restricted_mice(tx: Transaction, end: float) -> set[str]:
     """Mice on water restriction at ``end``: a baseline by then, not ended since."""
     newest: dict[str, str] = {}
-    rows = session.execute(
+    rows = tx.execute(
         select(Baseline.mouse_id, Baseline.method)
         .where(Baseline.set_at < end)
         .order_by(Baseline.set_at, Baseline.id)
@@ -100,7 +100,7 @@ def _restricted_mice(session: Session, end: float) -> set[str]:
 
 
 def day_row(
-    session: Session,
+    tx: Transaction,
     mouse_id: str,
     day: str,
     settings: LabSettings,
@@ -112,18 +112,18 @@ def day_row(
     """The mouse's row for ``day``; ``figures`` adds the day's training figures (trials, correct %,
     d-prime), which the welfare report does not carry; ``timelines`` caches calibrations."""
     row = DayRow(date=day, mouse=mouse_id, box=box)
-    slot = slot_of(session, mouse_id)
+    slot = slot_of(tx, mouse_id)
     if slot is not None:
         row.cohort, row.shift = slot.cohort_name, slot.shift
         row.box = row.box or slot.box_id
-    check = weight_check(session, mouse_id, settings, day)
+    check = weight_check(tx, mouse_id, settings, day)
     row.baseline_g, row.weight_g = check.baseline_grams, check.weight_grams
     row.weight_pct = _r(check.percent)
     row.below_threshold = (
         check.percent is not None and check.percent < settings.weight_threshold_pct
     )
     row.warnings.extend(check.warnings)
-    sessions = sessions_of_day(session, mouse_id, day)
+    sessions = sessions_of_day(tx, mouse_id, day)
     row.sessions = len(sessions)
     row.trials = sum(s.trial_count for s in sessions)
     parsed = {s.id: json.loads(s.data) for s in sessions if s.data is not None}
@@ -136,7 +136,7 @@ def day_row(
         if len(days) == 1:
             row.d_prime = _r(days[0].d_prime, 2)
     water = water_day(
-        session, mouse_id, day, settings, rows=sessions, parsed=parsed, timelines=timelines
+        tx, mouse_id, day, settings, rows=sessions, parsed=parsed, timelines=timelines
     )
     row.rewards = water.earned.rewards
     row.earned_ul, row.given_ul = _r(water.earned.ul) or 0.0, _r(water.given_ul) or 0.0
@@ -146,26 +146,26 @@ def day_row(
     start, end = day_bounds(day)
     if row.owed_ul and end <= time.time():  # the day is over and the mouse is short
         row.warnings.append(f"{row.owed_ul:g} ul of the day's water was never given")
-    for o in overrides(session, mouse_id, since=start, until=end):
+    for o in overrides(tx, mouse_id, since=start, until=end):
         row.overrides.append(f"{o.by}: {o.reason} (overrode: {o.warning})")
     return row
 
 
-def today_rows(session: Session, day: str, settings: LabSettings) -> list[DayRow]:
+def today_rows(tx: Transaction, day: str, settings: LabSettings) -> list[DayRow]:
     """``labctl today``: every mouse on a box, in a schedule, restricted, or with records."""
     start, end = day_bounds(day)
-    on_box = {mouse: box for box, mouse in assignments_by_box(session).items()}
-    mice = set(on_box) | {e.mouse_id for e in current_entries(session)}
-    mice |= _restricted_mice(session, end) | _mice_with_records(session, start, end)
-    mice |= _mice_with_sessions(session, start, end)
-    rows = [day_row(session, m, day, settings, box=on_box.get(m)) for m in sorted(mice)]
+    on_box = {mouse: box for box, mouse in assignments_by_box(tx).items()}
+    mice = set(on_box) | {e.mouse_id for e in current_entries(tx)}
+    mice |= _restricted_mice(tx, end) | _mice_with_records(tx, start, end)
+    mice |= _mice_with_sessions(tx, start, end)
+    rows = [day_row(tx, m, day, settings, box=on_box.get(m)) for m in sorted(mice)]
     return sorted(rows, key=_box_order)
 
 
-def box_warnings(session: Session, rows: Sequence[DayRow], settings: LabSettings) -> list[str]:
+def box_warnings(tx: Transaction, rows: Sequence[DayRow], settings: LabSettings) -> list[str]:
     """What is wrong now with the calibrations of the rows' boxes (once per box)."""
     boxes = sorted({r.box for r in rows if r.box is not None}, key=box_sort_key)
-    return [w for box in boxes for w in calibration_warnings(session, box, settings)]
+    return [w for box in boxes for w in calibration_warnings(tx, box, settings)]
 
 
 def _box_order(row: DayRow) -> tuple[tuple[int, int, str], int, str]:
@@ -173,11 +173,11 @@ def _box_order(row: DayRow) -> tuple[tuple[int, int, str], int, str]:
     return (box_sort_key(row.box) if row.box else (2, 0, "")), row.shift or 0, row.mouse
 
 
-def _mice_with_sessions(session: Session, start: float, end: float) -> set[str]:
+def _mice_with_sessions(tx: Transaction, start: float, end: float) -> set[str]:
     from controller.models import TrainingSession
 
     return set(
-        session.scalars(
+        tx.scalars(
             select(TrainingSession.mouse_id).where(
                 TrainingSession.start_time >= start, TrainingSession.start_time < end
             )
@@ -186,7 +186,7 @@ def _mice_with_sessions(session: Session, start: float, end: float) -> set[str]:
 
 
 def report_rows(
-    session: Session, first: str, last: str, settings: LabSettings | None = None
+    tx: Transaction, first: str, last: str, settings: LabSettings | None = None
 ) -> list[DayRow]:
     """``labctl report``: one row per mouse per day from ``first`` to ``last``, each day
     under the lab settings in force at its end (or under ``settings`` when given)."""
@@ -194,12 +194,11 @@ def report_rows(
     timelines: dict[str, Timeline] = {}  # calibrations do not change while the report runs
     for day in days_between(first, last):
         start, end = day_bounds(day)
-        mice = _restricted_mice(session, end) | _mice_with_records(session, start, end)
-        mice |= _mice_with_sessions(session, start, end)
-        rules = lab_settings(session, at=end) if settings is None else settings
+        mice = _restricted_mice(tx, end) | _mice_with_records(tx, start, end)
+        mice |= _mice_with_sessions(tx, start, end)
+        rules = lab_settings(tx, at=end) if settings is None else settings
         out.extend(
-            day_row(session, m, day, rules, figures=False, timelines=timelines)
-            for m in sorted(mice)
+            day_row(tx, m, day, rules, figures=False, timelines=timelines) for m in sorted(mice)
         )
     return out
 

@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from controller.husbandry.days import day_bounds, day_of
+from controller.db import Transaction
+from controller.husbandry.days import day_bounds
 from controller.husbandry.models import ScheduleEntry
 from controller.lab import (
     AssignResult,
@@ -36,6 +36,7 @@ from controller.lab import (
     get_cohort,
 )
 from controller.models import Box, TrainingSession
+from shared.days import session_day
 from shared.ids import check_box_id
 from shared.protocol import Status
 
@@ -78,10 +79,10 @@ def parse_table(text: str, source: str) -> list[Slot]:
     return out
 
 
-def set_schedule(session: Session, cohort: str, slots: Iterable[Slot], *, by: str) -> list[Slot]:
+def set_schedule(tx: Transaction, cohort: str, slots: Iterable[Slot], *, by: str) -> list[Slot]:
     """Make ``slots`` the cohort's schedule, ending the one in force (kept as history)."""
-    get_cohort(session, cohort)
-    members = set(cohort_members(session, cohort))
+    get_cohort(tx, cohort)
+    members = set(cohort_members(tx, cohort))
     slots = list(slots)
     seen_mice: set[str] = set()
     seen_places: set[tuple[str, int]] = set()
@@ -101,12 +102,12 @@ def set_schedule(session: Session, cohort: str, slots: Iterable[Slot], *, by: st
     if missing:
         raise LabError(f"cohort {cohort}: no place for {' '.join(sorted(missing))}")
     now = time.time()
-    for entry in current_entries(session, cohort):
+    for entry in current_entries(tx, cohort):
         entry.valid_until = now
-    session.flush()  # the partial unique indexes need the old entries ended first
+    tx.flush()  # the partial unique indexes need the old entries ended first
     for slot in slots:
-        add_box(session, slot.box)
-        session.add(
+        add_box(tx, slot.box)
+        tx.add(
             ScheduleEntry(
                 cohort_name=cohort,
                 mouse_id=slot.mouse,
@@ -116,26 +117,26 @@ def set_schedule(session: Session, cohort: str, slots: Iterable[Slot], *, by: st
                 set_by=by,
             )
         )
-    session.flush()
+    tx.flush()
     return slots
 
 
-def known_boxes(session: Session) -> list[str]:
-    return sorted(session.scalars(select(Box.id)), key=box_sort_key)
+def known_boxes(tx: Transaction) -> list[str]:
+    return sorted(tx.scalars(select(Box.id)), key=box_sort_key)
 
 
-def current_entries(session: Session, cohort: str | None = None) -> list[ScheduleEntry]:
+def current_entries(tx: Transaction, cohort: str | None = None) -> list[ScheduleEntry]:
     stmt = select(ScheduleEntry).where(ScheduleEntry.valid_until.is_(None))
     if cohort is not None:
         stmt = stmt.where(ScheduleEntry.cohort_name == cohort)
-    rows = list(session.scalars(stmt))
+    rows = list(tx.scalars(stmt))
     return sorted(rows, key=lambda e: (e.cohort_name, e.shift, box_sort_key(e.box_id)))
 
 
-def schedule_history(session: Session, cohort: str) -> list[ScheduleEntry]:
-    get_cohort(session, cohort)
+def schedule_history(tx: Transaction, cohort: str) -> list[ScheduleEntry]:
+    get_cohort(tx, cohort)
     return list(
-        session.scalars(
+        tx.scalars(
             select(ScheduleEntry)
             .where(ScheduleEntry.cohort_name == cohort)
             .order_by(ScheduleEntry.valid_from, ScheduleEntry.shift, ScheduleEntry.id)
@@ -143,9 +144,9 @@ def schedule_history(session: Session, cohort: str) -> list[ScheduleEntry]:
     )
 
 
-def shift_slots(session: Session, cohort: str, shift: int) -> list[Slot]:
-    get_cohort(session, cohort)
-    entries = current_entries(session, cohort)
+def shift_slots(tx: Transaction, cohort: str, shift: int) -> list[Slot]:
+    get_cohort(tx, cohort)
+    entries = current_entries(tx, cohort)
     if not entries:
         raise LabError(f"cohort {cohort} has no schedule: `labctl schedule {cohort} --shifts N`")
     shifts = sorted({e.shift for e in entries})
@@ -159,30 +160,28 @@ def shift_slots(session: Session, cohort: str, shift: int) -> list[Slot]:
 
 
 def place_shift(
-    session: Session, slots: Sequence[Slot], statuses: Mapping[str, Status] | None = None
+    tx: Transaction, slots: Sequence[Slot], statuses: Mapping[str, Status] | None = None
 ) -> list[AssignResult]:
     """Assign each mouse of a shift to its box, taking the previous shift's mouse off it
     (never a mouse whose session runs, as the boxes' ``statuses`` say: LabError)."""
-    return [
-        assign(session, s.mouse, s.box, move=True, replace=True, statuses=statuses) for s in slots
-    ]
+    return [assign(tx, s.mouse, s.box, move=True, replace=True, statuses=statuses) for s in slots]
 
 
-def slot_of(session: Session, mouse_id: str) -> ScheduleEntry | None:
+def slot_of(tx: Transaction, mouse_id: str) -> ScheduleEntry | None:
     """The mouse's place in a schedule in force (the first cohort's, if several)."""
     stmt = select(ScheduleEntry).where(
         ScheduleEntry.mouse_id == mouse_id, ScheduleEntry.valid_until.is_(None)
     )
-    return session.scalars(stmt.order_by(ScheduleEntry.cohort_name)).first()
+    return tx.scalars(stmt.order_by(ScheduleEntry.cohort_name)).first()
 
 
-def mice_run_on(session: Session, day: str) -> set[str]:
+def mice_run_on(tx: Transaction, day: str) -> set[str]:
     """Mice with a session (running or ended) that started on ``day``."""
     start, end = day_bounds(day)
     stmt = select(TrainingSession.mouse_id).where(
         TrainingSession.start_time >= start, TrainingSession.start_time < end
     )
-    return set(session.scalars(stmt))
+    return set(tx.scalars(stmt))
 
 
 @dataclass(frozen=True)
@@ -193,12 +192,12 @@ class NextMouse:
     shift: int
 
 
-def next_mice(session: Session, now: float | None = None) -> dict[str, NextMouse]:
+def next_mice(tx: Transaction, now: float | None = None) -> dict[str, NextMouse]:
     """Per box, the next scheduled mouse that has not run today (see the module's doc)."""
-    day = day_of(time.time() if now is None else now)
-    done = mice_run_on(session, day)
+    day = session_day(time.time() if now is None else now)
+    done = mice_run_on(tx, day)
     out: dict[str, NextMouse] = {}
-    for entry in current_entries(session):
+    for entry in current_entries(tx):
         if entry.mouse_id in done or entry.box_id in out:
             continue
         out[entry.box_id] = NextMouse(entry.box_id, entry.mouse_id, entry.cohort_name, entry.shift)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from controller.db import Transaction
 from controller.husbandry.models import LabSetting
 from shared.errors import ConfigError
 
@@ -106,27 +106,27 @@ def parse_setting(key: str, text: str) -> Any:
     return KEYS[key][0](key, text)
 
 
-def lab_settings(session: Session, at: float | None = None) -> LabSettings:
+def lab_settings(tx: Transaction, at: float | None = None) -> LabSettings:
     """The settings in force at ``at`` (now when None): the newest value of each key set
     by then, else its default. A report of a past day uses that day's rules."""
     values: dict[str, Any] = {}
     stmt = select(LabSetting)
     if at is not None:
         stmt = stmt.where(LabSetting.set_at < at)
-    rows = session.scalars(stmt.order_by(LabSetting.set_at, LabSetting.id))
+    rows = tx.scalars(stmt.order_by(LabSetting.set_at, LabSetting.id))
     for row in rows:
         if row.key in KEYS:
             values[row.key] = parse_setting(row.key, row.value)
     return LabSettings(**values)
 
 
-def set_lab_setting(session: Session, key: str, value: str, by: str) -> Any:
+def set_lab_setting(tx: Transaction, key: str, value: str, by: str) -> Any:
     """Give ``key`` a new value (checked first); returns it parsed."""
     parsed = parse_setting(key, value)
-    session.add(LabSetting(key=key, value=value.strip(), set_at=time.time(), set_by=by))
-    session.flush()
+    tx.add(LabSetting(key=key, value=value.strip(), set_at=time.time(), set_by=by))
+    tx.flush()
     return parsed
 
 
-def setting_history(session: Session) -> list[LabSetting]:
-    return list(session.scalars(select(LabSetting).order_by(LabSetting.set_at, LabSetting.id)))
+def setting_history(tx: Transaction) -> list[LabSetting]:
+    return list(tx.scalars(select(LabSetting).order_by(LabSetting.set_at, LabSetting.id)))

@@ -1,5 +1,7 @@
-"""What husbandry adds to ``labctl start``: the weight gate, overrides, the weight given
-with the start, the calibration in the start metadata, and starting a schedule's shift.
+"""What husbandry adds to a start: the weight gate and everything a start records of it.
+
+The weight gate, overrides, the weight given with the start, the calibration in the
+start metadata, and starting a schedule's shift.
 
 :func:`prepare_start` runs before anything is sent: it records ``--weight`` as a
 weighing, checks every mouse's weight (:func:`~.weights.weight_check`) and decides
@@ -50,10 +52,10 @@ class StartPlan:
         if self.weight is not None:
             extra["weight"] = self.weight
         now = time.time()
-        with self.db.reader() as session:
-            calibration = calibration_metadata(session, box, now)
+        with self.db.reader() as tx:
+            calibration = calibration_metadata(tx, box, now)
             if calibration is not None:  # a box never calibrated: see `labctl calibrations`
-                for line in calibration_warnings(session, box, lab_settings(session), now):
+                for line in calibration_warnings(tx, box, lab_settings(tx), now):
                     if line not in self.box_warnings:
                         self.box_warnings.append(line)
         if calibration is not None:
@@ -77,11 +79,11 @@ def prepare_start(
     if weight is not None and len(mice) != 1:
         raise LabError(f"--weight is one mouse's weight: give one mouse, not {len(mice)}")
     plan = StartPlan(db=db, allowed=[], weight=weight, by=by, reason=(reason or "").strip())
-    with db.session() as session:
+    with db.session() as tx:
         if weight is not None:
-            plan.weighing_id = record_weighing(session, mice[0], weight, by=by).id
-        settings = lab_settings(session)
-        checks = [weight_check(session, mouse, settings) for mouse in mice]
+            plan.weighing_id = record_weighing(tx, mice[0], weight, by=by).id
+        settings = lab_settings(tx)
+        checks = [weight_check(tx, mouse, settings) for mouse in mice]
     blocked = [c for c in checks if c.blocks_start]
     if blocked and force and not plan.reason:
         raise LabError("--force needs --reason WHY: the override is kept for the welfare record")
@@ -103,14 +105,14 @@ def prepare_start(
 def finish_start(plan: StartPlan, outcomes: Sequence[Outcome]) -> None:
     """Keep the overrides of the sessions that started; link the weighing to its session."""
     started = {o.mouse: o.session_id for o in outcomes if o.ok and o.mouse}
-    with plan.db.session() as session:
+    with plan.db.session() as tx:
         for mouse, check in plan.forced.items():
             if mouse in started:
                 record_override(
-                    session, check, by=plan.by, reason=plan.reason, session_id=started[mouse]
+                    tx, check, by=plan.by, reason=plan.reason, session_id=started[mouse]
                 )
         if plan.weighing_id is not None:
-            row = session.get(Weighing, plan.weighing_id)
+            row = tx.get(Weighing, plan.weighing_id)
             if row is not None and row.mouse_id in started:
                 row.session_id = started[row.mouse_id]
 
@@ -135,8 +137,8 @@ def place_shift_mice(
     A box still running a session keeps its mouse, and a mouse whose session runs
     elsewhere is not moved: those mice wait, with the reason, and are not started.
     """
-    with db.session() as session:
-        slots = shift_slots(session, cohort, shift)
+    with db.session() as tx:
+        slots = shift_slots(tx, cohort, shift)
         free: list[Slot] = []
         placed = ShiftPlacement([], [], {})
         for slot in slots:
@@ -152,7 +154,7 @@ def place_shift_mice(
                 placed.waiting[slot.mouse] = f"its session still runs on box {elsewhere}"
             else:
                 free.append(slot)
-        for result in place_shift(session, free, statuses):
+        for result in place_shift(tx, free, statuses):
             if result.replaced:
                 placed.notes.append(
                     f"took {result.replaced} off box {result.box} for {result.mouse}"

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
 
+from controller.db import Transaction
 from controller.husbandry.calibration import Timeline
 from controller.husbandry.days import day_bounds
 from controller.husbandry.models import WaterGiven
@@ -33,6 +33,7 @@ from controller.husbandry.settings import LabSettings
 from controller.husbandry.weights import FUTURE_SLACK_S, baseline_of
 from controller.lab import LabError, get_mouse
 from controller.models import TrainingSession
+from shared.outcomes import is_reward, is_shaping_reward
 
 WATER_KINDS = ("water", "supplement", "gel")
 #: Volume per reward of sessions that predate the ``reward_volume_ul`` key (as analysis).
@@ -42,7 +43,7 @@ MAX_GIVEN_UL = 5000.0
 
 
 def give_water(
-    session: Session,
+    tx: Transaction,
     mouse_id: str,
     microliters: float,
     *,
@@ -51,7 +52,7 @@ def give_water(
     at: float | None = None,
     note: str = "",
 ) -> WaterGiven:
-    get_mouse(session, mouse_id)
+    get_mouse(tx, mouse_id)
     if kind not in WATER_KINDS:
         raise LabError(f"invalid kind {kind!r}: expected one of {', '.join(WATER_KINDS)}")
     if not 0 < microliters <= MAX_GIVEN_UL:
@@ -66,15 +67,15 @@ def give_water(
         mouse_id=mouse_id, microliters=microliters, kind=kind,
         given_at=now if at is None else at, recorded_at=now, given_by=by, note=note,
     )  # fmt: skip
-    session.add(row)
-    session.flush()
+    tx.add(row)
+    tx.flush()
     return row
 
 
-def water_given(session: Session, mouse_id: str, day: str) -> list[WaterGiven]:
+def water_given(tx: Transaction, mouse_id: str, day: str) -> list[WaterGiven]:
     start, end = day_bounds(day)
     return list(
-        session.scalars(
+        tx.scalars(
             select(WaterGiven)
             .where(
                 WaterGiven.mouse_id == mouse_id,
@@ -87,11 +88,11 @@ def water_given(session: Session, mouse_id: str, day: str) -> list[WaterGiven]:
     )
 
 
-def sessions_of_day(session: Session, mouse_id: str, day: str) -> list[TrainingSession]:
+def sessions_of_day(tx: Transaction, mouse_id: str, day: str) -> list[TrainingSession]:
     """The mouse's sessions that started on ``day`` (or are dated so, without a start time)."""
     start, end = day_bounds(day)
     return list(
-        session.scalars(
+        tx.scalars(
             select(TrainingSession)
             .where(
                 TrainingSession.mouse_id == mouse_id,
@@ -134,10 +135,9 @@ def _rewards(data: dict[str, Any]) -> Iterable[tuple[int, float]]:
         spout = trial.get("spout")
         if isinstance(spout, bool) or spout not in (0, 1):
             continue
-        if trial.get("shaping") is True and (t := _number(trial.get("start"))) is not None:
+        if is_shaping_reward(trial) and (t := _number(trial.get("start"))) is not None:
             yield spout, t
-        outcome = trial.get("outcome")
-        if outcome == 1 and not isinstance(outcome, bool):
+        if is_reward(trial.get("outcome")):
             t = _number(trial.get("end")) or _number(trial.get("start"))
             if t is not None:
                 yield spout, t
@@ -194,7 +194,7 @@ def earned_in_session(
 
 
 def earned_on_day(
-    session: Session,
+    tx: Transaction,
     mouse_id: str,
     day: str,
     *,
@@ -207,10 +207,10 @@ def earned_on_day(
     as the report over many days, avoid reading them again."""
     total = Earned()
     timelines = {} if timelines is None else timelines
-    rows = sessions_of_day(session, mouse_id, day) if rows is None else rows
+    rows = sessions_of_day(tx, mouse_id, day) if rows is None else rows
     for row in rows:
         if row.box and row.box not in timelines:
-            timelines[row.box] = Timeline.of_box(session, row.box)
+            timelines[row.box] = Timeline.of_box(tx, row.box)
         part = earned_in_session(row, timelines, (parsed or {}).get(row.id))
         total.ul += part.ul
         total.rewards += part.rewards
@@ -244,7 +244,7 @@ class WaterDay:
 
 
 def water_day(
-    session: Session,
+    tx: Transaction,
     mouse_id: str,
     day: str,
     settings: LabSettings,
@@ -253,13 +253,13 @@ def water_day(
     parsed: dict[int, Any] | None = None,
     timelines: dict[str, Timeline] | None = None,
 ) -> WaterDay:
-    earned = earned_on_day(session, mouse_id, day, rows=rows, parsed=parsed, timelines=timelines)
-    given = water_given(session, mouse_id, day)
+    earned = earned_on_day(tx, mouse_id, day, rows=rows, parsed=parsed, timelines=timelines)
+    given = water_given(tx, mouse_id, day)
     by_kind: dict[str, float] = {}
     for row in given:
         by_kind[row.kind] = by_kind.get(row.kind, 0.0) + row.microliters
     _, end = day_bounds(day)
-    baseline = baseline_of(session, mouse_id, at=end)
+    baseline = baseline_of(tx, mouse_id, at=end)
     rule = settings.water_requirement
     # A mouse is on restriction from its first baseline on; before, nothing is owed.
     requirement = rule.requirement(baseline.grams) if baseline is not None else None

@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from controller.husbandry.days import day_bounds, day_of
+from controller.db import Transaction
+from controller.husbandry.days import day_bounds
 from controller.husbandry.models import Baseline, Weighing, WeightOverride
 from controller.husbandry.settings import LabSettings
 from controller.lab import LabError, get_mouse
+from shared.days import session_day
 
 #: A mouse weighs a few grams to a few tens; outside this is a typing mistake.
 MIN_GRAMS, MAX_GRAMS = 1.0, 200.0
@@ -35,7 +36,7 @@ def check_grams(grams: float, what: str = "weight") -> float:
 
 
 def record_weighing(
-    session: Session,
+    tx: Transaction,
     mouse_id: str,
     grams: float,
     *,
@@ -44,7 +45,7 @@ def record_weighing(
     session_id: str | None = None,
     note: str = "",
 ) -> Weighing:
-    get_mouse(session, mouse_id)
+    get_mouse(tx, mouse_id)
     check_grams(grams)
     now = time.time()
     weighed_at = now if at is None else at
@@ -54,31 +55,31 @@ def record_weighing(
         mouse_id=mouse_id, grams=grams, weighed_at=weighed_at, recorded_at=now,
         recorded_by=by, session_id=session_id, note=note,
     )  # fmt: skip
-    session.add(row)
-    session.flush()
+    tx.add(row)
+    tx.flush()
     return row
 
 
 def weighings(
-    session: Session, mouse_id: str, *, since: float | None = None, until: float | None = None
+    tx: Transaction, mouse_id: str, *, since: float | None = None, until: float | None = None
 ) -> list[Weighing]:
     stmt = select(Weighing).where(Weighing.mouse_id == mouse_id, Weighing.voided_at.is_(None))
     if since is not None:
         stmt = stmt.where(Weighing.weighed_at >= since)
     if until is not None:
         stmt = stmt.where(Weighing.weighed_at < until)
-    return list(session.scalars(stmt.order_by(Weighing.weighed_at, Weighing.id)))
+    return list(tx.scalars(stmt.order_by(Weighing.weighed_at, Weighing.id)))
 
 
-def latest_weighing(session: Session, mouse_id: str, day: str) -> Weighing | None:
+def latest_weighing(tx: Transaction, mouse_id: str, day: str) -> Weighing | None:
     """The mouse's last weighing of ``day``."""
     start, end = day_bounds(day)
-    found = weighings(session, mouse_id, since=start, until=end)
+    found = weighings(tx, mouse_id, since=start, until=end)
     return found[-1] if found else None
 
 
 def set_baseline(
-    session: Session,
+    tx: Transaction,
     mouse_id: str,
     grams: float | None,
     *,
@@ -90,7 +91,7 @@ def set_baseline(
     """Give the mouse a baseline: ``grams``, or the mean of its first ``mean_of`` weighings;
     in force from ``at`` (now when None: a baseline entered late from a paper record may
     be dated back)."""
-    get_mouse(session, mouse_id)
+    get_mouse(tx, mouse_id)
     now = time.time()
     set_at = now if at is None else at
     if set_at > now + FUTURE_SLACK_S:
@@ -103,64 +104,64 @@ def set_baseline(
     else:
         assert mean_of is not None
         # The weighings before this restriction: after the previous one ended, if any.
-        ended = session.scalar(
+        ended = tx.scalar(
             select(Baseline.set_at)
             .where(Baseline.mouse_id == mouse_id, Baseline.method == RESTRICTION_ENDED)
             .where(Baseline.set_at < set_at)
             .order_by(Baseline.set_at.desc())
             .limit(1)
         )
-        first = weighings(session, mouse_id, since=ended, until=set_at + 1e-6)[:mean_of]
+        first = weighings(tx, mouse_id, since=ended, until=set_at + 1e-6)[:mean_of]
         if len(first) < mean_of:
             raise LabError(
                 f"mouse {mouse_id} has {len(first)} weighing(s); the baseline is the mean of "
                 f"the first {mean_of} (`labctl weigh {mouse_id} GRAMS`)"
             )
         grams = round(sum(w.grams for w in first) / mean_of, 3)
-        days = sorted({day_of(w.weighed_at) for w in first})
+        days = sorted({session_day(w.weighed_at) for w in first})
         method = f"mean of {mean_of} weighings ({days[0]} to {days[-1]})"
     row = Baseline(
         mouse_id=mouse_id, grams=grams, set_at=set_at, set_by=by, method=method, note=note
     )
-    session.add(row)
-    session.flush()
+    tx.add(row)
+    tx.flush()
     return row
 
 
-def baseline_of(session: Session, mouse_id: str, at: float | None = None) -> Baseline | None:
+def baseline_of(tx: Transaction, mouse_id: str, at: float | None = None) -> Baseline | None:
     """The baseline in force at ``at`` (now when None): the newest set by then; None when
     there is none or the restriction had ended (:func:`end_restriction`)."""
     stmt = select(Baseline).where(Baseline.mouse_id == mouse_id)
     if at is not None:
         stmt = stmt.where(Baseline.set_at < at)
-    newest = session.scalars(stmt.order_by(Baseline.set_at.desc(), Baseline.id.desc())).first()
+    newest = tx.scalars(stmt.order_by(Baseline.set_at.desc(), Baseline.id.desc())).first()
     return None if newest is None or newest.method == RESTRICTION_ENDED else newest
 
 
 def end_restriction(
-    session: Session, mouse_id: str, *, by: str, at: float | None = None, note: str = ""
+    tx: Transaction, mouse_id: str, *, by: str, at: float | None = None, note: str = ""
 ) -> Baseline:
     """Take the mouse off water restriction (free water, end of the experiment): from then
     its weight is not checked and nothing is owed. A new baseline restricts it again."""
     now = time.time()
     ended_at = now if at is None else at
-    current = baseline_of(session, mouse_id, at=ended_at + 1e-6)
+    current = baseline_of(tx, mouse_id, at=ended_at + 1e-6)
     if current is None:
-        get_mouse(session, mouse_id)
+        get_mouse(tx, mouse_id)
         raise LabError(f"mouse {mouse_id} is not on water restriction (it has no baseline)")
     # Kept as a baselines row, so the mouse's restriction history is one time line.
     row = Baseline(
         mouse_id=mouse_id, grams=current.grams, set_at=ended_at, set_by=by,
         method=RESTRICTION_ENDED, note=note,
     )  # fmt: skip
-    session.add(row)
-    session.flush()
+    tx.add(row)
+    tx.flush()
     return row
 
 
-def baselines(session: Session, mouse_id: str) -> list[Baseline]:
+def baselines(tx: Transaction, mouse_id: str) -> list[Baseline]:
     return list(
-        session.scalars(
+        tx.scalars(
             select(Baseline)
             .where(Baseline.mouse_id == mouse_id)
             .order_by(Baseline.set_at, Baseline.id)
@@ -198,13 +199,13 @@ class WeightCheck:
 
 
 def weight_check(
-    session: Session, mouse_id: str, settings: LabSettings, day: str | None = None
+    tx: Transaction, mouse_id: str, settings: LabSettings, day: str | None = None
 ) -> WeightCheck:
     """Check the mouse's weight on ``day`` (today) against the baseline in force at its end."""
-    day = day or day_of(time.time())
+    day = day or session_day(time.time())
     _, end = day_bounds(day)
-    baseline = baseline_of(session, mouse_id, at=end)
-    weighing = latest_weighing(session, mouse_id, day)
+    baseline = baseline_of(tx, mouse_id, at=end)
+    weighing = latest_weighing(tx, mouse_id, day)
     check = WeightCheck(
         mouse=mouse_id,
         day=day,
@@ -226,7 +227,7 @@ def weight_check(
 
 
 def record_override(
-    session: Session,
+    tx: Transaction,
     check: WeightCheck,
     *,
     by: str,
@@ -242,17 +243,17 @@ def record_override(
         warning="; ".join(check.warnings), weight_grams=check.weight_grams,
         baseline_grams=check.baseline_grams, session_id=session_id,
     )  # fmt: skip
-    session.add(row)
-    session.flush()
+    tx.add(row)
+    tx.flush()
     return row
 
 
 def overrides(
-    session: Session, mouse_id: str, *, since: float | None = None, until: float | None = None
+    tx: Transaction, mouse_id: str, *, since: float | None = None, until: float | None = None
 ) -> list[WeightOverride]:
     stmt = select(WeightOverride).where(WeightOverride.mouse_id == mouse_id)
     if since is not None:
         stmt = stmt.where(WeightOverride.at >= since)
     if until is not None:
         stmt = stmt.where(WeightOverride.at < until)
-    return list(session.scalars(stmt.order_by(WeightOverride.at, WeightOverride.id)))
+    return list(tx.scalars(stmt.order_by(WeightOverride.at, WeightOverride.id)))

@@ -4,7 +4,7 @@ Control is off unless a token is configured (``--token-file``, a file only its
 owner may read, or ``LABCTL_WEB_TOKEN``); then a request must carry it as
 ``Authorization: Bearer <token>``. The work is labctl's own: the same choice
 of mice (:func:`controller.rigs.select_mice`) and the same start and stop
-(:mod:`controller.rigs`) on a short-lived :class:`~controller.mqtt.LabLink`,
+(:mod:`controller.rigs`) on a short-lived :class:`~controller.mqtt.BrokerLink`,
 and the same weight gate (:mod:`controller.husbandry.starts`), so the checks,
 the error lines and the warnings are the ones ``labctl start`` and ``labctl
 stop`` print. Overriding the weight gate (``--force --reason``) is left to
@@ -23,7 +23,7 @@ from typing import Any
 from controller.collector.leases import NO_COLLECTOR
 from controller.db import Database
 from controller.husbandry.starts import finish_start, prepare_start
-from controller.mqtt import LabLink
+from controller.mqtt import BrokerLink
 from controller.rigs import Outcome, plan_stop, select_mice, start_sessions, stop_boxes
 from shared.broker_url import BrokerSettings
 from shared.config import read_config
@@ -142,7 +142,7 @@ class Control:
                 raise ControlError(f"--duration must be positive, got {duration:g}", 400)
             config = config.replace(duration=float(duration))
         selected = self._mice(request, "start")
-        with LabLink(self.settings, self.topics) as link:
+        with BrokerLink(self.settings, self.topics) as link:
             warnings = [] if link.online_collectors() else [NO_COLLECTOR]
             # The weight gate of labctl start; an override (--force --reason) stays with labctl.
             plan = prepare_start(self.db, selected, weight=None, force=False, reason=None, by=BY)
@@ -160,7 +160,7 @@ class Control:
     def stop(self, request: dict[str, Any]) -> Result:
         """``labctl stop MOUSE...``, for a cohort its mice."""
         plan = plan_stop(self.db, self._mice(request, "stop"), None, False)
-        with LabLink(self.settings, self.topics) as link:
+        with BrokerLink(self.settings, self.topics) as link:
             targets = plan.targets(self.db, link)
             outcomes = stop_boxes(link, targets, timeout=self.timeout)
         stopped = sum(o.ok for o in outcomes)

@@ -1,6 +1,6 @@
 """The dashboard's live lab: one long-lived broker connection, per-box tallies, and a fan-out.
 
-One :class:`~controller.mqtt.LabLink` (the same client ``labctl monitor``
+One :class:`~controller.mqtt.BrokerLink` (the same client ``labctl monitor``
 uses) stays connected for the life of the server: it receives every box's
 retained status and every session document. paho's thread only records what
 arrived, under a lock, and hands the box's id to the asyncio loop; there the
@@ -28,14 +28,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from controller.db import Database
-from controller.db import Document as DocumentRow
-from controller.mqtt import LabLink
+from controller.db import Database, StoredDocument
+from controller.mqtt import BrokerLink
 from controller.views import BoxView, StoredBox, box_views, stored_boxes
 from shared.broker_url import BrokerSettings
-from shared.documents import Document, SessionStart, TrialEnd
+from shared.documents import Document, SessionStart, TrialEnd, kind_of
 from shared.errors import ReachlabError
-from shared.protocol import Status, Topics
+from shared.protocol import Status, Topics, box_online
 
 log = logging.getLogger("labctl.web")
 
@@ -96,12 +95,12 @@ class Subscriber:
 
 def session_outcomes(db: Database, session_id: str) -> dict[int, int]:
     """Trial number -> outcome of a session, from the documents the collector stored."""
-    query = select(DocumentRow.body).where(
-        DocumentRow.session_id == session_id, DocumentRow.kind == "trial_end"
+    query = select(StoredDocument.body).where(
+        StoredDocument.session_id == session_id, StoredDocument.kind == kind_of(TrialEnd)
     )
     outcomes: dict[int, int] = {}
-    with db.reader() as session:
-        for body in session.scalars(query):
+    with db.reader() as tx:
+        for body in tx.scalars(query):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 doc = json.loads(body)
                 outcomes[int(doc["trial"])] = int(doc["outcome"])
@@ -138,7 +137,7 @@ class LiveLab:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._link: LabLink | None = None
+        self._link: BrokerLink | None = None
         self._refresher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -169,7 +168,7 @@ class LiveLab:
         """Paho's own loop reconnects a connection once made; this makes the first one."""
         while not self._stopping.is_set():
             try:
-                link = self._link = LabLink(
+                link = self._link = BrokerLink(
                     self.settings,
                     self.topics,
                     events=True,
@@ -217,7 +216,7 @@ class LiveLab:
                 # Retained statuses read at start-up are old: their clock says nothing of skew.
                 if self.broker_up:
                     live.skew = status.calendar_time - now  # the calendar, not the task clock
-            online = status.state != "offline"
+            online = box_online(status)
             if live.online is None:
                 live.online, live.since, live.since_exact = online, now, False
             elif live.online != online:
@@ -353,7 +352,7 @@ class LiveLab:
         with self._lock:
             for box, status in self._statuses.items():
                 tally = self._boxes.get(box, BoxLive()).tally
-                if status.mouse == mouse and status.session_id and status.state != "offline":
+                if status.mouse == mouse and status.session_id and box_online(status):
                     mine = tally is not None and tally.session_id == status.session_id
                     outcomes = tally.outcomes if tally is not None and mine else {}
                     return {

@@ -106,8 +106,8 @@ class Pages:
         query = select(func.count(), func.max(TrainingSession.completed_at)).where(
             TrainingSession.mouse_id == mouse, TrainingSession.complete.is_(True)
         )
-        with self.db.reader() as session:
-            count, last = session.execute(query).one()
+        with self.db.reader() as tx:
+            count, last = tx.execute(query).one()
         return (count, last)
 
     def curve(self, mouse: str) -> list[dict[str, Any]]:
@@ -128,9 +128,9 @@ class Pages:
 
     def mouse(self, mouse: str) -> dict[str, Any]:
         """A mouse's page: who and where, and its curve. LabError for an unknown mouse."""
-        with self.db.reader() as session:
-            get_mouse(session, mouse)
-            (summary,) = mouse_summaries(session, [mouse])
+        with self.db.reader() as tx:
+            get_mouse(tx, mouse)
+            (summary,) = mouse_summaries(tx, [mouse])
         return {
             "mouse": mouse,
             "box": summary.box,
@@ -141,10 +141,10 @@ class Pages:
 
     def cohort(self, name: str | None) -> dict[str, Any]:
         """Every mouse of the cohort (or of the lab): latest results and curves."""
-        with self.db.reader() as session:
-            cohorts = [cohort for cohort, _ in list_cohorts(session)]
-            mice = cohort_members(session, name) if name else all_mice(session)
-            summaries = {s.mouse: s for s in mouse_summaries(session, mice)}
+        with self.db.reader() as tx:
+            cohorts = [cohort for cohort, _ in list_cohorts(tx)]
+            mice = cohort_members(tx, name) if name else all_mice(tx)
+            summaries = {s.mouse: s for s in mouse_summaries(tx, mice)}
         rows = []
         curves = {}
         for mouse in mice:

@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from shared.analysis.trials import CORRECT, INCORRECT, LEFT, equals
+from shared.analysis.trials import (
+    LEFT,
+    equals,
+)
+from shared.outcomes import CORRECT, INCORRECT
 
 _NUMBER_TYPES = (int, float)
 _TOUCHED = (CORRECT, INCORRECT)

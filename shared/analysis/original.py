@@ -17,10 +17,7 @@ from typing import Any
 
 from shared.analysis.dprime import original_d_prime
 from shared.analysis.trials import (
-    CORRECT,
-    INCORRECT,
     LEFT,
-    MISSED,
     RIGHT,
     Tally,
     is_number,
@@ -31,6 +28,7 @@ from shared.analysis.trials import (
     tally,
     trial_dicts,
 )
+from shared.outcomes import OUTCOME_NAMES
 
 Session = Mapping[str, Any]
 
@@ -67,7 +65,7 @@ def session_results(session: Session) -> dict[str, Any]:
 def _row(session: Session) -> tuple[dict[str, Any], Tally]:
     row = dict(session)
     counts = tally(session)
-    for name, wanted in (("missed", MISSED), ("correct", CORRECT), ("incorrect", INCORRECT)):
+    for wanted, name in OUTCOME_NAMES.items():
         row[f"{name}_l"], row[f"{name}_r"] = counts.outcomes[wanted]
     trials = raw_trials(session)
     row["trials"] = len(trials)

@@ -29,13 +29,11 @@ from typing import Any
 from shared.analysis.dprime import original_counts
 from shared.analysis.original import day_numbers
 from shared.analysis.trials import (
-    CORRECT,
-    INCORRECT,
-    MISSED,
     raw_trials,
     side_events,
     tally,
 )
+from shared.outcomes import CORRECT, INCORRECT, MISSED, rewards_in
 
 #: Water per reward assumed for sessions recorded before ``reward_volume_ul`` existed.
 DEFAULT_REWARD_VOLUME_UL = 6.0
@@ -132,8 +130,13 @@ def summarise(sessions: Sequence[Mapping[str, Any]], mouse: str | None = None) -
     total = sum(len(raw_trials(s)) for s in sessions)
     counts = original_counts(t for s in sessions for t in raw_trials(s))
     rewards, water = 0, 0.0
-    for session, counted in zip(sessions, tallies, strict=True):
-        given = sum(counted.outcomes[CORRECT]) + counted.shaping
+    for session in sessions:
+        session_shaping = session.get("shaping") is True
+        given = sum(
+            rewards_in(trial, session_shaping)
+            for trial in raw_trials(session)
+            if isinstance(trial, Mapping)
+        )
         rewards += given
         water += given * _reward_volume(session)
     dates = [s.get("date") for s in sessions]

@@ -12,8 +12,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-#: Trial outcomes, as the original library numbered them.
-MISSED, CORRECT, INCORRECT, CANCELLED = 0, 1, 2, 3
+from shared.outcomes import CORRECT, INCORRECT, MISSED, is_shaping_reward
+
+#: The original library's code for a cancelled trial (reachlab never records one).
+CANCELLED = 3
 #: Spouts and paws.
 LEFT, RIGHT = 0, 1
 
@@ -165,8 +167,7 @@ def tally(session: Mapping[str, Any]) -> Tally:
         if not isinstance(trial, Mapping):
             result.skipped += 1
             continue
-        own = trial.get("shaping")
-        if own is True or (not isinstance(own, bool) and session_shaping):
+        if is_shaping_reward(trial, session_shaping):
             result.shaping += 1
         spout = _code(trial.get("spout"), (LEFT, RIGHT))
         result_code = _code(trial.get("outcome"), (MISSED, CORRECT, INCORRECT))

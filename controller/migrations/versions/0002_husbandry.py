@@ -1,5 +1,7 @@
-"""Husbandry records: lab settings, weighings, baselines, weight overrides, water given by
-hand, solenoid calibrations, cohort schedules. Only new tables: nothing stored is touched.
+"""Migration 0002: the husbandry tables (only new tables: nothing stored is touched).
+
+Lab settings, weighings, baselines, weight overrides, water given by hand, solenoid
+calibrations, cohort schedules.
 
 Revision ID: 0002_husbandry
 Revises: 0001

@@ -1,5 +1,7 @@
-"""The collector core: ``streams`` (what the database holds of each task session's documents,
-and what was asked and sent for it) and ``collectors`` (the running collectors' leases).
+"""Migration 0003: the collector core's tables, ``streams`` and ``collectors``.
+
+``streams``: what the database holds of each task session's documents, and what was asked
+and sent for it; ``collectors``: the running collectors' leases.
 
 Streams are filled from the documents already stored, so a database upgraded
 mid-collection carries on where the old collector stopped.
@@ -60,7 +62,10 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_collectors"),
     )
-    # What the old collector knew only in memory, from what is stored.
+    # What the old collector knew only in memory, from what is stored. The counting rule (a
+    # trial per trial_end, a reward per reward document: shared.documents' tally) is written
+    # out here on purpose: a migration is frozen at its revision and must give the same rows
+    # whatever later code says, so it imports no rule of today's code.
     op.execute(
         """
         INSERT INTO streams (session_id, box, asked_box, stored, max_seq, last_seq, status,

@@ -1,5 +1,7 @@
-"""Each box's clock offset: how far the rig's clock was from the collector's when its last
-live status arrived (``boxes.clock_offset``, seconds, positive when the rig is ahead).
+"""Migration 0004: each box's clock offset (``boxes.clock_offset``).
+
+How far the rig's clock was from the collector's when its last live status arrived,
+seconds, positive when the rig is ahead.
 
 Revision ID: 0004_box_clock
 Revises: 0003_collector_core
