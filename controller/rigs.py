@@ -61,7 +61,7 @@ def box_problem(status: Status | None, box: str) -> str | None:
     """Why a start cannot go to this box now, from its retained status (None: it can)."""
     if status is None:
         return f"box {box} is offline: it has never reported to the broker (is labagent running?)"
-    if status.state == "offline":
+    if not box_online(status):
         return f"box {box} is offline"
     if status.state in ("running", "stopping"):
         who = f" with {status.mouse}" if status.mouse else ""

@@ -59,7 +59,10 @@ def new_session_id(box: str, t: float | None = None) -> str:
     """Unique, and readable in logs: ``20250101T093000-<box>-<random>`` (local time ``t``,
     default now)."""
     when = time.localtime(time.time() if t is None else t)
-    return f"{time.strftime('%Y%m%dT%H%M%S', when)}-{box}-{uuid.uuid4().hex[:8]}"
+    # A box name given to `labagent train` is not checked as a box id: keep the id within
+    # the 64 characters a document allows, and free of spaces and slashes.
+    where = re.sub(r"[^A-Za-z0-9_-]", "-", box)[:32] or "box"
+    return f"{time.strftime('%Y%m%dT%H%M%S', when)}-{where}-{uuid.uuid4().hex[:8]}"
 
 
 def new_request_id() -> str:

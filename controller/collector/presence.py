@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Table, bindparam, case, select, update
 from controller.collector.decode import Decoded
 from controller.models import Box
 from controller.store import insert_ignore
-from shared.protocol import Status, status_or_none
+from shared.protocol import OFFLINE, Status, box_online, status_or_none
 
 log = logging.getLogger("labctl.collector")
 
@@ -85,29 +85,29 @@ class Presence:
             insert_ignore(
                 conn,
                 BOXES,
-                [{"id": name, "created_at": now, "state": "offline"} for name in new],
+                [{"id": name, "created_at": now, "state": OFFLINE} for name in new],
                 index_elements=["id"],
             )
         came_online: set[str] = set()
         timed_out = timeout_reason(self.heartbeat_timeout)
         for name in sorted(names):
             row = rows.get(name)
-            was = row["state"] if row is not None else "offline"
+            was = row["state"] if row is not None else OFFLINE
             values: dict[str, Any] = {}
             if name in batch.statuses:
                 status, text = batch.statuses[name]
                 values["status"] = text
                 values["state"] = status.state
-                values["offline_reason"] = LAST_WILL if status.state == "offline" else None
-                if name in batch.status_at and status.state != "offline":
+                values["offline_reason"] = LAST_WILL if not box_online(status) else None
+                if name in batch.status_at and box_online(status):
                     # Its clock when sent minus ours when it came, so network delay makes a rig
                     # look a little behind, never ahead. Not from a retained status (old), nor
                     # an offline one (the Last Will is made when the agent connects).
                     values["clock_offset"] = round(status.calendar_time - batch.status_at[name], 3)
-                replayed = name not in batch.seen and status.state != "offline"
+                replayed = name not in batch.seen and box_online(status)
                 if replayed and row is not None and row["offline_reason"] == timed_out:
                     # Retained and replayed: the box is as it said, but not proven alive.
-                    values["state"], values["offline_reason"] = "offline", timed_out
+                    values["state"], values["offline_reason"] = OFFLINE, timed_out
             elif name in batch.seen and row is not None and row["offline_reason"] == timed_out:
                 # Timed out earlier, alive after all: back to what its last status said.
                 last = status_or_none(row["status"])
@@ -116,10 +116,10 @@ class Presence:
             if values:
                 conn.execute(update(BOXES).where(BOXES.c.id == name).values(**values))
             state = values.get("state", was)
-            if state != "offline" and was == "offline":
+            if state != OFFLINE and was == OFFLINE:
                 came_online.add(name)
                 log.info("box %s is online (%s)", name, state)
-            elif was != "offline" and state == "offline":
+            elif was != OFFLINE and state == OFFLINE:
                 log.info("box %s went offline", name)
         self._write_times(conn, batch.seen, batch.event_at, force=False)
         return came_online
@@ -161,7 +161,7 @@ class Presence:
         silent = (
             conn.execute(
                 select(BOXES.c.id).where(
-                    BOXES.c.state != "offline",
+                    BOXES.c.state != OFFLINE,
                     (BOXES.c.last_seen.is_(None)) | (BOXES.c.last_seen < cutoff),
                 )
             )
@@ -171,8 +171,8 @@ class Presence:
         if silent:
             conn.execute(
                 update(BOXES)
-                .where(BOXES.c.id.in_(silent), BOXES.c.state != "offline")
-                .values(state="offline", offline_reason=timeout_reason(self.heartbeat_timeout))
+                .where(BOXES.c.id.in_(silent), BOXES.c.state != OFFLINE)
+                .values(state=OFFLINE, offline_reason=timeout_reason(self.heartbeat_timeout))
             )
             for name in silent:
                 log.warning(
@@ -185,6 +185,6 @@ class Presence:
         return {
             row.id: status_or_none(row.status)
             for row in conn.execute(
-                select(BOXES.c.id, BOXES.c.status).where(BOXES.c.state != "offline")
+                select(BOXES.c.id, BOXES.c.status).where(BOXES.c.state != OFFLINE)
             )
         }
