@@ -189,7 +189,7 @@ class Assembly:
                     continue
                 if reason is not None:
                     dead.append(
-                        dead_letter(f"{doc.box}/events", body.encode(), received_at, reason)
+                        dead_letter(self.topics.events(doc.box), body.encode(), received_at, reason)
                     )
                     continue
                 if isinstance(doc, SessionStart) and stream["box"] is None:
