@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from shared.errors import ConfigError, ReachlabError
@@ -48,7 +47,21 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_ERROR)
 
 
-def usage_error_line(exc: UsageError) -> str:
+# typer keeps its copy of click private and exports, of click's errors, only BadParameter:
+# its parent is click's UsageError, the class of every mistake in a command line.
+UsageError: type[typer.TyperException] = typer.BadParameter.__mro__[1]
+assert UsageError.__name__ == "UsageError", "typer's BadParameter no longer derives from it"
+
+
+def is_help_request(exc: BaseException) -> bool:
+    """Plain ``labctl`` or ``labctl mouse``: click's "no arguments, so show the help".
+
+    Told by its class name, as typer itself does, since typer does not export the class.
+    """
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
+def usage_error_line(exc: Any) -> str:
     """A mistake in the command line as one line: what is wrong, and where help is."""
     message = " ".join(exc.format_message().split())
     path = exc.ctx.command_path if exc.ctx is not None else "labctl"
@@ -59,16 +72,17 @@ class NamedArgument(TyperArgument):
     """An argument shown by its name in capitals (``MOUSE``, ``[MOUSE...]``), as click and
     argparse show them, not typer's ``{mouse}`` with the Python type (``<list[str]>``) beside."""
 
-    def _rich_display_name(self) -> str:
+    def shown_name(self) -> str:
         name = self.metavar or (self.name or "").upper()
         return name if self.nargs == 1 or name.endswith("...") else f"{name}..."
 
-    def _usage_display_name(self) -> str:
-        name = self._rich_display_name()
-        return name if self.required else f"[{name}]"
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.shown_name()
+        return [name if self.required else f"[{name}]"]
 
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None  # the name says what it is; the help says the rest
+    def get_help_record(self, ctx: Any) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        return None if record is None else (self.shown_name(), record[1])
 
 
 def name_parameters(command: Any) -> None:
@@ -107,9 +121,9 @@ class LabctlGroup(TyperGroup):
         # Options of labctl itself (--db, --broker, ...) are parsed here.
         try:
             return super().make_context(info_name, args, parent, **extra)
-        except NoArgsIsHelpError:
-            raise  # plain `labctl` or `labctl mouse`: click shows the help
         except UsageError as exc:
+            if is_help_request(exc):
+                raise  # plain `labctl` or `labctl mouse`: click shows the help
             fail(usage_error_line(exc))
 
     def invoke(self, ctx: Any) -> Any:
@@ -117,9 +131,9 @@ class LabctlGroup(TyperGroup):
 
         try:
             return super().invoke(ctx)
-        except NoArgsIsHelpError:
-            raise
         except UsageError as exc:  # a subcommand's arguments (click's is several lines)
+            if is_help_request(exc):
+                raise
             fail(usage_error_line(exc))
         except ReachlabError as exc:
             fail(str(exc))
