@@ -118,6 +118,8 @@ def mock_pin_factory() -> Any:
             #: Changes to high over the pin's whole life (``states`` keeps only the recent).
             self.rises = 0
 
+        # The one private gpiozero name used: the hook its own mock pins override
+        # (MockConnectedPin), called on every change of the pin's state.
         def _change_state(self, value: Any) -> bool:
             changed = bool(super()._change_state(value))
             if changed and value:
@@ -125,7 +127,7 @@ def mock_pin_factory() -> Any:
             # gpiozero keeps every change; a sim agent runs for days, so keep the recent ones.
             if len(self.states) > self.history_limit:
                 del self.states[: len(self.states) - self.history_limit]
-            if changed and self._function == "output":
+            if changed and self.function == "output":
                 for watcher in list(self.watchers):
                     watcher(float(value))
             return changed
@@ -146,7 +148,9 @@ def real_pin_factory() -> Any:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PinFactoryFallback)
         try:
-            factory = Device._default_pin_factory()
+            # gpiozero's own choice, as a device made without a pin factory would get it.
+            Device.ensure_pin_factory()
+            factory = Device.pin_factory
         except Exception as exc:  # gpiozero raises several unrelated types here
             tried = _fallbacks(caught, PinFactoryFallback)
             raise HardwareError(
