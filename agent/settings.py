@@ -7,6 +7,8 @@ Each setting is taken from the first place that gives it:
 3. the rig config file (``--config-file`` or ``LABAGENT_CONFIG_FILE``), INI or JSON;
 4. the defaults (journal and data under ``$XDG_DATA_HOME/reachlab-agent``).
 
+Each of the three places is one pydantic-settings source (:class:`Layer`) and
+pydantic-settings merges them, first wins, into :class:`GivenSettings`, typed.
 Everything is validated here and turned into one frozen :class:`AgentSettings`;
 nothing deeper in the agent reads options or the environment. Mistakes raise
 :class:`~shared.errors.ConfigError` naming the value and where it came from.
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.hardware import PinMap
 from agent.sim import MouseProfile
@@ -254,82 +258,143 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _Lookup:
-    """Finds each setting in the command line, then the environment, then the rig file."""
+class Layer(PydanticBaseSettingsSource):
+    """One place settings come from (the command line, the environment, the rig file):
+    the values it gives, and what an error calls each (``--box``, ``LABAGENT_BOX``)."""
 
     def __init__(
-        self,
-        args: argparse.Namespace,
-        environ: Mapping[str, str],
-        rig: RigFile | None,
-        base: Path,
-        rig_file: Path | None = None,
+        self, settings_cls: type[BaseSettings], values: dict[str, Any], names: dict[str, str]
     ) -> None:
-        self.rig_file = rig_file
-        self.args = args
-        self.environ = environ
-        self.rig = rig
-        self.base = base
+        super().__init__(settings_cls)
+        self.values = values
+        self.names = names
 
-    def get(self, name: str) -> tuple[Any, str]:
-        """(value, where it came from), or (None, '') when nowhere gives it."""
-        env_name, file_key = SOURCES[name]
-        value = getattr(self.args, name, None)
-        if value is not None:
-            return value, f"--{name.replace('_', '-')}"
-        raw = self.environ.get(env_name)
-        if raw not in (None, ""):
-            return raw, env_name
-        if self.rig is not None and file_key is not None:
-            value = getattr(self.rig, file_key)
-            if value is not None:
-                if name in PATH_KEYS and isinstance(value, str):
-                    # Paths in a rig file are relative to the file, not to where labagent runs.
-                    value = str(self.base / Path(value).expanduser())
-                return value, f"rig config file key {file_key!r}"
-        return None, ""
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
 
-    def path(self, name: str) -> Path | None:
-        value, _ = self.get(name)
-        return None if value is None else Path(str(value)).expanduser()
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
 
-    def number(self, name: str, kind: type[float] | type[int]) -> float | int | None:
-        value, where = self.get(name)
+
+LayerData = tuple[dict[str, Any], dict[str, str]]
+
+
+def command_line_layer(args: argparse.Namespace) -> LayerData:
+    values = {n: getattr(args, n) for n in SOURCES if getattr(args, n, None) is not None}
+    return values, {n: f"--{n.replace('_', '-')}" for n in values}
+
+
+def environment_layer(environ: Mapping[str, str]) -> LayerData:
+    given = {n: env for n, (env, _) in SOURCES.items() if environ.get(env) not in (None, "")}
+    return {n: environ[env] for n, env in given.items()}, given
+
+
+def rig_file_layer(rig: RigFile, base: Path) -> LayerData:
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for name, (_, key) in SOURCES.items():
+        value = None if key is None else getattr(rig, key)
         if value is None:
-            return None
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if isinstance(number, float) and not math.isfinite(number):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return number
+            continue
+        if name in PATH_KEYS and isinstance(value, str):
+            # Paths in a rig file are relative to the file, not to where labagent runs.
+            value = str(base / Path(value).expanduser())
+        values[name], names[name] = value, f"rig config file key {key!r}"
+    return values, names
 
 
-def _lookup(args: argparse.Namespace, environ: Mapping[str, str]) -> _Lookup:
+class GivenSettings(BaseSettings):
+    """Each setting as the first layer that gives it has it, typed; None where none does."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False
+    )
+
+    box: str | None = None
+    broker: str | None = None
+    prefix: str | None = None
+    username: str | None = None
+    password: str | None = None
+    credentials_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    journal: str | None = None
+    data_dir: str | None = None
+    pins: str | dict[str, Any] | None = None
+    heartbeat: float | None = None
+    keepalive: int | None = None
+    sim: bool | None = None
+    time_scale: str | None = None
+    seed: int | None = None
+    sim_mouse: list[str] | str | None = None
+
+    @field_validator("sim", mode="before")
+    @classmethod
+    def _flag_text(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+
+def given_settings(layers: list[LayerData]) -> tuple[GivenSettings, dict[str, str]]:
+    """The layers merged, first wins, by pydantic-settings; and where each value came from.
+
+    Mistakes raise :class:`ConfigError` naming the place the value came from.
+    """
+    where: dict[str, str] = {}
+    for _, names in reversed(layers):
+        where.update(names)
+
+    class ThisCall(GivenSettings):
+        # pydantic-settings takes its sources from the class; these are this call's layers.
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return tuple(Layer(settings_cls, values, names) for values, names in layers)
+
+    try:
+        return ThisCall(), where
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0])
+        place, value = where.get(name, name), err.get("input")
+        if err["type"] == "bool_parsing":
+            message = f"expected 1/0, true/false, yes/no; got {value!r}"
+        elif err["type"] == "finite_number":
+            message = f"expected a finite number, got {value!r}"
+        elif name in ("heartbeat", "keepalive", "seed"):
+            message = f"expected a number, got {value!r}"
+        else:
+            message = f"{err['msg']} (got {value!r})"
+        raise ConfigError(f"{place}: {message}") from None
+
+
+def _layers(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[list[LayerData], Path | None]:
+    """The command line's, the environment's and the rig file's values, in that order."""
+    layers = [command_line_layer(args), environment_layer(environ)]
     path = getattr(args, "config_file", None) or environ.get("LABAGENT_CONFIG_FILE") or None
     if path is None:
-        return _Lookup(args, environ, None, Path.cwd())
+        return layers, None
     rig, base = read_rig_file(path)
-    return _Lookup(args, environ, rig, base, Path(path).expanduser())
+    return [*layers, rig_file_layer(rig, base)], Path(path).expanduser()
 
 
-def _flag(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{where}: expected 1/0, true/false, yes/no; got {value!r}")
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value).expanduser()
 
 
 def resolve_journal(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Path:
     """The journal path alone, for ``labagent status``."""
     env = os.environ if environ is None else environ
-    lookup = _lookup(args, env)
-    return lookup.path("journal") or default_data_home(env) / "journal.sqlite3"
+    given, _ = given_settings(_layers(args, env)[0])
+    return _path(given.journal) or default_data_home(env) / "journal.sqlite3"
 
 
 def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AgentSettings:
@@ -337,101 +402,91 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     from agent.runtime import parse_time_scale
 
     env = os.environ if environ is None else environ
-    lookup = _lookup(args, env)
+    layers, rig_file = _layers(args, env)
+    given, where = given_settings(layers)
 
-    box, where = lookup.get("box")
-    if box is None:
+    if given.box is None:
         raise ConfigError("no box id: give --box, set LABAGENT_BOX, or put box in the rig file")
     try:
-        box = check_box_id(str(box))
+        box = check_box_id(given.box)
     except InvalidIdError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where['box']}: {exc}") from None
 
-    prefix_value, where = lookup.get("prefix")
-    prefix = str(prefix_value) if prefix_value is not None else DEFAULT_PREFIX
+    prefix = given.prefix if given.prefix is not None else DEFAULT_PREFIX
     try:
         Topics(prefix)
     except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where['prefix']}: {exc}") from None
 
-    broker = _broker(lookup)
+    broker = _broker(args, given, where, rig_file)
 
-    sim_value, where = lookup.get("sim")
-    sim = _flag(sim_value, where) if sim_value is not None else False
-    scale_value, where = lookup.get("time_scale")
+    sim = bool(given.sim)
     time_scale = 1.0
-    if scale_value is not None:
-        time_scale = parse_time_scale(str(scale_value))
+    if given.time_scale is not None:
+        time_scale = parse_time_scale(given.time_scale)
         if math.isinf(time_scale):
             raise ConfigError(
-                f"{where}: labagent run needs a finite time scale (it talks to the world "
-                "in real time); 'max' is only for labagent train"
+                f"{where['time_scale']}: labagent run needs a finite time scale (it talks to "
+                "the world in real time); 'max' is only for labagent train"
             )
     if time_scale != 1.0 and not sim:
         raise ConfigError("--time-scale needs --sim: a real rig runs in real time")
 
-    seed = lookup.number("seed", int)
-    profile_value, where = lookup.get("sim_mouse")
     sim_mouse: MouseProfile | None = None
-    if profile_value is not None:
-        if isinstance(profile_value, list):
-            sim_mouse = MouseProfile.from_items(str(item) for item in profile_value)
+    if given.sim_mouse is not None:
+        if isinstance(given.sim_mouse, list):
+            sim_mouse = MouseProfile.from_items(given.sim_mouse)
         else:
-            sim_mouse = MouseProfile.from_text(str(profile_value))
+            sim_mouse = MouseProfile.from_text(given.sim_mouse)
         if not sim:
-            raise ConfigError(f"{where}: a simulated mouse needs --sim")
-    heartbeat = lookup.number("heartbeat", float)
-    if heartbeat is not None and heartbeat <= 0:
-        raise ConfigError(f"heartbeat must be positive, got {heartbeat:g}")
+            raise ConfigError(f"{where['sim_mouse']}: a simulated mouse needs --sim")
+    if given.heartbeat is not None and given.heartbeat <= 0:
+        raise ConfigError(f"heartbeat must be positive, got {given.heartbeat:g}")
 
     pins: PinMap | None = None
-    pins_value, _ = lookup.get("pins")
-    if isinstance(pins_value, dict):
+    if isinstance(given.pins, dict):
         try:
-            pins = PinMap.model_validate(pins_value)
+            pins = PinMap.model_validate(given.pins)
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
             raise ConfigError(f"rig config file pins: key {key!r}: {err['msg']}") from None
-    elif pins_value is not None:
-        pins = PinMap.load(str(pins_value))
+    elif given.pins is not None:
+        pins = PinMap.load(given.pins)
 
     home = default_data_home(env)
     return AgentSettings(
         box=box,
         broker=broker,
-        journal=lookup.path("journal") or home / "journal.sqlite3",
-        data_dir=lookup.path("data_dir") or home / "sessions",
+        journal=_path(given.journal) or home / "journal.sqlite3",
+        data_dir=_path(given.data_dir) or home / "sessions",
         prefix=prefix,
         sim=sim,
         time_scale=time_scale,
-        seed=None if seed is None else int(seed),
+        seed=given.seed,
         pins=pins,
-        heartbeat=float(heartbeat) if heartbeat is not None else DEFAULT_HEARTBEAT_S,
+        heartbeat=given.heartbeat if given.heartbeat is not None else DEFAULT_HEARTBEAT_S,
         sim_mouse=sim_mouse,
     )
 
 
-def _broker(lookup: _Lookup) -> BrokerSettings:
-    if getattr(lookup.args, "password", None) is not None:
+def _broker(
+    args: argparse.Namespace, given: GivenSettings, where: dict[str, str], rig_file: Path | None
+) -> BrokerSettings:
+    if getattr(args, "password", None) is not None:
         raise ConfigError(
             "--password: a password on the command line shows in `ps`; set "
             "LABAGENT_MQTT_PASSWORD, a credentials file (--credentials-file) or the rig file"
         )
-    url, _ = lookup.get("broker")
-    url = str(url) if url is not None else DEFAULT_BROKER
-    username, _ = lookup.get("username")
-    password, where = lookup.get("password")
-    if password is not None and lookup.rig_file is not None and where.startswith("rig config"):
-        warn_if_readable_by_others(lookup.rig_file, "rig config file (it holds a password)")
-    keepalive = lookup.number("keepalive", int)
+    if rig_file is not None and where.get("password", "").startswith("rig config"):
+        warn_if_readable_by_others(rig_file, "rig config file (it holds a password)")
     return broker_settings(
-        url,
-        username=None if username is None else str(username),
-        password=None if password is None else str(password),
-        credentials_file=lookup.path("credentials_file"),
-        ca_file=lookup.path("ca_file"),
-        cert_file=lookup.path("cert_file"),
-        key_file=lookup.path("key_file"),
-        keepalive=int(keepalive) if keepalive is not None else DEFAULT_KEEPALIVE_S,
+        given.broker if given.broker is not None else DEFAULT_BROKER,
+        username=given.username,
+        password=given.password,
+        credentials_file=_path(given.credentials_file),
+        ca_file=_path(given.ca_file),
+        cert_file=_path(given.cert_file),
+        key_file=_path(given.key_file),
+        keepalive=given.keepalive if given.keepalive is not None else DEFAULT_KEEPALIVE_S,
     )
