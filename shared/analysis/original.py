@@ -19,13 +19,13 @@ from shared.analysis.dprime import original_d_prime
 from shared.analysis.trials import (
     LEFT,
     RIGHT,
-    Tally,
+    TrialCounts,
+    count_trials,
     is_number,
     lift_latency,
     raw_trials,
     reaction_time,
     side_events,
-    tally,
     trial_dicts,
 )
 from shared.outcomes import OUTCOME_NAMES
@@ -62,9 +62,9 @@ def session_results(session: Session) -> dict[str, Any]:
     return _row(session)[0]
 
 
-def _row(session: Session) -> tuple[dict[str, Any], Tally]:
+def _row(session: Session) -> tuple[dict[str, Any], TrialCounts]:
     row = dict(session)
-    counts = tally(session)
+    counts = count_trials(session)
     for wanted, name in OUTCOME_NAMES.items():
         row[f"{name}_l"], row[f"{name}_r"] = counts.outcomes[wanted]
     trials = raw_trials(session)
@@ -131,7 +131,7 @@ def mouse_results(
     """
     rows: list[dict[str, Any]] = []
     day_trials: list[list[Any]] = []
-    day_tallies: list[list[Tally]] = []
+    day_counts: list[list[TrialCounts]] = []
     previous_day = None
     for day, session in zip(day_numbers(sessions, collapse_days), sessions, strict=True):
         row, counts = _row(session)
@@ -140,18 +140,22 @@ def mouse_results(
         if collapse_days and day == previous_day:
             _merge(rows[-1], row)
             day_trials[-1].extend(raw_trials(session))
-            day_tallies[-1].append(counts)
+            day_counts[-1].append(counts)
             continue
         row["day"] = day
         previous_day = day
         rows.append(row)
         day_trials.append(list(raw_trials(session)))
-        day_tallies.append([counts])
+        day_counts.append([counts])
     if collapse_days:
-        for row, trials, tallies in zip(rows, day_trials, day_tallies, strict=True):
+        for row, trials, trial_counts in zip(rows, day_trials, day_counts, strict=True):
             row["d_prime_day"] = original_d_prime(trials) if row.get("trials") else None
-            row["reaction_time_median"] = _median([v for t in tallies for v in t.reaction_times])
-            row["lift_latency_median"] = _median([v for t in tallies for v in t.lift_latencies])
+            row["reaction_time_median"] = _median(
+                [v for t in trial_counts for v in t.reaction_times]
+            )
+            row["lift_latency_median"] = _median(
+                [v for t in trial_counts for v in t.lift_latencies]
+            )
     return rows
 
 

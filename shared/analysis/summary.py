@@ -29,9 +29,9 @@ from typing import Any
 from shared.analysis.dprime import original_counts
 from shared.analysis.original import day_numbers
 from shared.analysis.trials import (
+    count_trials,
     raw_trials,
     side_events,
-    tally,
 )
 from shared.outcomes import CORRECT, INCORRECT, MISSED, rewards_in
 
@@ -125,8 +125,10 @@ def _status(sessions: Sequence[Mapping[str, Any]]) -> str | None:
 def summarise(sessions: Sequence[Mapping[str, Any]], mouse: str | None = None) -> SessionResults:
     """One row for these sessions together (one session, or one day's in order)."""
     sessions = [s if isinstance(s, Mapping) else {} for s in sessions]
-    tallies = [tally(s) for s in sessions]
-    outcomes = [[sum(t.outcomes[o][side] for t in tallies) for side in (0, 1)] for o in range(3)]
+    trial_counts = [count_trials(s) for s in sessions]
+    outcomes = [
+        [sum(t.outcomes[o][side] for t in trial_counts) for side in (0, 1)] for o in range(3)
+    ]
     total = sum(len(raw_trials(s)) for s in sessions)
     counts = original_counts(t for s in sessions for t in raw_trials(s))
     rewards, water = 0, 0.0
@@ -146,7 +148,7 @@ def summarise(sessions: Sequence[Mapping[str, Any]], mouse: str | None = None) -
         sessions=len(sessions),
         status=_status(sessions),
         trials=total,
-        trials_skipped=sum(t.skipped for t in tallies),
+        trials_skipped=sum(t.skipped for t in trial_counts),
         correct=(outcomes[CORRECT][0], outcomes[CORRECT][1]),
         incorrect=(outcomes[INCORRECT][0], outcomes[INCORRECT][1]),
         missed=(outcomes[MISSED][0], outcomes[MISSED][1]),
@@ -160,8 +162,8 @@ def summarise(sessions: Sequence[Mapping[str, Any]], mouse: str | None = None) -
         noise_trials=counts.noise_trials,
         false_alarms=counts.false_alarms,
         d_prime=counts.d_prime if total else None,
-        reaction_time_median=_median([v for t in tallies for v in t.reaction_times]),
-        lift_latency_median=_median([v for t in tallies for v in t.lift_latencies]),
+        reaction_time_median=_median([v for t in trial_counts for v in t.reaction_times]),
+        lift_latency_median=_median([v for t in trial_counts for v in t.lift_latencies]),
         rewards=rewards,
         water_ul=water,
     )

@@ -135,15 +135,15 @@ _NUMBER_TYPES = (int, float)
 
 
 def _code(value: Any, allowed: tuple[int, ...]) -> int | None:
-    # The hot path of :func:`tally`: equals() for each allowed value, inlined.
+    # The hot path of :func:`count_trials`: equals() for each allowed value, inlined.
     if type(value) in _NUMBER_TYPES and value in allowed:
         return int(value)
     return None
 
 
 @dataclass
-class Tally:
-    """What one pass over a session's trials counts (see :func:`tally`)."""
+class TrialCounts:
+    """What one pass over a session's trials counts (see :func:`count_trials`)."""
 
     #: ``outcomes[outcome][side]`` for countable trials, outcome MISSED/CORRECT/INCORRECT.
     outcomes: list[list[int]] = field(default_factory=lambda: [[0, 0], [0, 0], [0, 0]])
@@ -153,7 +153,7 @@ class Tally:
     lift_latencies: list[float] = field(default_factory=list)
 
 
-def tally(session: Mapping[str, Any]) -> Tally:
+def count_trials(session: Mapping[str, Any]) -> TrialCounts:
     """Count a session's trials in one pass.
 
     Countable trials as :func:`countable`, their :func:`reaction_time` and
@@ -161,7 +161,7 @@ def tally(session: Mapping[str, Any]) -> Tally:
     ``shaping`` when true/false, else, when it is missing or null, the
     session-level ``shaping`` of the 2019 files.
     """
-    result = Tally()
+    result = TrialCounts()
     session_shaping = session.get("shaping") is True
     for trial in raw_trials(session):
         if not isinstance(trial, Mapping):
