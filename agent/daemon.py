@@ -254,7 +254,7 @@ class Agent:
                     self.session.mouse,
                     doc.trial + 1,
                     outcome_name(doc.outcome),
-                    self.session.builder.tally.counts()["correct"],
+                    self.session.builder.counts.as_dict()["correct"],
                 )
             self.publish_status()
 

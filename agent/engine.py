@@ -418,7 +418,7 @@ class TaskEngine:
             duration=round(now - self.start_time, 6),
             date=session_day(self.start_time),
             notes=notes if isinstance(notes, str) else None,
-            counts=self.builder.tally.counts(),
+            counts=self.builder.counts.as_dict(),
         )
         log.debug("session %s of %s ended: %s", self.session_id, self.mouse, status)
         for callback in self.on_end:

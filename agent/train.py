@@ -21,7 +21,21 @@ from agent.hardware import PinMap
 from agent.sim import MouseProfile
 from shared.analysis import format_table, session_results
 from shared.config import generate_config, parse_meta, read_config
-from shared.documents import Document, SessionStart, Tally, TrialEnd
+from shared.documents import (
+    CueChanged,
+    Document,
+    DocumentRouter,
+    Lift,
+    Reset,
+    Reward,
+    SessionCounts,
+    SessionEnd,
+    SessionStart,
+    SpontaneousReach,
+    SpoutsMoved,
+    TrialEnd,
+    TrialStart,
+)
 from shared.errors import ConfigError
 from shared.ids import check_mouse_id
 from shared.outcomes import outcome_name
@@ -156,26 +170,55 @@ def _read_line(prompt: str) -> str:
         os.close(wake_write)
 
 
-class TrialLogger:
+class TrialLogger(DocumentRouter[None]):
     """Prints a line when the session starts and one per finished trial while it runs."""
 
     def __init__(self, mouse_id: str, quiet: bool) -> None:
         self.mouse_id = mouse_id
         self.quiet = quiet
-        self.tally = Tally()
+        self.counts = SessionCounts()
 
     def __call__(self, doc: Document) -> None:
-        self.tally.add(doc)
-        if isinstance(doc, SessionStart):
-            log.info("%s: session %s started (Ctrl-C ends it)", self.mouse_id, doc.session_id)
-        elif isinstance(doc, TrialEnd) and not self.quiet:
+        self.counts(doc)  # first: a trial's line tells the count with that trial in it
+        super().__call__(doc)
+
+    def session_start(self, doc: SessionStart) -> None:
+        log.info("%s: session %s started (Ctrl-C ends it)", self.mouse_id, doc.session_id)
+
+    def trial_end(self, doc: TrialEnd) -> None:
+        if not self.quiet:
             log.info(
                 "%s trial %d: %s (%d correct)",
                 self.mouse_id,
                 doc.trial + 1,
                 outcome_name(doc.outcome),
-                self.tally.counts()["correct"],
+                self.counts.as_dict()["correct"],
             )
+
+    # The rest of the session is in its summary at the end.
+    def trial_start(self, doc: TrialStart) -> None:
+        pass
+
+    def lift(self, doc: Lift) -> None:
+        pass
+
+    def reward(self, doc: Reward) -> None:
+        pass
+
+    def reset(self, doc: Reset) -> None:
+        pass
+
+    def spontaneous_reach(self, doc: SpontaneousReach) -> None:
+        pass
+
+    def spouts_moved(self, doc: SpoutsMoved) -> None:
+        pass
+
+    def cue_changed(self, doc: CueChanged) -> None:
+        pass
+
+    def session_end(self, doc: SessionEnd) -> None:
+        pass
 
 
 class ConfigCommand:

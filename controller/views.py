@@ -32,6 +32,7 @@ from controller.last_session import LastSession
 from shared.documents import (
     CueChanged,
     Document,
+    DocumentRouter,
     Lift,
     Reset,
     Reward,
@@ -272,32 +273,45 @@ def status_table(views: Iterable[BoxView], title: str | None = None) -> Table:
     return table
 
 
-def describe_event(doc: Document) -> str:
-    """One line for the monitor's event list."""
-    if isinstance(doc, SessionStart):
+class EventLine(DocumentRouter[str]):
+    """One line for the monitor's event list, for each kind of document."""
+
+    def session_start(self, doc: SessionStart) -> str:
         return f"session started: {doc.mouse}"
-    if isinstance(doc, TrialStart):
+
+    def trial_start(self, doc: TrialStart) -> str:
         return (
             f"trial {doc.trial + 1}: cue {SIDES[doc.spout]} (positions {list(doc.spout_position)})"
         )
-    if isinstance(doc, Lift):
+
+    def lift(self, doc: Lift) -> str:
         return f"trial {doc.trial + 1}: {SIDES[doc.paw]} paw lifted"
-    if isinstance(doc, TrialEnd):
+
+    def trial_end(self, doc: TrialEnd) -> str:
         return f"trial {doc.trial + 1}: {outcome_name(doc.outcome)}"
-    if isinstance(doc, Reward):
+
+    def reward(self, doc: Reward) -> str:
         return f"reward, {SIDES[doc.spout]} spout ({doc.duration_ms} ms)"
-    if isinstance(doc, Reset):
+
+    def reset(self, doc: Reset) -> str:
         return f"ITI reset: {SIDES[doc.paw]} paw"
-    if isinstance(doc, SpontaneousReach):
+
+    def spontaneous_reach(self, doc: SpontaneousReach) -> str:
         return f"spontaneous reach: {SIDES[doc.spout]} spout"
-    if isinstance(doc, SpoutsMoved):
+
+    def spouts_moved(self, doc: SpoutsMoved) -> str:
         return f"spouts moved to {list(doc.spout_position)}"
-    if isinstance(doc, CueChanged):
+
+    def cue_changed(self, doc: CueChanged) -> str:
         return f"cue shortened to {doc.cue_duration:.0f} ms"
-    if isinstance(doc, SessionEnd):
+
+    def session_end(self, doc: SessionEnd) -> str:
         trials = doc.counts.get("trials")
         return f"session ended: {doc.status}" + (f", {trials} trials" if trials is not None else "")
-    return doc.kind
+
+
+#: ``describe_event(doc)``: the monitor's line for one document.
+describe_event = EventLine()
 
 
 def events_table(events: Iterable[tuple[float, str, Document]], limit: int = 12) -> Table:

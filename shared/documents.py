@@ -1,15 +1,17 @@
 """Session documents: the start / event / end stream one session emits (DESIGN §5).
 
 The task engine emits these, the agent journals and publishes them, and the
-controller stores them. :class:`SessionBuilder` folds a session's documents
+controller stores them. Whatever consumes them is a :class:`DocumentRouter`,
+with one method per kind. :class:`SessionBuilder` folds a session's documents
 into the per-mouse session dict; the agent's own copy and the controller's
 rebuilt copy both come from it, which is why they are identical.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -19,6 +21,8 @@ from shared.outcomes import Outcome
 from shared.sessionfile import SessionStatus
 
 SCHEMA_VERSION: Final = 1
+
+R = TypeVar("R")
 
 
 class _Doc(BaseModel):
@@ -155,11 +159,68 @@ def dump_document(doc: Document) -> str:
     return doc.model_dump_json()
 
 
-class Tally:
+class DocumentRouter(ABC, Generic[R]):
+    """A consumer of session documents: one method per kind; calling it dispatches.
+
+    As event-model's ``DocumentRouter``: the transport only decodes, and
+    ``router(doc)`` reaches the method named after ``doc.kind``. Every method is
+    abstract, so a consumer says what it does with every kind (if only "nothing"),
+    and a kind added to :data:`Document` must be handled by every consumer before
+    any of them can be made (mypy checks the match below covers the union).
+    """
+
+    def __call__(self, doc: Document) -> R:
+        match doc:
+            case SessionStart():
+                return self.session_start(doc)
+            case TrialStart():
+                return self.trial_start(doc)
+            case Lift():
+                return self.lift(doc)
+            case TrialEnd():
+                return self.trial_end(doc)
+            case Reward():
+                return self.reward(doc)
+            case Reset():
+                return self.reset(doc)
+            case SpontaneousReach():
+                return self.spontaneous_reach(doc)
+            case SpoutsMoved():
+                return self.spouts_moved(doc)
+            case CueChanged():
+                return self.cue_changed(doc)
+            case SessionEnd():
+                return self.session_end(doc)
+            case _:
+                assert_never(doc)
+
+    @abstractmethod
+    def session_start(self, doc: SessionStart) -> R: ...
+    @abstractmethod
+    def trial_start(self, doc: TrialStart) -> R: ...
+    @abstractmethod
+    def lift(self, doc: Lift) -> R: ...
+    @abstractmethod
+    def trial_end(self, doc: TrialEnd) -> R: ...
+    @abstractmethod
+    def reward(self, doc: Reward) -> R: ...
+    @abstractmethod
+    def reset(self, doc: Reset) -> R: ...
+    @abstractmethod
+    def spontaneous_reach(self, doc: SpontaneousReach) -> R: ...
+    @abstractmethod
+    def spouts_moved(self, doc: SpoutsMoved) -> R: ...
+    @abstractmethod
+    def cue_changed(self, doc: CueChanged) -> R: ...
+    @abstractmethod
+    def session_end(self, doc: SessionEnd) -> R: ...
+
+
+class SessionCounts(DocumentRouter[None]):
     """The one count of a session's trials (by outcome) and rewards, from its documents.
 
-    The engine's ``session_end`` counts, the fold below and the controller's running
-    counts all come from it; documents may be added in any order.
+    The engine's ``session_end`` counts, the fold below and the collector's running
+    counts all come from it; documents may be counted in any order.
     """
 
     def __init__(self) -> None:
@@ -167,14 +228,39 @@ class Tally:
         self.rewards = 0
         self.outcomes = [0, 0, 0]  # missed, correct, incorrect: indexed by Outcome
 
-    def add(self, doc: Document) -> None:
-        if isinstance(doc, TrialEnd):
-            self.trials += 1
-            self.outcomes[doc.outcome] += 1
-        elif isinstance(doc, Reward):
-            self.rewards += 1
+    def trial_end(self, doc: TrialEnd) -> None:
+        self.trials += 1
+        self.outcomes[doc.outcome] += 1
 
-    def counts(self) -> dict[str, int]:
+    def reward(self, doc: Reward) -> None:
+        self.rewards += 1
+
+    # Nothing else is counted.
+    def session_start(self, doc: SessionStart) -> None:
+        pass
+
+    def trial_start(self, doc: TrialStart) -> None:
+        pass
+
+    def lift(self, doc: Lift) -> None:
+        pass
+
+    def reset(self, doc: Reset) -> None:
+        pass
+
+    def spontaneous_reach(self, doc: SpontaneousReach) -> None:
+        pass
+
+    def spouts_moved(self, doc: SpoutsMoved) -> None:
+        pass
+
+    def cue_changed(self, doc: CueChanged) -> None:
+        pass
+
+    def session_end(self, doc: SessionEnd) -> None:
+        pass
+
+    def as_dict(self) -> dict[str, int]:
         """As ``session_end`` carries them."""
         missed, correct, incorrect = self.outcomes
         return {
@@ -186,14 +272,15 @@ class Tally:
         }
 
 
-def tally(docs: Iterable[Document]) -> Tally:
-    counted = Tally()
+def count_session(docs: Iterable[Document]) -> SessionCounts:
+    """The counts of some of a session's documents, in any order."""
+    counts = SessionCounts()
     for doc in docs:
-        counted.add(doc)
-    return counted
+        counts(doc)
+    return counts
 
 
-class SessionBuilder:
+class SessionBuilder(DocumentRouter[None]):
     """Folds one session's documents, in ``seq`` order, into its per-mouse session dict."""
 
     def __init__(self) -> None:
@@ -201,36 +288,39 @@ class SessionBuilder:
         self.start: SessionStart | None = None
         self.end: SessionEnd | None = None
         self.next_seq = 0
-        self.tally = Tally()
+        self.counts = SessionCounts()
         self._open_trial: dict[str, Any] | None = None
 
     @property
     def rewards(self) -> int:
-        return self.tally.rewards
+        return self.counts.rewards
 
     @property
     def complete(self) -> bool:
         """True once the end document has been folded in."""
         return self.end is not None
 
-    def add(self, doc: Document) -> None:
+    def __call__(self, doc: Document) -> None:
         """Fold in the next document; documents must come in order with no gap."""
         if doc.seq != self.next_seq:
             raise ProtocolError(f"expected seq {self.next_seq}, got {doc.seq}")
         if self.end is not None:
             raise ProtocolError("document after session_end")
-        if isinstance(doc, SessionStart):
-            self._on_start(doc)
-        elif self.start is None:
+        if self.start is None and not isinstance(doc, SessionStart):
             raise ProtocolError("session must begin with session_start")
-        elif doc.session_id != self.start.session_id:
+        if (
+            self.start is not None
+            and not isinstance(doc, SessionStart)  # which says "second session_start"
+            and doc.session_id != self.start.session_id
+        ):
             raise ProtocolError(f"document of session {doc.session_id} in {self.start.session_id}")
-        else:
-            self._on_event(doc)
-        self.tally.add(doc)
+        super().__call__(doc)
+        self.counts(doc)
         self.next_seq += 1
 
-    def _on_start(self, doc: SessionStart) -> None:
+    add = __call__
+
+    def session_start(self, doc: SessionStart) -> None:
         if self.start is not None:
             raise ProtocolError("second session_start")
         self.start = doc
@@ -242,57 +332,70 @@ class SessionBuilder:
         data["start_time"] = doc.t
         self.data = data
 
-    def _on_event(self, doc: Document) -> None:
+    def trial_start(self, doc: TrialStart) -> None:
+        if self._open_trial is not None:
+            raise ProtocolError(f"trial_start seq {doc.seq} while a trial is open")
+        self._open_trial = {
+            "start": doc.t,
+            "spout": doc.spout,
+            "shaping": doc.shaping,
+            "cue_duration": doc.cue_duration,
+            "spout_position": list(doc.spout_position),
+        }
+
+    def lift(self, doc: Lift) -> None:
+        # Only the first lift of a trial counts (DESIGN §3.2).
+        if self._open_trial is not None and "lift_time" not in self._open_trial:
+            self._open_trial["lift_time"] = doc.t
+            self._open_trial["lift_paw"] = doc.paw
+
+    def trial_end(self, doc: TrialEnd) -> None:
+        trial = self._open_trial
+        if trial is None:
+            raise ProtocolError(f"trial_end seq {doc.seq} without trial_start")
+        # Key order as the original library wrote trials.
+        ordered: dict[str, Any] = {"start": trial["start"]}
+        if "lift_time" in trial:
+            ordered["lift_time"] = trial["lift_time"]
+            ordered["lift_paw"] = trial["lift_paw"]
+        ordered["end"] = doc.t
+        ordered["spout"] = trial["spout"]
+        ordered["shaping"] = trial["shaping"]
+        ordered["cue_duration"] = trial["cue_duration"]
+        ordered["outcome"] = doc.outcome
+        ordered["spout_position"] = trial["spout_position"]
+        self.data["trials"].append(ordered)
+        self._open_trial = None
+
+    def reward(self, doc: Reward) -> None:
+        pass  # counted (the ``rewards`` property); the dict keeps no list of them
+
+    def reset(self, doc: Reset) -> None:
+        self.data["resets"].append([doc.t, doc.paw])
+
+    def spontaneous_reach(self, doc: SpontaneousReach) -> None:
+        self.data["spontaneous_reaches"].append([doc.t, doc.spout])
+
+    # SpoutsMoved and CueChanged are visible in the trials' own fields; they are
+    # kept in the stream for live monitoring and need nothing in the dict.
+    def spouts_moved(self, doc: SpoutsMoved) -> None:
+        pass
+
+    def cue_changed(self, doc: CueChanged) -> None:
+        pass
+
+    def session_end(self, doc: SessionEnd) -> None:
+        self.end = doc
+        assert self.start is not None
         data = self.data
-        if isinstance(doc, TrialStart):
-            if self._open_trial is not None:
-                raise ProtocolError(f"trial_start seq {doc.seq} while a trial is open")
-            self._open_trial = {
-                "start": doc.t,
-                "spout": doc.spout,
-                "shaping": doc.shaping,
-                "cue_duration": doc.cue_duration,
-                "spout_position": list(doc.spout_position),
-            }
-        elif isinstance(doc, Lift):
-            # Only the first lift of a trial counts (DESIGN §3.2).
-            if self._open_trial is not None and "lift_time" not in self._open_trial:
-                self._open_trial["lift_time"] = doc.t
-                self._open_trial["lift_paw"] = doc.paw
-        elif isinstance(doc, TrialEnd):
-            trial = self._open_trial
-            if trial is None:
-                raise ProtocolError(f"trial_end seq {doc.seq} without trial_start")
-            # Key order as the original library wrote trials.
-            ordered: dict[str, Any] = {"start": trial["start"]}
-            if "lift_time" in trial:
-                ordered["lift_time"] = trial["lift_time"]
-                ordered["lift_paw"] = trial["lift_paw"]
-            ordered["end"] = doc.t
-            ordered["spout"] = trial["spout"]
-            ordered["shaping"] = trial["shaping"]
-            ordered["cue_duration"] = trial["cue_duration"]
-            ordered["outcome"] = doc.outcome
-            ordered["spout_position"] = trial["spout_position"]
-            data["trials"].append(ordered)
-            self._open_trial = None
-        elif isinstance(doc, Reset):
-            data["resets"].append([doc.t, doc.paw])
-        elif isinstance(doc, SpontaneousReach):
-            data["spontaneous_reaches"].append([doc.t, doc.spout])
-        elif isinstance(doc, SessionEnd):
-            self.end = doc
-            assert self.start is not None
-            data["end_time"] = doc.end_time
-            data["duration"] = doc.duration
-            data["date"] = doc.date
-            data["notes"] = doc.notes if doc.notes is not None else data.get("notes", "")
-            data["session_id"] = doc.session_id
-            data["box"] = doc.box
-            data["status"] = doc.status
-            data["software_version"] = self.start.software_version
-        # SpoutsMoved and CueChanged are visible in the trials' own fields; they are
-        # kept in the stream for live monitoring and need nothing in the dict.
+        data["end_time"] = doc.end_time
+        data["duration"] = doc.duration
+        data["date"] = doc.date
+        data["notes"] = doc.notes if doc.notes is not None else data.get("notes", "")
+        data["session_id"] = doc.session_id
+        data["box"] = doc.box
+        data["status"] = doc.status
+        data["software_version"] = self.start.software_version
 
 
 def build_session(docs: list[Document]) -> dict[str, Any]:

@@ -89,8 +89,8 @@ def test_cards_count_the_current_session_only(sqlite_db: Database) -> None:
         "s49", 1, 1, 100.0,
     )  # fmt: skip
     assert len(lab._boxes) == 1
-    tally = lab._boxes["1"].tally
-    assert tally is not None and len(tally.outcomes) == 1
+    current = lab._boxes["1"].session
+    assert current is not None and len(current.outcomes) == 1
 
 
 def test_a_box_known_only_from_the_broker_shows_offline_while_the_broker_is_away(

@@ -43,8 +43,8 @@ from shared.documents import (
     SessionEnd,
     SessionStart,
     TrialEnd,
+    count_session,
     kind_of,
-    tally,
 )
 from shared.errors import InvalidIdError
 from shared.ids import check_mouse_id
@@ -302,7 +302,7 @@ class Assembly:
         stream.update(
             stored=count,
             max_seq=-1 if top is None else top,
-            # As the documents' own tally counts them: a trial per trial_end, a reward per
+            # As the documents' own SessionCounts counts them: a trial per trial_end, a reward per
             # reward document.
             trials=kinds.get(kind_of(TrialEnd), 0),
             rewards=kinds.get(kind_of(Reward), 0),
@@ -366,7 +366,7 @@ class Assembly:
         for sid in sorted(streams):
             stream = streams[sid]
             docs = by_session.get(sid, [])
-            counted = tally(docs)
+            counted = count_session(docs)
             stream["stored"] += len(docs)
             stream["trials"] += counted.trials
             stream["rewards"] += counted.rewards

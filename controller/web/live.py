@@ -1,4 +1,4 @@
-"""The dashboard's live lab: one long-lived broker connection, per-box tallies, and a fan-out.
+"""The dashboard's live lab: one long-lived broker connection, per-box outcomes, and a fan-out.
 
 One :class:`~controller.mqtt.BrokerLink` (the same client ``labctl monitor``
 uses) stays connected for the life of the server: it receives every box's
@@ -11,7 +11,7 @@ Made for a page left open all day: when the broker is away the connection is
 retried every few seconds and the pages say so; a page's queue is bounded, and
 a page that falls behind is dropped (its browser reconnects and is sent a
 fresh snapshot), so memory does not grow with time or with slow viewers; only
-the current session of each box is tallied.
+the current session of each box has its outcomes kept.
 """
 
 from __future__ import annotations
@@ -32,7 +32,21 @@ from controller.db import Database, StoredDocument
 from controller.mqtt import BrokerLink
 from controller.views import BoxView, StoredBox, box_views, stored_boxes
 from shared.broker_url import BrokerSettings
-from shared.documents import Document, SessionStart, TrialEnd, kind_of
+from shared.documents import (
+    CueChanged,
+    Document,
+    DocumentRouter,
+    Lift,
+    Reset,
+    Reward,
+    SessionEnd,
+    SessionStart,
+    SpontaneousReach,
+    SpoutsMoved,
+    TrialEnd,
+    TrialStart,
+    kind_of,
+)
 from shared.errors import ReachlabError
 from shared.protocol import Status, Topics, box_online
 
@@ -47,7 +61,7 @@ QUEUE_LIMIT = 2000
 
 
 @dataclass
-class Tally:
+class SessionOutcomes:
     """The outcomes of a box's current session, by trial number (duplicates are harmless)."""
 
     session_id: str
@@ -59,9 +73,13 @@ class Tally:
         return sum(1 for outcome in self.outcomes.values() if outcome == 1)
 
 
+#: What a document of a box adds to the pages' stream besides the card: a judged trial.
+TrialMessage = dict[str, Any]
+
+
 @dataclass
-class BoxLive:
-    """What the dashboard itself saw of one box."""
+class BoxLive(DocumentRouter[TrialMessage | None]):
+    """What the dashboard itself saw of one box; its documents keep the session's outcomes."""
 
     text: str | None = None
     status_at: float | None = None
@@ -70,7 +88,47 @@ class BoxLive:
     since_exact: bool = False
     skew: float | None = None
     event_at: float | None = None
-    tally: Tally | None = None
+    session: SessionOutcomes | None = None
+
+    def session_start(self, doc: SessionStart) -> None:
+        self.session = SessionOutcomes(doc.session_id, doc.mouse)
+
+    def trial_end(self, doc: TrialEnd) -> TrialMessage:
+        """The trial's outcome, kept and told to the pages (the caller adds the box)."""
+        if self.session is None or self.session.session_id != doc.session_id:
+            self.session = SessionOutcomes(doc.session_id, None)
+        self.session.outcomes[doc.trial] = doc.outcome
+        return {
+            "mouse": self.session.mouse,
+            "session_id": doc.session_id,
+            "trial": doc.trial,
+            "outcome": doc.outcome,
+        }
+
+    # The rest shows on the card through the box's status, not through its documents.
+    def trial_start(self, doc: TrialStart) -> None:
+        pass
+
+    def lift(self, doc: Lift) -> None:
+        pass
+
+    def reward(self, doc: Reward) -> None:
+        pass
+
+    def reset(self, doc: Reset) -> None:
+        pass
+
+    def spontaneous_reach(self, doc: SpontaneousReach) -> None:
+        pass
+
+    def spouts_moved(self, doc: SpoutsMoved) -> None:
+        pass
+
+    def cue_changed(self, doc: CueChanged) -> None:
+        pass
+
+    def session_end(self, doc: SessionEnd) -> None:
+        pass
 
 
 class Subscriber:
@@ -222,38 +280,26 @@ class LiveLab:
             elif live.online != online:
                 live.online, live.since, live.since_exact = online, now, True
             seed = None
-            tally = live.tally
-            if status.session_id and (tally is None or tally.session_id != status.session_id):
-                live.tally = Tally(status.session_id, status.mouse)
+            current = live.session
+            if status.session_id and (current is None or current.session_id != status.session_id):
+                live.session = SessionOutcomes(status.session_id, status.mouse)
                 seed = status.session_id
         self._call(self._box_changed, box)
         if seed is not None:
-            self._call(self._seed_tally, box, seed)
+            self._call(self._seed_outcomes, box, seed)
 
     def _on_event(self, box: str, doc: Document) -> None:
         now = time.time()
-        trial: dict[str, Any] | None = None
         with self._lock:
             live = self._boxes.setdefault(box, BoxLive())
             live.event_at = now
-            if isinstance(doc, SessionStart):
-                live.tally = Tally(doc.session_id, doc.mouse)
-            elif isinstance(doc, TrialEnd):
-                if live.tally is None or live.tally.session_id != doc.session_id:
-                    live.tally = Tally(doc.session_id, None)
-                live.tally.outcomes[doc.trial] = doc.outcome
-                trial = {
-                    "box": box,
-                    "mouse": live.tally.mouse,
-                    "session_id": doc.session_id,
-                    "trial": doc.trial,
-                    "outcome": doc.outcome,
-                }
+            judged = live(doc)
+        trial = {"box": box, **judged} if judged is not None else None
         self._call(self._box_changed, box, trial)
 
     # ------------------------------------------------------------ the loop's side
 
-    def _seed_tally(self, box: str, session_id: str) -> None:
+    def _seed_outcomes(self, box: str, session_id: str) -> None:
         """A session that began before this server: its earlier outcomes from the database."""
         assert self._loop is not None
 
@@ -267,11 +313,11 @@ class LiveLab:
                 log.warning("could not read session %s: %s", session_id, exc)
                 return
             with self._lock:
-                tally = self._boxes[box].tally
-                if tally is None or tally.session_id != session_id:
+                current = self._boxes[box].session
+                if current is None or current.session_id != session_id:
                     return
                 for trial, outcome in outcomes.items():
-                    tally.outcomes.setdefault(trial, outcome)
+                    current.outcomes.setdefault(trial, outcome)
             self._box_changed(box)
 
         self._loop.create_task(seed())
@@ -312,11 +358,11 @@ class LiveLab:
             )
             # Known only from the broker, which is away now: offline, and why.
             view = views[0] if views else BoxView(box, False, "offline", note=self.broker_note)
-            tally = live.tally if view.session_id and live.tally else None
-            if tally is not None and tally.session_id != view.session_id:
-                tally = None
-            judged = len(tally.outcomes) if tally else 0
-            correct = tally.correct if tally else 0
+            current = live.session if view.session_id and live.session else None
+            if current is not None and current.session_id != view.session_id:
+                current = None
+            judged = len(current.outcomes) if current else 0
+            correct = current.correct if current else 0
             event_at = max(
                 (t for t in (live.event_at, stored.last_event_at if stored else None) if t),
                 default=None,
@@ -351,10 +397,10 @@ class LiveLab:
         """The running session of ``mouse`` with its outcomes so far, if one runs now."""
         with self._lock:
             for box, status in self._statuses.items():
-                tally = self._boxes.get(box, BoxLive()).tally
+                current = self._boxes.get(box, BoxLive()).session
                 if status.mouse == mouse and status.session_id and box_online(status):
-                    mine = tally is not None and tally.session_id == status.session_id
-                    outcomes = tally.outcomes if tally is not None and mine else {}
+                    mine = current is not None and current.session_id == status.session_id
+                    outcomes = current.outcomes if current is not None and mine else {}
                     return {
                         "box": box,
                         "session_id": status.session_id,
