@@ -80,7 +80,10 @@ class RequestError(LabError):
 
 @dataclass
 class Outcome:
-    """What became of one mouse's (or box's) command; ``reason`` is the problem, unworded hints."""
+    """What became of one mouse's (or box's) command.
+
+    ``reason`` says what went wrong; what a person can do about it is the caller's to
+    add, by ``code``, in its own words."""
 
     mouse: str | None
     box: str | None

@@ -175,8 +175,7 @@ class TaskConfig(BaseModel):
 
     def settings(self) -> dict[str, Any]:
         """The settings as JSON-ready values, in the order they are stored in a session."""
-        out: dict[str, Any] = self.model_dump(mode="json")
-        return out
+        return self.model_dump(mode="json")
 
     def replace(self, **changes: Any) -> TaskConfig:
         """A copy with ``changes`` applied and validated."""
