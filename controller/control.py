@@ -37,7 +37,7 @@ from controller.lab import (
 from controller.mqtt import BrokerLink
 from controller.store import recent_sessions
 from shared.carryover import CarryOver, carry_over_from
-from shared.config import TaskConfig
+from shared.config import TaskConfig, check_metadata
 from shared.ids import check_box_id, new_request_id, new_session_id
 from shared.protocol import Reply, StartCommand, Status, StopCommand, box_online
 
@@ -123,6 +123,9 @@ class StartRequest:
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.mice, str):
+            raise TypeError("mice: a sequence of mouse ids, not one string")
+        check_metadata(dict(self.metadata))  # ConfigError: a session could not store it
         if self.weight is not None and "weight" in self.metadata:
             raise RequestError("weight_twice")
         if self.weight is not None and len(dict.fromkeys(self.mice)) != 1:
@@ -147,6 +150,8 @@ class StopRequest:
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.mice, str) or isinstance(self.boxes, str):
+            raise TypeError("mice and boxes: sequences of ids, not one string")
         chosen = (bool(self.mice), self.cohort is not None, bool(self.boxes), self.every)
         if sum(chosen) != 1:
             raise RequestError("choose_stop")

@@ -74,6 +74,13 @@ def test_a_start_request_that_breaks_a_rule_is_refused_as_its_problem(
     assert refused.value.problem == problem
 
 
+def test_a_start_request_with_metadata_a_session_cannot_store_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'notes' must be text"):
+        StartRequest(mice=["M1"], metadata={"notes": 42}, by="t")
+    with pytest.raises(TypeError):
+        StartRequest(mice="M1", by="t")
+
+
 def test_a_start_request_within_the_rules_is_built() -> None:
     assert StartRequest(mice=["M1", "M1"], weight=24.0, by="t").weight == 24.0
     assert StartRequest(cohort="C1", shift=2, by="t").shift == 2
