@@ -24,7 +24,7 @@ from agent.mqtt import Outbox
 from agent.runtime import RigRuntime
 from shared.carryover import CarryOver
 from shared.config import TaskConfig
-from shared.errors import ConfigError, HardwareError, InvalidIdError, ProtocolError, ReachlabError
+from shared.errors import HardwareError, InvalidIdError, ProtocolError, ReachlabError
 from shared.ids import check_mouse_id
 from shared.protocol import (
     COMMAND_NAMES,
@@ -186,9 +186,9 @@ class Commands:
         self._require_idle("a new session")
         try:
             mouse = check_mouse_id(cmd.mouse)
-            config = TaskConfig.from_dict(cmd.config, source="config")
-        except (InvalidIdError, ConfigError) as exc:
+        except InvalidIdError as exc:
             raise CommandError("invalid", str(exc)) from None
+        config = cmd.config  # validated with the command (shared.config.TaskConfig)
         if agent.journal.session(cmd.session_id) is not None:
             raise CommandError(
                 "invalid", f"session id {cmd.session_id} was already used on box {agent.box}"

@@ -1,5 +1,11 @@
 """Task configuration: every key of the reach task with its default, from `.ini` or Python.
 
+:class:`TaskConfig` is the one model of a session's settings: read from a file,
+sent in the start command (:class:`~shared.protocol.StartCommand`'s ``config``)
+and recorded in the session's first document
+(:class:`~shared.documents.SessionStart`'s ``settings``), so the controller that
+sends a start and the agent that receives it validate the same model.
+
 The file format is the original library's: a ``[Settings]`` section whose values
 are JSON (``intertrial_interval = [4000, 6000]``); bare words such as ``random``
 or ``auto`` are read as strings. Unknown keys, wrong types and out-of-range
@@ -22,6 +28,8 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -85,6 +93,17 @@ class TaskConfig(BaseModel):
     )
     shaping: ShapingMode = Field("off", description="water at cue onset: off, on or auto")
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_key_in_one_line(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # One line naming every bad key, also where the config is part of a message (the
+        # start command, the session's first document): a config with three mistakes is
+        # put right in one pass, wherever it is refused.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise ValueError(describe_problems(exc)) from None
+
     @field_validator("*", mode="before")
     @classmethod
     def _no_bools_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
@@ -134,6 +153,12 @@ class TaskConfig(BaseModel):
             return "on" if value else "off"
         return value
 
+    @field_serializer("duration", "cue_duration", "min_cue_duration", "reward_volume_ul")
+    def _whole_numbers_as_ints(self, value: float) -> float | int:
+        # Whole numbers stay ints so that files and the wire read like the original's
+        # (1800, not 1800.0).
+        return int(value) if float(value).is_integer() else value
+
     @model_validator(mode="after")
     def _cue_floor(self) -> TaskConfig:
         if self.min_cue_duration > self.cue_duration:
@@ -150,14 +175,7 @@ class TaskConfig(BaseModel):
 
     def settings(self) -> dict[str, Any]:
         """The settings as JSON-ready values, in the order they are stored in a session."""
-        out: dict[str, Any] = {}
-        for key, value in self.model_dump().items():
-            out[key] = list(value) if isinstance(value, tuple) else value
-        # Whole numbers stay ints so that files read like the original's (1800, not 1800.0).
-        for key in ("duration", "cue_duration", "min_cue_duration", "reward_volume_ul"):
-            if float(out[key]).is_integer():
-                out[key] = int(out[key])
-        return out
+        return self.model_dump(mode="json")
 
     def replace(self, **changes: Any) -> TaskConfig:
         """A copy with ``changes`` applied and validated."""
@@ -166,6 +184,11 @@ class TaskConfig(BaseModel):
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:
     """One line naming every offending key (a file with three mistakes needs one pass)."""
+    return f"{source}: {describe_problems(exc)}"
+
+
+def describe_problems(exc: ValidationError) -> str:
+    """Every offending key of ``exc`` and what is wrong with it, ``; ``-separated."""
     problems: list[str] = []
     for err in exc.errors():
         message = err["msg"].removeprefix("Value error, ")
@@ -177,7 +200,7 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
             problems.append(f"unknown key {key!r}")
         else:
             problems.append(f"key {key!r}: {message} (got {err.get('input')!r})")
-    return f"{source}: " + "; ".join(dict.fromkeys(problems))
+    return "; ".join(dict.fromkeys(problems))
 
 
 def _parse_ini_value(raw: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared.carryover import CarryOver
+from shared.config import TaskConfig
 from shared.errors import ProtocolError
 from shared.outcomes import Outcome
 from shared.sessionfile import SessionStatus
@@ -40,7 +41,7 @@ class SessionStart(_Doc):
 
     kind: Literal["session_start"] = "session_start"
     mouse: str
-    settings: dict[str, Any] = Field(description="TaskConfig.settings() used for this session")
+    settings: TaskConfig = Field(description="the settings this session runs with")
     metadata: dict[str, Any] = Field(default_factory=dict, description="stored first in the dict")
     carry_over: CarryOver | None = None
     software_version: str
@@ -308,7 +309,7 @@ class SessionBuilder(DocumentRouter[None]):
             raise ProtocolError("second session_start")
         self.start = doc
         data: dict[str, Any] = dict(doc.metadata)
-        data.update(doc.settings)
+        data.update(doc.settings.settings())
         data["trials"] = []
         data["resets"] = []
         data["spontaneous_reaches"] = []

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from shared.carryover import CarryOver
-from shared.config import check_metadata
+from shared.config import TaskConfig, check_metadata
 from shared.documents import SCHEMA_VERSION
 from shared.errors import ConfigError, ProtocolError
 from shared.ids import check_box_id, check_collector_id
@@ -129,7 +129,10 @@ class StartCommand(_Command):
     command: Literal["start"] = "start"
     session_id: str = Field(min_length=1, max_length=64)
     mouse: str
-    config: dict[str, Any] = Field(default_factory=dict, description="TaskConfig keys")
+    config: TaskConfig = Field(
+        default_factory=TaskConfig,
+        description="the session's settings; keys left out take their defaults",
+    )
     carry_over: CarryOver | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

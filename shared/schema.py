@@ -1,7 +1,7 @@
 """JSON Schema of every shape reachlab stores or sends, generated from the pydantic models.
 
-The models in :mod:`shared.sessionfile`, :mod:`shared.documents` and
-:mod:`shared.protocol` are the single source of truth; the files in
+The models in :mod:`shared.sessionfile`, :mod:`shared.documents`,
+:mod:`shared.protocol` and :mod:`shared.config` are the single source of truth; the files in
 ``docs/schema/`` are generated from them for people and other tools, and a
 test fails when they drift. Regenerate them after changing a model with::
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from shared.config import TaskConfig
 from shared.documents import DocumentAdapter
 from shared.protocol import CommandAdapter, Reply, Status
 from shared.sessionfile import MouseFile
@@ -49,6 +50,13 @@ _SOURCES: dict[str, tuple[type[BaseModel] | TypeAdapter[Any], str, str]] = {
         Reply,
         "Reply",
         "The one reply to a command, on <prefix>/rigs/<box>/reply.",
+    ),
+    "task-config.json": (
+        TaskConfig,
+        "Task config",
+        "The settings of one session: a config file's [Settings], the start command's "
+        "'config' and the session_start document's 'settings'. Keys left out take their "
+        "defaults; unknown keys are refused.",
     ),
     "status.json": (
         Status,

@@ -496,7 +496,7 @@ def test_start_sends_config_carry_over_and_metadata_and_reports_what_did_not_sta
     assert boxes["1"].wait(lambda: any(isinstance(c, StartCommand) for c in boxes["1"].commands))
     (command,) = [c for c in boxes["1"].commands if isinstance(c, StartCommand)]
     assert command.mouse == "M1"
-    assert command.config == TaskConfig(duration=600).settings()
+    assert command.config == TaskConfig(duration=600)
     assert command.metadata == {"trainer": "Matt", "weight": 24.5}
     assert command.carry_over == carry_over_from(previous, TaskConfig().window)
     assert command.session_id in result.stdout

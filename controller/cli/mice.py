@@ -95,9 +95,9 @@ def unassign(
     ] = 10.0,
 ) -> None:
     """Take a mouse off its box (refused while its session runs, unless --stop)."""
+    from controller.control import stop_boxes
     from controller.lab import get_mouse, running_box
     from controller.lab import unassign as unassign_mouse
-    from controller.rigs import stop_boxes
 
     state = state_of(ctx)
     db = state.db()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,8 +18,28 @@ from controller.cli.app import (
 )
 from shared.config import parse_meta, read_config
 
+if TYPE_CHECKING:  # the real import is deferred to keep labctl quick to start
+    from controller.control import Outcome, OutcomeCode, Problem
 
-def _outcome_table(outcomes: list[Any], verb: str) -> Any:
+
+#: A start's or stop's broken rule, in labctl's words (its flags).
+REQUEST_WORDS: dict[Problem, str] = {
+    "choose_mice": "give the mice to start: MOUSE..., --cohort NAME or --all (exactly one of them)",
+    "choose_stop": "give what to stop: MOUSE..., --box BOX or --all (exactly one of them)",
+    "weight_twice": "give the weight once: --weight G or --meta weight=G",
+    "weight_one_mouse": "--weight is one mouse's weight: give exactly one MOUSE",
+    "shift_needs_cohort": "--shift needs --cohort NAME (and no MOUSE... or --all)",
+    "force_needs_reason": "--force needs --reason WHY: the override is kept for the welfare record",
+}
+
+#: What a person can do about an outcome, in labctl's words, after its reason.
+HINTS: dict[OutcomeCode, str] = {
+    "no_box": " (labctl assign)",
+    "weight_check": " (weigh it with `labctl weigh`, or --force --reason WHY)",
+}
+
+
+def _outcome_table(outcomes: list[Outcome], verb: str) -> Any:
     from rich.table import Table
 
     table = Table()
@@ -27,7 +47,8 @@ def _outcome_table(outcomes: list[Any], verb: str) -> Any:
         table.add_column(column)
     for o in outcomes:
         done = "[green]yes[/green]" if o.ok else "[red]no[/red]"
-        table.add_row(o.mouse or "-", o.box or "-", done, o.session_id or "-", o.reason or "")
+        why = o.reason + HINTS.get(o.code, "") if o.reason else ""
+        table.add_row(o.mouse or "-", o.box or "-", done, o.session_id or "-", why)
     return table
 
 
@@ -108,9 +129,8 @@ def start(
     A mouse on water restriction (it has a baseline) that is not weighed today, or weighs
     less than the lab's threshold of its baseline, starts only with --force and --reason;
     the override is kept with who gave it and why."""  # fmt: skip
+    from controller import control
     from controller.cli.husbandry import who
-    from controller.husbandry.starts import finish_start, place_shift_mice, prepare_start
-    from controller.rigs import select_mice, start_sessions
 
     state = state_of(ctx)
     if config_file is not None and not config_file.expanduser().is_file():
@@ -120,52 +140,31 @@ def start(
         if duration <= 0:
             fail(f"--duration must be positive, got {duration:g}")
         config = config.replace(duration=duration)
-    metadata = parse_meta(meta)
-    if weight is not None and "weight" in metadata:
-        fail("give the weight once: --weight G or --meta weight=G")
-    if weight is not None and len(dict.fromkeys(mice or [])) != 1:
-        fail("--weight is one mouse's weight: give exactly one MOUSE")
-    if shift is not None and (cohort is None or mice or every):
-        fail("--shift needs --cohort NAME (and no MOUSE... or --all)")
-    if force and not (reason or "").strip():
-        fail("--force needs --reason WHY: the override is kept for the welfare record")
-    db = state.db()
-    selected = select_mice(db, mice, cohort, every, "start") if shift is None else []
-    if shift is not None and cohort is not None:
-        from controller.husbandry.schedule import shift_slots
-
-        with db.reader() as tx:
-            shift_slots(tx, cohort, shift)  # no such shift: one line, nothing sent
-    shift_waiting: list[Any] = []
-    with state.link() as link:
-        if not link.online_collectors():
-            from controller.collector.leases import NO_COLLECTOR
-
-            warn(NO_COLLECTOR)
-        if shift is not None and cohort is not None:
-            placed = place_shift_mice(db, cohort, shift, link.statuses)
-            selected, shift_waiting = placed.mice, placed.waiting_outcomes()
-            for line in placed.notes:
-                say(line)
-        plan = prepare_start(db, selected, weight=weight, force=force, reason=reason, by=who(by))
-        for line in plan.warnings:
-            warn(line)
-        outcomes = start_sessions(
-            db, link, plan.allowed, config, metadata, timeout=timeout,
-            extra_metadata=plan.metadata_for,
+    by_name = who(by)
+    try:
+        request = control.StartRequest(
+            mice=mice or (), cohort=cohort, every=every, shift=shift, config=config,
+            metadata=parse_meta(meta), weight=weight, force=force, reason=reason, by=by_name,
+            timeout=timeout,
         )  # fmt: skip
-    outcomes += plan.refused_outcomes() + shift_waiting
-    finish_start(plan, outcomes)
-    for line in plan.box_warnings:
-        warn(line)
-    for mouse in plan.forced:
-        if any(o.ok and o.mouse == mouse for o in outcomes):
-            say(f"{mouse}: started despite the weight check; override recorded ({who(by)})")
-    console().print(_outcome_table(outcomes, "started"))
-    failed = [o for o in outcomes if not o.ok]
-    started = len(outcomes) - len(failed)
-    say(f"{started} of {len(outcomes)} session(s) started")
-    if failed:
+    except control.RequestError as exc:
+        fail(REQUEST_WORDS[exc.problem])
+    result = control.start(state.db(), state.link, request)
+    for warning in result.warnings:
+        if warning.kind == "no_collector":
+            warn(warning.text)
+    for line in result.placements:
+        say(line)
+    for warning in result.warnings:
+        if warning.kind != "no_collector":
+            warn(warning.text)
+    for warning in result.box_warnings:
+        warn(warning.text)
+    for mouse in result.overridden:
+        say(f"{mouse}: started despite the weight check; override recorded ({by_name})")
+    console().print(_outcome_table(result.outcomes, "started"))
+    say(f"{result.started} of {len(result.outcomes)} session(s) started")
+    if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -189,17 +188,19 @@ def stop(
 
     A mouse is stopped where its session runs, as the boxes report it, even if it
     has since been moved or taken off that box; otherwise on the box it is on."""
-    from controller.rigs import plan_stop, stop_boxes
+    from controller import control
 
     state = state_of(ctx)
-    db = state.db()
-    plan = plan_stop(db, mice, box, every)
-    with state.link() as link:
-        targets = plan.targets(db, link)
-        if every and not targets:
-            say("no session is running")
-            return
-        outcomes = stop_boxes(link, targets, timeout=timeout)
-    console().print(_outcome_table(outcomes, "stopped"))
-    if any(not o.ok for o in outcomes):
+    try:
+        request = control.StopRequest(
+            mice=mice or (), boxes=box or (), every=every, timeout=timeout
+        )
+    except control.RequestError as exc:
+        fail(REQUEST_WORDS[exc.problem])
+    result = control.stop(state.db(), state.link, request)
+    if result.nothing_running:
+        say("no session is running")
+        return
+    console().print(_outcome_table(result.outcomes, "stopped"))
+    if not result.ok:
         raise typer.Exit(EXIT_FAILED)

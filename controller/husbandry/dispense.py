@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
+from controller.control import box_problem
 from controller.lab import LabError
 from controller.mqtt import BrokerLink
-from controller.rigs import box_problem
 from shared.ids import new_request_id
 from shared.protocol import DispenseCommand, ReadSensorsCommand, Reply
 

@@ -3,9 +3,10 @@
 The weight gate, overrides, the weight given with the start, the calibration in the
 start metadata, and starting a schedule's shift.
 
-:func:`prepare_start` runs before anything is sent: it records ``--weight`` as a
-weighing, checks every mouse's weight (:func:`~.weights.weight_check`) and decides
-who may start; a mouse the check warns about starts only with ``--force`` and a reason.
+:func:`controller.control.start` calls these. :func:`prepare_start` runs before anything
+is sent: it records the weight given as a weighing, checks every mouse's weight
+(:func:`~.weights.weight_check`) and decides who may start; a mouse the check warns
+about starts only when forced, with a reason.
 :meth:`StartPlan.metadata_for` gives each start command the original's ``weight``
 field and ``reward_calibration``, the box's calibration in force (the session's start
 document and per-mouse JSON carry it as metadata). :func:`finish_start` keeps the
@@ -25,8 +26,7 @@ from controller.husbandry.models import Weighing
 from controller.husbandry.schedule import Slot, place_shift, shift_slots
 from controller.husbandry.settings import lab_settings
 from controller.husbandry.weights import WeightCheck, record_override, record_weighing, weight_check
-from controller.lab import LabError, running_box
-from controller.rigs import Outcome
+from controller.lab import running_box
 from shared.protocol import Status
 
 
@@ -36,6 +36,7 @@ class StartPlan:
 
     db: Database
     allowed: list[str]
+    #: Mouse -> what the weight check found (no override was given).
     refused: dict[str, str] = field(default_factory=dict)
     forced: dict[str, WeightCheck] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -62,9 +63,6 @@ class StartPlan:
             extra["reward_calibration"] = calibration
         return extra
 
-    def refused_outcomes(self) -> list[Outcome]:
-        return [Outcome(mouse, None, False, reason) for mouse, reason in self.refused.items()]
-
 
 def prepare_start(
     db: Database,
@@ -75,18 +73,16 @@ def prepare_start(
     reason: str | None,
     by: str,
 ) -> StartPlan:
-    """Record ``weight`` (one mouse only) and check every mouse's weight."""
-    if weight is not None and len(mice) != 1:
-        raise LabError(f"--weight is one mouse's weight: give one mouse, not {len(mice)}")
+    """Record ``weight`` (of the one mouse) and check every mouse's weight.
+
+    The rules between these (a weight is one mouse's, forcing needs a reason) are the
+    request's: :class:`controller.control.StartRequest` checks them before this runs."""
     plan = StartPlan(db=db, allowed=[], weight=weight, by=by, reason=(reason or "").strip())
     with db.session() as tx:
         if weight is not None:
             plan.weighing_id = record_weighing(tx, mice[0], weight, by=by).id
         settings = lab_settings(tx)
         checks = [weight_check(tx, mouse, settings) for mouse in mice]
-    blocked = [c for c in checks if c.blocks_start]
-    if blocked and force and not plan.reason:
-        raise LabError("--force needs --reason WHY: the override is kept for the welfare record")
     for check in checks:
         plan.warnings.extend(check.warnings)
         if not check.blocks_start:
@@ -95,16 +91,13 @@ def prepare_start(
             plan.forced[check.mouse] = check
             plan.allowed.append(check.mouse)
         else:
-            plan.refused[check.mouse] = (
-                f"weight check: {'; '.join(check.warnings)} (weigh it with `labctl weigh`, "
-                "or --force --reason WHY)"
-            )
+            plan.refused[check.mouse] = "; ".join(check.warnings)
     return plan
 
 
-def finish_start(plan: StartPlan, outcomes: Sequence[Outcome]) -> None:
-    """Keep the overrides of the sessions that started; link the weighing to its session."""
-    started = {o.mouse: o.session_id for o in outcomes if o.ok and o.mouse}
+def finish_start(plan: StartPlan, started: Mapping[str, str | None]) -> None:
+    """Keep the overrides of the sessions that started (``started``: mouse -> session id);
+    link the weighing to its session."""
     with plan.db.session() as tx:
         for mouse, check in plan.forced.items():
             if mouse in started:
@@ -124,9 +117,6 @@ class ShiftPlacement:
     mice: list[str]
     notes: list[str]
     waiting: dict[str, str]
-
-    def waiting_outcomes(self) -> list[Outcome]:
-        return [Outcome(mouse, None, False, why) for mouse, why in self.waiting.items()]
 
 
 def place_shift_mice(

@@ -2,13 +2,13 @@
 
 Control is off unless a token is configured (``--token-file``, a file only its
 owner may read, or ``LABCTL_WEB_TOKEN``); then a request must carry it as
-``Authorization: Bearer <token>``. The work is labctl's own: the same choice
-of mice (:func:`controller.rigs.select_mice`) and the same start and stop
-(:mod:`controller.rigs`) on a short-lived :class:`~controller.mqtt.BrokerLink`,
-and the same weight gate (:mod:`controller.husbandry.starts`), so the checks,
-the error lines and the warnings are the ones ``labctl start`` and ``labctl
-stop`` print. Overriding the weight gate (``--force --reason``) is left to
-labctl, where the reason is typed.
+``Authorization: Bearer <token>``. The work is :mod:`controller.control`'s, as
+for ``labctl start`` and ``labctl stop``: the same choice of mice, the same
+weight gate, the same refusals and warnings, on a short-lived
+:class:`~controller.mqtt.BrokerLink`. What is this module's own is the wording: a
+request is JSON (``{"mice": [...]}`` or ``{"cohort": NAME}``, ``"duration"`` in
+seconds) and its mistakes are named by those fields, not by labctl's flags.
+Overriding the weight gate is left to labctl, where the reason is typed.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.collector.leases import NO_COLLECTOR
+from controller import control
+from controller.control import Outcome, OutcomeCode, Problem, RequestError
 from controller.db import Database
-from controller.husbandry.starts import finish_start, prepare_start
 from controller.mqtt import BrokerLink
-from controller.rigs import Outcome, plan_stop, select_mice, start_sessions, stop_boxes
 from shared.broker_url import BrokerSettings
-from shared.config import read_config
+from shared.config import TaskConfig
 from shared.errors import ConfigError, ReachlabError
 from shared.protocol import Topics
 
@@ -36,6 +35,26 @@ MIN_TOKEN_CHARS = 16
 REPLY_TIMEOUT_S = 10.0
 #: Who a start from the page is recorded as.
 BY = "labctl web"
+
+#: A start's or stop's broken rule, in the dashboard's words (its JSON fields).
+REQUEST_WORDS: dict[Problem, str] = {
+    "choose_mice": 'give the mice to start: "mice" (a list of mouse ids) or "cohort" '
+    "(a cohort name), exactly one of them",
+    "choose_stop": 'give the mice to stop: "mice" (a list of mouse ids) or "cohort" '
+    "(a cohort name), exactly one of them",
+    "weight_twice": "the dashboard does not take a weight: weigh with labctl weigh",
+    "weight_one_mouse": "the dashboard does not take a weight: weigh with labctl weigh",
+    "shift_needs_cohort": "the dashboard does not start shifts: labctl start --cohort --shift",
+    "force_needs_reason": "the dashboard does not override the weight check: "
+    "labctl start --force --reason WHY",
+}
+
+#: What a person at the dashboard can do about an outcome, after its reason.
+HINTS: dict[OutcomeCode, str] = {
+    "no_box": " (assign it a box: labctl assign)",
+    "weight_check": " (weigh it with labctl weigh; only labctl start --force --reason WHY "
+    "overrides the check)",
+}
 
 
 def read_token(token_file: Path | None, environ: dict[str, str] | None = None) -> str | None:
@@ -75,7 +94,7 @@ class ControlError(ReachlabError):
 
 @dataclass
 class Result:
-    """What a start or stop did: labctl's table as rows, and its summary line."""
+    """What a start or stop did: a row per mouse (with its outcome's code), a summary line."""
 
     ok: bool
     summary: str
@@ -120,51 +139,60 @@ class Control:
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
             raise ControlError("wrong or missing token: control needs the lab's token", 401)
 
-    def _mice(self, request: dict[str, Any], what: str) -> list[str]:
-        mice = request.get("mice")
-        cohort = request.get("cohort")
-        if mice is not None and (
-            not isinstance(mice, list) or not all(isinstance(m, str) for m in mice)
-        ):
-            raise ControlError("mice must be a list of mouse ids", 400)
-        if cohort is not None and not isinstance(cohort, str):
-            raise ControlError("cohort must be a cohort name", 400)
-        return select_mice(self.db, mice or None, cohort, False, what)
+    def _link(self) -> BrokerLink:
+        return BrokerLink(self.settings, self.topics)
 
-    def start(self, request: dict[str, Any]) -> Result:
-        """``labctl start MOUSE...`` or ``labctl start --cohort NAME`` [``--duration S``]."""
-        config = read_config(None)
-        duration = request.get("duration")
+    def start(self, body: dict[str, Any]) -> Result:
+        """``{"mice": [...]}`` or ``{"cohort": NAME}``, optionally ``"duration"`` (seconds)."""
+        config = TaskConfig()
+        duration = body.get("duration")
         if duration is not None:
             if isinstance(duration, bool) or not isinstance(duration, int | float):
-                raise ControlError(f"--duration must be a number, got {duration!r}", 400)
+                raise ControlError(f"duration must be a number of seconds, got {duration!r}", 400)
             if duration <= 0:
-                raise ControlError(f"--duration must be positive, got {duration:g}", 400)
+                raise ControlError(
+                    f"duration must be a positive number of seconds, got {duration:g}", 400
+                )
             config = config.replace(duration=float(duration))
-        selected = self._mice(request, "start")
-        with BrokerLink(self.settings, self.topics) as link:
-            warnings = [] if link.online_collectors() else [NO_COLLECTOR]
-            # The weight gate of labctl start; an override (--force --reason) stays with labctl.
-            plan = prepare_start(self.db, selected, weight=None, force=False, reason=None, by=BY)
-            warnings += plan.warnings
-            outcomes = start_sessions(
-                self.db, link, plan.allowed, config, {}, timeout=self.timeout,
-                extra_metadata=plan.metadata_for,
-            )  # fmt: skip
-        outcomes += plan.refused_outcomes()
-        finish_start(plan, outcomes)
-        warnings += plan.box_warnings
-        started = sum(o.ok for o in outcomes)
-        return _result(outcomes, f"{started} of {len(outcomes)} session(s) started", warnings)
+        mice, cohort = _mice(body)
+        try:
+            request = control.StartRequest(
+                mice=mice, cohort=cohort, config=config, by=BY, timeout=self.timeout
+            )
+        except RequestError as exc:
+            raise ControlError(REQUEST_WORDS[exc.problem], 400) from None
+        result = control.start(self.db, self._link, request)
+        warnings = result.warnings + result.box_warnings
+        return _result(
+            result.outcomes,
+            f"{result.started} of {len(result.outcomes)} session(s) started",
+            [w.text for w in warnings],
+        )
 
-    def stop(self, request: dict[str, Any]) -> Result:
-        """``labctl stop MOUSE...``, for a cohort its mice."""
-        plan = plan_stop(self.db, self._mice(request, "stop"), None, False)
-        with BrokerLink(self.settings, self.topics) as link:
-            targets = plan.targets(self.db, link)
-            outcomes = stop_boxes(link, targets, timeout=self.timeout)
-        stopped = sum(o.ok for o in outcomes)
-        return _result(outcomes, f"{stopped} of {len(outcomes)} session(s) stopped", [])
+    def stop(self, body: dict[str, Any]) -> Result:
+        """``{"mice": [...]}``, or ``{"cohort": NAME}`` for its mice."""
+        mice, cohort = _mice(body)
+        try:
+            request = control.StopRequest(mice=mice, cohort=cohort, timeout=self.timeout)
+        except RequestError as exc:
+            raise ControlError(REQUEST_WORDS[exc.problem], 400) from None
+        result = control.stop(self.db, self._link, request)
+        return _result(
+            result.outcomes, f"{result.stopped} of {len(result.outcomes)} session(s) stopped", []
+        )
+
+
+def _mice(body: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The request's ``mice`` and ``cohort``, each of the right type."""
+    mice = body.get("mice")
+    cohort = body.get("cohort")
+    if mice is not None and (
+        not isinstance(mice, list) or not all(isinstance(m, str) for m in mice)
+    ):
+        raise ControlError("mice must be a list of mouse ids", 400)
+    if cohort is not None and not isinstance(cohort, str):
+        raise ControlError("cohort must be a cohort name", 400)
+    return list(mice or []), cohort
 
 
 def _result(outcomes: list[Outcome], summary: str, warnings: list[str]) -> Result:
@@ -173,8 +201,9 @@ def _result(outcomes: list[Outcome], summary: str, warnings: list[str]) -> Resul
             "mouse": o.mouse,
             "box": o.box,
             "ok": o.ok,
+            "code": o.code,
             "session_id": o.session_id,
-            "reason": o.reason,
+            "reason": o.reason + HINTS.get(o.code, "") if o.reason else "",
         }
         for o in outcomes
     ]
