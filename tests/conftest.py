@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -25,6 +26,9 @@ from controller.db import Database, open_database
 from controller.demo.broker import AmqttBroker, MosquittoBroker, find_free_port
 from shared.broker_url import BrokerSettings, broker_settings
 from shared.protocol import Topics
+
+if TYPE_CHECKING:
+    from .processes import Processes
 
 log = logging.getLogger(__name__)
 
@@ -247,3 +251,15 @@ def db(db_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.close()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """The test's child processes: whatever is still running at the end is stopped by pid."""
+    from .processes import Processes  # it reads REPO from here
+
+    procs = Processes(tmp_path / "logs")
+    try:
+        yield procs
+    finally:
+        procs.stop_all()

@@ -40,6 +40,7 @@ import yaml
 from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
 from tests.mosquitto_files import BrokerFiles, broker_files, needs_mosquitto, running, stack_users
 
+from .processes import Processes
 from .waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -506,47 +507,12 @@ def stack_broker() -> Iterator[BrokerFiles]:
             yield files
 
 
-class Processes:
-    """Child processes of one test, each stopped by its pid at the end."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-
-    def spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
-        with open(self.directory / f"{name}.log", "wb") as log:
-            self.children[name] = subprocess.Popen(
-                argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-            )
-
-    def check_alive(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                log = (self.directory / f"{name}.log").read_text(errors="replace")
-                pytest.fail(f"{name} exited with {child.returncode}:\n{log[-3000:]}")
-
-    def stop(self) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                child.terminate()
-        for child in self.children.values():
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
 def _run(argv: list[str], env: Mapping[str, str]) -> str:
     result = subprocess.run(
         argv, env=dict(env), capture_output=True, text=True, timeout=60, cwd=REPO
     )
     assert result.returncode == 0, f"{argv[2:]} failed: {result.stderr or result.stdout}"
     return result.stdout
-
-
-def _wait_until(what: str, condition: Any, processes: Processes, timeout: float = 60) -> None:
-    wait_until(condition, timeout, what, alive=processes.check_alive, interval=0.25)
 
 
 @needs_mosquitto
@@ -577,9 +543,9 @@ def test_the_stack_s_services_train_a_cohort_through_its_broker_config(
         "LABCTL_MQTT_PASSWORD": stack_broker.users[OPERATOR_USER],
     }
     labctl = [sys.executable, "-m", "controller.cli"]
-    processes = Processes(work)
+    processes = Processes(work / "logs")
     try:
-        processes.spawn("collector", [*labctl, "serve"], collector_env)
+        processes.start("collector", [*labctl, "serve"], collector_env)
         for rig in RIGS:
             rig_env = {
                 **base,
@@ -592,14 +558,17 @@ def test_the_stack_s_services_train_a_cohort_through_its_broker_config(
                 "LABAGENT_DATA_DIR": str(work / rig / "sessions"),
             }
             argv = command_of(DOCKER / "agent.Dockerfile")
-            processes.spawn(rig, [sys.executable, "-m", "agent.cli", *argv[1:]], rig_env)
+            processes.start(rig, [sys.executable, "-m", "agent.cli", *argv[1:]], rig_env)
 
         def states() -> dict[str, str]:
             text = _run([*labctl, "status", "--json"], controller_env)
             return {row["box"]: row["state"] for row in json.loads(text)["boxes"]}
 
         boxes = set(RIGS.values())
-        _wait_until("every rig idle", lambda: states() == dict.fromkeys(boxes, "idle"), processes)
+        wait_until(
+            lambda: states() == dict.fromkeys(boxes, "idle"), 60, "every rig idle",
+            alive=processes.check_alive, detail=processes.all_logs, interval=0.25,
+        )  # fmt: skip
         mice = [f"Mouse{box}" for box in sorted(boxes)]
         for mouse, box in zip(mice, sorted(boxes), strict=True):
             _run([*labctl, "assign", mouse, "--box", box], controller_env)
@@ -618,7 +587,10 @@ def test_the_stack_s_services_train_a_cohort_through_its_broker_config(
                     return False
             return True
 
-        _wait_until("the sessions to be committed and pruned", pruned, processes)
+        wait_until(
+            pruned, 60, "the sessions to be committed and pruned",
+            alive=processes.check_alive, detail=processes.all_logs, interval=0.25,
+        )  # fmt: skip
         _run([*labctl, "export", "--all", "--out", str(work / "export")], controller_env)
         for mouse in mice:
             sessions = json.loads((work / "export" / f"{mouse}.json").read_text("utf-8"))
@@ -626,7 +598,7 @@ def test_the_stack_s_services_train_a_cohort_through_its_broker_config(
             assert sessions[0]["box"] == mouse.removeprefix("Mouse")
             assert sessions[0]["trials"], "a 4-minute session has trials"
     finally:
-        processes.stop()
+        processes.stop_all()
 
 
 # ================================================================ tests: Dockerfiles

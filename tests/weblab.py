@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +26,10 @@ from controller.cli import app as labctl_app
 from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import Status, Topics, encode
 
-from . import waiting
-from .conftest import REPO
+from .processes import Processes
+from .waiting import wait_until
 
 TIMEOUT = 60.0
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    """Poll another process's effect until the deadline (there is no event to wait on)."""
-    return waiting.wait_until(condition, timeout, what)
 
 
 # ---------------------------------------------------------------- a lab's history
@@ -131,7 +123,10 @@ class WebLab:
     broker: str
     prefix: str
     port: int
-    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: Processes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.processes = Processes(self.root / "logs")
 
     @property
     def env(self) -> dict[str, str]:
@@ -146,14 +141,8 @@ class WebLab:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
-        logs = self.root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-        with open(logs / f"{name}.log", "wb") as log:
-            self.children[name] = subprocess.Popen(
-                argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+        self.processes.start(name, argv, env)
 
     def rig(self, box: str, time_scale: float) -> None:
         rig = self.root / f"rig{box}"
@@ -173,32 +162,15 @@ class WebLab:
             [sys.executable, "-m", "controller.cli", "web", "--port", str(self.port)],
             {"LABCTL_WEB_TOKEN": token} if token else None,
         )
-        wait_until(self.web_answers, "labctl web to answer")
+        wait_until(self.web_answers, TIMEOUT, "labctl web to answer")
 
     def web_answers(self) -> bool:
-        self.check_alive()
+        self.processes.check_alive()
         try:
             return httpx.get(f"{self.url}/api/info", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    def check_alive(self) -> None:
-        for name, proc in self.children.items():
-            if proc.poll() is not None:
-                log = (self.root / "logs" / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{log}")
-
     def boxes(self) -> dict[str, dict[str, Any]]:
         rows = json.loads(labctl(self.env, "status", "--json"))["boxes"]
         return {r["box"]: r for r in rows}
-
-    def stop_all(self) -> None:
-        for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.children.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
