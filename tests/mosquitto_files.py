@@ -28,13 +28,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.demo.broker import find_free_port, wait_for_port
+from tests.dockerstack import (
+    ACL_FILE,
+    DOCKER,
+    INIT_SCRIPT,
+    MOSQUITTO_CONF,
+    stack_users,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-DOCKER = REPO / "docker"
-MOSQUITTO_DIR = DOCKER / "mosquitto"
-MOSQUITTO_CONF = MOSQUITTO_DIR / "mosquitto.conf"
-ACL_FILE = MOSQUITTO_DIR / "acl"
-INIT_SCRIPT = MOSQUITTO_DIR / "init.sh"
 MAKE_CERTS = DOCKER / "make-certs.sh"
 
 needs_mosquitto = pytest.mark.skipif(
@@ -172,13 +173,6 @@ def running(files: BrokerFiles) -> Iterator[BrokerFiles]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def stack_users() -> dict[str, str]:
-    """The compose stack's MQTT users and passwords (from docker/.env.example)."""
-    from tests.test_docker_stack import compose, mosquitto_users
-
-    return mosquitto_users(compose())
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
+from tests.dockerstack import ACL_FILE, compose, stack_users
 from tests.mosquitto_files import (
-    ACL_FILE,
     BrokerFiles,
     Client,
     broker_dir,
@@ -34,7 +34,6 @@ from tests.mosquitto_files import (
     real_broker,
     run_init,
     running,
-    stack_users,
 )
 
 pytestmark = needs_mosquitto
@@ -367,9 +366,8 @@ def test_init_script_refuses_user_names_that_could_break_the_acl(
 def test_the_compose_healthcheck_passes_with_its_viewer_and_fails_without(
     real_broker: BrokerFiles,
 ) -> None:
-    from tests.test_docker_stack import compose
-
-    test = compose()["services"]["mosquitto"]["healthcheck"]["test"][1]
+    # As the container's shell gets it: compose turns its escape $$ into a literal $.
+    test = compose()["services"]["mosquitto"]["healthcheck"]["test"][1].replace("$$", "$")
     command = test.replace("-p 1883", f"-p {real_broker.port}")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
