@@ -22,7 +22,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.daemon import Agent
 from agent.settings import AgentSettings, BrokerSettings
@@ -31,6 +30,7 @@ from shared.documents import Document, SessionEnd, parse_document
 from shared.protocol import Reply, Status, Topics, parse_reply, parse_status
 
 from .conftest import REPO
+from .mqttclient import MqttClient
 from .processes import stop
 
 TIMEOUT = 15.0
@@ -63,7 +63,6 @@ class RigClient:
         password: str | None = None,
         cert: tuple[Path, Path] | None = None,
     ) -> None:
-        address = parse_broker_url(url)
         self.topics = Topics(prefix)
         self.box = box
         self.cond = threading.Condition()
@@ -71,34 +70,31 @@ class RigClient:
         self.events: list[Document] = []
         self.replies: dict[str, list[Reply]] = defaultdict(list)
         self.connections = 0
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2,
+        self.mqtt = MqttClient.at(
+            url,
             client_id=client_id or f"test-{uuid.uuid4().hex[:10]}",
             clean_session=not persistent,
+            ca=ca_file,
+            cert=cert,
+            username=username,
+            password=password,
+            keepalive=10,
+            on_connect=self._on_connect,
+            on_message=self._on_message,
         )
-        if address.tls:
-            self.client.tls_set(
-                ca_certs=str(ca_file) if ca_file else None,
-                certfile=str(cert[0]) if cert else None,
-                keyfile=str(cert[1]) if cert else None,
-            )
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
-        self.client.connect(address.host, address.port, keepalive=10)
-        self.client.loop_start()
+        self.client = self.mqtt.client
         self.wait(lambda: self.connections > 0, "the test client to connect")
 
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(self, mqtt: MqttClient) -> None:
         # Subscribing on every connect: with a clean session a reconnect needs it again.
-        client.subscribe([(self.topics.rig(self.box, k), 1) for k in ("status", "events", "reply")])
+        mqtt.client.subscribe(
+            [(self.topics.rig(self.box, k), 1) for k in ("status", "events", "reply")]
+        )
         with self.cond:
             self.connections += 1
             self.cond.notify_all()
 
-    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+    def _on_message(self, message: paho.MQTTMessage) -> None:
         kind = message.topic.rsplit("/", 1)[-1]
         if message.topic not in {
             self.topics.rig(self.box, k) for k in ("status", "events", "reply")
@@ -123,7 +119,7 @@ class RigClient:
                 raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
     def send_raw(self, payload: bytes | str) -> None:
-        self.client.publish(self.topics.cmd(self.box), payload, qos=1).wait_for_publish(TIMEOUT)
+        self.mqtt.publish(self.topics.cmd(self.box), payload)
 
     def send(self, command: str, **fields: Any) -> str:
         request_id = fields.pop("request_id", uuid.uuid4().hex[:12])
@@ -190,8 +186,7 @@ class RigClient:
         return self.session_docs(session_id)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.mqtt.close()
 
 
 # ---------------------------------------------------------------- agents under test

@@ -10,7 +10,6 @@ process started here is stopped here, by pid.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import ReadSensorsCommand, Topics
 
 from .conftest import REPO
-from .processes import check_running
+from .processes import check_running, stop
 from .waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
@@ -52,13 +51,7 @@ def sim_agent(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop(proc)
         log.close()
 
 

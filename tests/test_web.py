@@ -32,13 +32,13 @@ from controller.demo.broker import find_free_port
 from shared.protocol import Status, Topics
 
 from .conftest import REPO
+from .mqttclient import MqttClient
 from .waiting import wait_until
 from .weblab import (
     TIMEOUT,
     WebLab,
     import_history,
     labctl,
-    publish_empty_retained,
     publish_status,
 )
 
@@ -82,7 +82,8 @@ def test_the_stream_sends_a_boxs_card_as_its_status_arrives(
         assert proc.wait(timeout=10) == 0  # a clean stop even with a stream just open
     finally:
         lab.processes.stop_all()
-        publish_empty_retained(broker_url, Topics(topic_prefix).status("7"))
+        with MqttClient.at(broker_url) as mqtt:
+            mqtt.clear_retained(Topics(topic_prefix).status("7"))
 
 
 def wait_for_event(lines: Iterator[str], kind: str) -> dict[str, Any]:
@@ -148,7 +149,8 @@ def browser_lab(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> It
     finally:
         lab.processes.stop_all()
         for box in ("1", "2"):
-            publish_empty_retained(broker_url, Topics(lab.prefix).status(box))
+            with MqttClient.at(broker_url) as mqtt:
+                mqtt.clear_retained(Topics(lab.prefix).status(box))
 
 
 def screenshot(page: Any, name: str) -> None:
@@ -304,7 +306,8 @@ def test_an_open_rigs_page_comes_back_by_itself_after_the_server_restarts(
     finally:
         page.close()
         lab.processes.stop_all()
-        publish_empty_retained(broker_url, topics.status("5"))
+        with MqttClient.at(broker_url) as mqtt:
+            mqtt.clear_retained(topics.status("5"))
 
 
 def trial_js(box: str) -> str:

@@ -12,20 +12,17 @@ import os
 import random
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
-from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import Status, Topics, encode
 
+from .mqttclient import MqttClient
 from .processes import Processes
 from .waiting import wait_until
 
@@ -91,28 +88,9 @@ def import_history(env: dict[str, str], folder: Path, mice: dict[str, int]) -> N
 
 
 def publish_status(broker: str, topics: Topics, status: Status) -> None:
-    settings = parse_broker_url(broker)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
-    client.connect(settings.host, settings.port)
-    client.loop_start()
-    try:
-        client.publish(
-            topics.status(status.box), encode(status), qos=1, retain=True
-        ).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-def publish_empty_retained(broker: str, topic: str) -> None:
-    """Clear a retained status, so other tests on the broker never see it."""
-    settings = parse_broker_url(broker)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
-    client.connect(settings.host, settings.port)
-    client.loop_start()
-    client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
-    client.disconnect()
-    client.loop_stop()
+    """Leave ``status`` retained on the broker, as a box does."""
+    with MqttClient.at(broker) as client:
+        client.publish(topics.status(status.box), encode(status), retain=True)
 
 
 @dataclass
