@@ -3,7 +3,7 @@
 Every real-process test (the end-to-end run, the fault lab, the scale run, the
 dashboard's lab, the docker stack's services) starts its children through one
 :class:`Processes` and stops them through it, so a test that fails or times
-out still leaves nothing running. ``check_alive`` and ``logs`` are what
+out still leaves nothing running. ``check_alive`` and ``all_logs`` are what
 :func:`tests.waiting.wait_until` takes as ``alive`` and ``detail``: a wait
 fails at once when a child has died, and a timeout shows every child's log.
 """
