@@ -89,7 +89,7 @@ def test_a_flag_takes_the_usual_spellings(tmp_path: Path) -> None:
         assert resolve(run_args(), {**env, "LABAGENT_SIM": text}).sim is sim
 
 
-# ---------------------------------------------------------------- broker URLs, rig files, mistakes (from the daemon's tests)
+# ---------------------------------------------------------------- URLs, rig files, mistakes
 
 
 def test_broker_urls_are_parsed_and_bad_ones_are_one_line_errors(
