@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -25,6 +26,9 @@ from controller.db import Database, open_database
 from controller.demo.broker import AmqttBroker, MosquittoBroker, find_free_port
 from shared.broker_url import BrokerSettings, broker_settings
 from shared.protocol import Topics
+
+if TYPE_CHECKING:
+    from .processes import Processes
 
 log = logging.getLogger(__name__)
 
@@ -116,44 +120,30 @@ def broker_keeps_offline_messages(broker_url: str) -> bool:
     """Whether the test broker queues QoS 1 messages for a persistent session while its
     client is away (mosquitto does; the amqtt fallback does not). Asked of the broker once:
     a client subscribes, leaves, a message is published, the client comes back."""
-    import threading
+    import queue
 
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    from .mqttclient import MqttClient
 
-    from shared.broker_url import parse_broker_url
-
-    address = parse_broker_url(broker_url)
     topic = f"probe-{uuid.uuid4().hex}/queued"
     client_id = f"probe-{uuid.uuid4().hex[:12]}"
-    subscribed, arrived = threading.Event(), threading.Event()
 
-    def client(clean: bool) -> paho.Client:
-        mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
-        mqtt.on_subscribe = lambda *_: subscribed.set()
-        mqtt.on_message = lambda c, u, m: arrived.set() if m.topic == topic else None
-        mqtt.connect(address.host, address.port)
-        mqtt.loop_start()
-        return mqtt
+    def arrived(client: MqttClient) -> bool:
+        # amqtt hands a new subscriber retained messages of other topics: skip those.
+        try:
+            while client.received.get(timeout=5)[0] != topic:
+                pass
+        except queue.Empty:
+            return False
+        return True
 
-    first = client(clean=False)
-    first.subscribe(topic, qos=1)
-    kept = subscribed.wait(10)
-    first.disconnect()
-    first.loop_stop()
-    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_id}-pub")
-    publisher.connect(address.host, address.port)
-    publisher.loop_start()
-    publisher.publish(topic, b"1", qos=1).wait_for_publish(10)
-    publisher.disconnect()
-    publisher.loop_stop()
-    again = client(clean=False)
-    kept = kept and arrived.wait(5)
-    again.disconnect()
-    again.loop_stop()
-    cleanup = client(clean=True)  # a clean session drops what the probe left on the broker
-    cleanup.disconnect()
-    cleanup.loop_stop()
+    with MqttClient.at(broker_url, client_id=client_id, clean_session=False) as first:
+        kept = all(first.subscribe(topic))
+    with MqttClient.at(broker_url, client_id=f"{client_id}-pub") as publisher:
+        publisher.publish(topic, b"1")
+    with MqttClient.at(broker_url, client_id=client_id, clean_session=False) as again:
+        kept = kept and arrived(again)
+    # A clean session drops what the probe left on the broker.
+    MqttClient.at(broker_url, client_id=client_id).close()
     return kept
 
 
@@ -247,3 +237,15 @@ def db(db_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.close()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """The test's child processes: whatever is still running at the end is stopped by pid."""
+    from .processes import Processes  # it reads REPO from here
+
+    procs = Processes(tmp_path / "logs")
+    try:
+        yield procs
+    finally:
+        procs.stop_all()

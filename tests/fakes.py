@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.transport import BrokerError
 from shared.broker_url import BrokerSettings
@@ -46,6 +45,8 @@ from shared.protocol import (
     encode,
     parse_command,
 )
+
+from .mqttclient import MqttClient
 
 T0 = 1_700_000_000.0
 
@@ -145,23 +146,31 @@ class FakeRig:
         self.committed: list[str] = []
         self.cond = threading.Condition()
         self.connected = threading.Event()
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"fake-rig-{box}-{uuid.uuid4().hex[:6]}"
-        )
-        if broker.username is not None:
-            self.client.username_pw_set(broker.username, broker.password)
-        offline = Status(box=box, state="offline")
-        self.client.will_set(topics.status(box), encode(offline), qos=QOS, retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
+        self.mqtt: MqttClient | None = None
+        self._paho: paho.Client | None = None
+
+    @property
+    def client(self) -> paho.Client:
+        """The rig's paho client (once connected)."""
+        assert self.mqtt is not None, "use the fake rig in a with block"
+        return self.mqtt.client
 
     def __enter__(self) -> FakeRig:
-        try:
-            self.client.connect(self.broker.host, self.broker.port, 15)
-        except OSError as exc:
-            raise BrokerError(f"cannot reach MQTT broker {self.broker.url}: {exc}") from None
-        self.client.loop_start()
-        if not self.connected.wait(10):
+        offline = Status(box=self.box, state="offline")
+        self.mqtt = MqttClient(
+            self.broker.port,
+            self.broker.username,
+            self.broker.password,
+            host=self.broker.host,
+            client_id=f"fake-rig-{self.box}-{uuid.uuid4().hex[:6]}",
+            will=(self.topics.status(self.box), encode(offline)),
+            keepalive=15,
+            on_connect=self._on_connect,
+            on_message=self._on_message,
+        )
+        if isinstance(self.mqtt.connack, OSError):
+            raise BrokerError(f"cannot reach MQTT broker {self.broker.url}: {self.mqtt.connack}")
+        if not self.mqtt.accepted or not self.connected.wait(10):
             raise BrokerError(f"fake rig {self.box} could not connect to {self.broker.url}")
         return self
 
@@ -227,15 +236,17 @@ class FakeRig:
 
     # ------------------------------------------------------------ paho's thread
 
-    def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any, props: Any
-    ) -> None:
+    def _on_connect(self, mqtt: MqttClient) -> None:
+        # paho's thread, before the constructor has returned: subscribe and publish, no waiting.
+        client = self._paho = mqtt.client
         client.subscribe(self.topics.cmd(self.box), QOS)
         status = Status(box=self.box, state=self.state, uncommitted=self.uncommitted())
         client.publish(self.topics.status(self.box), encode(status), qos=QOS, retain=True)
         self.connected.set()
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+    def _on_message(self, message: paho.MQTTMessage) -> None:
+        client = self._paho  # set on connect, before any message can arrive
+        assert client is not None
         try:
             command = parse_command(bytes(message.payload))
         except ProtocolError:

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,9 @@ from controller.cli import app
 from controller.demo.broker import MosquittoBroker, find_free_port, wait_for_port
 from shared.errors import ReachlabError
 from shared.sessionfile import read_sessions
-from tests.test_e2e import Processes
 
 from .conftest import REPO
+from .processes import Processes
 from .waiting import wait_until
 
 BOXES = ("1", "2")
@@ -142,18 +141,6 @@ class FaultLab:
     def boxes(self) -> dict[str, dict[str, Any]]:
         return {row["box"]: row for row in self.status()["boxes"]}
 
-    def wait(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> float:
-        """Poll another process's effect until the deadline; returns when it held (monotonic)."""
-        wait_until(
-            condition,
-            timeout,
-            what,
-            alive=self.procs.check_alive,
-            detail=lambda: "\n".join(f"--- {n}\n{self.procs.log(n)}" for n in self.procs.children),
-            interval=0.1,
-        )
-        return time.monotonic()
-
     # ------------------------------------------------------------ the cohort
 
     @staticmethod
@@ -171,7 +158,10 @@ class FaultLab:
                 for b in boxes
             )
 
-        self.wait(ready, "every rig online and seen by the collector")
+        wait_until(
+            ready, TIMEOUT, "every rig online and seen by the collector",
+            alive=self.procs.check_alive, detail=self.procs.all_logs, interval=0.1,
+        )  # fmt: skip
 
     def start_cohort(self, boxes: tuple[str, ...] = BOXES, duration: float = SESSION) -> None:
         if "cohort" not in self.starts:
@@ -193,7 +183,10 @@ class FaultLab:
                 rows.get(b, {}).get("state") == "running" and seen[b] >= trials for b in boxes
             )
 
-        self.wait(far_enough, f"{trials} trials on every box")
+        wait_until(
+            far_enough, TIMEOUT, f"{trials} trials on every box",
+            alive=self.procs.check_alive, detail=self.procs.all_logs, interval=0.1,
+        )  # fmt: skip
         return seen
 
     def local_copy(self, box: str) -> list[dict[str, Any]]:
@@ -210,9 +203,13 @@ class FaultLab:
             return None
 
     def wait_sessions_ended(self, sessions: int, boxes: tuple[str, ...] = BOXES) -> None:
-        self.wait(
+        wait_until(
             lambda: all(len(self.local_copy(b)) >= sessions for b in boxes),
+            TIMEOUT,
             f"{sessions} session(s) ended on every rig (their local copies)",
+            alive=self.procs.check_alive,
+            detail=self.procs.all_logs,
+            interval=0.1,
         )
 
     def export(self) -> dict[str, list[dict[str, Any]]]:
@@ -229,10 +226,12 @@ class FaultLab:
 
     def wait_recovered(self, scenario: str, since: float, boxes: tuple[str, ...] = BOXES) -> None:
         """Until the export equals every rig's local copy; records the time from ``since``."""
-        done = self.wait(
-            lambda: self.export_matches(boxes), "the export to equal the rigs' local copies"
-        )
-        record_recovery(scenario, done - since)
+        wait_until(
+            lambda: self.export_matches(boxes), TIMEOUT,
+            "the export to equal the rigs' local copies",
+            alive=self.procs.check_alive, detail=self.procs.all_logs, interval=0.1,
+        )  # fmt: skip
+        record_recovery(scenario, time.monotonic() - since)
 
     def assert_lab_is_whole(self, sessions: int, boxes: tuple[str, ...] = BOXES) -> None:
         """Exactly once, equal to the local copies, and a status true about every box."""
@@ -243,18 +242,26 @@ class FaultLab:
             assert len(ids) == sessions and len(set(ids)) == sessions, (mouse, ids)
             assert exported[mouse] == self.local_copy(box)
         # The sessions have ended and every rig is up: the status must say exactly that.
-        self.wait(
+        wait_until(
             lambda: all(
                 r.get("online") and r.get("state") == "idle"
                 for b, r in self.boxes().items()
                 if b in boxes
             ),
+            TIMEOUT,
             "every box shown online and idle",
+            alive=self.procs.check_alive,
+            detail=self.procs.all_logs,
+            interval=0.1,
         )
         # And the loop is closed: the collector committed every session, so the rigs pruned them.
-        self.wait(
+        wait_until(
             lambda: all(self.journal_sessions(b) == [] for b in boxes),
+            TIMEOUT,
             "every session committed and pruned from the rigs' journals",
+            alive=self.procs.check_alive,
+            detail=self.procs.all_logs,
+            interval=0.1,
         )
         report = self.status()
         assert report["broker_reachable"] is True

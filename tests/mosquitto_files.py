@@ -13,28 +13,25 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import queue
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.demo.broker import find_free_port, wait_for_port
+from tests.dockerstack import (
+    ACL_FILE,
+    DOCKER,
+    INIT_SCRIPT,
+    MOSQUITTO_CONF,
+    stack_users,
+)
+from tests.processes import stop
 
-REPO = Path(__file__).resolve().parent.parent
-DOCKER = REPO / "docker"
-MOSQUITTO_DIR = DOCKER / "mosquitto"
-MOSQUITTO_CONF = MOSQUITTO_DIR / "mosquitto.conf"
-ACL_FILE = MOSQUITTO_DIR / "acl"
-INIT_SCRIPT = MOSQUITTO_DIR / "init.sh"
 MAKE_CERTS = DOCKER / "make-certs.sh"
 
 needs_mosquitto = pytest.mark.skipif(
@@ -166,19 +163,7 @@ def running(files: BrokerFiles) -> Iterator[BrokerFiles]:
                     pytest.fail("mosquitto did not start: " + log_path.read_text())
             yield files
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def stack_users() -> dict[str, str]:
-    """The compose stack's MQTT users and passwords (from docker/.env.example)."""
-    from tests.test_docker_stack import compose, mosquitto_users
-
-    return mosquitto_users(compose())
+            stop(process)
 
 
 @pytest.fixture
@@ -186,88 +171,3 @@ def real_broker(broker_dir: Path) -> Iterator[BrokerFiles]:
     """The stack's mosquitto config, ACL and init.sh, in a real mosquitto on free ports."""
     with running(broker_files(broker_dir, stack_users())) as files:
         yield files
-
-
-class Client:
-    """A paho client that records what it receives, for checking permissions on the wire."""
-
-    def __init__(
-        self,
-        port: int,
-        username: str | None,
-        password: str | None,
-        *,
-        will: tuple[str, bytes] | None = None,
-        client_id: str | None = None,
-        clean_session: bool = True,
-        ca: Path | None = None,
-        cert: tuple[Path, Path] | None = None,
-    ) -> None:
-        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        self.disconnects: queue.Queue[Any] = queue.Queue()
-        self._connack: queue.Queue[Any] = queue.Queue()
-        self._subacks: queue.Queue[list[Any]] = queue.Queue()
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"test-{username}-{os.urandom(3).hex()}",
-            clean_session=clean_session,
-            protocol=paho.MQTTv311,
-        )
-        if username is not None:
-            client.username_pw_set(username, password)
-        if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
-        if ca is not None:
-            client.tls_set(
-                ca_certs=str(ca),
-                certfile=str(cert[0]) if cert else None,
-                keyfile=str(cert[1]) if cert else None,
-            )
-        client.on_connect = lambda c, u, f, rc, p: self._connack.put(rc)
-        client.on_disconnect = lambda c, u, f, rc, p: self.disconnects.put(rc)
-        client.on_subscribe = lambda c, u, mid, codes, p: self._subacks.put(codes)
-        client.on_message = lambda c, u, m: self.received.put((m.topic, bytes(m.payload)))
-        self.client = client
-        try:
-            client.connect("127.0.0.1", port)
-        except OSError as exc:  # a TLS handshake the broker refused
-            self.connack: Any = exc
-            return
-        client.loop_start()
-        try:
-            self.connack = self._connack.get(timeout=10)
-        except queue.Empty:
-            self.connack = self.disconnects.get(timeout=10)  # closed before any CONNACK
-
-    @property
-    def accepted(self) -> bool:
-        return not isinstance(self.connack, BaseException) and not self.connack.is_failure
-
-    def subscribe(self, *topics: str) -> list[bool]:
-        """Subscribe; True for each filter the broker granted."""
-        self.client.subscribe([(t, 1) for t in topics])
-        return [not code.is_failure for code in self._subacks.get(timeout=10)]
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
-
-    def until(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
-        """Everything received up to and including (topic, payload)."""
-        seen = []
-        while True:
-            message = self.received.get(timeout=10)
-            seen.append(message)
-            if message == (topic, payload):
-                return seen
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def drop(self) -> None:
-        """Vanish without DISCONNECT, as a rig whose network dies: the broker sends the will."""
-        self.client.loop_stop()
-        sock = self.client.socket()
-        assert isinstance(sock, socket.socket)
-        sock.shutdown(socket.SHUT_RDWR)
-        sock.close()

@@ -23,7 +23,8 @@ from controller.demo.broker import MosquittoBroker
 from shared.digest import session_digest
 from shared.documents import Document, SessionEnd, TrialEnd, build_session, parse_document
 from shared.sessionfile import read_sessions
-from tests.test_daemon import AgentProcess, RigClient, start_session, wait_until
+from tests.agentlab import TIMEOUT, AgentProcess, RigClient, start_session
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -99,6 +100,7 @@ def test_a_broker_outage_mid_session_loses_nothing(
             # The session carries on without the broker, journalling as it goes.
             wait_until(
                 lambda: journal_count(agent.journal, session_id) >= at_stop + 120,
+                TIMEOUT,
                 "the session to carry on while the broker is down",
             )
             assert journal_pending(agent.journal) >= 120  # journalled, waiting for the broker
@@ -206,8 +208,8 @@ def test_sessions_run_before_the_collector_ever_connected_are_collected_from_the
             try:
                 wait_until(
                     lambda: journal_count(agent.journal, session_id) == 0,
+                    REPLAY_TIMEOUT,
                     "the session to be asked for, stored, committed and pruned",
-                    timeout=REPLAY_TIMEOUT,
                 )
             finally:
                 collector.stop()

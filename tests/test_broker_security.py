@@ -15,27 +15,23 @@ import contextlib
 import os
 import queue
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from shared.protocol import DEFAULT_PREFIX, TopicKind, Topics
+from tests.dockerstack import ACL_FILE, compose, stack_users
 from tests.mosquitto_files import (
-    ACL_FILE,
     BrokerFiles,
-    Client,
     broker_dir,
     broker_files,
     needs_mosquitto,
     real_broker,
     run_init,
     running,
-    stack_users,
 )
+from tests.mqttclient import MqttClient
 
 pytestmark = needs_mosquitto
 __all__ = ["broker_dir", "real_broker"]  # fixtures, used by name
@@ -45,8 +41,8 @@ RIG_PUBLISHES: tuple[TopicKind, ...] = ("status", "events", "reply")
 COLLECTOR, OPERATOR, VIEWER = "collector-a", "labctl-operator", "viewer-health"
 
 
-def connect(broker: BrokerFiles, user: str, **options: object) -> Client:
-    client = Client(broker.port, user, broker.users[user], **options)  # type: ignore[arg-type]
+def connect(broker: BrokerFiles, user: str, **options: object) -> MqttClient:
+    client = MqttClient(broker.port, user, broker.users[user], **options)  # type: ignore[arg-type]
     assert client.accepted, f"{user} was refused: {client.connack}"
     return client
 
@@ -56,7 +52,7 @@ def connect(broker: BrokerFiles, user: str, **options: object) -> Client:
 
 def test_anonymous_clients_and_wrong_passwords_are_refused(real_broker: BrokerFiles) -> None:
     for username, password in ((None, None), ("2", "wrong"), ("nobody", "x"), (COLLECTOR, "")):
-        client = Client(real_broker.port, username, password)
+        client = MqttClient(real_broker.port, username, password)
         try:
             assert not client.accepted, f"{username!r} must be refused"
         finally:
@@ -224,37 +220,26 @@ def test_the_broker_sends_a_collector_1000_messages_before_it_acknowledges_any(
     """``max_inflight_messages 1000`` took effect: a collector acknowledges a batch only once
     it is stored, so mosquitto's default of 20 would stop delivery at 20 unacknowledged."""
     assert "max_inflight_messages 1000" in real_broker.conf.read_text("utf-8").splitlines()
-    received: queue.Queue[int] = queue.Queue()
-    collector = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=COLLECTOR,
-        protocol=paho.MQTTv311,
+    collector = MqttClient(
+        real_broker.port, COLLECTOR, real_broker.users[COLLECTOR], client_id=COLLECTOR,
         manual_ack=True,  # paho sends no PUBACK until told: every message stays in flight
-    )
-    collector.username_pw_set(COLLECTOR, real_broker.users[COLLECTOR])
-    subscribed = threading.Event()
-    collector.on_subscribe = lambda c, u, mid, codes, p: subscribed.set()
-    collector.on_message = lambda c, u, m: received.put(m.mid)
-    collector.connect("127.0.0.1", real_broker.port)
-    collector.loop_start()
+    )  # fmt: skip
     rig = connect(real_broker, "2")
     mids: list[int] = []
     try:
-        collector.subscribe(TOPICS.all_rigs("events"), qos=1)
-        assert subscribed.wait(10)
+        assert collector.subscribe(TOPICS.all_rigs("events")) == [True]
         for n in range(300):
             rig.client.publish(TOPICS.events("2"), b"%d" % n, qos=1)
         rig.publish(TOPICS.events("2"), b"last")  # returns once the broker has them all
         deadline = time.monotonic() + 10
         while len(mids) < 301 and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
-                mids.append(received.get(timeout=0.5))
+                mids.append(collector.unacked.get(timeout=0.5))
         assert len(mids) == 301, f"{len(mids)} of 301 delivered with none acknowledged"
     finally:
         for mid in mids:
-            collector.ack(mid, 1)
-        collector.disconnect()
-        collector.loop_stop()
+            collector.ack(mid)
+        collector.close()
         rig.close()
 
 
@@ -264,20 +249,20 @@ def test_the_broker_sends_a_collector_1000_messages_before_it_acknowledges_any(
 def test_tls_with_the_lab_ca_and_a_password_works_and_a_stranger_ca_is_refused(
     real_broker: BrokerFiles, tmp_path: Path
 ) -> None:
-    client = Client(real_broker.tls_port, "2", real_broker.users["2"], ca=real_broker.ca)
+    client = MqttClient(real_broker.tls_port, "2", real_broker.users["2"], ca=real_broker.ca)
     try:
         assert client.accepted
         assert client.subscribe(TOPICS.cmd("2")) == [True]
     finally:
         client.close()
-    wrong_password = Client(real_broker.tls_port, "2", "wrong", ca=real_broker.ca)
+    wrong_password = MqttClient(real_broker.tls_port, "2", "wrong", ca=real_broker.ca)
     assert not wrong_password.accepted
     wrong_password.close()
     # A client that trusts another CA refuses the broker's certificate (no man in the middle).
     from tests.mosquitto_files import make_certs
 
     make_certs(tmp_path / "stranger", "server", "127.0.0.1")
-    stranger = Client(
+    stranger = MqttClient(
         real_broker.tls_port, "2", real_broker.users["2"], ca=tmp_path / "stranger/public/ca.pem"
     )
     assert not stranger.accepted
@@ -290,17 +275,21 @@ def test_tls_requiring_client_certificates_refuses_a_client_without_one(
     files = broker_files(broker_dir, stack_users(), require_certificate=True)
     with running(files):
         password = files.users["2"]
-        without = Client(files.tls_port, "2", password, ca=files.ca)
+        without = MqttClient(files.tls_port, "2", password, ca=files.ca)
         assert not without.accepted
         without.close()
-        with_cert = Client(files.tls_port, "2", password, ca=files.ca, cert=files.client_cert("2"))
+        with_cert = MqttClient(
+            files.tls_port, "2", password, ca=files.ca, cert=files.client_cert("2")
+        )
         try:
             assert with_cert.accepted
             assert with_cert.subscribe(TOPICS.cmd("2")) == [True]
         finally:
             with_cert.close()
         # The certificate is a second factor, not a replacement for the password.
-        no_password = Client(files.tls_port, "2", "wrong", ca=files.ca, cert=files.client_cert("2"))
+        no_password = MqttClient(
+            files.tls_port, "2", "wrong", ca=files.ca, cert=files.client_cert("2")
+        )
         assert not no_password.accepted
         no_password.close()
 
@@ -367,9 +356,8 @@ def test_init_script_refuses_user_names_that_could_break_the_acl(
 def test_the_compose_healthcheck_passes_with_its_viewer_and_fails_without(
     real_broker: BrokerFiles,
 ) -> None:
-    from tests.test_docker_stack import compose
-
-    test = compose()["services"]["mosquitto"]["healthcheck"]["test"][1]
+    # As the container's shell gets it: compose turns its escape $$ into a literal $.
+    test = compose()["services"]["mosquitto"]["healthcheck"]["test"][1].replace("$$", "$")
     command = test.replace("-p 1883", f"-p {real_broker.port}")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -15,7 +15,7 @@ from shared.broker_url import BrokerSettings
 from shared.protocol import Topics
 from tests.fakes import FakeRig
 
-from .test_labctl import Labctl
+from .labctl import Labctl
 from .waiting import wait_until
 
 pytestmark = pytest.mark.broker

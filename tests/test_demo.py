@@ -101,13 +101,11 @@ class Demo:
     def errors(self) -> str:
         return self.stderr.read_text(errors="replace")
 
-    def wait_for(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
-        def alive() -> None:
-            if self.process.poll() is not None:
-                pytest.fail(f"the demo exited ({self.process.returncode}) before {what}:\n"
-                            f"{self.output()[-3000:]}\n{self.errors()[-3000:]}")  # fmt: skip
-
-        wait_until(condition, timeout, what, alive=alive)
+    def check_alive(self) -> None:
+        """The ``alive`` of a wait on the demo: fails at once, with its output, if it exited."""
+        if self.process.poll() is not None:
+            pytest.fail(f"the demo exited ({self.process.returncode}):\n"
+                        f"{self.output()[-3000:]}\n{self.errors()[-3000:]}")  # fmt: skip
 
     def wait_exit(self, timeout: float) -> int:
         started = time.monotonic()
@@ -207,7 +205,9 @@ def test_ctrl_c_stops_the_sessions_exports_them_and_leaves_no_process(
     lab_dir = tmp_path / "lab"
     # 30-minute sessions at 60x: 30 s of wall time, far longer than the test waits.
     run = start_demo(lab_dir, "--rigs", "2", "--minutes", "30", "--time-scale", "60")
-    run.wait_for("trials to be stored", lambda: trials_stored(lab_dir, 2, 2), timeout=90)
+    wait_until(
+        lambda: trials_stored(lab_dir, 2, 2), 90, "trials to be stored", alive=run.check_alive
+    )
     run.process.send_signal(signal.SIGINT)
     code = run.wait_exit(timeout=60)
     assert code == 130, run.output()[-3000:] + run.errors()[-3000:]
@@ -228,9 +228,11 @@ def test_a_second_ctrl_c_stops_waiting_but_still_exports_and_stops_everything(
 ) -> None:
     lab_dir = tmp_path / "lab"
     run = start_demo(lab_dir, "--rigs", "2", "--minutes", "30", "--time-scale", "60")
-    run.wait_for("trials to be stored", lambda: trials_stored(lab_dir, 2, 1), timeout=90)
+    wait_until(
+        lambda: trials_stored(lab_dir, 2, 1), 90, "trials to be stored", alive=run.check_alive
+    )
     run.process.send_signal(signal.SIGINT)
-    run.wait_for("the wrap-up", lambda: "interrupted:" in run.output(), timeout=30)
+    wait_until(lambda: "interrupted:" in run.output(), 30, "the wrap-up", alive=run.check_alive)
     run.process.send_signal(signal.SIGINT)
     code = run.wait_exit(timeout=60)
     assert code == 130, run.output()[-3000:] + run.errors()[-3000:]

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,9 @@ from controller.cli import app
 from controller.db import TrainingSession, open_database
 from shared.sessionfile import read_sessions
 
-from . import waiting
 from .conftest import REPO
+from .processes import Processes
+from .waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -36,67 +35,6 @@ BOXES = ("1", "2", "3")
 TIME_SCALE = 600  # a 10-minute session in one wall second
 DURATION = 600
 TIMEOUT = 90.0
-
-
-class Processes:
-    """Children of this test, each stopped by pid at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with open(self.logs / f"{name}.log", "wb") as log:
-            self.children[name] = subprocess.Popen(
-                argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    def check_alive(self) -> None:
-        for name, proc in self.children.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
-
-    def stop_all(self) -> dict[str, int]:
-        # Rigs first, so their last documents still find the collector.
-        order = sorted(self.children, key=lambda n: n == "collector")
-        for name in order:
-            if self.children[name].poll() is None:
-                self.children[name].send_signal(signal.SIGTERM)
-        codes = {}
-        for name in order:
-            proc = self.children[name]
-            try:
-                codes[name] = proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[name] = proc.wait(timeout=5)
-        return codes
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path / "logs")
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
-
-
-def wait_until(condition: Callable[[], bool], what: str, procs: Processes) -> None:
-    """Poll another process's effect until the deadline (there is no event to wait on)."""
-    waiting.wait_until(
-        condition,
-        TIMEOUT,
-        what,
-        alive=procs.check_alive,
-        detail=lambda: "\n".join(f"--- {n}\n{procs.log(n)}" for n in procs.children),
-        interval=0.1,
-    )
 
 
 def test_a_cohort_on_three_real_rigs_exports_exactly_the_agents_own_copies(
@@ -143,8 +81,11 @@ def test_a_cohort_on_three_real_rigs_exports_exactly_the_agents_own_copies(
             r.get("state") == "idle" and r.get("last_seen_age") is not None
             for r in (box_states().get(b, {}) for b in BOXES)
         ),
+        TIMEOUT,
         "every rig online and seen by the collector",
-        processes,
+        alive=processes.check_alive,
+        detail=processes.all_logs,
+        interval=0.1,
     )
     mice = [f"E2EMouse{box}" for box in BOXES]
     for box, mouse in zip(BOXES, mice, strict=True):
@@ -168,8 +109,11 @@ def test_a_cohort_on_three_real_rigs_exports_exactly_the_agents_own_copies(
     for round_number in (1, 2):
         wait_until(
             lambda: all(box_states()[b]["state"] == "idle" for b in BOXES),
+            TIMEOUT,
             "every rig idle before the start",
-            processes,
+            alive=processes.check_alive,
+            detail=processes.all_logs,
+            interval=0.1,
         )
         out = labctl(
             "start", "--cohort", "C1", "--duration", str(DURATION), "--meta", "trainer=e2e"
@@ -182,8 +126,11 @@ def test_a_cohort_on_three_real_rigs_exports_exactly_the_agents_own_copies(
 
         wait_until(
             all_committed,
+            TIMEOUT,
             f"round {round_number}: every session stored and committed",
-            processes,
+            alive=processes.check_alive,
+            detail=processes.all_logs,
+            interval=0.1,
         )
     db.close()
 

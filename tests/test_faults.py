@@ -27,27 +27,18 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.documents import Document
 from shared.protocol import encode
-from tests.faultlab import BOXES, FaultLab, PrivatePostgres, private_broker
-from tests.test_daemon import RigClient
-from tests.test_e2e import Processes
+from tests.agentlab import RigClient
+from tests.faultlab import BOXES, TIMEOUT, FaultLab, PrivatePostgres, private_broker
+from tests.processes import Processes
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.broker]
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path / "logs")
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
 
 
 # ---------------------------------------------------------------- the broker
@@ -140,7 +131,10 @@ def test_a_rig_killed_mid_session_and_restarted_keeps_every_trial_of_its_aborted
     trials = lab.wait_trials(3)
     lab.kill(rig1)
     # The broker publishes the dead rig's Last Will: labctl shows it offline at once.
-    lab.wait(lambda: lab.boxes()["1"]["online"] is False, "box 1 shown offline")
+    wait_until(
+        lambda: lab.boxes()["1"]["online"] is False, TIMEOUT, "box 1 shown offline",
+        alive=processes.check_alive, detail=processes.all_logs, interval=0.1,
+    )  # fmt: skip
     assert lab.boxes()["1"]["state"] == "offline"
     lab.wait_sessions_ended(1, boxes=("2",))
     lab.start_rig("1")
@@ -244,7 +238,10 @@ def test_duplicated_reordered_and_replayed_documents_are_stored_once(
         lab.wait_ready(("1",))
         lab.start_cohort(("1",))
         lab.wait_sessions_ended(1, ("1",))
-        lab.wait(lambda: lab.export_matches(("1",)), "the first session stored")
+        wait_until(
+            lambda: lab.export_matches(("1",)), TIMEOUT, "the first session stored",
+            alive=processes.check_alive, detail=processes.all_logs, interval=0.1,
+        )  # fmt: skip
         (first,) = lab.local_copy("1")
         sent = wire.wait_complete(first["session_id"])
         shuffle = random.Random(1)

@@ -10,12 +10,11 @@ process started here is stopped here, by pid.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,8 +27,9 @@ from controller.mqtt import BrokerLink
 from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import ReadSensorsCommand, Topics
 
-from . import waiting
 from .conftest import REPO
+from .processes import check_running, stop
+from .waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
@@ -51,23 +51,8 @@ def sim_agent(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop(proc)
         log.close()
-
-
-def wait_until(condition: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
-    """Poll the other process's effect until a deadline (there is no event to wait on)."""
-
-    def alive() -> None:
-        assert proc.poll() is None, f"the agent exited with {proc.returncode}"
-
-    waiting.wait_until(condition, TIMEOUT, what, alive=alive)
 
 
 def pin_openings(link: BrokerLink) -> list[int]:
@@ -99,8 +84,9 @@ def test_calibrate_opens_the_sim_rig_s_solenoid_n_times_and_stores_ul_per_openin
             lambda: link.wait_for(
                 lambda: getattr(link.statuses.get("1"), "state", None) == "idle", 0.1
             ),
+            TIMEOUT,
             "the agent online and idle",
-            sim_agent,
+            alive=lambda: check_running(sim_agent, "the agent"),
         )
         assert pin_openings(link) == [0, 0]
         started = time.monotonic()

@@ -22,7 +22,7 @@ from controller.files import import_files
 from controller.store import MICE, TRIALS, mouse_sessions
 from shared.sessionfile import read_sessions, write_sessions
 
-from .test_labctl import Labctl, labctl_on_terminal
+from .labctl import Labctl, labctl_on_terminal
 
 T0 = 1_600_000_000.0  # a session start, Unix seconds
 DROP: Any = object()  # as a change: leave the key out

@@ -16,6 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
+from shared.sessionfile import read_sessions
+
+from .conftest import SAMPLES
+from .labctl import Labctl
 
 Z = NormalDist().inv_cdf
 T0 = 1_700_000_000.0
@@ -93,3 +97,19 @@ def test_days_follow_the_per_session_rule(labctl: Any) -> None:
     table = labctl("results", "M1", "--days").splitlines()
     d_column = table[0].split().index("d'")
     assert [line.split()[d_column] for line in table[2:5]] == ["0.00", "-", "1.35"]
+
+
+def test_results_are_the_shared_analysis_of_the_stored_sessions(tmp_path: Path) -> None:
+    from shared.analysis import mouse_results
+
+    labctl = Labctl(f"sqlite:///{tmp_path / 'lab.db'}", "mqtt://127.0.0.1:1", "unused")  # no broker
+
+    labctl.ok("import", str(SAMPLES / "legacy-clock-times.json"))
+    rows = json.loads(labctl.ok("results", "legacy-clock-times", "--json"))
+    expected = mouse_results(
+        "legacy-clock-times", read_sessions(SAMPLES / "legacy-clock-times.json")
+    )
+    assert [r["d_prime"] for r in rows] == [e.d_prime for e in expected]
+    assert [r["water_ul"] for r in rows] == [e.water_ul for e in expected]
+    table = labctl.ok("results", "legacy-clock-times")
+    assert "d'" in table and "2020-02-07" in table

@@ -36,7 +36,7 @@ from shared.protocol import CommittedCommand, Topics, parse_command
 from shared.sessionfile import read_sessions
 
 from .conftest import temporary_postgres
-from .test_e2e import Processes
+from .processes import Processes
 from .waiting import wait_until
 
 pytestmark = [pytest.mark.scale, pytest.mark.broker, pytest.mark.postgres]
@@ -118,16 +118,6 @@ def test_three_collectors_share_ten_rigs_and_one_dies_mid_run(
     db = open_database(pg_url)  # the schema, before three processes race for it
     procs = Processes(tmp_path / "logs")
 
-    def until(predicate: object, what: str) -> None:
-        wait_until(
-            predicate,  # type: ignore[arg-type]
-            TIMEOUT,
-            what,
-            alive=procs.check_alive,
-            detail=lambda: "\n".join(f"--- {n}\n{procs.log(n)}" for n in procs.children),
-            interval=0.2,
-        )
-
     runner = CliRunner()
     cli_env = {k: env[k] for k in ("LABCTL_DB", "LABCTL_BROKER", "LABCTL_PREFIX")}
 
@@ -160,23 +150,34 @@ def test_three_collectors_share_ten_rigs_and_one_dies_mid_run(
                     idle = {b for b, s in link.statuses.items() if s.state == "idle"}
                 return online == set(COLLECTORS) and idle == set(BOXES)
 
-            until(everyone_up, "three collectors and ten idle rigs")
+            wait_until(
+                everyone_up, TIMEOUT, "three collectors and ten idle rigs",
+                alive=procs.check_alive, detail=procs.all_logs, interval=0.2,
+            )  # fmt: skip
             mice = [f"ScaleMouse{box}" for box in BOXES]
             for box, mouse in zip(BOXES, mice, strict=True):
                 labctl("assign", mouse, "--box", box)
             out = labctl("start", *mice, "--duration", str(DURATION), "--meta", "trainer=scale")
             assert f"{len(BOXES)} of {len(BOXES)} session(s) started" in out
 
-            until(lambda: stored(db)[0] >= 100, "documents stored mid-run")
+            wait_until(
+                lambda: stored(db)[0] >= 100, TIMEOUT, "documents stored mid-run",
+                alive=procs.check_alive, detail=procs.all_logs, interval=0.2,
+            )  # fmt: skip
             assert stored(db)[1] == 0, "the kill is to come mid-run, before any session ends"
             killed = procs.children.pop("c1")
-            killed.send_signal(signal.SIGKILL)
+            os.kill(killed.pid, signal.SIGKILL)
             killed.wait(10)
 
-            until(lambda: stored(db)[1] == len(BOXES), "every session stored and committed")
-            until(
-                lambda: len(counter.counts()) == len(BOXES), "the committed of every session seen"
-            )
+            wait_until(
+                lambda: stored(db)[1] == len(BOXES), TIMEOUT, "every session stored and committed",
+                alive=procs.check_alive, detail=procs.all_logs, interval=0.2,
+            )  # fmt: skip
+            wait_until(
+                lambda: len(counter.counts()) == len(BOXES), TIMEOUT,
+                "the committed of every session seen",
+                alive=procs.check_alive, detail=procs.all_logs, interval=0.2,
+            )  # fmt: skip
             # Whatever could still go out would be a retry of an unconfirmed commit: none is.
             with db.reader() as session:
                 unconfirmed = session.scalar(

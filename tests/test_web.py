@@ -32,14 +32,14 @@ from controller.demo.broker import find_free_port
 from shared.protocol import Status, Topics
 
 from .conftest import REPO
+from .mqttclient import MqttClient
+from .waiting import wait_until
 from .weblab import (
     TIMEOUT,
     WebLab,
     import_history,
     labctl,
-    publish_empty_retained,
     publish_status,
-    wait_until,
 )
 
 pytest.importorskip("starlette", reason="the web extra is not installed")
@@ -74,14 +74,16 @@ def test_the_stream_sends_a_boxs_card_as_its_status_arrives(
         # A page that goes away leaves nothing behind on the server.
         wait_until(
             lambda: httpx.get(f"{lab.url}/api/info").json()["viewers"] == 0,
+            TIMEOUT,
             "the closed stream to be let go",
         )
-        proc = lab.children["web"]
+        proc = lab.processes.children["web"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0  # a clean stop even with a stream just open
     finally:
-        lab.stop_all()
-        publish_empty_retained(broker_url, Topics(topic_prefix).status("7"))
+        lab.processes.stop_all()
+        with MqttClient.at(broker_url) as mqtt:
+            mqtt.clear_retained(Topics(topic_prefix).status("7"))
 
 
 def wait_for_event(lines: Iterator[str], kind: str) -> dict[str, Any]:
@@ -136,6 +138,7 @@ def browser_lab(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> It
             lab.rig(box, time_scale=20)
         wait_until(
             lambda: all(lab.boxes().get(b, {}).get("state") == "idle" for b in ("1", "2")),
+            TIMEOUT,
             "both rigs to report idle",
         )
         labctl(lab.env, "assign", "M1", "--box", "1")
@@ -144,9 +147,10 @@ def browser_lab(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> It
         lab.web(TOKEN)
         yield lab
     finally:
-        lab.stop_all()
+        lab.processes.stop_all()
         for box in ("1", "2"):
-            publish_empty_retained(broker_url, Topics(lab.prefix).status(box))
+            with MqttClient.at(broker_url) as mqtt:
+                mqtt.clear_retained(Topics(lab.prefix).status(box))
 
 
 def screenshot(page: Any, name: str) -> None:
@@ -185,7 +189,7 @@ def test_the_rigs_page_counts_a_running_sessions_trials_live(
                 seen.append(int(text))
             return len(seen) >= 3
 
-        wait_until(trials_grew, "the card's trial count to change three times")
+        wait_until(trials_grew, TIMEOUT, "the card's trial count to change three times")
         assert seen == sorted(seen) and seen[-1] > seen[0]
         assert page.evaluate("window.__sameDocument") is True  # no reload
         card = page.locator('article.card[data-box="1"]')
@@ -222,7 +226,7 @@ def test_a_mouse_page_draws_one_point_per_stored_session(browser: Any, browser_l
 @pytest.mark.broker
 @pytest.mark.slow
 def test_starting_from_the_page_needs_the_token(browser: Any, browser_lab: WebLab) -> None:
-    wait_until(lambda: browser_lab.boxes()["2"]["state"] == "idle", "box 2 to be idle")
+    wait_until(lambda: browser_lab.boxes()["2"]["state"] == "idle", TIMEOUT, "box 2 to be idle")
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     try:
         page.goto(f"{browser_lab.url}/mouse/M2")
@@ -238,7 +242,7 @@ def test_starting_from_the_page_needs_the_token(browser: Any, browser_lab: WebLa
             "document.getElementById('control-result').innerText.includes('session(s) started')"
         )
         assert "1 of 1 session(s) started" in page.inner_text("#control-result")
-        wait_until(lambda: browser_lab.boxes()["2"]["state"] == "running", "box 2 to run")
+        wait_until(lambda: browser_lab.boxes()["2"]["state"] == "running", TIMEOUT, "box 2 to run")
         # The running session's outcomes arrive on the page trial by trial.
         page.wait_for_function(
             "document.querySelectorAll('#plot-current .points path.point').length >= 8",
@@ -289,7 +293,7 @@ def test_an_open_rigs_page_comes_back_by_itself_after_the_server_restarts(
         page.goto(f"{lab.url}/rigs")
         page.wait_for_function(f"{trial_js('5')} === '1'")
         page.evaluate("window.__sameDocument = true")
-        web = lab.children.pop("web")
+        web = lab.processes.children.pop("web")
         web.send_signal(signal.SIGTERM)
         assert web.wait(timeout=15) == 0
         page.wait_for_function("document.getElementById('live').textContent !== 'live'")
@@ -301,8 +305,9 @@ def test_an_open_rigs_page_comes_back_by_itself_after_the_server_restarts(
         assert page.evaluate("window.__sameDocument") is True  # no reload
     finally:
         page.close()
-        lab.stop_all()
-        publish_empty_retained(broker_url, topics.status("5"))
+        lab.processes.stop_all()
+        with MqttClient.at(broker_url) as mqtt:
+            mqtt.clear_retained(topics.status("5"))
 
 
 def trial_js(box: str) -> str:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +143,11 @@ def test_the_demo_prints_the_dashboards_url_and_serves_it_while_the_lab_runs(
             assert demo.poll() is None, out.read_text()
             return out.read_text()
 
-        line = poll(lambda: next((x for x in text().splitlines() if "dashboard:" in x), None))
+        line = wait_until(
+            lambda: next((x for x in text().splitlines() if "dashboard:" in x), None),
+            60, "the dashboard's view", interval=0.1,
+        )  # fmt: skip
+        assert line is not None  # wait_until returns only a true value
         url = line.split()[1]
         assert url.startswith("http://127.0.0.1:") and line.endswith("(labctl web, read-only)")
 
@@ -155,7 +158,10 @@ def test_the_demo_prints_the_dashboards_url_and_serves_it_while_the_lab_runs(
                 return []
             return [b["box"] for b in boxes if b["state"] == "running" and b["mouse"]]
 
-        assert poll(lambda: running_boxes() == ["1", "2"] or None)
+        assert wait_until(
+            lambda: running_boxes() == ["1", "2"] or None, 60, "the dashboard's view",
+            interval=0.1,
+        )  # fmt: skip
         assert "read-only" in httpx.get(f"{url}api/info").json()["mode"]
         record = json.loads((tmp_path / "demo" / "processes.json").read_text())
         web_pid = record["processes"]["web"]["pid"]
@@ -166,11 +172,6 @@ def test_the_demo_prints_the_dashboards_url_and_serves_it_while_the_lab_runs(
         if demo.poll() is None:
             demo.send_signal(signal.SIGTERM)
             demo.wait(timeout=60)
-
-
-def poll(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll another process's effect until the deadline (there is no event to wait on)."""
-    return wait_until(condition, timeout, "the dashboard's view", interval=0.1)
 
 
 @pytest.mark.broker
@@ -225,19 +226,19 @@ def test_the_dashboard_follows_the_broker_away_and_back(sqlite_db: Database) -> 
             def broker_up() -> bool:
                 return bool(client.get("/api/info").json()["broker"]["connected"])
 
-            poll(broker_up, 10)
+            wait_until(broker_up, 10, "the dashboard's view", interval=0.1)
             publish_status(broker.url, topics, running("3", "s3", 1))
-            poll(lambda: trial_of(client, "3") == 1, 10)
+            wait_until(lambda: trial_of(client, "3") == 1, 10, "the dashboard's view", interval=0.1)
             broker.close()  # the broker goes away; another comes up on the same port
-            poll(lambda: not broker_up(), 20)
+            wait_until(lambda: not broker_up(), 20, "the dashboard's view", interval=0.1)
             note = client.get("/api/info").json()["broker"]["note"]
             assert "reconnecting" in note
             broker = MosquittoBroker(broker.port)
             broker.start()
-            poll(broker_up, 30)
+            wait_until(broker_up, 30, "the dashboard's view", interval=0.1)
             # Resubscribed: a new status reaches the cards again.
             publish_status(broker.url, topics, running("3", "s3", 2))
-            poll(lambda: trial_of(client, "3") == 2, 10)
+            wait_until(lambda: trial_of(client, "3") == 2, 10, "the dashboard's view", interval=0.1)
     finally:
         broker.close()
 

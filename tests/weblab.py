@@ -10,34 +10,23 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
-from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import Status, Topics, encode
 
-from . import waiting
-from .conftest import REPO
+from .mqttclient import MqttClient
+from .processes import Processes
+from .waiting import wait_until
 
 TIMEOUT = 60.0
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    """Poll another process's effect until the deadline (there is no event to wait on)."""
-    return waiting.wait_until(condition, timeout, what)
 
 
 # ---------------------------------------------------------------- a lab's history
@@ -99,28 +88,9 @@ def import_history(env: dict[str, str], folder: Path, mice: dict[str, int]) -> N
 
 
 def publish_status(broker: str, topics: Topics, status: Status) -> None:
-    settings = parse_broker_url(broker)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
-    client.connect(settings.host, settings.port)
-    client.loop_start()
-    try:
-        client.publish(
-            topics.status(status.box), encode(status), qos=1, retain=True
-        ).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-def publish_empty_retained(broker: str, topic: str) -> None:
-    """Clear a retained status, so other tests on the broker never see it."""
-    settings = parse_broker_url(broker)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
-    client.connect(settings.host, settings.port)
-    client.loop_start()
-    client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
-    client.disconnect()
-    client.loop_stop()
+    """Leave ``status`` retained on the broker, as a box does."""
+    with MqttClient.at(broker) as client:
+        client.publish(topics.status(status.box), encode(status), retain=True)
 
 
 @dataclass
@@ -131,7 +101,10 @@ class WebLab:
     broker: str
     prefix: str
     port: int
-    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: Processes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.processes = Processes(self.root / "logs")
 
     @property
     def env(self) -> dict[str, str]:
@@ -146,14 +119,8 @@ class WebLab:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
-        logs = self.root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-        with open(logs / f"{name}.log", "wb") as log:
-            self.children[name] = subprocess.Popen(
-                argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+        self.processes.start(name, argv, env)
 
     def rig(self, box: str, time_scale: float) -> None:
         rig = self.root / f"rig{box}"
@@ -173,32 +140,15 @@ class WebLab:
             [sys.executable, "-m", "controller.cli", "web", "--port", str(self.port)],
             {"LABCTL_WEB_TOKEN": token} if token else None,
         )
-        wait_until(self.web_answers, "labctl web to answer")
+        wait_until(self.web_answers, TIMEOUT, "labctl web to answer")
 
     def web_answers(self) -> bool:
-        self.check_alive()
+        self.processes.check_alive()
         try:
             return httpx.get(f"{self.url}/api/info", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    def check_alive(self) -> None:
-        for name, proc in self.children.items():
-            if proc.poll() is not None:
-                log = (self.root / "logs" / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{log}")
-
     def boxes(self) -> dict[str, dict[str, Any]]:
         rows = json.loads(labctl(self.env, "status", "--json"))["boxes"]
         return {r["box"]: r for r in rows}
-
-    def stop_all(self) -> None:
-        for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.children.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
