@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -312,7 +313,16 @@ class Agent:
             wall_clock=time.time(),  # the calendar, which a scaled task clock runs ahead of
             pending_documents=pending,
             uncommitted=uncommitted or [],
+            journal_free_mb=self._journal_free_mb(),
         )
+
+    def _journal_free_mb(self) -> float | None:
+        """Free space on the journal's disk: a full disk stops the rig recording (an alert)."""
+        try:
+            usage = shutil.disk_usage(self.settings.journal.parent)
+        except OSError:
+            return None
+        return round(usage.free / 1e6, 1)
 
     def publish_status(self, force: bool = False) -> None:
         if not self._link_up:

@@ -100,7 +100,7 @@ log = logging.getLogger("labctl.db")
 Transaction = Session
 
 #: The Alembic head this code expects; a test checks it against the migrations.
-SCHEMA_REVISION = "0004_box_clock"
+SCHEMA_REVISION = "0005_alerts"
 APP_NAME = "reachlab"
 DB_FILE = "reachlab.db"
 #: How long a SQLite writer waits for another writer's lock before giving up.
@@ -446,6 +446,7 @@ def upgrade_schema(engine: Engine) -> None:
             ) from None
 
 
-# The husbandry tables share this metadata (the schema check and Alembic see them); imported
-# last because their module builds on Base above.
+# The husbandry and alerts tables share this metadata (the schema check and Alembic see
+# them); imported last because their modules build on Base above.
+import controller.alerts.models  # noqa: E402
 import controller.husbandry.models  # noqa: E402, F401

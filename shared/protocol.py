@@ -293,6 +293,12 @@ class Status(_Message):
         "them, oldest first (an agent lists at most 50): the collector asks for any it does "
         f"not have; a status listing more than {MAX_UNCOMMITTED} is refused",
     )
+    journal_free_mb: float | None = Field(
+        None,
+        ge=0,
+        description="free space on the disk that holds the rig's journal, MB (the alerts "
+        "warn before it fills); None from an agent that does not send it",
+    )
 
     @property
     def calendar_time(self) -> float:

@@ -405,7 +405,7 @@ def test_the_report_has_a_row_per_mouse_and_day_with_weights_water_and_overrides
     ]
     csv_text = format_report(rows, "csv")
     assert csv_text.splitlines()[0].startswith("date,mouse,baseline_g,weight_g,weight_pct")
-    assert "2026-03-10,M1,25,19,76,yes,1,20,100,500,600,1000,400," in csv_text
+    assert "2026-03-10,M1,25,19,76,80,yes,1,20,100,500,600,1000,400," in csv_text
     md = format_report(rows, "md", header=["# report"])
     assert md.splitlines()[0] == "# report" and "| 2026-03-10 | M1 | 25 | 19 |" in md
 

@@ -226,7 +226,7 @@ def test_report_formats_and_bad_input(labctl: Labctl) -> None:
     csv_text = labctl.ok("report", "--from", day, "--to", day, "--format", "csv")
     header, row = csv_text.strip().splitlines()
     assert header.split(",")[:4] == ["date", "mouse", "baseline_g", "weight_g"]
-    assert row.startswith(f"{day},M1,25,21,84,no,0,0,0,250,250,1000,750,")
+    assert row.startswith(f"{day},M1,25,21,84,80,no,0,0,0,250,250,1000,750,")
     labctl.ok("mouse", "add", "M9")
     labctl.ok("weigh", "M9", "30")
     both = json.loads(labctl.ok("report", "--from", day, "--to", day, "--format", "json"))

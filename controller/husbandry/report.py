@@ -48,6 +48,8 @@ class DayRow:
     baseline_g: float | None = None
     weight_g: float | None = None
     weight_pct: float | None = None
+    #: The threshold the weight is held against: the grace one in a restriction's first days.
+    threshold_pct: float | None = None
     below_threshold: bool = False
     sessions: int = 0
     trials: int = 0
@@ -119,9 +121,8 @@ def day_row(
     check = weight_check(tx, mouse_id, settings, day)
     row.baseline_g, row.weight_g = check.baseline_grams, check.weight_grams
     row.weight_pct = _r(check.percent)
-    row.below_threshold = (
-        check.percent is not None and check.percent < settings.weight_threshold_pct
-    )
+    row.threshold_pct = check.threshold_pct if check.restricted else None
+    row.below_threshold = check.below_threshold
     row.warnings.extend(check.warnings)
     sessions = sessions_of_day(tx, mouse_id, day)
     row.sessions = len(sessions)
@@ -207,9 +208,9 @@ def report_rows(
 
 #: The report's columns, in order; docs/husbandry.md explains each.
 REPORT_COLUMNS = (
-    "date", "mouse", "baseline_g", "weight_g", "weight_pct", "below_threshold", "sessions",
-    "rewards", "earned_ul", "given_ul", "total_ul", "required_ul", "owed_ul", "overrides",
-    "warnings",
+    "date", "mouse", "baseline_g", "weight_g", "weight_pct", "threshold_pct", "below_threshold",
+    "sessions", "rewards", "earned_ul", "given_ul", "total_ul", "required_ul", "owed_ul",
+    "overrides", "warnings",
 )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Per-lab husbandry settings with defaults: weight threshold, water rule, calibration age.
+"""Per-lab settings with defaults: weight threshold and grace, water rule, calibration age,
+the hours and limits of the alerts.
 
 A lab sets them with ``labctl lab set KEY VALUE``; every value given is kept with who gave
 it and when (``lab_settings``), and the newest per key is in force. A key never set has
@@ -64,11 +65,27 @@ def _number(low: float, high: float) -> Callable[[str, str], float]:
     return parse
 
 
-def _count(key: str, text: str) -> int:
-    value = _number(1, 100)(key, text)
-    if value != int(value):
-        raise ConfigError(f"invalid {key} {text!r}: expected a whole number")
-    return int(value)
+def _whole(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(key: str, text: str) -> int:
+        value = _number(low, high)(key, text)
+        if value != int(value):
+            raise ConfigError(f"invalid {key} {text!r}: expected a whole number")
+        return int(value)
+
+    return parse
+
+
+_count = _whole(1, 100)
+
+_HOUR = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+
+
+def parse_hour(key: str, text: str) -> str:
+    """``HH:MM`` on the 24-hour clock (local time), kept as typed but zero-padded."""
+    match = _HOUR.match(text)
+    if not match:
+        raise ConfigError(f"invalid {key} {text!r}: expected a time of day as HH:MM, e.g. 12:00")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,25 @@ class LabSettings:
     calibration_change_pct: float = 15.0
     #: ``labctl mouse baseline --mean`` averages this many first weighings.
     baseline_weighings: int = 3
+    #: For this many days from the start of a mouse's restriction (its first baseline),
+    #: ``grace_threshold_pct`` applies instead of ``weight_threshold_pct`` (0: no grace).
+    grace_days: int = 0
+    grace_threshold_pct: float = 70.0
+    #: A weighing outside these is implausible (a typing or scale mistake), as is one under
+    #: half or over twice the one before.
+    weight_min_g: float = 10.0
+    weight_max_g: float = 60.0
+    #: Alerts: a restricted mouse not weighed by this hour, water owed at this hour, the
+    #: daily summary at this hour (local time, HH:MM).
+    alert_weigh_by: str = "12:00"
+    alert_water_by: str = "17:00"
+    alert_summary_at: str = "08:00"
+    #: Alerts: an alert that still holds is sent again after this many hours (0: never).
+    alert_repeat_hours: float = 4.0
+    #: Alerts: a rig clock off the collector's by more than this many seconds.
+    alert_clock_offset_s: float = 60.0
+    #: Alerts: a rig's journal disk with less free space than this, in MB.
+    alert_disk_free_mb: float = 500.0
 
 
 #: key -> (parser, what it means), in the order `labctl lab show` lists them.
@@ -97,6 +133,16 @@ KEYS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "calibration_max_age_days": (_number(0.01, 3650), "a calibration older than this is stale"),
     "calibration_change_pct": (_number(0.1, 1000), "warn when a calibration changes more"),
     "baseline_weighings": (_count, "first weighings averaged by `mouse baseline --mean`"),
+    "grace_days": (_whole(0, 365), "days from a restriction's start with the grace threshold"),
+    "grace_threshold_pct": (_number(1, 100), "the weight threshold during the grace days"),
+    "weight_min_g": (_number(1, 200), "a weighing under this is implausible"),
+    "weight_max_g": (_number(1, 200), "a weighing over this is implausible"),
+    "alert_weigh_by": (parse_hour, "alert: a restricted mouse not weighed by HH:MM"),
+    "alert_water_by": (parse_hour, "alert: water still owed at HH:MM"),
+    "alert_summary_at": (parse_hour, "alert: the daily summary at HH:MM"),
+    "alert_repeat_hours": (_number(0, 720), "alert: sent again while it holds (0: never)"),
+    "alert_clock_offset_s": (_number(1, 86400), "alert: a rig clock off by more than S"),
+    "alert_disk_free_mb": (_number(1, 1_000_000), "alert: a rig journal disk with less free"),
 }
 
 

@@ -180,6 +180,8 @@ class WeightCheck:
     weighed_at: float | None
     threshold_pct: float
     warnings: list[str] = field(default_factory=list)
+    #: The lower grace threshold applies: the mouse is in its first days of restriction.
+    grace: bool = False
 
     @property
     def percent(self) -> float | None:
@@ -193,35 +195,71 @@ class WeightCheck:
         return self.baseline_grams is not None
 
     @property
+    def below_threshold(self) -> bool:
+        return self.percent is not None and self.percent < self.threshold_pct
+
+    @property
     def blocks_start(self) -> bool:
         """A start needs ``--force``: no weight today, or below the threshold."""
         return bool(self.warnings) and self.restricted
 
 
+def restriction_start(tx: Transaction, mouse_id: str, at: float) -> float | None:
+    """When the mouse's restriction in force at ``at`` began: its first baseline since the
+    last end of restriction before ``at``; None when it is not restricted then."""
+    started = None
+    for row in baselines(tx, mouse_id):
+        if row.set_at >= at:
+            break
+        if row.method == RESTRICTION_ENDED:
+            started = None
+        elif started is None:
+            started = row.set_at
+    return started
+
+
+def in_grace(tx: Transaction, mouse_id: str, settings: LabSettings, day: str) -> bool:
+    """Whether ``day`` is one of the first ``grace_days`` days of the mouse's restriction."""
+    if settings.grace_days <= 0:
+        return False
+    _, end = day_bounds(day)
+    started = restriction_start(tx, mouse_id, end)
+    if started is None:
+        return False
+    first = session_day(started)
+    return day < session_day(day_bounds(first)[0] + (settings.grace_days + 0.5) * 86400)
+
+
 def weight_check(
     tx: Transaction, mouse_id: str, settings: LabSettings, day: str | None = None
 ) -> WeightCheck:
-    """Check the mouse's weight on ``day`` (today) against the baseline in force at its end."""
+    """Check the mouse's weight on ``day`` (today) against the baseline in force at its end,
+    with the grace threshold in the first ``grace_days`` days of its restriction."""
     day = day or session_day(time.time())
     _, end = day_bounds(day)
     baseline = baseline_of(tx, mouse_id, at=end)
     weighing = latest_weighing(tx, mouse_id, day)
+    grace = baseline is not None and in_grace(tx, mouse_id, settings, day)
     check = WeightCheck(
         mouse=mouse_id,
         day=day,
         baseline_grams=baseline.grams if baseline else None,
         weight_grams=weighing.grams if weighing else None,
         weighed_at=weighing.weighed_at if weighing else None,
-        threshold_pct=settings.weight_threshold_pct,
+        threshold_pct=settings.grace_threshold_pct if grace else settings.weight_threshold_pct,
+        grace=grace,
     )
     if baseline is None:
         return check  # not on restriction: nothing to hold the weight against
     if weighing is None:
         check.warnings.append(f"{mouse_id} has not been weighed on {day}")
-    elif check.percent is not None and check.percent < settings.weight_threshold_pct:
+    elif check.below_threshold:
+        grace_note = (
+            f", the grace threshold of its first {settings.grace_days} days" if grace else ""
+        )
         check.warnings.append(
             f"{mouse_id} weighs {weighing.grams:g} g, {check.percent:.1f} % of its baseline "
-            f"{baseline.grams:g} g (below {settings.weight_threshold_pct:g} %)"
+            f"{baseline.grams:g} g (below {check.threshold_pct:g} %{grace_note})"
         )
     return check
 
