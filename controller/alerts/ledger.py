@@ -179,21 +179,27 @@ def reconcile(
         del open_rows[key]
         if row.kind in DAY_BOUND and not key.endswith(today):
             continue  # its day is over: tomorrow's rule speaks for itself
-        if _drop_unsent(tx, row, now):
-            continue  # still held in quiet hours: neither the alert nor its clearing is news
-        queue(tx, row, "cleared", _title("cleared", row.kind), f"cleared: {row.text}", row.kind,
-              now)  # fmt: skip
+        # A target still holding the alert in its quiet hours hears of neither.
+        told = [t for t in targets(tx) if wants(t, row.kind) and not _drop_held(tx, row, t, now)]
+        body = f"cleared: {row.text}"
+        queue(tx, row, "cleared", _title("cleared", row.kind), body, row.kind, now, only=told)
     return sorted(open_rows.values(), key=lambda a: a.raised_at)
 
 
-def _drop_unsent(tx: Transaction, alert: Alert, now: float) -> bool:
-    """Cancel the alert's messages still waiting (quiet hours); True if every target's
-    message was waiting, so nobody has heard of it."""
-    rows = list(tx.scalars(select(AlertDelivery).where(AlertDelivery.alert_id == alert.id)))
-    waiting = [d for d in rows if d.state == "pending" and d.attempts == 0]
-    for delivery in waiting:
+def _drop_held(tx: Transaction, alert: Alert, target: AlertTarget, now: float) -> bool:
+    """Cancel the alert's messages to ``target`` still held for its quiet hours; True when
+    the target was never told of the alert at all."""
+    rows = list(
+        tx.scalars(
+            select(AlertDelivery).where(
+                AlertDelivery.alert_id == alert.id, AlertDelivery.target_id == target.id
+            )
+        )
+    )
+    held = [d for d in rows if d.state == "pending" and d.attempts == 0 and d.due_at > now]
+    for delivery in held:
         delivery.state, delivery.last_error = "dropped", "cleared before it was sent"
-    return bool(rows) and len(waiting) == len(rows)
+    return len(held) == len(rows)
 
 
 def summary_due(tx: Transaction, open_alerts: Sequence[Alert], settings: LabSettings,

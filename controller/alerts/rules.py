@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from controller.collector.leases import LEASE_S
 from controller.db import Transaction
+from controller.husbandry.models import Weighing
 from controller.husbandry.report import DayRow, box_warnings, today_rows
 from controller.husbandry.settings import LabSettings
 from controller.husbandry.weights import weighings, weight_check
@@ -164,7 +165,7 @@ def mouse_alerts(
     )
     for row in rows:
         mouse, restricted = row.mouse, row.baseline_g is not None
-        recent = weighings(tx, row.mouse)[-2:]
+        recent = weighings(tx, row.mouse)[-10:]
         if restricted and recent:
             # The last weighing, whatever its day: it stays the mouse's weight until the next.
             check = weight_check(tx, mouse, settings, session_day(recent[-1].weighed_at))
@@ -172,7 +173,7 @@ def mouse_alerts(
                 yield Raised(f"weight-low:{mouse}", "weight-low", check.warnings[0])
         if recent and recent[-1].weighed_at > now - 86400:
             last = recent[-1]
-            why = implausible(last.grams, recent[0].grams if len(recent) == 2 else None, settings)
+            why = implausible(last.grams, last_plausible(recent[:-1], settings), settings)
             if why:
                 yield Raised(
                     f"weight-implausible:{mouse}:{last.id}",
@@ -207,6 +208,16 @@ def implausible(grams: float, before: float | None, settings: LabSettings) -> st
     if before is not None and grams > before / IMPLAUSIBLE_RATIO:
         return f"over twice the {before:g} g before"
     return ""
+
+
+def last_plausible(earlier: Sequence[Weighing], settings: LabSettings) -> float | None:
+    """The grams of the last of ``earlier`` weighings that was plausible itself: one slip
+    of the decimal point does not make the next, right, weighing look wrong."""
+    reference = None
+    for weighing in earlier:
+        if not implausible(weighing.grams, reference, settings):
+            reference = weighing.grams
+    return reference
 
 
 _CALIBRATION = re.compile(r"^box (\S+) (\S+) spout (was calibrated|gives)")
