@@ -30,10 +30,11 @@ ACL_FILE = MOSQUITTO_DIR / "acl"
 INIT_SCRIPT = MOSQUITTO_DIR / "init.sh"
 
 RIGS = {"rig1": "1", "rig2": "2", "rig3": "3"}
-SERVICES = {"mosquitto", "postgres", "controller", *RIGS}
+SERVICES = {"mosquitto", "postgres", "controller", "alerts", *RIGS}
 COLLECTOR_USER = "collector-a"
 OPERATOR_USER = "labctl-operator"
 HEALTH_USER = "viewer-health"
+ALERTS_USER = "viewer-alerts"
 
 #: A variable reference: ``${NAME}``, with ``:-``/``-`` a default or ``:?``/``?`` a message.
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?[-?][^}]*)?\}")

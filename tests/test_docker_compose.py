@@ -11,6 +11,7 @@ import pytest
 
 from .conftest import REPO
 from .dockerstack import (
+    ALERTS_USER,
     COLLECTOR_USER,
     COMPOSE_FILE,
     DOCKER,
@@ -175,7 +176,7 @@ def test_each_rig_logs_in_with_its_box_id_as_user_name_and_its_own_password(rig:
 def test_broker_users_are_one_per_collector_person_healthcheck_and_rig() -> None:
     stack = compose()
     users = mosquitto_users(stack)
-    assert set(users) == {COLLECTOR_USER, OPERATOR_USER, HEALTH_USER, *RIGS.values()}
+    assert set(users) == {COLLECTOR_USER, OPERATOR_USER, HEALTH_USER, ALERTS_USER, *RIGS.values()}
     assert len(set(users.values())) == len(users), "every MQTT user has its own password"
     controller = environment(stack["services"]["controller"])
     assert controller["LABCTL_MQTT_USERNAME"] == COLLECTOR_USER

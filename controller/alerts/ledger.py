@@ -122,15 +122,18 @@ def queue(
     kind: str,
     now: float,
     only: Sequence[AlertTarget] | None = None,
+    quiet: bool = True,
 ) -> list[AlertDelivery]:
-    """A delivery to each target that takes ``kind``, due now or at its quiet hours' end."""
+    """A delivery to each target that takes ``kind`` (or to ``only``), due now or, with
+    ``quiet``, at the end of the target's quiet hours."""
     out = []
     for target in targets(tx) if only is None else only:
         if only is None and not wants(target, kind):
             continue
         row = AlertDelivery(
             alert_id=alert.id if alert else None, target_id=target.id, what=what, title=title,
-            body=body, created_at=now, due_at=quiet_until(target.quiet, now) or now,
+            body=body, created_at=now,
+            due_at=(quiet_until(target.quiet, now) if quiet else None) or now,
             state="pending", attempts=0,
         )  # fmt: skip
         tx.add(row)

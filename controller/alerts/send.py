@@ -16,6 +16,14 @@ from shared.errors import ConfigError
 NOTIFY_TYPES = {"raised": "warning", "repeat": "warning", "cleared": "success"}
 
 
+def warm_up() -> None:
+    """Import Apprise and its plugins now: the first import takes about a second, which
+    the first alert after a rig's crash should not wait for."""
+    import apprise
+
+    apprise.Apprise.instantiate("json://127.0.0.1/")
+
+
 def _service(url: str) -> Any:
     import apprise
 
@@ -51,11 +59,18 @@ def notify(url: str, title: str, body: str, what: str = "raised") -> str | None:
         return "Apprise does not understand the URL"
     sender = apprise.Apprise()
     sender.add(service)
-    capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
-    with capture as captured:
-        delivered = sender.notify(
-            body=body, title=title, notify_type=NOTIFY_TYPES.get(what, "info")
-        )
+    # Apprise's reason is captured for the history; not printed too (its logger would
+    # otherwise reach the root handlers: a second line for the same failure).
+    logger = logging.getLogger("apprise")
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        capture = apprise.LogCapture(level=logging.WARNING, fmt="%(message)s")  # type: ignore[no-untyped-call]
+        with capture as captured:
+            delivered = sender.notify(
+                body=body, title=title, notify_type=NOTIFY_TYPES.get(what, "info")
+            )
+    finally:
+        logger.propagate = propagate
     if delivered:
         return None
     lines = [line for line in captured.getvalue().splitlines() if line.strip()]

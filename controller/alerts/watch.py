@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from controller.alerts.ledger import due, reconcile, record_result, summary_due
 from controller.alerts.rules import LiveFacts, lab_alerts
-from controller.alerts.send import notify
+from controller.alerts.send import notify, warm_up
 from controller.db import Database
 from controller.husbandry.report import DayRow, today_rows
 from controller.husbandry.settings import lab_settings
@@ -106,6 +106,7 @@ class Watch:
 
     def run(self) -> None:
         """Rounds until :attr:`stop` is set: every ``every`` s, and on a rig's change."""
+        warm_up()
         try:
             while not self.stop.is_set():
                 started = time.monotonic()

@@ -150,9 +150,12 @@ def alerts_test(
         body = f"A test of the lab's alerts from {socket.gethostname()} at {when(now)}."
         made = [
             (d.id, d.target_id)
-            for d in queue(tx, None, "test", "reachlab test", body, "test", now, only=chosen)
+            for d in queue(
+                tx, None, "test", "reachlab test", body, "test", now, only=chosen, quiet=False
+            )
         ]
     failed = 0
+    logging.getLogger("labctl.watch").setLevel(logging.ERROR)  # each result is said below
     for delivery_id, ident in made:
         dispatch(db, time.time(), only_id=delivery_id)
         with db.reader() as tx:
