@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from controller.alerts.models import Alert, AlertDelivery, AlertTarget
 from controller.alerts.rules import KINDS, Raised
 from controller.db import Transaction
+from controller.husbandry.days import at_hour
 from controller.husbandry.settings import LabSettings
 from shared.days import session_day
 from shared.errors import ConfigError
@@ -208,8 +209,6 @@ def _drop_held(tx: Transaction, alert: Alert, target: AlertTarget, now: float) -
 def summary_due(tx: Transaction, open_alerts: Sequence[Alert], settings: LabSettings,
                 now: float, lines: Sequence[str]) -> bool:  # fmt: skip
     """Queue today's summary once, at ``alert_summary_at``; True when it was queued now."""
-    from controller.alerts.rules import at_hour
-
     day = session_day(now)
     if now < at_hour(day, settings.alert_summary_at):
         return False

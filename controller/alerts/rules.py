@@ -12,19 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 
 from controller.collector.leases import LEASE_S
 from controller.db import Transaction
+from controller.husbandry.days import at_hour
 from controller.husbandry.models import Weighing
 from controller.husbandry.report import DayRow, box_warnings, today_rows
 from controller.husbandry.settings import LabSettings
 from controller.husbandry.weights import weighings, weight_check
 from controller.models import CollectorLease, Stream
 from controller.views import BoxView
-from shared.days import DAY_FORMAT, session_day
+from shared.days import session_day
 from shared.protocol import Status
 
 #: kind -> what it means, in the order docs/alerts.md lists them. ``--only`` takes these.
@@ -72,11 +72,6 @@ class LiveFacts:
     statuses: Mapping[str, Status] | None
     collectors_online: Sequence[str] | None
     broker_error: str | None = None
-
-
-def at_hour(day: str, hour: str) -> float:
-    """Unix time of ``HH:MM`` local time on ``day``."""
-    return datetime.strptime(f"{day} {hour}", f"{DAY_FORMAT} %H:%M").timestamp()
 
 
 def lab_alerts(tx: Transaction, live: LiveFacts, settings: LabSettings, now: float) -> list[Raised]:

@@ -65,25 +65,12 @@ def weigh(
     note: Note = "",
 ) -> None:
     """Record a weighing, and say how it compares with the mouse's baseline."""
-    from controller.husbandry.settings import lab_settings
-    from controller.husbandry.weights import record_weighing, weight_check
-    from shared.days import session_day
+    from controller.husbandry import entry
 
     with state_of(ctx).db().session() as tx:
-        row = record_weighing(tx, mouse, grams, by=who(by), at=at_time(at), note=note)
-        check = weight_check(tx, mouse, lab_settings(tx), session_day(row.weighed_at))
-    if check.percent is not None:
-        baseline = check.baseline_grams
-        say(
-            f"{mouse}: {grams:g} g, {check.percent:.1f} % of its baseline {baseline:g} g "
-            f"(weighing {row.id})"
-        )
-    else:
-        say(
-            f"{mouse}: {grams:g} g (weighing {row.id}; no baseline yet: "
-            f"`labctl mouse baseline {mouse} GRAMS`)"
-        )
-    for line in check.warnings:
+        said = entry.weigh(tx, mouse, grams, by=who(by), at=at_time(at), note=note)
+    say(said.line)
+    for line in said.warnings:
         warn(line)
 
 
@@ -100,22 +87,12 @@ def water(
     note: Note = "",
 ) -> None:
     """Record water given by hand, and show the mouse's water for that day."""
-    from controller.husbandry.settings import lab_settings
-    from controller.husbandry.water import give_water, water_day
-    from shared.days import session_day
+    from controller.husbandry import entry
 
-    given_at = at_time(at)
     with state_of(ctx).db().session() as tx:
-        row = give_water(tx, mouse, microliters, by=who(by), kind=kind, at=given_at, note=note)
-        day = water_day(tx, mouse, session_day(row.given_at), lab_settings(tx))
-    required = "no requirement (no baseline)" if day.requirement_ul is None else (
-        f"{day.requirement_ul:g} ul required, {day.owed_ul:g} ul still owed"
-    )  # fmt: skip
-    say(
-        f"{mouse} on {day.day}: earned {day.earned.ul:.0f} ul in the box, given "
-        f"{day.given_ul:g} ul by hand, total {day.total_ul:.0f} ul; {required} (water {row.id})"
-    )
-    for line in day.warnings:
+        said = entry.water(tx, mouse, microliters, by=who(by), kind=kind, at=at_time(at), note=note)
+    say(said.line)
+    for line in said.warnings:
         warn(line)
 
 

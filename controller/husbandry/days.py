@@ -39,6 +39,11 @@ def day_bounds(day: str) -> tuple[float, float]:
     return first.timestamp(), (first + timedelta(days=1)).timestamp()
 
 
+def at_hour(day: str, hour: str) -> float:
+    """Unix time of ``HH:MM`` local time on ``day`` (the lab's hours: weigh by, water by)."""
+    return datetime.strptime(f"{day} {hour}", f"{DAY_FORMAT} %H:%M").timestamp()
+
+
 def days_between(first: str, last: str) -> list[str]:
     """Every day from ``first`` to ``last``, both included."""
     start = datetime.strptime(first, DAY_FORMAT)

@@ -47,6 +47,8 @@ class DayRow:
     shift: int | None = None
     baseline_g: float | None = None
     weight_g: float | None = None
+    #: When the day's last weighing was taken (None: not weighed).
+    weighed_at: float | None = None
     weight_pct: float | None = None
     #: The threshold the weight is held against: the grace one in a restriction's first days.
     threshold_pct: float | None = None
@@ -120,6 +122,7 @@ def day_row(
         row.box = row.box or slot.box_id
     check = weight_check(tx, mouse_id, settings, day)
     row.baseline_g, row.weight_g = check.baseline_grams, check.weight_grams
+    row.weighed_at = check.weighed_at
     row.weight_pct = _r(check.percent)
     row.threshold_pct = check.threshold_pct if check.restricted else None
     row.below_threshold = check.below_threshold

@@ -1,11 +1,12 @@
 """The dashboard's ASGI app (Starlette) and its server (uvicorn): pages, JSON, the live stream.
 
-Pages: ``/rigs`` (live rig cards), ``/mouse/{mouse}`` (learning curves and the
-running session trial by trial), ``/cohort`` (``labctl results`` for every
-mouse, curves overlaid). The browser draws them from the JSON under ``/api``
-and keeps them live from ``/api/stream`` (server-sent events). Plotly's
-JavaScript comes from the ``plotly`` package installed with the extra, so a
-page needs no internet access.
+Pages: ``/rigs`` (live rig cards), ``/mouse/{mouse}`` (learning curves, the weight
+curve and the running session trial by trial), ``/cohort`` (``labctl results`` for
+every mouse, curves overlaid), ``/care`` (the animal-care staff's page: today's
+table, weight curves, weighings and water recorded with the token). The browser draws
+them from the JSON under ``/api`` and keeps them live from ``/api/stream`` (server-sent
+events). Plotly's JavaScript comes from the ``plotly`` package installed with the
+extra, so a page needs no internet access.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from controller.db import Database
+from controller.web import care
 from controller.web.control import Control, ControlError
 from controller.web.live import LiveLab
 from controller.web.pages import Pages
@@ -51,7 +53,7 @@ from shared.protocol import Topics
 #: Seconds between keep-alive messages on the stream: a page that hears nothing for
 #: three of them knows the stream is dead and reconnects.
 PING_S = 5.0
-PAGES = ("rigs", "mouse", "cohort")
+PAGES = ("rigs", "mouse", "cohort", "care")
 
 
 def plotly_js() -> Path:
@@ -118,6 +120,39 @@ def create_app(
 
     async def cohort_page(request: Request) -> Response:
         return HTMLResponse(render_page("cohort", request.query_params.get("name", "")))
+
+    async def care_page(request: Request) -> Response:
+        return HTMLResponse(render_page("care"))
+
+    async def care_today(request: Request) -> Response:
+        return JSONResponse(await in_thread(care.care_day, db))
+
+    async def weights(request: Request) -> Response:
+        try:
+            check_mouse_id(request.path_params["mouse"])
+            data = await in_thread(care.weight_curve, db, request.path_params["mouse"])
+        except ReachlabError as exc:
+            return error(str(exc), 404)
+        return JSONResponse(data)
+
+    def care_record(kind: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                control.authorize(request.headers.get("authorization"))
+                try:
+                    body = await request.json()
+                except ValueError:
+                    raise ControlError("the request is not JSON", 400) from None
+                if not isinstance(body, dict):
+                    raise ControlError("the request must be a JSON object", 400)
+                result = await in_thread(care.record, db, kind, body)
+            except ControlError as exc:
+                return error(str(exc), exc.status)
+            except ReachlabError as exc:  # labctl's own checks: the same line, as exit 2 is
+                return error(str(exc), 400)
+            return JSONResponse(result)
+
+        return endpoint
 
     async def plotly(request: Request) -> Response:
         return FileResponse(plotly_path, headers={"Cache-Control": "public, max-age=86400"})
@@ -226,6 +261,7 @@ def create_app(
         Route("/rigs", rigs_page),
         Route("/mouse/{mouse}", mouse_page),
         Route("/cohort", cohort_page),
+        Route("/care", care_page),
         Route("/static/plotly.min.js", plotly),
         Mount("/static", StaticFiles(packages=[("controller.web", "static")]), name="static"),
         Route("/api/info", info),
@@ -233,6 +269,10 @@ def create_app(
         Route("/api/mouse/{mouse}", mouse),
         Route("/api/cohort", cohort),
         Route("/api/stream", stream),
+        Route("/api/care", care_today),
+        Route("/api/weights/{mouse}", weights),
+        Route("/api/care/weigh", care_record("weigh"), methods=["POST"]),
+        Route("/api/care/water", care_record("water"), methods=["POST"]),
         Route("/api/start", controlled(control.start), methods=["POST"]),
         Route("/api/stop", controlled(control.stop), methods=["POST"]),
     ]

@@ -289,6 +289,21 @@ function drawCurves(series) {
   }
 }
 
+// A mouse's weighings with the threshold each was held against (the care page too).
+function weightPlot(el, data) {
+  const times = data.weighings.map((w) => w.at * 1000);
+  const x = times.map((t) => new Date(t));
+  const one = times.length === 1;   // a lone weighing: a day either side, its threshold a mark
+  const xaxis = one ? { type: "date", range: [new Date(times[0] - 864e5), new Date(times[0] + 864e5)] } : { type: "date" };
+  Plotly.react(el, [
+    { x, y: data.weighings.map((w) => w.grams), name: "weight g", mode: "lines+markers", type: "scatter", line: { color: "#0969da" } },
+    { x, y: data.weighings.map((w) => w.threshold_g), name: "threshold g", mode: one ? "markers" : "lines", type: "scatter", marker: { symbol: "line-ew-open", size: 14, color: "#c62828" }, line: { color: "#c62828", dash: "dash", shape: "hv" } },
+  ], {
+    title: { text: `${data.mouse}: weight`, font: { size: 14 } }, height: 250, showlegend: false,
+    margin: { l: 45, r: 15, t: 34, b: 36 }, yaxis: { title: { text: "g" } }, xaxis,
+  }, PLOT_CONFIG);
+}
+
 // ------------------------------------------------------------------ mouse page
 
 function mousePage() {
@@ -327,6 +342,10 @@ function mousePage() {
       $("mouse-where").textContent = `box ${data.box || "-"} · cohorts ${data.cohorts.join(", ") || "-"}`;
       $("session-count").textContent = `${data.sessions.length} stored session(s)`;
       drawCurves([[SUBJECT, data.sessions]]);
+      getJSON(`/api/weights/${encodeURIComponent(SUBJECT)}`).then((w) => {
+        $("weight-count").textContent = `${w.weighings.length} weighing(s), last ${90} days`;
+        weightPlot($("plot-weight"), w);
+      }).catch(() => {});
       current = data.current;
       drawCurrent();
     } catch (error) {
@@ -423,5 +442,5 @@ $("mouse-go").addEventListener("submit", (event) => {
   const id = $("mouse-go-id").value.trim();
   if (id) location.href = `/mouse/${encodeURIComponent(id)}`;
 });
-({ rigs: rigsPage, mouse: mousePage, cohort: cohortPage })[PAGE]();
+({ rigs: rigsPage, mouse: mousePage, cohort: cohortPage, ...(window.EXTRA_PAGES || {}) })[PAGE]();
 loadInfo().catch((error) => pill($("mode"), `server: ${error.message}`, "bad")).finally(openStream);
