@@ -31,8 +31,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.broker]
 DAY = 86400.0
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module", name="browser")
+def chromium_browser() -> Iterator[Any]:
     """The system's Chromium through Playwright (as tests/test_web.py's); skips without."""
     path = chromium_path()
     if path is None:

@@ -11,7 +11,9 @@ Made for a page left open all day: when the broker is away the connection is
 retried every few seconds and the pages say so; a page's queue is bounded, and
 a page that falls behind is dropped (its browser reconnects and is sent a
 fresh snapshot), so memory does not grow with time or with slow viewers; only
-the current session of each box has its outcomes kept.
+the current session of each box has its outcomes kept. A box whose session has ended
+keeps it on its card (trials, correct %, rewards, how it ended and when) until the
+next one starts, from the database's last recorded session of the box.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from sqlalchemy import select
 
 from controller.db import Database, StoredDocument
+from controller.last_session import LastSession, last_sessions
 from controller.mqtt import BrokerLink
 from controller.views import BoxView, StoredBox, box_views, stored_boxes
 from shared.broker_url import BrokerSettings
@@ -190,6 +193,9 @@ class LiveLab:
         self._statuses: dict[str, Status] = {}
         self._stored: dict[str, StoredBox] = {}
         self._assigned: dict[str, str] = {}
+        self._last: dict[str, LastSession] = {}
+        #: session id -> (correct, judged) of each box's last session: read once each.
+        self._last_correct: dict[str, tuple[int, int]] = {}
         self._cards: dict[str, dict[str, Any]] = {}
         self._subscribers: set[Subscriber] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -324,8 +330,20 @@ class LiveLab:
 
     def _read_stored(self) -> None:
         stored, assigned = stored_boxes(self.db)
+        last = last_sessions(self.db)
+        with self._lock:
+            known = dict(self._last_correct)
+        correct: dict[str, tuple[int, int]] = {}
+        for ended in last.values():
+            if ended.session_id is None:
+                continue
+            if ended.session_id not in known:
+                outcomes = session_outcomes(self.db, ended.session_id).values()
+                known[ended.session_id] = (sum(o == 1 for o in outcomes), len(outcomes))
+            correct[ended.session_id] = known[ended.session_id]
         with self._lock:
             self._stored, self._assigned = stored, assigned
+            self._last, self._last_correct = last, correct
 
     async def _refresh_loop(self) -> None:
         assert self._loop is not None
@@ -355,6 +373,7 @@ class LiveLab:
                 {box: self._assigned[box]} if box in self._assigned else {},
                 ({box: status} if status else {}) if self.broker_up else None,
                 {box: live.text} if live.text else {},
+                last=self._last,
             )
             # Known only from the broker, which is away now: offline, and why.
             view = views[0] if views else BoxView(box, False, "offline", note=self.broker_note)
@@ -373,8 +392,18 @@ class LiveLab:
                 since, exact = stored.last_seen, True
             else:
                 since, exact = None, False
+            ended = None
+            if view.last_session is not None:
+                right, judged_then = self._last_correct.get(
+                    view.last_session.session_id or "", (0, 0)
+                )
+                ended = {
+                    **view.as_dict()["last_session"],
+                    "correct_pct": round(100 * right / judged_then, 1) if judged_then else None,
+                }
             return {
                 **view.as_dict(),
+                "last_session": ended,
                 "last_seen_age": None,
                 "last_event_age": None,
                 "judged": judged,

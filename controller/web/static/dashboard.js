@@ -159,7 +159,8 @@ function cardElement(box) {
   el.innerHTML = `<h3><span>Box <span data-f="box"></span></span><span class="when" data-f="online"></span></h3>
     <dl><dt>state</dt><dd data-f="state"></dd><dt>mouse</dt><dd data-f="mouse"></dd>
     <dt>trial</dt><dd data-f="trial"></dd><dt>correct</dt><dd data-f="correct"></dd>
-    <dt>rewards</dt><dd data-f="rewards"></dd><dt>last event</dt><dd data-f="event"></dd>
+    <dt>rewards</dt><dd data-f="rewards"></dd><dt>session</dt><dd data-f="ended"></dd>
+    <dt>last event</dt><dd data-f="event"></dd>
     <dt>clock skew</dt><dd data-f="skew"></dd></dl>
     <div class="progress"><div></div></div><p class="note" data-f="note"></p>`;
   return el;
@@ -180,10 +181,12 @@ function renderCard(card) {
   const running = card.online && (card.state === "running" || card.state === "stopping");
   setText(field(el, "box"), card.box);
   setText(field(el, "state"), card.state);
+  // A box whose session ended keeps it on the card until the next one starts.
+  const last = running ? null : card.last_session;
   const mouse = field(el, "mouse");
-  const who = card.mouse || card.assigned;
+  const who = card.mouse || (last && last.mouse) || card.assigned;
   if (who) {
-    const label = card.mouse ? who : `(${who})`;
+    const label = card.mouse ? who : last && last.mouse ? `${who} (${last.status || "ended"})` : `(${who})`;
     if (!mouse.firstChild || mouse.firstChild.textContent !== label) {
       mouse.innerHTML = "";
       const a = document.createElement("a");
@@ -192,10 +195,12 @@ function renderCard(card) {
       mouse.append(a);
     }
   } else setText(mouse, "-");
-  setText(field(el, "trial"), running ? String(card.trial) : "-");
-  setText(field(el, "correct"), running && card.correct_pct !== null
-    ? `${card.correct_pct.toFixed(0)} % (${card.correct}/${card.judged})` : "-");
-  setText(field(el, "rewards"), running ? String(card.rewards) : "-");
+  setText(field(el, "trial"), running ? String(card.trial) : last ? String(last.trials) : "-");
+  const pct = running ? card.correct_pct : last ? last.correct_pct : null;
+  setText(field(el, "correct"), pct === null || pct === undefined ? "-"
+    : running ? `${pct.toFixed(0)} % (${card.correct}/${card.judged})` : `${pct.toFixed(0)} %`);
+  setText(field(el, "rewards"), running ? String(card.rewards) : last ? String(last.rewards) : "-");
+  el.classList.toggle("ended", Boolean(last));
   setText(field(el, "skew"), card.skew === null ? "-" : `${card.skew >= 0 ? "+" : ""}${card.skew.toFixed(2)} s`);
   el.querySelector(".progress > div").style.width = card.progress === null ? "0" : `${(100 * card.progress).toFixed(1)}%`;
   el.classList.toggle("online", card.online);
@@ -223,6 +228,10 @@ function tickCard(entry) {
   const since = card.since === null ? "" : `${card.since_exact ? "" : "≥ "}${age(t - card.since)}`;
   setText(field(el, "online"), `${card.online ? "online" : "offline"}${since ? " " + since : ""}`);
   setText(field(el, "event"), card.event_at === null ? "-" : `${age(t - card.event_at)} ago`);
+  const running = card.online && (card.state === "running" || card.state === "stopping");
+  const last = running ? null : card.last_session;
+  setText(field(el, "ended"), running ? "running" : last
+    ? `${last.status || "ended"}${last.ended_at ? " " + age(t - last.ended_at) + " ago" : ""}` : "-");
   const silent = card.status_at === null ? null : t - card.status_at;
   const stale = card.online && silent !== null && silent > STALE_STATUS_S;
   el.classList.toggle("stale", stale);
@@ -245,64 +254,7 @@ function rigsPage() {
   setInterval(() => cards.forEach(tickCard), 1000);
 }
 
-// ------------------------------------------------------------------ plots
-
-function axisLayout(title, ytitle, extra) {
-  return {
-    title: { text: title, font: { size: 14 } },
-    margin: { l: 50, r: 20, t: 36, b: 40 },
-    height: 250,
-    xaxis: { title: { text: "session" }, dtick: 1, rangemode: "tozero" },
-    yaxis: { title: { text: ytitle }, rangemode: "tozero" },
-    legend: { orientation: "h", y: -0.25 },
-    showlegend: false,
-    ...extra,
-  };
-}
-
-const CURVES = [
-  ["plot-correct", "correct %", "%", (p) => p.correct_pct, { yaxis: { title: { text: "%" }, range: [0, 100] } }],
-  ["plot-dprime", "d′", "d′", (p) => p.d_prime, {}],
-  ["plot-trials", "trials", "trials", (p) => p.trials, {}],
-  ["plot-spout", "spout position", "mm", null, { yaxis: { title: { text: "mm" }, range: [0, 7.5] } }],
-  ["plot-cue", "cue duration", "ms", (p) => p.cue_duration, {}],
-];
-
-function drawCurves(series) {
-  // series: [[name, points]]; one trace per name on every plot (the cohort overlays them).
-  const many = series.length > 1;
-  for (const [id, title, ytitle, value, extra] of CURVES) {
-    const traces = [];
-    for (const [name, points] of series) {
-      const x = points.map((p) => p.index);
-      if (value) {
-        traces.push({ x, y: points.map(value), name, mode: "lines+markers", type: "scatter" });
-      } else if (many) {
-        traces.push({ x, y: points.map((p) => p.spout_left === null || p.spout_right === null ? null : (p.spout_left + p.spout_right) / 2), name, mode: "lines+markers", type: "scatter" });
-      } else {
-        traces.push({ x, y: points.map((p) => p.spout_left), name: "left", mode: "lines+markers", type: "scatter" });
-        traces.push({ x, y: points.map((p) => p.spout_right), name: "right", mode: "lines+markers", type: "scatter" });
-      }
-    }
-    const spoutTitle = id === "plot-spout" && many ? "mean spout position" : title;
-    Plotly.react($(id), traces, axisLayout(spoutTitle, ytitle, { showlegend: many || !value, ...extra }), PLOT_CONFIG);
-  }
-}
-
-// A mouse's weighings with the threshold each was held against (the care page too).
-function weightPlot(el, data) {
-  const times = data.weighings.map((w) => w.at * 1000);
-  const x = times.map((t) => new Date(t));
-  const one = times.length === 1;   // a lone weighing: a day either side, its threshold a mark
-  const xaxis = one ? { type: "date", range: [new Date(times[0] - 864e5), new Date(times[0] + 864e5)] } : { type: "date" };
-  Plotly.react(el, [
-    { x, y: data.weighings.map((w) => w.grams), name: "weight g", mode: "lines+markers", type: "scatter", line: { color: "#0969da" } },
-    { x, y: data.weighings.map((w) => w.threshold_g), name: "threshold g", mode: one ? "markers" : "lines", type: "scatter", marker: { symbol: "line-ew-open", size: 14, color: "#c62828" }, line: { color: "#c62828", dash: "dash", shape: "hv" } },
-  ], {
-    title: { text: `${data.mouse}: weight`, font: { size: 14 } }, height: 250, showlegend: false,
-    margin: { l: 45, r: 15, t: 34, b: 36 }, yaxis: { title: { text: "g" } }, xaxis,
-  }, PLOT_CONFIG);
-}
+// ------------------------------------------------------------------ plots: curves.js
 
 // ------------------------------------------------------------------ mouse page
 
@@ -415,12 +367,22 @@ function cohortPage() {
         for (const cell of values) { const td = document.createElement("td"); td.textContent = String(cell); tr.append(td); }
         body.append(tr);
       }
-      drawCurves(Object.entries(data.curves));
+      const series = Object.entries(data.curves);
+      mousePicker(series.map(([name]) => name));
+      drawCurves(series);
     } catch (error) {
       $("cohort-error").hidden = false;
       $("cohort-error").textContent = error.message;
     }
   };
+  const every = (hide) => {
+    if (!drawnSeries) return;
+    for (const [name] of drawnSeries) { if (hide) hiddenMice.add(name); else hiddenMice.delete(name); }
+    mousePicker(drawnSeries.map(([name]) => name));
+    drawCurves(drawnSeries);
+  };
+  $("pick-all").addEventListener("click", () => every(false));
+  $("pick-none").addEventListener("click", () => every(true));
   pick.addEventListener("change", () => { location.href = pick.value ? `/cohort?name=${encodeURIComponent(pick.value)}` : "/cohort"; });
   $("cohort-controls").hidden = !SUBJECT;
   document.querySelectorAll("button[data-action]").forEach((button) =>
@@ -442,5 +404,6 @@ $("mouse-go").addEventListener("submit", (event) => {
   const id = $("mouse-go-id").value.trim();
   if (id) location.href = `/mouse/${encodeURIComponent(id)}`;
 });
+curveOptions();
 ({ rigs: rigsPage, mouse: mousePage, cohort: cohortPage, ...(window.EXTRA_PAGES || {}) })[PAGE]();
 loadInfo().catch((error) => pill($("mode"), `server: ${error.message}`, "bad")).finally(openStream);
