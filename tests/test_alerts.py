@@ -289,3 +289,16 @@ def test_a_collector_that_stopped_renewing_its_lease_is_raised(lab: Database) ->
 def _no_broker(on_status: Callable[[str, Status], None]) -> BrokerLink:
 
     raise BrokerError("no broker in this test")
+
+
+def test_a_removed_target_gets_nothing_more_even_what_was_waiting(lab: Database) -> None:
+    outbox = Outbox()
+    with lab.session() as tx:
+        add_target(tx, "json://127.0.0.1:9/x", [], "", "t")
+    _restricted(lab)
+    _weigh(lab, 18.0)
+    now = time.time()
+    _round(lab, now)
+    code, out, _ = _labctl(lab, "alerts", "remove", "1")
+    assert code == 0 and "alert target 1 removed" in out
+    assert dispatch(lab, now + 1, send=outbox) == 0 and outbox.sent == []

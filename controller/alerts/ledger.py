@@ -245,6 +245,7 @@ def due(tx: Transaction, now: float, only_id: int | None = None) -> list[Outgoin
         select(AlertDelivery, AlertTarget.url)
         .join(AlertTarget, AlertTarget.id == AlertDelivery.target_id)
         .where(AlertDelivery.state == "pending", AlertDelivery.due_at <= now)
+        .where(AlertTarget.removed_at.is_(None))  # a removed target gets nothing more
         .order_by(AlertDelivery.due_at, AlertDelivery.id)
     )
     if only_id is not None:

@@ -126,6 +126,7 @@ function carePage() {
         curves.set(r.mouse, entry);
       }
       const key = `${r.weighed_at}|${r.baseline_g}|${r.threshold_pct}`;
+      entry.el.hidden = r.weight_g === null && r.weighed_at === null && r.baseline_g === null;
       if (entry.key !== key) {
         entry.key = key;
         getJSON(`/api/weights/${encodeURIComponent(r.mouse)}`).then((w) => weightPlot(entry.el, w)).catch(() => {});

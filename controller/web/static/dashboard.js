@@ -295,8 +295,11 @@ function mousePage() {
       $("session-count").textContent = `${data.sessions.length} stored session(s)`;
       drawCurves([[SUBJECT, data.sessions]]);
       getJSON(`/api/weights/${encodeURIComponent(SUBJECT)}`).then((w) => {
-        $("weight-count").textContent = `${w.weighings.length} weighing(s), last ${90} days`;
-        weightPlot($("plot-weight"), w);
+        const none = w.weighings.length === 0;
+        $("weight-count").textContent = none ? "no weighings in the last 90 days"
+          : `${w.weighings.length} weighing(s), last 90 days`;
+        $("plot-weight").hidden = none;
+        if (!none) weightPlot($("plot-weight"), w);
       }).catch(() => {});
       current = data.current;
       drawCurrent();
