@@ -8,6 +8,8 @@ Every process (collector, agent, watch) is started by the test and stopped by it
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -86,6 +88,10 @@ def test_a_rig_killed_mid_session_is_sent_to_a_webhook_and_an_inbox_and_cleared_
     lab.start_collector()
     rig = lab.start_rig("1")
     lab.wait_ready(("1",))
+    # The rig's status carries its journal disk's free space (the disk-low alert's fact).
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        (text,) = conn.execute("SELECT status FROM boxes WHERE id = '1'").fetchone()
+    assert json.loads(text)["journal_free_mb"] > 0
     lab.start_watch()
     lab.start_cohort(("1",), duration=36000)
     lab.wait_trials(2, ("1",))
@@ -135,7 +141,12 @@ def test_weights_and_the_weigh_by_hour_are_sent_cleared_and_never_twice_across_a
     lab.labctl("weigh", "M1", "24")
     _both(lab, hook, mail, "reachlab cleared: weight-low")
 
-    # The alerting process dies and comes back: what it sent stays sent.
+    # The alerting process dies and comes back: what it recorded as sent stays sent. (Killed
+    # between Apprise's hand-over and that record, a message goes once more: at least once.)
+    lab.wait(
+        lambda: '"state": "pending"' not in lab.labctl("alerts", "history", "--json"),
+        "every delivery recorded",
+    )
     lab.kill(watch)
     lab.start_watch()
     lab.labctl("weigh", "M1", "19")  # something new, so the new process is seen working
