@@ -267,84 +267,211 @@ def measure_bare(url: str, publishers: int, docs: int) -> tuple[float, int, int,
 # ---------------------------------------------------------------- 2. and 3. the collector
 
 
-class Serve:
-    """A ``labctl serve`` process on a fresh SQLite file, stopped by pid."""
+class SqliteStore:
+    """A fresh SQLite file, read from outside with sqlite3 (as any reader would)."""
 
-    def __init__(self, url: str, prefix: str, folder: Path) -> None:
-        self.db_path = folder / f"{prefix}.db"
+    kind = "SQLite"
+
+    def __init__(self, folder: Path, prefix: str) -> None:
+        self.path = folder / f"{prefix}.db"
+        self.url = f"sqlite:///{self.path}"
+        self._reader: sqlite3.Connection | None = None
+
+    def query(self, sql: str) -> list[Any]:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def poll(self, sql: str) -> Any:
+        """One value, on a connection kept open between polls (a fresh snapshot each time)."""
+        if self._reader is None:
+            self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        self._reader.rollback()
+        return self._reader.execute(sql).fetchone()[0]
+
+    def drop(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+
+class PostgresStore:
+    """A fresh database on the PostgreSQL server of ``server``, dropped at the end."""
+
+    kind = "PostgreSQL"
+
+    def __init__(self, server: str) -> None:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        self.admin = create_engine(make_url(server), isolation_level="AUTOCOMMIT")
+        self.name = f"bench_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        self.url = make_url(server).set(database=self.name).render_as_string(False)
+        self.engine = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        self._reader: Any = None
+
+    def query(self, sql: str) -> list[Any]:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(sql)).all())
+
+    def poll(self, sql: str) -> Any:
+        from sqlalchemy import text
+
+        if self._reader is None:
+            self._reader = self.engine.connect()
+        return self._reader.execute(text(sql)).scalar()
+
+    def drop(self) -> None:
+        from sqlalchemy import text
+
+        if self._reader is not None:
+            self._reader.close()
+        self.engine.dispose()
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+Store = SqliteStore | PostgresStore
+
+
+class Serve:
+    """``count`` ``labctl serve`` processes on ``store`` (in one group when ``group``),
+    stopped by pid; the store is dropped with them."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        store: Store,
+        folder: Path,
+        *,
+        count: int = 1,
+        group: str | None = None,
+    ) -> None:
+        self.store = store
         self.url = url
         self.prefix = prefix
         env = {
             **os.environ,
-            "LABCTL_DB": f"sqlite:///{self.db_path}",
+            "LABCTL_DB": store.url,
             "LABCTL_BROKER": url,
             "LABCTL_PREFIX": prefix,
             "PYTHONPATH": str(REPO),
         }
-        self.log_path = folder / f"{prefix}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop)
+        if group is not None:
+            env["LABCTL_GROUP"] = group
+        self.log_paths = [folder / f"{prefix}-{n}.log" for n in range(count)]
+        self.logs = [open(path, "wb") for path in self.log_paths]  # noqa: SIM115  (closed in stop)
         subprocess.run(
             [sys.executable, "-m", "controller.cli", "mouse", "list"],
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,
         )  # fmt: skip  (creates the schema before serve starts)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "serve"],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait_subscribed()
-
-    def query(self, sql: str, *args: Any) -> list[Any]:
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
+        ids = [] if count == 1 and group is None else [f"bench-{n}" for n in range(count)]
+        self.procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "controller.cli",
+                    "serve",
+                    *(["--client-id", ids[n]] if ids else []),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for n, log in enumerate(self.logs)
+        ]
         try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
+            if group is None:
+                self.wait_probe()
+            else:
+                self.wait_collectors(count)
+        except BaseException:
+            self.stop()
+            raise
 
-    def wait_subscribed(self) -> None:
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.procs[0]
+
+    def _failed(self) -> SystemExit:
+        for log in self.logs:
+            log.flush()
+        tail = self.log_paths[0].read_text(errors="replace").strip().splitlines() or [""]
+        return SystemExit(f"labctl serve did not start: {tail[-1]}")
+
+    def wait_probe(self) -> None:
         """A retained status reaching the database shows the collector has subscribed."""
         broker = parse_broker_url(self.url)
         c = client(broker, "bench-probe")
         status = Status(box="probe", state="idle")
         c.publish(Topics(self.prefix).status("probe"), encode(status), qos=1, retain=True)
         deadline = time.monotonic() + 30
-        while not self.query("SELECT 1 FROM boxes WHERE id = 'probe'"):
+        while not self.store.query("SELECT 1 FROM boxes WHERE id = 'probe'"):
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.log.flush()
-                tail = self.log_path.read_text(errors="replace").strip().splitlines() or [""]
-                raise SystemExit(f"labctl serve did not start: {tail[-1]}")
-            time.sleep(0.05)  # another process's effect: nothing to wait on but the file
+                raise self._failed()
+            time.sleep(0.05)  # another process's effect: nothing to wait on but the table
         c.publish(Topics(self.prefix).status("probe"), b"", qos=1, retain=True).wait_for_publish(5)
         c.disconnect()
         c.loop_stop()
 
-    def count(self) -> int:
-        return int(self.query("SELECT count(*) FROM documents")[0][0])
+    def wait_collectors(self, count: int) -> None:
+        """Every collector has announced itself online (retained) and leased the database."""
+        deadline = time.monotonic() + 60
+        while int(self.store.query("SELECT count(*) FROM collectors")[0][0]) < count:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise self._failed()
+            time.sleep(0.05)  # another process's effect: nothing to wait on but the table
+        time.sleep(1.0)  # the lease is taken just before subscribing: let them subscribe
 
-    def newest_id(self, conn: sqlite3.Connection) -> int:
-        """The highest document row id: O(1), unlike count(*), so polling costs next to
-        nothing (the bench shares the machine's CPU with what it measures)."""
-        conn.rollback()  # a fresh snapshot
-        return int(conn.execute("SELECT coalesce(max(id), 0) FROM documents").fetchone()[0])
+    def count(self) -> int:
+        return int(self.store.query("SELECT count(*) FROM documents")[0][0])
+
+    def wait_stored(self, total: int, deadline: float) -> None:
+        """Until ``total`` documents are stored. The highest row id first, O(1) unlike
+        count(*), so polling costs next to nothing (the bench shares the machine's CPU
+        with what it measures); PostgreSQL's ids can skip (a conflict takes one), so the
+        count confirms."""
+        while time.monotonic() < deadline:
+            if int(self.store.poll("SELECT coalesce(max(id), 0) FROM documents")) >= total and (
+                self.store.kind == "SQLite"
+                or int(self.store.poll("SELECT count(*) FROM documents")) >= total
+            ):
+                return
+            time.sleep(0.02)  # polling the database from outside, as any reader would
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for log in self.logs:
+            log.close()
+        self.store.drop()
+
+
+def new_store(kind: str, folder: Path, prefix: str, server: str) -> Store:
+    return SqliteStore(folder, prefix) if kind == "sqlite" else PostgresStore(server)
 
 
 def measure_collector(
-    url: str, publishers: int, docs: int, folder: Path
+    url: str, publishers: int, docs: int, store: Store, folder: Path
 ) -> tuple[float, int, int, int, float]:
     prefix = f"bench-serve-{uuid.uuid4().hex[:6]}"
-    serve = Serve(url, prefix, folder)
+    serve = Serve(url, prefix, store, folder)
     try:
         procs, go, total = run_publishers(url, prefix, publishers, docs, None)
         cpu_before = cpu_seconds(serve.proc.pid)
@@ -352,26 +479,21 @@ def measure_collector(
         started = time.time()
         go.set()
         deadline = time.monotonic() + 300
-        reader = sqlite3.connect(f"file:{serve.db_path}?mode=ro", uri=True, timeout=30)
-        while serve.newest_id(reader) < total and time.monotonic() < deadline:
-            time.sleep(0.02)  # polling the database from outside, as any reader would
+        serve.wait_stored(total, deadline)
         finished = time.time()
-        while (
-            int(reader.execute("SELECT count(*) FROM sessions WHERE complete").fetchone()[0])
-            < publishers
-            and time.monotonic() < deadline
-        ):
-            reader.rollback()
-            time.sleep(0.02)
+        complete_sql = "SELECT count(*) FROM sessions WHERE complete"
+        while int(store.poll(complete_sql)) < publishers and time.monotonic() < deadline:
+            time.sleep(0.02)  # the same: another process's effect
         all_complete = time.time() - started
-        reader.close()
         stored = serve.count()
         cpu = cpu_seconds(serve.proc.pid) - cpu_before
         busy1 = machine_busy()
         print(f"  machine busy {(busy1[0] - busy0[0]) / (busy1[1] - busy0[1]):.0%}")
         join(procs)
-        unique = serve.query("SELECT count(DISTINCT session_id || ':' || seq) FROM documents")
-        complete = serve.query("SELECT count(*) FROM sessions WHERE complete")[0][0]
+        unique = store.query(
+            "SELECT count(*) FROM (SELECT DISTINCT session_id, seq FROM documents) d"
+        )
+        complete = store.query(complete_sql)[0][0]
         print(f"  every session rebuilt and stored {all_complete:.2f} s after the start")
         return stored / (finished - started), stored, int(unique[0][0]), int(complete), cpu
     finally:
@@ -382,12 +504,13 @@ def measure_latency(
     url: str, publishers: int, rate: float, seconds: float, folder: Path, poll_ms: float
 ) -> tuple[list[float], int, int]:
     prefix = f"bench-lat-{uuid.uuid4().hex[:6]}"
-    serve = Serve(url, prefix, folder)
+    store = SqliteStore(folder, prefix)
+    serve = Serve(url, prefix, store, folder)
     docs = max(4, int(rate * seconds / publishers))
     try:
         procs, go, total = run_publishers(url, prefix, publishers, docs, rate)
         latencies: list[float] = []
-        conn = sqlite3.connect(f"file:{serve.db_path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=30)
         last_id = 0
         go.set()
         deadline = time.monotonic() + seconds * 3 + 60
@@ -413,101 +536,25 @@ def measure_latency(
 # ---------------------------------------------------------------- 4. several collectors
 
 
-class GroupServe:
-    """``labctl serve`` processes in one group on a fresh PostgreSQL database, by pid."""
-
-    def __init__(self, url: str, prefix: str, server: str, count: int, folder: Path) -> None:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        self.admin = create_engine(make_url(server), isolation_level="AUTOCOMMIT")
-        self.name = f"bench_{uuid.uuid4().hex[:10]}"
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-        self.db_url = make_url(server).set(database=self.name).render_as_string(False)
-        self.engine = create_engine(self.db_url)
-        env = {
-            **os.environ,
-            "LABCTL_DB": self.db_url,
-            "LABCTL_BROKER": url,
-            "LABCTL_PREFIX": prefix,
-            "LABCTL_GROUP": "bench",
-            "PYTHONPATH": str(REPO),
-        }
-        subprocess.run(
-            [sys.executable, "-m", "controller.cli", "mouse", "list"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip  (creates the schema before serve starts)
-        self.logs = [open(folder / f"{prefix}-{n}.log", "wb") for n in range(count)]  # noqa: SIM115
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "controller.cli", "serve", "--client-id", f"bench-{n}"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            for n, log in enumerate(self.logs)
-        ]
-        self.url, self.prefix = url, prefix
-        self.wait_subscribed(count)
-
-    def query(self, sql: str) -> Any:
-        from sqlalchemy import text
-
-        with self.engine.connect() as conn:
-            return conn.execute(text(sql)).scalar()
-
-    def wait_subscribed(self, count: int) -> None:
-        """Every collector has announced itself online (retained) and leased the database."""
-        deadline = time.monotonic() + 60
-        while int(self.query("SELECT count(*) FROM collectors") or 0) < count:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
-                raise SystemExit("labctl serve did not start; see its log")
-            time.sleep(0.05)  # another process's effect: nothing to wait on but the table
-        time.sleep(1.0)  # the lease is taken just before subscribing: let them subscribe
-
-    def stop(self) -> None:
-        from sqlalchemy import text
-
-        for proc in self.procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        for log in self.logs:
-            log.close()
-        self.engine.dispose()
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
-
-
 def measure_group(
     url: str, server: str, count: int, publishers: int, docs: int, folder: Path
 ) -> tuple[float, int, int, int]:
     """(documents/s, stored, stored twice, expected) for ``count`` collectors."""
     prefix = f"bench-group-{uuid.uuid4().hex[:6]}"
-    serve = GroupServe(url, prefix, server, count, folder)
+    store = PostgresStore(server)
+    serve = Serve(url, prefix, store, folder, count=count, group="bench")
     try:
         procs, go, total = run_publishers(url, prefix, publishers, docs, None)
         started = time.time()
         go.set()
-        deadline = time.monotonic() + 300
-        while int(serve.query("SELECT count(*) FROM documents") or 0) < total:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)  # polling the database from outside, as any reader would
+        serve.wait_stored(total, time.monotonic() + 300)
         finished = time.time()
         join(procs)
-        stored = int(serve.query("SELECT count(*) FROM documents") or 0)
+        stored = serve.count()
         unique = int(
-            serve.query("SELECT count(*) FROM (SELECT DISTINCT session_id, seq FROM documents) d")
-            or 0
+            store.query("SELECT count(*) FROM (SELECT DISTINCT session_id, seq FROM documents) d")[
+                0
+            ][0]
         )
         return stored / (finished - started), stored, stored - unique, total
     finally:
@@ -534,6 +581,60 @@ def report_groups(url: str, server: str, publishers: int, docs: int, folder: Pat
     )
 
 
+def report_throughput(
+    url: str, publishers: int, docs: int, rounds: int, kinds: list[str], server: str, folder: Path
+) -> None:
+    """Each round the bare subscriber, then one collector on each database kind, back to
+    back; every collector's rate as a ratio to that round's bare subscriber."""
+    ratios: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for number in range(1, rounds + 1):
+        load = os.getloadavg()[0]
+        bare, received, total, cpu = measure_bare(url, publishers, docs)
+        print(
+            f"round {number} (load average {load:.1f})\n"
+            f"bare subscriber   : {bare:8.0f} docs/s  ({received}/{total} received, "
+            f"{cpu / received * 1e6:.0f} µs CPU per document)"
+        )
+        for kind in kinds:
+            store = new_store(kind, folder, f"bench-{kind}-{uuid.uuid4().hex[:6]}", server)
+            rate, stored, unique, complete, cpu = measure_collector(
+                url, publishers, docs, store, folder
+            )
+            ratios[kind].append(rate / bare)
+            print(
+                f"serve {store.kind:<11} : {rate:8.0f} docs/s  ratio {rate / bare:.2f}  "
+                f"({stored}/{total} stored, lost {total - stored}, stored twice "
+                f"{stored - unique}, {complete}/{publishers} sessions complete, "
+                f"{cpu / max(stored, 1) * 1e6:.0f} µs CPU per document)"
+            )
+    # Each round pairs measurements taken back to back, so a round's ratio is the least
+    # disturbed by whatever else the machine was doing; the median over rounds is the figure.
+    for kind, per_round in ratios.items():
+        ratio = statistics.median(per_round)
+        print(
+            f"ratio {kind} collector/bare per round: "
+            f"{', '.join(f'{r:.2f}' for r in per_round)}; median {ratio:.2f}, range "
+            f"{min(per_round):.2f}-{max(per_round):.2f}  "
+            f"(target >= 0.80: {'ok' if ratio >= 0.8 else 'MISSED'})"
+        )
+
+
+def report_latency(url: str, publishers: int, rate: float, seconds: float, folder: Path,
+                   poll_ms: float) -> None:  # fmt: skip
+    latencies, seen, total = measure_latency(url, publishers, rate, seconds, folder, poll_ms)
+    ms = [x * 1000 for x in latencies]
+    p99 = percentile(ms, 99)
+    print(
+        f"latency at {rate:g} docs/s, publish -> committed row ({seen}/{total} docs, "
+        f"poll {poll_ms:g} ms): median {statistics.median(ms):.1f} ms, "
+        f"p99 {p99:.1f} ms, max {max(ms):.1f} ms "
+        f"(target p99 < 50 ms: {'ok' if p99 < 50 else 'MISSED'})"
+    )
+
+
+PARTS = ("throughput", "latency", "groups")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--broker", help="broker URL (default: a private mosquitto)")
@@ -544,14 +645,28 @@ def main() -> int:
     parser.add_argument("--poll-ms", type=float, default=1.0, help="database poll period")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds")
     parser.add_argument(
+        "--databases",
+        default="sqlite,postgres",
+        help="the throughput rounds' collectors, comma-separated: sqlite, postgres",
+    )
+    parser.add_argument(
         "--postgres",
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/test",
-        help="PostgreSQL server (URL of any database on it) for the several-collector rows",
+        help="PostgreSQL server (URL of any database on it); each run makes its own database",
     )
     parser.add_argument("--group-publishers", type=int, default=100)
     parser.add_argument("--group-docs", type=int, default=300, help="documents per publisher")
-    parser.add_argument("--only-groups", action="store_true", help="part 4 alone")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"which parts, comma-separated: {', '.join(PARTS)}"
+    )
+    parser.add_argument("--only-groups", action="store_true", help="part 4 alone (--parts groups)")
     args = parser.parse_args()
+    parts = ["groups"] if args.only_groups else [p.strip() for p in args.parts.split(",")]
+    kinds = [k.strip() for k in args.databases.split(",")]
+    for name, given, known in (("part", parts, PARTS), ("database", kinds, ("sqlite", "postgres"))):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            parser.error(f"unknown {name} {unknown[0]!r}: choose from {', '.join(known)}")
 
     broker: Any = None
     url = args.broker
@@ -563,48 +678,14 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
             folder = Path(tmp)
-            if args.only_groups:
+            if "throughput" in parts:
+                report_throughput(
+                    url, args.publishers, args.docs, args.rounds, kinds, args.postgres, folder
+                )
+            if "latency" in parts:
+                report_latency(url, args.publishers, args.rate, args.seconds, folder, args.poll_ms)
+            if "groups" in parts:
                 report_groups(url, args.postgres, args.group_publishers, args.group_docs, folder)
-                return 0
-            bare_rates, serve_rates = [], []
-            for _ in range(args.rounds):
-                bare, received, total, cpu = measure_bare(url, args.publishers, args.docs)
-                bare_rates.append(bare)
-                print(
-                    f"bare subscriber : {bare:8.0f} docs/s  ({received}/{total} received, "
-                    f"{cpu / received * 1e6:.0f} µs CPU per document)"
-                )
-                rate, stored, unique, complete, cpu = measure_collector(
-                    url, args.publishers, args.docs, folder
-                )
-                serve_rates.append(rate)
-                lost = total - stored
-                print(
-                    f"labctl serve    : {rate:8.0f} docs/s  ({stored}/{total} stored, "
-                    f"{unique} unique, {complete}/{args.publishers} sessions complete, "
-                    f"lost {lost}, {cpu / max(stored, 1) * 1e6:.0f} µs CPU per document)"
-                )
-            # Each round pairs the two measurements taken back to back, so a round's
-            # ratio is the least disturbed by whatever else the machine was doing.
-            per_round = [s / b for s, b in zip(serve_rates, bare_rates, strict=True)]
-            ratio = statistics.median(per_round)
-            print(
-                f"ratio collector/bare per round: {', '.join(f'{r:.2f}' for r in per_round)}; "
-                f"median {ratio:.2f}, best-of-each {max(serve_rates) / max(bare_rates):.2f}  "
-                f"(target >= 0.80: {'ok' if ratio >= 0.8 else 'MISSED'})"
-            )
-            latencies, seen, total = measure_latency(
-                url, args.publishers, args.rate, args.seconds, folder, args.poll_ms
-            )
-            ms = [x * 1000 for x in latencies]
-            p99 = percentile(ms, 99)
-            print(
-                f"latency at {args.rate:g} docs/s, publish -> committed row ({seen}/{total} docs, "
-                f"poll {args.poll_ms:g} ms): median {statistics.median(ms):.1f} ms, "
-                f"p99 {p99:.1f} ms, max {max(ms):.1f} ms "
-                f"(target p99 < 50 ms: {'ok' if p99 < 50 else 'MISSED'})"
-            )
-            report_groups(url, args.postgres, args.group_publishers, args.group_docs, folder)
     finally:
         if broker is not None:
             broker.stop()
