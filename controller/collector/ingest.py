@@ -103,7 +103,7 @@ class Ingest:
         now = self.clock()
         decoded = self.decoder.decode(list(batch))
         try:
-            with self.db.engine.begin() as conn:
+            with self.db.ingest_engine.begin() as conn:
                 outgoing, whole = self._store(conn, decoded, now)
         except SQLAlchemyError:
             self._failing = True
@@ -150,7 +150,7 @@ class Ingest:
         row = dead_letter(
             message.topic, message.payload, message.received_at, reason, self.settings.max_payload
         )
-        with self.db.engine.begin() as conn:
+        with self.db.ingest_engine.begin() as conn:
             conn.execute(DEAD_LETTERS.insert(), [row])
         self.dead_letters += 1
 
@@ -160,7 +160,7 @@ class Ingest:
         """Heartbeat timeouts, gaps, lost session tails and unconfirmed commits, in one short
         transaction."""
         now = self.clock()
-        with self.db.engine.begin() as conn:
+        with self.db.ingest_engine.begin() as conn:
             copy_counts(conn, self._counts_copied - 1.0)
             self._counts_copied = now
             self.presence.time_out(conn, now, self.storing_since)
