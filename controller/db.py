@@ -84,6 +84,7 @@ __all__ = [
     "Transaction",
     "Trial",
     "alembic_config",
+    "commit_durably",
     "create_database_engine",
     "default_database_path",
     "default_database_url",
@@ -170,8 +171,9 @@ class Database:
         self.reader_engine = reader_engine
         #: For transactions that must survive a power cut once committed (on SQLite every
         #: commit otherwise waits for the next checkpoint to reach the disk): a session is
-        #: stored this way before its box is told it may prune it.
-        self.durable_engine = engine.execution_options(sqlite_synchronous="FULL")
+        #: stored this way before its box is told it may prune it. Such a transaction calls
+        #: :func:`commit_durably` once it knows it will write.
+        self.durable_engine: Engine = engine.execution_options(sqlite_synchronous="FULL")
         #: The collector's batches and ticks. On PostgreSQL a pool of its own, with commits
         #: that do not wait for the WAL to reach the disk (``synchronous_commit = off``, as
         #: SQLite's ``synchronous = NORMAL`` above: a power cut or a crash of the server loses
@@ -186,6 +188,10 @@ class Database:
             if self.dialect == "postgresql"
             else engine
         )
+        if self.dialect == "postgresql":
+            # The collector's completions on the ingest engine too (no ping before each of
+            # its frequent probes); :func:`commit_durably` turns the wait for the disk back on.
+            self.durable_engine = self.ingest_engine
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Transaction]:
@@ -204,6 +210,15 @@ class Database:
         if self.ingest_engine is not self.engine:
             self.ingest_engine.dispose()
         self.engine.dispose()
+
+
+def commit_durably(conn: Connection) -> None:
+    """Make this transaction's commit wait until it is on disk, on a connection of
+    :attr:`Database.durable_engine`: on PostgreSQL ``synchronous_commit`` back on (the ingest
+    engine's connections have it off) until the transaction ends; on SQLite the engine's
+    ``synchronous = FULL`` has done it. Its flush takes every earlier commit to the disk."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
 
 
 def _configure_sqlite(engine: Engine) -> None:

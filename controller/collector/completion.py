@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Table, select, update
 
 from controller.collector.assembly import STREAMS
 from controller.collector.decode import RigCommand
+from controller.db import commit_durably
 from controller.models import StoredDocument, TrainingSession
 from controller.store import digest, session_text, store_trials
 from shared.digest import session_digest
@@ -59,6 +60,8 @@ def complete_one(conn: Connection, now: float) -> tuple[str, list[tuple[str, Rig
     stream = conn.execute(query).mappings().first()
     if stream is None:
         return None
+    # Once this commits, the box is told it may delete its own copy.
+    commit_durably(conn)
     sid = stream["session_id"]
     builder = SessionBuilder()
     docs = []
