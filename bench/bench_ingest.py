@@ -11,7 +11,9 @@ All on one broker, in one run:
    holds every document (read from outside, as any reader would see them).
    Target: at least 0.8 of the bare subscriber's rate (the median over
    ``--rounds`` rounds, each a bare run then a collector run), and no
-   document lost.
+   document lost. Each round then runs the same into one ``labctl serve`` on a
+   fresh PostgreSQL database (``--databases sqlite,postgres``), with the same
+   target, and counts what it stored twice (must be 0).
 3. **Latency** at ``--rate`` documents per second (default 1,000, spread over
    the 50 publishers): from the publish call to the row being committed and
    visible in the database, found by polling the database every
@@ -30,7 +32,8 @@ PostgreSQL is the server of ``--postgres`` (each run makes its own database and
 drops it). Every process the bench starts, it stops.
 
 Run: ``python bench/bench_ingest.py [--publishers 50] [--docs 600] [--rate 1000]``
-(``--only-groups`` for part 4 alone).
+(``--parts throughput`` for parts 1 and 2 alone, ``--parts groups`` or ``--only-groups``
+for part 4).
 """
 
 from __future__ import annotations
