@@ -291,7 +291,15 @@ class Phase:
             cpu_before = {n: cpu_seconds(p) for n, p in pids.items()}
             peak_rss = dict.fromkeys(pids, 0.0)
             started = time.time()
-            out = self.labctl("start", "--cohort", "Load", "--duration", f"{self.args.duration:g}")
+            out = self.labctl(
+                "start",
+                "--cohort",
+                "Load",
+                "--duration",
+                f"{self.args.duration:g}",
+                "--timeout",
+                "60",
+            )
             print(f"  {out.strip().splitlines()[-1]}")
             whole = 0
 

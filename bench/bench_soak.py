@@ -107,7 +107,15 @@ class Soak(Phase):
         rounds = 0
         while time.monotonic() < end:
             rounds += 1
-            self.labctl("start", "--cohort", "Soak", "--duration", f"{self.args.duration:g}")
+            self.labctl(
+                "start",
+                "--cohort",
+                "Soak",
+                "--duration",
+                f"{self.args.duration:g}",
+                "--timeout",
+                "60",
+            )
             target = rounds * len(self.boxes)
 
             def round_stored(target: int = target) -> bool:
