@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from controller.demo.broker import LOOPBACK, MosquittoBroker
-from tests.faultlab import BOXES, FaultLab, record_recovery
+from tests.faultlab import BOXES, FaultLab
 from tests.tcp_relay import Relay
 from tests.test_e2e import Processes
 
