@@ -61,7 +61,7 @@ class Soak(Phase):
             "agent",
             [
                 sys.executable, "-m", "agent.cli", "run", "--sim", "--box", "1",
-                "--broker", f"{LOOPBACK}:{self.broker.port}", "--prefix", self.prefix,
+                "--broker", self.broker.url, "--prefix", self.prefix,
                 "--journal", str(rig / "journal.db"), "--data-dir", str(rig / "data"),
                 "--seed", "1",
             ],
