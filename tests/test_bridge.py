@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from controller.demo.broker import LOOPBACK, MosquittoBroker
-from tests.faultlab import BOXES, FaultLab
+from tests.faultlab import BOXES, TIMEOUT, FaultLab
+from tests.processes import Processes
 from tests.tcp_relay import Relay
-from tests.test_e2e import Processes
 
 from .conftest import REPO
 from .waiting import wait_until
@@ -70,13 +70,11 @@ def bridge_config(prefix: str, relay_port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path / "logs")
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
+def until(lab: FaultLab, condition: Callable[[], bool], what: str) -> None:
+    wait_until(
+        condition, TIMEOUT, what, alive=lab.procs.check_alive, detail=lab.procs.all_logs,
+        interval=0.1,
+    )  # fmt: skip
 
 
 def stored_documents(db: Path) -> int:
@@ -101,6 +99,7 @@ def hold(lab: FaultLab, seconds: float, db: Path, what: str) -> None:
     wait_until(over, seconds + 30, what, alive=lab.procs.check_alive, interval=0.5)
 
 
+@pytest.mark.timeout(600)  # two real outages (130 s) and a lab's start and finish
 def test_a_bridge_stalled_10_s_and_cut_2_min_mid_session_loses_and_doubles_nothing(
     tmp_path: Path, processes: Processes
 ) -> None:
@@ -115,7 +114,7 @@ def test_a_bridge_stalled_10_s_and_cut_2_min_mid_session_loses_and_doubles_nothi
     try:
         building.start()
         lab.rig_broker_url = building.url
-        lab.wait(lambda: relay.connections >= 1, "the bridge to connect to the central broker")
+        until(lab, lambda: relay.connections >= 1, "the bridge to connect to the central broker")
         lab.start_collector()
         for box in BOXES:
             lab.start_rig(box)
@@ -127,7 +126,7 @@ def test_a_bridge_stalled_10_s_and_cut_2_min_mid_session_loses_and_doubles_nothi
         hold(lab, STALL_S, db, "stalled bridge")
         relay.resume()
         before = stored_documents(db)
-        lab.wait(lambda: stored_documents(db) > before, "documents to cross again")
+        until(lab, lambda: stored_documents(db) > before, "documents to cross again")
         lab.wait_trials(6)
 
         links = relay.connections
@@ -138,8 +137,8 @@ def test_a_bridge_stalled_10_s_and_cut_2_min_mid_session_loses_and_doubles_nothi
         assert all(lab.local_copy(box) == [] for box in BOXES)
         relay.mend()
         mended = time.monotonic()
-        lab.wait(lambda: relay.connections > links, "the bridge to reconnect")
-        lab.wait(lambda: stored_documents(db) > during, "documents to cross again")
+        until(lab, lambda: relay.connections > links, "the bridge to reconnect")
+        until(lab, lambda: stored_documents(db) > during, "documents to cross again")
         lab.labctl("stop", *(lab.mouse(b) for b in BOXES), "--timeout", "30")
         lab.wait_sessions_ended(1)
         lab.wait_recovered(f"bridge cut {CUT_S:g} s", mended)

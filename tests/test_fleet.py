@@ -17,7 +17,7 @@ from shared.broker_url import broker_settings
 from shared.documents import SessionEnd, SessionStart
 from shared.errors import ConfigError
 from shared.sessionfile import read_sessions
-from tests.test_daemon import RigClient, start_session
+from tests.agentlab import RigClient, start_session
 
 pytestmark = pytest.mark.broker
 
@@ -48,8 +48,7 @@ def clients(
         yield made
     finally:
         for client in made.values():
-            client.client.disconnect()
-            client.client.loop_stop()
+            client.close()
 
 
 def test_a_fleet_refuses_a_real_rig_or_a_scaled_clock(tmp_path: Path) -> None:
