@@ -109,16 +109,24 @@ class Agent:
         """Recover the journal, connect, and serve until stopped; returns the exit code."""
         restore_signals = self._install_signal_handlers()
         try:
-            self._recover()
-            self.link.start()
-            self._schedule_heartbeat()
+            self.open()
             self.loop.run(idle_exit=False)
         finally:
             restore_signals()
-            self._close()
+            self.close()
         if self._fatal is not None:
             raise self._fatal
         return 0
+
+    def open(self) -> None:
+        """Recover the journal, connect and start the heartbeat; the loop's runner serves it.
+
+        :meth:`run` does this for an agent on a loop of its own; :class:`agent.fleet.Fleet`
+        opens many agents that share one loop.
+        """
+        self._recover()
+        self.link.start()
+        self._schedule_heartbeat()
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """End the session as ``stopped`` and shut down; safe from any thread."""
@@ -186,7 +194,8 @@ class Agent:
             log.error("%s: stopping the agent", exc)
         self.loop.stop()
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Outputs off, a last offline status, the link and the journal closed."""
         self.runtime.close()  # outputs off, pins released
         pending = self.journal.pending_count() if self._fatal is None else -1
         self.link.close(final=(self.topics.status(self.box), encode(self._status("offline"))))

@@ -49,23 +49,28 @@ class RigRuntime:
         start_time: float | None = None,
         pin_factory: Any = None,
         calendar: Callable[[], float] | None = None,
+        loop: EventLoop | None = None,
     ) -> RigRuntime:
         """Build a rig on mock pins (``sim``) or this Pi's GPIO.
 
         ``time_scale`` is task seconds per wall second; ``math.inf`` runs as fast
         as the CPU allows. Only a simulated rig may run faster than real time.
         Each session starts at ``calendar()`` (default: the wall clock, unless a
-        ``start_time`` fixes the task clock instead).
+        ``start_time`` fixes the task clock instead). A ``loop`` given is shared with
+        other rigs (:class:`agent.fleet.Fleet`): it is never rebased, since moving it
+        would move every rig's running session, so it must run at the calendar's pace.
         """
         if not time_scale > 0:
             raise ConfigError(f"--time-scale must be positive, got {time_scale}")
         if not sim and time_scale != 1.0:
             raise ConfigError("--time-scale needs --sim: a real rig runs in real time")
-        loop = EventLoop(time_scale=time_scale, start_time=start_time)
+        shared = loop is not None
+        if loop is None:
+            loop = EventLoop(time_scale=time_scale, start_time=start_time)
         factory = pin_factory or (mock_pin_factory() if sim else real_pin_factory())
         rig = Rig(pins or PinMap(), factory, loop)
         mouse = SimulatedMouse(rig, loop, profile, seed=seed) if sim else None
-        if calendar is None and start_time is None:
+        if calendar is None and start_time is None and not shared:
             calendar = time.time
         return cls(loop=loop, rig=rig, mouse=mouse, seed=seed, calendar=calendar)
 

@@ -1,17 +1,20 @@
-"""Load benchmark: N simulated rigs (default 200) against one collector, then two sharing them.
+"""Load benchmark: N simulated rigs (default 1000) against one collector, then two sharing them.
 
 Each rig is a real :class:`agent.daemon.Agent` (``labagent run --sim``'s own
-code: engine, simulated mouse, journal, MQTT link) at a time scale; 25 of them
-share one worker process (``bench_load.py worker``) so that 200 fit on a small
-machine. One cohort of one mouse per rig is started with ``labctl start``, and
-the bench watches from outside, as any reader would, until every session is
-stored whole. A phase then prints:
+code: engine, simulated mouse, journal, commit check, MQTT link with its Last
+Will) at real session timing (time scale 1); 100 of them share one worker
+process and its task loop (:class:`agent.fleet.Fleet`, ``bench_load.py worker``)
+so that 1000 fit on a small machine. One cohort of one mouse per rig is started
+with ``labctl start``, and the bench watches from outside, as any reader would,
+until every session is stored whole. A phase then prints:
 
 * **documents/s**: documents stored, over the time from ``labctl start`` to the
   last one stored;
-* **ingest lag**, p50 and p99 over the sessions: from the rig's ending the
-  session (its local copy written) to the collector's receiving its
-  ``session_end``;
+* **ingest lag**, p50 and p99 over every document: from the rig's handing it to
+  its broker link (``time.time()`` in the rig's process, the rig's wall clock) to
+  its commit in the database. The commit time is when the bench's reader first
+  sees the row (it polls every ``POLL_S``): a row is visible only once committed,
+  so this is the commit time or a little after, and never before the sending;
 * **collector CPU** (% of one core, over the phase) and **peak RSS**, per collector;
 * **broker queue depth**: peak of mosquitto's ``$SYS/broker/store/messages/count``
   (messages held for clients, retained ones included);
@@ -26,8 +29,7 @@ message size limits and MosquittoBroker's in-flight window of 1000 per client
 (``--inflight`` changes it; mosquitto's own default is 20).
 Every process the bench starts, it stops.
 
-Run: ``python bench/bench_load.py [--rigs 200] [--phases one,two] [--duration 600]
-[--time-scale 20]``
+Run: ``python bench/bench_load.py [--rigs 1000] [--phases one,two] [--duration 120]``
 """
 
 from __future__ import annotations
@@ -60,8 +62,10 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from controller.demo.broker import LOOPBACK, MosquittoBroker  # noqa: E402
 from shared.sessionfile import read_sessions  # noqa: E402
 
-RIGS_PER_WORKER = 25
-TIMEOUT_S = 600.0
+RIGS_PER_WORKER = 100
+TIMEOUT_S = 900.0
+#: Seconds between the commit watcher's reads of the documents table.
+POLL_S = 0.2
 
 
 def mouse(box: str) -> str:
@@ -72,40 +76,37 @@ def mouse(box: str) -> str:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """Serve ``args.boxes`` rigs, each an Agent on its own thread, until SIGTERM."""
+    """Serve ``args.boxes`` rigs in one fleet until SIGTERM; write each document's send time."""
     import logging
 
-    from agent.daemon import Agent
+    from agent.fleet import serve
+    from agent.journal import JournalEntry
     from agent.settings import AgentSettings, BrokerSettings
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     host, port = args.broker.rsplit(":", 1)
     folder = Path(args.folder)
-    agents = []
-    for box in args.boxes.split(","):
-        settings = AgentSettings(
+    settings = [
+        AgentSettings(
             box=box,
             broker=BrokerSettings(host=host, port=int(port)),
             journal=folder / f"rig{box}" / "journal.db",
             data_dir=folder / f"rig{box}" / "data",
             prefix=args.prefix,
             sim=True,
-            time_scale=args.time_scale,
             seed=int(box),
-            heartbeat=5.0,
+            heartbeat=10.0,
         )
-        agents.append(Agent(settings))
-    threads = [threading.Thread(target=a.run, name=f"rig-{a.box}") for a in agents]
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    for thread in threads:
-        thread.start()
-    stop.wait()
-    for agent in agents:
-        agent.request_stop("bench finished")
-    for thread in threads:
-        thread.join(30)
+        for box in args.boxes.split(",")
+    ]
+    sent: dict[tuple[str, int], float] = {}
+
+    def on_sent(box: str, entry: JournalEntry) -> None:
+        sent.setdefault((entry.session_id, entry.seq), time.time())  # the first sending counts
+
+    serve(settings, on_sent=on_sent)
+    rows = [[sid, seq, at] for (sid, seq), at in sent.items()]
+    Path(args.sent).write_text(json.dumps(rows), encoding="utf-8")
     return 0
 
 
@@ -134,6 +135,45 @@ class BrokerQueue:
         self.client.loop_stop()
 
 
+class CommitWatch:
+    """When each document first becomes visible in the database: its commit time, or just after.
+
+    Rows are read by id from a little below the highest id seen (``WINDOW``): two
+    collectors commit interleaved batches, so a lower id can become visible after a
+    higher one.
+    """
+
+    WINDOW = 5000
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+        self.seen: dict[tuple[str, int], float] = {}
+        self._top = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="commit-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        query = text("SELECT id, session_id, seq FROM documents WHERE id > :low")
+        with self.engine.connect() as conn:
+            while not self._stop.is_set():
+                with contextlib.suppress(Exception):  # the table appears with the collector
+                    rows = conn.execute(query, {"low": self._top - self.WINDOW}).fetchall()
+                    now = time.time()
+                    conn.commit()
+                    for row_id, session_id, seq in rows:
+                        self.seen.setdefault((session_id, seq), now)
+                        self._top = max(self._top, row_id)
+                if conn.in_transaction():
+                    conn.rollback()
+                self._stop.wait(POLL_S)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.engine.dispose()
+
+
 class Phase:
     """One run: broker, collectors, workers, a fresh database; everything stopped by pid."""
 
@@ -145,6 +185,7 @@ class Phase:
         self.boxes = [str(n) for n in range(1, args.rigs + 1)]
         self.prefix = f"load-{uuid.uuid4().hex[:6]}"
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.timed_out = ""
         admin_url = make_url(args.postgres)
         self.db_name = f"reachlab_load_{uuid.uuid4().hex[:8]}"
         self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -198,7 +239,7 @@ class Phase:
         while not condition():
             self.check_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
             time.sleep(0.5)  # polling other processes: there is no event to wait on
 
     def start(self) -> None:
@@ -215,7 +256,8 @@ class Phase:
                     sys.executable, str(Path(__file__).resolve()), "worker",
                     "--broker", f"{LOOPBACK}:{self.broker.port}",
                     "--prefix", self.prefix, "--folder", str(self.folder),
-                    "--time-scale", f"{self.args.time_scale:g}", "--boxes", ",".join(chunk),
+                    "--sent", str(self.folder / f"sent{start // RIGS_PER_WORKER + 1}.json"),
+                    "--boxes", ",".join(chunk),
                 ],
             )  # fmt: skip
 
@@ -239,6 +281,7 @@ class Phase:
 
     def run(self) -> dict[str, Any]:
         queue = BrokerQueue(LOOPBACK, self.broker.port)
+        self.watch = CommitWatch(self.db_url)
         try:
             self.start()
             self.wait("every rig online and seen", lambda: self.seen_boxes() == len(self.boxes))
@@ -249,7 +292,15 @@ class Phase:
             cpu_before = {n: cpu_seconds(p) for n, p in pids.items()}
             peak_rss = dict.fromkeys(pids, 0.0)
             started = time.time()
-            out = self.labctl("start", "--cohort", "Load", "--duration", f"{self.args.duration:g}")
+            out = self.labctl(
+                "start",
+                "--cohort",
+                "Load",
+                "--duration",
+                f"{self.args.duration:g}",
+                "--timeout",
+                "60",
+            )
             print(f"  {out.strip().splitlines()[-1]}")
             whole = 0
 
@@ -260,12 +311,17 @@ class Phase:
                 whole, _ = self.sessions_stored()
                 return whole >= len(self.boxes)
 
-            self.wait("every session stored whole", all_stored)
+            try:
+                self.wait("every session stored whole", all_stored)
+                self.timed_out = ""
+            except TimeoutError as exc:  # reported with the figures reached, not as a crash
+                self.timed_out = str(exc)
             wall = time.time() - started
             cpu = {n: (cpu_seconds(p) - cpu_before[n]) / wall * 100 for n, p in pids.items()}
             return self.figures(started, wall, cpu, peak_rss, queue.peak)
         finally:
             queue.close()
+            self.watch.close()
 
     def figures(
         self, started: float, wall: float, cpu: dict[str, float], rss: dict[str, float], peak: int
@@ -273,16 +329,15 @@ class Phase:
         with self.db.connect() as conn:
             documents = int(conn.execute(text("SELECT COUNT(*) FROM documents")).scalar() or 0)
             last = float(conn.execute(text("SELECT MAX(received_at) FROM documents")).scalar() or 0)
-            ends: dict[str, float] = {
-                str(box): float(received)
-                for box, received in conn.execute(
-                    text("SELECT box, received_at FROM documents WHERE kind = 'session_end'")
-                )
-            }
-        lags = [ends[b] - self.local_copy(b).stat().st_mtime for b in self.boxes if b in ends]
+        whole, _ = self.sessions_stored()
         # Judged by the commands: the export against the rigs' own copies.
-        self.wait("the export to equal the local copies", lambda: self.compare()[0] == 0, 120)
+        if not self.timed_out:
+            self.wait("the export to equal the local copies", lambda: self.compare()[0] == 0, 120)
         lost, duplicated = self.compare()
+        logs = [self.folder / "logs" / f"{n}.log" for n in self.children if n.startswith("coll")]
+        drops = sum(log.read_text(errors="replace").count("lost the broker") for log in logs)
+        sent = self.stop_workers()
+        lags = [self.watch.seen[key] - at for key, at in sent.items() if key in self.watch.seen]
         return {
             "phase": self.name,
             "rigs": len(self.boxes),
@@ -291,13 +346,34 @@ class Phase:
             "documents_per_s": round(documents / max(1e-9, last - started), 1),
             "ingest_lag_p50_s": round(statistics.median(lags), 3) if lags else None,
             "ingest_lag_p99_s": round(percentile(lags, 99), 3) if lags else None,
+            "ingest_lag_min_s": round(min(lags), 3) if lags else None,
+            "lag_documents": len(lags),
+            "documents_sent": len(sent),
             "collector_cpu_percent": {n: round(v, 1) for n, v in cpu.items()},
             "collector_peak_rss_mb": {n: round(v, 1) for n, v in rss.items()},
             "broker_queue_peak": peak,
+            "sessions_stored_whole": whole,
+            "collector_reconnects": drops,
+            "timed_out": self.timed_out or None,
             "sessions_lost": lost,
             "sessions_duplicated": duplicated,
             "wall_s": round(wall, 1),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 1),
         }
+
+    def stop_workers(self) -> dict[tuple[str, int], float]:
+        """Stop the rigs' processes; the send time of every document they published."""
+        workers = {n: c for n, c in self.children.items() if n.startswith("worker")}
+        for child in workers.values():
+            child.send_signal(signal.SIGTERM)
+        sent: dict[tuple[str, int], float] = {}
+        for name, child in workers.items():
+            child.wait(timeout=120)
+            for session_id, seq, at in json.loads(
+                (self.folder / f"sent{name[6:]}.json").read_text()
+            ):
+                sent[(session_id, seq)] = at
+        return sent
 
     def compare(self) -> tuple[int, int]:
         """(sessions missing or unequal in the export, sessions exported more than once)."""
@@ -334,18 +410,20 @@ def run_bench(args: argparse.Namespace) -> int:
     results = []
     for name in args.phases.split(","):
         folder = Path(tempfile.mkdtemp(prefix=f"reachlab-load-{name}-"))
-        print(f"phase {name}: {args.rigs} rigs, {args.duration:g} s sessions at "
-              f"{args.time_scale:g}x, files in {folder}", flush=True)  # fmt: skip
+        print(f"phase {name}: {args.rigs} rigs, {args.duration:g} s sessions in real time, "
+              f"files in {folder}, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         phase = Phase(name, args, folder)
         try:
             results.append(phase.run())
         finally:
             phase.close()
-        shutil.rmtree(folder)  # kept, with the logs, only when the phase failed
+        if not results[-1]["timed_out"]:
+            shutil.rmtree(folder)  # kept, with the logs, when the phase failed or timed out
         print(json.dumps(results[-1], indent=2), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
-    return 0 if all(r["sessions_lost"] == r["sessions_duplicated"] == 0 for r in results) else 1
+    ok = all(r["sessions_lost"] == r["sessions_duplicated"] == 0 for r in results)
+    return 0 if ok and not any(r["timed_out"] for r in results) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,12 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--broker", required=True)
     worker.add_argument("--prefix", required=True)
     worker.add_argument("--folder", required=True)
-    worker.add_argument("--time-scale", type=float, required=True)
+    worker.add_argument("--sent", required=True, help="file for the documents' send times")
     worker.add_argument("--boxes", required=True)
-    parser.add_argument("--rigs", type=int, default=200)
+    parser.add_argument("--rigs", type=int, default=1000)
     parser.add_argument("--phases", default="one,two", help="one, two or one,two")
-    parser.add_argument("--duration", type=float, default=600, help="task seconds per session")
-    parser.add_argument("--time-scale", type=float, default=20)
+    parser.add_argument("--duration", type=float, default=120, help="seconds per session")
     parser.add_argument(
         "--postgres",
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/test",

@@ -76,9 +76,21 @@ def record_recovery(scenario: str, seconds: float) -> None:
 class FaultLab:
     """A collector, rigs and labctl on one broker and one database, all stopped by pid."""
 
-    def __init__(self, folder: Path, broker_url: str, db_url: str, procs: Processes) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        broker_url: str,
+        db_url: str,
+        procs: Processes,
+        *,
+        rig_broker_url: str | None = None,
+        time_scale: float = TIME_SCALE,
+    ) -> None:
         self.folder = folder
         self.broker_url = broker_url
+        #: The rigs' broker: the collector's and labctl's unless they are in another building.
+        self.rig_broker_url = rig_broker_url or broker_url
+        self.time_scale = time_scale
         self.db_url = db_url
         self.procs = procs
         self.prefix = f"faults-{uuid.uuid4().hex[:8]}"
@@ -108,8 +120,8 @@ class FaultLab:
     def start_rig(self, box: str, clock_offset: float = 0.0) -> str:
         rig = self.rig_dir(box)
         agent = [
-            "run", "--box", box, "--broker", self.broker_url, "--prefix", self.prefix,
-            "--sim", "--time-scale", str(TIME_SCALE), "--seed", box, "--heartbeat", "1",
+            "run", "--box", box, "--broker", self.rig_broker_url, "--prefix", self.prefix,
+            "--sim", "--time-scale", f"{self.time_scale:g}", "--seed", box, "--heartbeat", "1",
             "--journal", str(rig / "journal.db"), "--data-dir", str(rig / "data"),
         ]  # fmt: skip
         if clock_offset:
