@@ -20,7 +20,13 @@ from agent.api import Mouse
 from agent.hardware import PinMap
 from agent.sim import MouseProfile
 from shared.analysis import format_table, session_results
-from shared.config import generate_config, parse_meta, read_config
+from shared.config import (
+    ReservedKeyError,
+    check_not_reserved,
+    generate_config,
+    parse_meta,
+    read_config,
+)
 from shared.documents import (
     CueChanged,
     Document,
@@ -80,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).expanduser()
     time_scale = parse_time_scale(args.time_scale)
     metadata = parse_meta(args.meta)
+    try:
+        check_not_reserved(metadata)
+    except ReservedKeyError as exc:
+        raise ConfigError(_reserved_words(exc)) from None
     if args.notes is not None:
         metadata["notes"] = args.notes
     pins = PinMap.load(args.pins) if args.pins else None
@@ -116,6 +126,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"session {session.data.get('status')}: saved to {path}")
     print(format_table([session_results(session.data).as_dict() | {"mouse": mouse_id}]))
     return 0
+
+
+def _reserved_words(exc: ReservedKeyError) -> str:
+    """A reserved ``--meta`` key in labagent's words: the option that sets it."""
+    if exc.key == "box":
+        how = "give the box with --box BOX"
+    elif exc.setting:
+        how = "it is a task setting: set it in a config file, --config FILE (labagent config init)"
+    else:
+        how = "reachlab records it itself: store yours under another name"
+    return f"--meta {exc.key}=...: {exc.key!r} is the session's own key; {how}"
 
 
 def ask_notes() -> str:

@@ -37,7 +37,13 @@ from controller.lab import (
 from controller.mqtt import BrokerLink
 from controller.store import recent_sessions
 from shared.carryover import CarryOver, carry_over_from
-from shared.config import TaskConfig, check_metadata
+from shared.config import (
+    SETTING_KEYS,
+    ReservedKeyError,
+    TaskConfig,
+    check_metadata,
+    check_not_reserved,
+)
 from shared.ids import check_box_id, new_request_id, new_session_id
 from shared.protocol import Reply, StartCommand, Status, StopCommand, box_online
 
@@ -52,6 +58,7 @@ Problem = Literal[
     "weight_one_mouse",  # a weight with other than exactly one mouse
     "shift_needs_cohort",  # a shift without its cohort, or with mice or every mouse
     "force_needs_reason",  # an override of the weight check without a reason
+    "reserved_key",  # metadata names a key the session owns (``key`` says which)
 ]
 
 #: What became of one mouse's (or box's) command.
@@ -73,9 +80,12 @@ WarningKind = Literal["no_collector", "weight", "calibration"]
 class RequestError(LabError):
     """A start or stop request that breaks one of its rules; ``problem`` says which."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, key: str | None = None) -> None:
         super().__init__(problem)
         self.problem: Problem = problem
+        #: With ``reserved_key``: the metadata key; ``setting`` when a task setting owns it.
+        self.key = key
+        self.setting = key is not None and key in SETTING_KEYS
 
 
 @dataclass
@@ -126,6 +136,10 @@ class StartRequest:
         if isinstance(self.mice, str):
             raise TypeError("mice: a sequence of mouse ids, not one string")
         check_metadata(dict(self.metadata))  # ConfigError: a session could not store it
+        try:
+            check_not_reserved(dict(self.metadata))
+        except ReservedKeyError as exc:
+            raise RequestError("reserved_key", exc.key) from None
         if self.weight is not None and "weight" in self.metadata:
             raise RequestError("weight_twice")
         if self.weight is not None and len(dict.fromkeys(self.mice)) != 1:
