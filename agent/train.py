@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mouse", metavar="MOUSE", help="mouse id; data goes to DIR/MOUSE.json")
     parser.add_argument("--data-dir", required=True, metavar="DIR", help="per-mouse JSON folder")
     parser.add_argument(
-        "--config", metavar="FILE", help="task settings (.ini); default settings if absent"
+        "--config", metavar="FILE", help="task settings (.ini); without it, the default settings"
     )
     parser.add_argument(
         "--meta", action="append", metavar="KEY=VALUE", help="metadata to store, repeatable"
@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     profile = MouseProfile.from_items(args.sim_mouse) if args.sim_mouse else None
     if profile is not None and not args.sim:
         raise ConfigError("--sim-mouse needs --sim: a real rig has a real mouse")
-    # Checked before the person is asked to press Enter: a bad file fails now, not later.
+    # Checked before the person is asked to press Enter: a bad file fails now, not later;
+    # a missing one too (a typo must not run a whole session on the default settings).
+    if args.config and not Path(args.config).expanduser().is_file():
+        raise ConfigError(f"--config: no such file {args.config} (labagent config init writes one)")
     config = read_config(Path(args.config).expanduser() if args.config else None)
     interactive = sys.stdin.isatty() and not args.sim
 

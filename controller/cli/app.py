@@ -39,12 +39,19 @@ log = logging.getLogger("labctl")
 
 EXIT_FAILED = 1  # ran, but not everything asked for happened
 EXIT_ERROR = 2  # a mistake, or a service that cannot be reached
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it and shared.entry exits
 
 
 def fail(message: str) -> NoReturn:
     """End the command with one line on stderr."""
     typer.echo(f"labctl: error: {message}", err=True)
     raise typer.Exit(EXIT_ERROR)
+
+
+def interrupted() -> NoReturn:
+    """End the command on Ctrl-C: labctl's own line and exit 130, as at any other moment."""
+    typer.echo("\nlabctl: interrupted (Ctrl-C)", err=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 # typer keeps its copy of click private and exports, of click's errors, only BadParameter:
@@ -134,6 +141,13 @@ class LabctlGroup(TyperGroup):
 
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+        except typer.Abort as exc:
+            # click turns a Ctrl-C at a prompt into "Aborted!" and exit 1; Ctrl-D stays that.
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                interrupted()
+            raise
         except UsageError as exc:  # a subcommand's arguments (click's is several lines)
             if is_help_request(exc):
                 raise
