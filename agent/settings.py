@@ -36,6 +36,7 @@ from shared.broker_url import (
     DEFAULT_KEEPALIVE_S,
     broker_settings,
     read_settings_text,
+    refuse_password_in_option,
     warn_if_readable_by_others,
 )
 from shared.broker_url import BrokerSettings as BrokerSettings  # one type, shared with labctl
@@ -477,6 +478,13 @@ def _broker(
         raise ConfigError(
             "--password: a password on the command line shows in `ps`; set "
             "LABAGENT_MQTT_PASSWORD, a credentials file (--credentials-file) or the rig file"
+        )
+    if given.broker is not None and where.get("broker") == "--broker":
+        refuse_password_in_option(
+            given.broker,
+            "--broker",
+            "give the URL without it and set LABAGENT_MQTT_PASSWORD, a credentials file "
+            "(--credentials-file) or the rig file",
         )
     if rig_file is not None and where.get("password", "").startswith("rig config"):
         warn_if_readable_by_others(rig_file, "rig config file (it holds a password)")

@@ -270,7 +270,8 @@ def main_options(
             "--broker",
             envvar="LABCTL_BROKER",
             metavar="URL",
-            help="MQTT broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT]",
+            help="MQTT broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (no password: "
+            "LABCTL_MQTT_PASSWORD)",
         ),
     ] = "mqtt://localhost:1883",
     prefix: Annotated[
@@ -296,6 +297,24 @@ def main_options(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    from shared.broker_url import refuse_password_in_option
+
+    try:
+        if _on_command_line(ctx, "broker"):
+            refuse_password_in_option(
+                broker,
+                "--broker",
+                "give the URL without it and set LABCTL_MQTT_USERNAME and LABCTL_MQTT_PASSWORD",
+            )
+        if db and _on_command_line(ctx, "db"):
+            refuse_password_in_option(
+                db,
+                "--db",
+                "give the URL without it and set LABCTL_DB to the whole URL, or keep the "
+                "password in ~/.pgpass (PostgreSQL reads it there)",
+            )
+    except ConfigError as exc:
+        fail(str(exc))
     state = State(
         db_url=db.strip() if db and db.strip() else None,
         broker_url=broker,
@@ -307,6 +326,13 @@ def main_options(
     )
     ctx.obj = state
     ctx.call_on_close(state.close)
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was typed (not from its environment variable or default):
+    only the command line is readable by everyone on the machine (``ps``)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def console(stderr: bool = False) -> Any:
