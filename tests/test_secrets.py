@@ -73,7 +73,7 @@ def test_labctl_refuses_a_password_in_a_url_option_without_showing_it(
 def test_labctl_takes_the_same_url_from_the_environment_and_never_prints_the_password(
     tmp_path: Path,
 ) -> None:
-    code, output = _labctl(tmp_path, "status", LABCTL_BROKER=f"mqtt://lab:{SECRET}@127.0.0.1:1")
+    _, output = _labctl(tmp_path, "status", LABCTL_BROKER=f"mqtt://lab:{SECRET}@127.0.0.1:1")
     assert "shows in `ps`" not in output
     assert "cannot reach MQTT broker" in output
     assert SECRET not in output
