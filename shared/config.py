@@ -251,7 +251,10 @@ def generate_config(path: str | os.PathLike[str], overwrite: bool = False) -> Pa
     """Write a config file with the default settings; refuse to replace one unless asked."""
     file = Path(path).expanduser()
     if file.exists() and not overwrite:
-        raise ConfigError(f"{file} already exists; not overwriting it")
+        raise ConfigError(
+            f"{file} already exists; not overwriting it: --force (overwrite=True in Python) "
+            "replaces it"
+        )
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(format_config(), encoding="utf-8")
     return file

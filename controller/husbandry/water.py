@@ -40,6 +40,9 @@ WATER_KINDS = ("water", "supplement", "gel")
 NOMINAL_UL = 6.0
 #: More than this by hand at once is surely a typing mistake (µL vs mL).
 MAX_GIVEN_UL = 5000.0
+#: More than this by hand at once is more than a mouse's whole day's need (about 1 mL):
+#: stored only when the person confirms it (or gives ``--force``).
+CONFIRM_OVER_UL = 1500.0
 
 
 def give_water(
