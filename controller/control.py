@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from controller.collector.leases import NO_COLLECTOR
 from controller.db import Database
-from controller.husbandry.schedule import shift_slots
+from controller.husbandry.schedule import current_entries, shift_slots
 from controller.husbandry.starts import finish_start, place_shift_mice, prepare_start
 from controller.lab import (
     LabError,
@@ -66,6 +66,7 @@ OutcomeCode = Literal[
     "ok",  # started or stopped
     "already_running",  # the box already runs this very session (a retried start)
     "no_box",  # the mouse is on no box
+    "other_shift",  # on no box now: its schedule's box holds another shift
     "box_unavailable",  # offline, busy or in error, from its status: nothing was sent
     "no_reply",  # sent, and no reply came in time
     "refused_by_box",  # the box replied with an error
@@ -246,8 +247,11 @@ def start(db: Database, open_link: LinkOpener, request: StartRequest) -> StartRe
             db, link, plan.allowed, request.config, dict(request.metadata),
             timeout=request.timeout, extra_metadata=plan.metadata_for,
         )  # fmt: skip
+    # The box of a mouse held back is named in its row, as in the warning line above it.
+    with db.reader() as tx:
+        held_on = {mouse: box_of(tx, mouse) for mouse in plan.refused}
     result.outcomes += [
-        Outcome(mouse, None, False, f"weight check: {why}", code="weight_check")
+        Outcome(mouse, held_on[mouse], False, f"weight check: {why}", code="weight_check")
         for mouse, why in plan.refused.items()
     ]
     result.outcomes += [
@@ -391,8 +395,19 @@ def start_sessions(
     commands: dict[str, tuple[str, StartCommand]] = {}
     with db.reader() as tx:
         boxes = {mouse: box_of(tx, get_mouse(tx, mouse).id) for mouse in mice}
+        scheduled = {e.mouse_id: e for e in current_entries(tx) if boxes.get(e.mouse_id) is None}
     for mouse in mice:
         box = boxes[mouse]
+        if box is None and mouse in scheduled:
+            entry = scheduled[mouse]
+            outcomes[mouse] = Outcome(
+                mouse, entry.box_id, False,
+                f"not on its box now: it is in shift {entry.shift} of cohort "
+                f"{entry.cohort_name} on box {entry.box_id}, which holds another shift; start "
+                f"its shift: labctl start --cohort {entry.cohort_name} --shift {entry.shift}",
+                code="other_shift",
+            )  # fmt: skip
+            continue
         if box is None:
             outcomes[mouse] = Outcome(mouse, None, False, "no box assigned", code="no_box")
             continue

@@ -8,6 +8,7 @@ labctl's own line and 130; calibrate says a box is offline before "opening".
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from controller.cli import app as labctl_app
-from tests.labctl import Labctl, labctl, labctl_on_terminal  # noqa: F401  # fixture
+from tests.fakes import FakeRig
+from tests.labctl import Labctl, boxes, labctl  # noqa: F401  # fixtures
 from tests.terminal import Terminal
 
 CLEAN = {"LABCTL_BROKER": None, "LABCTL_MQTT_USERNAME": None, "LABCTL_MQTT_PASSWORD": None}
@@ -105,3 +107,34 @@ def test_ctrl_c_at_calibrates_weighing_prompt_is_labctls_line_and_130(tmp_path: 
     assert "labctl: interrupted (Ctrl-C)" in terminal.text()
     assert "Aborted!" not in terminal.text()
     assert "Traceback" not in terminal.text()
+
+
+@pytest.mark.broker
+def test_starting_a_scheduled_mouse_whose_box_holds_the_other_shift_names_its_shift(
+    labctl: Labctl,  # noqa: F811
+    boxes: dict[str, FakeRig],  # noqa: F811
+) -> None:
+    labctl.ok("cohort", "create", "C1", "M1", "M2", "--create")
+    labctl.ok("schedule", "C1", "--shifts", "2", "--box", "1")
+    table = labctl.ok("schedule", "C1", "--json")
+    shift_of = {row["mouse"]: row["shift"] for row in json.loads(table)}
+    first, other = sorted(shift_of, key=shift_of.__getitem__)
+    labctl.ok("assign", first, "--box", "1")
+    result = labctl("start", other, "--timeout", "2")
+    assert result.exit_code == 1
+    assert f"--cohort C1 --shift {shift_of[other]}" in result.stdout.replace("\n", " ")
+    assert "no box assigned" not in result.stdout
+    assert boxes["1"].commands == []
+
+
+@pytest.mark.broker
+def test_the_start_table_names_the_box_of_a_mouse_the_weight_check_held_back(
+    labctl: Labctl,  # noqa: F811
+    boxes: dict[str, FakeRig],  # noqa: F811
+) -> None:
+    labctl.ok("assign", "M1", "--box", "1")
+    labctl.ok("mouse", "baseline", "M1", "25")
+    result = labctl("start", "M1", "--timeout", "2")
+    assert result.exit_code == 1
+    row = next(line for line in result.stdout.splitlines() if "M1" in line and "weight" in line)
+    assert row.split("│")[2].strip() == "1", result.stdout
