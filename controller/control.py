@@ -240,7 +240,7 @@ def start(db: Database, open_link: LinkOpener, request: StartRequest) -> StartRe
             selected, waiting, result.placements = placed.mice, placed.waiting, placed.notes
         plan = prepare_start(
             db, selected, weight=request.weight, force=request.force,
-            reason=request.reason, by=request.by,
+            reason=request.reason, by=request.by, weight_in_metadata="weight" in request.metadata,
         )  # fmt: skip
         result.warnings += [StartWarning("weight", line) for line in plan.warnings]
         result.outcomes = start_sessions(
