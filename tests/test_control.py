@@ -208,7 +208,7 @@ def dashboard(env: dict[str, str]) -> Iterator[Any]:
         token=TOKEN, database_display="test", reply_timeout=2.0,
     )  # fmt: skip
     try:
-        with TestClient(application) as client:
+        with TestClient(application, base_url="http://localhost") as client:
             client.headers["Authorization"] = f"Bearer {TOKEN}"
             yield client
     finally:
