@@ -18,9 +18,9 @@ from shared.protocol import Topics
 
 pytest.importorskip("starlette", reason="the web extra is not installed")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from controller.web.app import create_app  # noqa: E402
+from controller.web.app import create_app
 
 
 @pytest.mark.parametrize(
