@@ -30,7 +30,7 @@ from controller.web.app import create_app
         ("127.0.0.1", "127.0.0.1"),
         ("[::1]:8080", "::1"),
         ("Lab-PC.local:80", "lab-pc.local"),
-    ],  # fmt: skip
+    ],
 )
 def test_the_host_name_is_read_without_its_port(header: str, name: str) -> None:
     assert host_name(header) == name
