@@ -474,18 +474,11 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
 def _broker(
     args: argparse.Namespace, given: GivenSettings, where: dict[str, str], rig_file: Path | None
 ) -> BrokerSettings:
+    fix = "set LABAGENT_MQTT_PASSWORD, a credentials file (--credentials-file) or the rig file"
     if getattr(args, "password", None) is not None:
-        raise ConfigError(
-            "--password: a password on the command line shows in `ps`; set "
-            "LABAGENT_MQTT_PASSWORD, a credentials file (--credentials-file) or the rig file"
-        )
+        raise ConfigError(f"--password: a password on the command line shows in `ps`; {fix}")
     if given.broker is not None and where.get("broker") == "--broker":
-        refuse_password_in_option(
-            given.broker,
-            "--broker",
-            "give the URL without it and set LABAGENT_MQTT_PASSWORD, a credentials file "
-            "(--credentials-file) or the rig file",
-        )
+        refuse_password_in_option(given.broker, "--broker", f"give the URL without it and {fix}")
     if rig_file is not None and where.get("password", "").startswith("rig config"):
         warn_if_readable_by_others(rig_file, "rig config file (it holds a password)")
     return broker_settings(
