@@ -39,7 +39,7 @@ from shared.analysis import (
     session_results,
 )
 from shared.carryover import last_carry_over
-from shared.config import TaskConfig, generate_config, read_config
+from shared.config import TaskConfig, check_not_reserved, generate_config, read_config
 from shared.errors import ConfigError, DataFileError
 from shared.ids import check_mouse_id
 from shared.sessionfile import append_session, mouse_file_path, read_sessions, write_sessions
@@ -188,6 +188,7 @@ class Mouse:
             config = TaskConfig.from_dict(config, source="config")
         elif config is None:
             config = read_config(Path(config_file).expanduser() if config_file else None)
+        check_not_reserved(data or {})  # ReservedKeyError: the session would overwrite it
         carry = last_carry_over([s.data for s in self.data], config.window)
         if mouse_profile is not None and not sim:
             raise ConfigError("a simulated mouse's profile needs sim=True (--sim)")

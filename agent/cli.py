@@ -7,6 +7,10 @@ reachlab's errors into one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
+# isort: off
+from shared import entry  # first: its SIGINT handler covers every import after it
+
+# isort: on
 import argparse
 import logging
 import sys
@@ -67,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def console_script() -> NoReturn:
+    """The ``labagent`` console script: :func:`main` under :mod:`shared.entry`'s Ctrl-C
+    handling (this module's own imports are light; the subcommands' are made in main)."""
+    entry.run("labagent", lambda: main)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from shared.broker_url import (
     DEFAULT_KEEPALIVE_S,
     broker_settings,
     read_settings_text,
+    refuse_password_in_option,
     warn_if_readable_by_others,
 )
 from shared.broker_url import BrokerSettings as BrokerSettings  # one type, shared with labctl
@@ -473,11 +474,11 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
 def _broker(
     args: argparse.Namespace, given: GivenSettings, where: dict[str, str], rig_file: Path | None
 ) -> BrokerSettings:
+    fix = "set LABAGENT_MQTT_PASSWORD, a credentials file (--credentials-file) or the rig file"
     if getattr(args, "password", None) is not None:
-        raise ConfigError(
-            "--password: a password on the command line shows in `ps`; set "
-            "LABAGENT_MQTT_PASSWORD, a credentials file (--credentials-file) or the rig file"
-        )
+        raise ConfigError(f"--password: a password on the command line shows in `ps`; {fix}")
+    if given.broker is not None and where.get("broker") == "--broker":
+        refuse_password_in_option(given.broker, "--broker", f"give the URL without it and {fix}")
     if rig_file is not None and where.get("password", "").startswith("rig config"):
         warn_if_readable_by_others(rig_file, "rig config file (it holds a password)")
     return broker_settings(

@@ -20,7 +20,13 @@ from agent.api import Mouse
 from agent.hardware import PinMap
 from agent.sim import MouseProfile
 from shared.analysis import format_table, session_results
-from shared.config import generate_config, parse_meta, read_config
+from shared.config import (
+    ReservedKeyError,
+    check_not_reserved,
+    generate_config,
+    parse_meta,
+    read_config,
+)
 from shared.documents import (
     CueChanged,
     Document,
@@ -48,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mouse", metavar="MOUSE", help="mouse id; data goes to DIR/MOUSE.json")
     parser.add_argument("--data-dir", required=True, metavar="DIR", help="per-mouse JSON folder")
     parser.add_argument(
-        "--config", metavar="FILE", help="task settings (.ini); default settings if absent"
+        "--config", metavar="FILE", help="task settings (.ini); without it, the default settings"
     )
     parser.add_argument(
         "--meta", action="append", metavar="KEY=VALUE", help="metadata to store, repeatable"
@@ -80,13 +86,20 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).expanduser()
     time_scale = parse_time_scale(args.time_scale)
     metadata = parse_meta(args.meta)
+    try:
+        check_not_reserved(metadata)
+    except ReservedKeyError as exc:
+        raise ConfigError(_reserved_words(exc)) from None
     if args.notes is not None:
         metadata["notes"] = args.notes
     pins = PinMap.load(args.pins) if args.pins else None
     profile = MouseProfile.from_items(args.sim_mouse) if args.sim_mouse else None
     if profile is not None and not args.sim:
         raise ConfigError("--sim-mouse needs --sim: a real rig has a real mouse")
-    # Checked before the person is asked to press Enter: a bad file fails now, not later.
+    # Checked before the person is asked to press Enter: a bad file fails now, not later;
+    # a missing one too (a typo must not run a whole session on the default settings).
+    if args.config and not Path(args.config).expanduser().is_file():
+        raise ConfigError(f"--config: no such file {args.config} (labagent config init writes one)")
     config = read_config(Path(args.config).expanduser() if args.config else None)
     interactive = sys.stdin.isatty() and not args.sim
 
@@ -116,6 +129,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"session {session.data.get('status')}: saved to {path}")
     print(format_table([session_results(session.data).as_dict() | {"mouse": mouse_id}]))
     return 0
+
+
+def _reserved_words(exc: ReservedKeyError) -> str:
+    """A reserved ``--meta`` key in labagent's words: the option that sets it."""
+    if exc.key == "box":
+        how = "give the box with --box BOX"
+    elif exc.setting:
+        how = "it is a task setting: set it in a config file, --config FILE (labagent config init)"
+    else:
+        how = "reachlab records it itself: store yours under another name"
+    return f"--meta {exc.key}=...: {exc.key!r} is the session's own key; {how}"
 
 
 def ask_notes() -> str:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from controller.collector.leases import NO_COLLECTOR
 from controller.db import Database
-from controller.husbandry.schedule import shift_slots
+from controller.husbandry.schedule import current_entries, shift_slots
 from controller.husbandry.starts import finish_start, place_shift_mice, prepare_start
 from controller.lab import (
     LabError,
@@ -37,7 +37,13 @@ from controller.lab import (
 from controller.mqtt import BrokerLink
 from controller.store import recent_sessions
 from shared.carryover import CarryOver, carry_over_from
-from shared.config import TaskConfig, check_metadata
+from shared.config import (
+    SETTING_KEYS,
+    ReservedKeyError,
+    TaskConfig,
+    check_metadata,
+    check_not_reserved,
+)
 from shared.ids import check_box_id, new_request_id, new_session_id
 from shared.protocol import Reply, StartCommand, Status, StopCommand, box_online
 
@@ -52,6 +58,7 @@ Problem = Literal[
     "weight_one_mouse",  # a weight with other than exactly one mouse
     "shift_needs_cohort",  # a shift without its cohort, or with mice or every mouse
     "force_needs_reason",  # an override of the weight check without a reason
+    "reserved_key",  # metadata names a key the session owns (``key`` says which)
 ]
 
 #: What became of one mouse's (or box's) command.
@@ -59,6 +66,7 @@ OutcomeCode = Literal[
     "ok",  # started or stopped
     "already_running",  # the box already runs this very session (a retried start)
     "no_box",  # the mouse is on no box
+    "other_shift",  # on no box now: its schedule's box holds another shift
     "box_unavailable",  # offline, busy or in error, from its status: nothing was sent
     "no_reply",  # sent, and no reply came in time
     "refused_by_box",  # the box replied with an error
@@ -73,9 +81,12 @@ WarningKind = Literal["no_collector", "weight", "calibration"]
 class RequestError(LabError):
     """A start or stop request that breaks one of its rules; ``problem`` says which."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, key: str | None = None) -> None:
         super().__init__(problem)
         self.problem: Problem = problem
+        #: With ``reserved_key``: the metadata key; ``setting`` when a task setting owns it.
+        self.key = key
+        self.setting = key is not None and key in SETTING_KEYS
 
 
 @dataclass
@@ -126,6 +137,10 @@ class StartRequest:
         if isinstance(self.mice, str):
             raise TypeError("mice: a sequence of mouse ids, not one string")
         check_metadata(dict(self.metadata))  # ConfigError: a session could not store it
+        try:
+            check_not_reserved(dict(self.metadata))
+        except ReservedKeyError as exc:
+            raise RequestError("reserved_key", exc.key) from None
         if self.weight is not None and "weight" in self.metadata:
             raise RequestError("weight_twice")
         if self.weight is not None and len(dict.fromkeys(self.mice)) != 1:
@@ -225,15 +240,18 @@ def start(db: Database, open_link: LinkOpener, request: StartRequest) -> StartRe
             selected, waiting, result.placements = placed.mice, placed.waiting, placed.notes
         plan = prepare_start(
             db, selected, weight=request.weight, force=request.force,
-            reason=request.reason, by=request.by,
+            reason=request.reason, by=request.by, weight_in_metadata="weight" in request.metadata,
         )  # fmt: skip
         result.warnings += [StartWarning("weight", line) for line in plan.warnings]
         result.outcomes = start_sessions(
             db, link, plan.allowed, request.config, dict(request.metadata),
             timeout=request.timeout, extra_metadata=plan.metadata_for,
         )  # fmt: skip
+    # The box of a mouse held back is named in its row, as in the warning line above it.
+    with db.reader() as tx:
+        held_on = {mouse: box_of(tx, mouse) for mouse in plan.refused}
     result.outcomes += [
-        Outcome(mouse, None, False, f"weight check: {why}", code="weight_check")
+        Outcome(mouse, held_on[mouse], False, f"weight check: {why}", code="weight_check")
         for mouse, why in plan.refused.items()
     ]
     result.outcomes += [
@@ -377,8 +395,19 @@ def start_sessions(
     commands: dict[str, tuple[str, StartCommand]] = {}
     with db.reader() as tx:
         boxes = {mouse: box_of(tx, get_mouse(tx, mouse).id) for mouse in mice}
+        scheduled = {e.mouse_id: e for e in current_entries(tx) if boxes.get(e.mouse_id) is None}
     for mouse in mice:
         box = boxes[mouse]
+        if box is None and mouse in scheduled:
+            entry = scheduled[mouse]
+            outcomes[mouse] = Outcome(
+                mouse, entry.box_id, False,
+                f"not on its box now: it is in shift {entry.shift} of cohort "
+                f"{entry.cohort_name} on box {entry.box_id}, which holds another shift; start "
+                f"its shift: labctl start --cohort {entry.cohort_name} --shift {entry.shift}",
+                code="other_shift",
+            )  # fmt: skip
+            continue
         if box is None:
             outcomes[mouse] = Outcome(mouse, None, False, "no box assigned", code="no_box")
             continue

@@ -54,6 +54,7 @@ from controller.models import (
     TrainingSession,
     Trial,
 )
+from shared.broker_url import redact_url
 from shared.errors import ReachlabError
 
 # The tables are defined in controller.models and named here too, where most code imports
@@ -135,9 +136,9 @@ def parse_database_url(url: str) -> URL:
     """The URL as SQLAlchemy reads it; DatabaseError naming it if it is not one."""
     try:
         parsed = make_url(url.strip())
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise DatabaseError(
-            f"invalid database URL {url!r}: expected an SQLAlchemy URL such as "
+            f"invalid database URL {redact_url(url)!r}: expected an SQLAlchemy URL such as "
             "sqlite:///path/to/lab.db or postgresql+psycopg2://user@host/db"
         ) from None
     return parsed

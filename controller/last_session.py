@@ -31,6 +31,16 @@ class LastSession:
     ended_at: float | None = None
 
 
+def wall_time(task_time: float | None, learned_at: float | None) -> float | None:
+    """A session's time as a person may be shown it: never later than when the lab learned
+    it (``learned_at``, the controller's own clock). A simulated session's task clock runs
+    ahead of the wall (``--time-scale 30`` ends a 5-minute session 10 s after it started,
+    yet stamps its end 5 minutes on), as does a box whose clock is fast."""
+    if task_time is None or learned_at is None:
+        return task_time if learned_at is None else learned_at
+    return min(task_time, learned_at)
+
+
 def last_sessions(db: Database) -> dict[str, LastSession]:
     """Box -> the last session the database has recorded from it (by start time)."""
     latest = (
@@ -51,7 +61,7 @@ def last_sessions(db: Database) -> dict[str, LastSession]:
                 trials=row.trial_count,
                 rewards=row.reward_count,
                 status=row.status,
-                ended_at=row.end_time,
+                ended_at=wall_time(row.end_time, row.completed_at),
             )
             for row in tx.scalars(query)
             if row.box is not None
@@ -89,7 +99,7 @@ class SessionMemory:
                 trials=doc.counts.get("trials", known.trials if known else 0),
                 rewards=doc.counts.get("rewards", known.rewards if known else 0),
                 status=doc.status,
-                ended_at=doc.end_time,
+                ended_at=wall_time(doc.end_time, received),
             )
         self._seen_events = newest
 

@@ -17,6 +17,7 @@ takes the mapping and the prefix from the entry point (the edge) that calls it.
 from __future__ import annotations
 
 import logging
+import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,22 +101,43 @@ def format_broker_url(host: str, port: int, tls: bool) -> str:
     return f"{'mqtts' if tls else 'mqtt'}://{shown}:{port}"
 
 
+#: The password of a URL's ``user:password@`` part (any scheme: broker and database URLs).
+_URL_PASSWORD = re.compile(r"(?P<head>//[^/@:\s]*:)[^@/\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password shown as ``***``: for every error line and log line."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", url)
+
+
+def refuse_password_in_option(url: str, option: str, fix: str) -> None:
+    """:class:`ConfigError` when ``url``, given as the command-line ``option``, holds a
+    password: the command line of a running process is readable by anyone (``ps``).
+    ``fix`` names the environment variable or file that takes it instead."""
+    if redact_url(url) != url:
+        raise ConfigError(
+            f"{option} {redact_url(url)}: a password in a URL on the command line shows in "
+            f"`ps` to everyone on this machine; {fix}"
+        )
+
+
 def parse_broker_url(url: str) -> BrokerAddress:
     """The address in ``url``; :class:`ConfigError` naming the URL and what is wrong with it."""
     hint = "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+    url_shown = redact_url(url)
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError:
-        raise ConfigError(f"invalid broker URL {url!r}: bad port; {hint}") from None
+        raise ConfigError(f"invalid broker URL {url_shown!r}: bad port; {hint}") from None
     if parts.scheme not in DEFAULT_PORTS:
-        raise ConfigError(f"invalid broker URL {url!r}: {hint}")
+        raise ConfigError(f"invalid broker URL {url_shown!r}: {hint}")
     if not parts.hostname:
-        raise ConfigError(f"invalid broker URL {url!r}: no host; {hint}")
+        raise ConfigError(f"invalid broker URL {url_shown!r}: no host; {hint}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"invalid broker URL {url!r}: unexpected path or query; {hint}")
+        raise ConfigError(f"invalid broker URL {url_shown!r}: unexpected path or query; {hint}")
     if port == 0:
-        raise ConfigError(f"invalid broker URL {url!r}: port 0; {hint}")
+        raise ConfigError(f"invalid broker URL {url_shown!r}: port 0; {hint}")
     return BrokerAddress(
         host=parts.hostname,
         port=port or DEFAULT_PORTS[parts.scheme],

@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from shared.errors import ConfigError
+from shared.sessionfile import SessionRecord
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +251,46 @@ def generate_config(path: str | os.PathLike[str], overwrite: bool = False) -> Pa
     """Write a config file with the default settings; refuse to replace one unless asked."""
     file = Path(path).expanduser()
     if file.exists() and not overwrite:
-        raise ConfigError(f"{file} already exists; not overwriting it")
+        raise ConfigError(
+            f"{file} already exists; not overwriting it: --force (overwrite=True in Python) "
+            "replaces it"
+        )
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(format_config(), encoding="utf-8")
     return file
+
+
+class ReservedKeyError(ConfigError):
+    """Metadata names a key the session dict owns; ``setting`` when it is a task setting.
+
+    Each caller words the fix in its own terms (labctl's ``--duration``, labagent's
+    ``--config FILE``); the message here is the generic one."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.setting = key in SETTING_KEYS
+        how = "set it in the config file" if self.setting else "reachlab records it itself"
+        super().__init__(f"metadata key {key!r} is reserved: {how}")
+
+
+#: The task settings' keys (the config file's keys).
+SETTING_KEYS: frozenset[str] = frozenset(TaskConfig.model_fields)
+
+#: Every key a session dict owns: the task settings and what the session records.
+#: Metadata is stored first in the session dict and the settings and records are written
+#: over it, so metadata under one of these names would be silently replaced
+#: (``duration=60`` still ran 1800 s). ``notes`` is metadata on purpose: given at start.
+RESERVED_METADATA_KEYS: frozenset[str] = SETTING_KEYS | (
+    frozenset(SessionRecord.model_fields) - {"notes"}
+)
+
+
+def check_not_reserved(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Return ``metadata`` unless a key is the session's own; else :class:`ReservedKeyError`."""
+    for key in metadata:
+        if key in RESERVED_METADATA_KEYS:
+            raise ReservedKeyError(key)
+    return metadata
 
 
 def check_metadata(metadata: dict[str, Any], where: str = "metadata") -> dict[str, Any]:

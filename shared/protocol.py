@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from shared.carryover import CarryOver
-from shared.config import TaskConfig, check_metadata
+from shared.config import TaskConfig, check_metadata, check_not_reserved
 from shared.documents import SCHEMA_VERSION
 from shared.errors import ConfigError, ProtocolError
 from shared.ids import check_box_id, check_collector_id
@@ -142,7 +142,7 @@ class StartCommand(_Command):
         # Checked where the command is made, so a session never starts with metadata its
         # session_end (notes must be text) or the per-mouse JSON (no NaN) cannot hold.
         try:
-            return check_metadata(value)
+            return check_not_reserved(check_metadata(value))
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("metadata: ")) from None
 

@@ -208,7 +208,7 @@ def dashboard(env: dict[str, str]) -> Iterator[Any]:
         token=TOKEN, database_display="test", reply_timeout=2.0,
     )  # fmt: skip
     try:
-        with TestClient(application) as client:
+        with TestClient(application, base_url="http://localhost") as client:
             client.headers["Authorization"] = f"Bearer {TOKEN}"
             yield client
     finally:
@@ -241,7 +241,7 @@ def test_the_same_refusal_reaches_labctl_and_the_dashboard_as_one_outcome(
     (cli_request, cli_result), (web_request, web_result) = calls
     assert (list(cli_request.mice), cli_request.by) == (["M1"], "desk")
     assert (list(web_request.mice), web_request.by) == (["M1"], web_control.BY)
-    refusal = Outcome("M1", None, False, f"weight check: M1 has not been weighed on {today()}",
+    refusal = Outcome("M1", "1", False, f"weight check: M1 has not been weighed on {today()}",
                       code="weight_check")  # fmt: skip
     assert cli_result.outcomes == web_result.outcomes == [refusal]
     # labctl words it for the terminal, the dashboard for its JSON.

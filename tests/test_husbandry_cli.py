@@ -100,7 +100,7 @@ def test_a_light_mouse_starts_only_when_forced_with_a_reason_and_the_override_is
     assert "M1: started despite the weight check; override recorded (anna)" in forced.stdout
     assert rigs["1"].wait(lambda: len(starts(rigs["1"])) == 1)
     (command,) = starts(rigs["1"])
-    assert "weight" not in command.metadata  # not given with this start
+    assert command.metadata["weight"] == 19  # the day's weighing (issue 17: as the original)
     calibration = command.metadata["reward_calibration"]
     assert calibration["right"] is None
     assert calibration["left"]["ul_per_opening"] == 3.8  # the one in force
@@ -267,7 +267,7 @@ def test_records_lists_a_mouse_s_entries_and_void_takes_a_mistaken_one_out(
     labctl.ok("mouse", "add", "M1")
     labctl.ok("mouse", "baseline", "M1", "25")
     assert "(weighing 1)" in labctl.ok("weigh", "M1", "24")
-    labctl.ok("water", "M1", "3000")
+    labctl.ok("water", "M1", "3000", "--force")
     (water,) = [r for r in json.loads(labctl.ok("records", "M1", "--json")) if r["kind"] == "water"]
     out = labctl.ok("void", "water", str(water["id"]), "--reason", "meant 300", "--by", "ben")
     assert f"voided water {water['id']} of M1: 3000 ul water" in out

@@ -52,7 +52,7 @@ def client_for(env: dict[str, str], token: str | None = None) -> TestClient:
         database_display="test",
         reply_timeout=2.0,
     )
-    return TestClient(application)
+    return TestClient(application, base_url="http://localhost")
 
 
 @pytest.mark.broker

@@ -110,7 +110,7 @@ def test_without_a_broker_the_dashboard_serves_the_database_and_says_why(
 ) -> None:
     port = find_free_port()  # nothing listens there
     app = create_app(sqlite_db, broker_settings(f"mqtt://127.0.0.1:{port}"), Topics("t"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
 
         def attempted() -> dict[str, Any]:
             broker: dict[str, Any] = client.get("/api/info").json()["broker"]
@@ -190,7 +190,7 @@ def test_a_start_from_the_page_passes_labctls_weight_gate(
     token = "t" * 20
     db = open_database(db_url)
     app = create_app(db, broker_settings(broker_url), Topics(topic_prefix), token=token)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         answer = client.post(
             "/api/start", json={"mice": ["M1"]}, headers={"Authorization": f"Bearer {token}"}
         )
@@ -221,7 +221,7 @@ def test_the_dashboard_follows_the_broker_away_and_back(sqlite_db: Database) -> 
     try:
         topics = Topics("t")
         app = create_app(sqlite_db, broker_settings(broker.url), topics)
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:
 
             def broker_up() -> bool:
                 return bool(client.get("/api/info").json()["broker"]["connected"])

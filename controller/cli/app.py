@@ -39,12 +39,19 @@ log = logging.getLogger("labctl")
 
 EXIT_FAILED = 1  # ran, but not everything asked for happened
 EXIT_ERROR = 2  # a mistake, or a service that cannot be reached
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it and shared.entry exits
 
 
 def fail(message: str) -> NoReturn:
     """End the command with one line on stderr."""
     typer.echo(f"labctl: error: {message}", err=True)
     raise typer.Exit(EXIT_ERROR)
+
+
+def interrupted() -> NoReturn:
+    """End the command on Ctrl-C: labctl's own line and exit 130, as at any other moment."""
+    typer.echo("\nlabctl: interrupted (Ctrl-C)", err=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 # typer keeps its copy of click private and exports, of click's errors, only BadParameter:
@@ -134,6 +141,13 @@ class LabctlGroup(TyperGroup):
 
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+        except typer.Abort as exc:
+            # click turns a Ctrl-C at a prompt into "Aborted!" and exit 1; Ctrl-D stays that.
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                interrupted()
+            raise
         except UsageError as exc:  # a subcommand's arguments (click's is several lines)
             if is_help_request(exc):
                 raise
@@ -256,7 +270,8 @@ def main_options(
             "--broker",
             envvar="LABCTL_BROKER",
             metavar="URL",
-            help="MQTT broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT]",
+            help="MQTT broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (no password: "
+            "LABCTL_MQTT_PASSWORD)",
         ),
     ] = "mqtt://localhost:1883",
     prefix: Annotated[
@@ -282,6 +297,24 @@ def main_options(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    from shared.broker_url import refuse_password_in_option
+
+    try:
+        if _on_command_line(ctx, "broker"):
+            refuse_password_in_option(
+                broker,
+                "--broker",
+                "give the URL without it and set LABCTL_MQTT_USERNAME and LABCTL_MQTT_PASSWORD",
+            )
+        if db and _on_command_line(ctx, "db"):
+            refuse_password_in_option(
+                db,
+                "--db",
+                "give the URL without it and set LABCTL_DB to the whole URL, or keep the "
+                "password in ~/.pgpass (PostgreSQL reads it there)",
+            )
+    except ConfigError as exc:
+        fail(str(exc))
     state = State(
         db_url=db.strip() if db and db.strip() else None,
         broker_url=broker,
@@ -293,6 +326,13 @@ def main_options(
     )
     ctx.obj = state
     ctx.call_on_close(state.close)
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was typed (not from its environment variable or default):
+    only the command line is readable by everyone on the machine (``ps``)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def console(stderr: bool = False) -> Any:

@@ -77,9 +77,13 @@ def calibrate(
         fail(f"--count and --duration-ms must be at least 1, got {count} and {duration_ms}")
     db = state.db()
     if not already:
-        say(f"box {box}: opening the {SPOUTS[side]} solenoid {count} times for {duration_ms} ms")
+        opening = (
+            f"box {box}: opening the {SPOUTS[side]} solenoid {count} times for {duration_ms} ms"
+        )
         with state.link(timeout=timeout) as link:
-            run = run_dispense(link, box, side, count, duration_ms, timeout=timeout)
+            run = run_dispense(
+                link, box, side, count, duration_ms, timeout=timeout, on_send=lambda: say(opening)
+            )
         seen = "" if run.openings_seen is None else f" (the box counted {run.openings_seen})"
         say(f"box {box}: dispensed {count} x {duration_ms} ms{seen}")
     if total_mg is None and total_ul is None:

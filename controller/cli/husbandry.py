@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -74,7 +75,8 @@ def weigh(
         warn(line)
 
 
-@app.command()
+# ``-50`` is an amount to refuse in words, not an unknown option "-5".
+@app.command(context_settings={"ignore_unknown_options": True})
 def water(
     ctx: typer.Context,
     mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
@@ -85,10 +87,28 @@ def water(
     at: At = None,
     by: By = None,
     note: Note = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="store a volume over the lab's limit without asking")
+    ] = False,
 ) -> None:
-    """Record water given by hand, and show the mouse's water for that day."""
-    from controller.husbandry import entry
+    """Record water given by hand, and show the mouse's water for that day.
 
+    More than 1500 µL at once (a mouse's whole day is about 1 mL) is stored only when
+    confirmed at the prompt, or with --force."""  # fmt: skip
+    from controller.husbandry import entry
+    from controller.husbandry.water import CONFIRM_OVER_UL
+
+    if microliters <= 0:
+        fail(f"the amount must be positive, got {microliters:g} µL: labctl water {mouse} 50")
+    if microliters > CONFIRM_OVER_UL and not force:
+        question = (
+            f"{microliters:g} µL is over the lab's limit of {CONFIRM_OVER_UL:g} µL at once "
+            "(a mistake for µL and mL?)"
+        )
+        if not sys.stdin.isatty():
+            fail(f"{question}; give --force if it is right")
+        if not typer.confirm(f"{question} Store it?", default=False):
+            fail("nothing stored")
     with state_of(ctx).db().session() as tx:
         said = entry.water(tx, mouse, microliters, by=who(by), kind=kind, at=at_time(at), note=note)
     say(said.line)

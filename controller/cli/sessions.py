@@ -19,6 +19,7 @@ from controller.cli.app import (
 from shared.config import parse_meta, read_config
 
 if TYPE_CHECKING:  # the real import is deferred to keep labctl quick to start
+    from controller import control
     from controller.control import Outcome, OutcomeCode, Problem
 
 
@@ -30,7 +31,22 @@ REQUEST_WORDS: dict[Problem, str] = {
     "weight_one_mouse": "--weight is one mouse's weight: give exactly one MOUSE",
     "shift_needs_cohort": "--shift needs --cohort NAME (and no MOUSE... or --all)",
     "force_needs_reason": "--force needs --reason WHY: the override is kept for the welfare record",
+    "reserved_key": "--meta names a key the session records itself",
 }
+
+
+def request_words(exc: control.RequestError) -> str:
+    """A broken rule of a start or stop in labctl's words; a reserved key names its option."""
+    if exc.problem != "reserved_key" or exc.key is None:
+        return REQUEST_WORDS[exc.problem]
+    if exc.key == "duration":
+        how = "set the session length with --duration S"
+    elif exc.setting:
+        how = "it is a task setting: set it in a config file, --config FILE (labctl config init)"
+    else:
+        how = "reachlab records it itself: store yours under another name"
+    return f"--meta {exc.key}=...: {exc.key!r} is the session's own key; {how}"
+
 
 #: What a person can do about an outcome, in labctl's words, after its reason.
 HINTS: dict[OutcomeCode, str] = {
@@ -148,7 +164,7 @@ def start(
             timeout=timeout,
         )  # fmt: skip
     except control.RequestError as exc:
-        fail(REQUEST_WORDS[exc.problem])
+        fail(request_words(exc))
     result = control.start(state.db(), state.link, request)
     for warning in result.warnings:
         if warning.kind == "no_collector":

@@ -33,8 +33,21 @@ def web(
             show_default=False,
         ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            metavar="NAME",
+            help="a name the lab reaches the dashboard by (its host name or address), "
+            "repeatable; localhost, 127.0.0.1, ::1 and the --host address always are",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """The dashboard: live rig cards, learning curves per mouse and per cohort."""
+    """The dashboard: live rig cards, learning curves per mouse and per cohort.
+
+    It answers only requests addressed to one of its names (a page elsewhere cannot reach
+    it through DNS rebinding): with --host 0.0.0.0, give the names the lab uses."""
     try:
         from controller.web.app import create_app, listen, plotly_js, serve
     except ModuleNotFoundError as exc:
@@ -46,6 +59,7 @@ def web(
     except ModuleNotFoundError:
         fail(MISSING_EXTRA)
     from controller.web.control import read_token
+    from controller.web.hosts import allowed_hosts
 
     if not 0 < port < 65536:
         fail(f"--port must be between 1 and 65535, got {port}")
@@ -58,6 +72,7 @@ def web(
         state.topics(),
         token=token,
         database_display=state.db_url_display,
+        allowed_hosts=allowed_hosts(host, allowed_host or ()),
     )
     sock = listen(host, port)
     shown = f"[{host}]" if ":" in host else host

@@ -11,6 +11,7 @@ openings seen must be exactly those asked for, or the calibration would be wrong
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
@@ -51,9 +52,19 @@ def _sensors(link: BrokerLink, box: str, timeout: float) -> Reply:
 
 
 def run_dispense(
-    link: BrokerLink, box: str, spout: int, count: int, duration_ms: int, *, timeout: float = 10.0
+    link: BrokerLink,
+    box: str,
+    spout: int,
+    count: int,
+    duration_ms: int,
+    *,
+    timeout: float = 10.0,
+    on_send: Callable[[], None] | None = None,
 ) -> DispenseRun:
-    """Open the spout's solenoid ``count`` times for ``duration_ms`` and wait until done."""
+    """Open the spout's solenoid ``count`` times for ``duration_ms`` and wait until done.
+
+    ``on_send`` runs once the box is known to be online and ready, right before the
+    command goes out (a person is told "opening ..." only when it is true)."""
     problem = box_problem(link.statuses.get(box), box)
     if problem is not None:
         raise LabError(problem)
@@ -70,6 +81,8 @@ def run_dispense(
     before = _sensors(link, box, timeout)
     if not before.ok:
         raise LabError(f"box {box}: {before.error}")
+    if on_send is not None:
+        on_send()
     reply = _ask(link, box, command, rid, timeout)
     if not reply.ok:
         raise LabError(f"box {box} did not dispense: {reply.error}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from controller.db import Transaction
 from controller.husbandry.settings import lab_settings
 from controller.husbandry.water import give_water, water_day
-from controller.husbandry.weights import record_weighing, weight_check
+from controller.husbandry.weights import record_weighing, restriction_ended, weight_check
 from shared.days import session_day
 
 
@@ -32,6 +32,12 @@ def weigh(
         line = (
             f"{mouse}: {grams:g} g, {check.percent:.1f} % of its baseline "
             f"{check.baseline_grams:g} g (weighing {row.id})"
+        )
+    elif (ended := restriction_ended(tx, mouse, at=row.weighed_at + 1e-6)) is not None:
+        line = (
+            f"{mouse}: {grams:g} g (weighing {row.id}; its water restriction ended on "
+            f"{session_day(ended)}: the weight is not checked; a new baseline restricts it "
+            f"again: `labctl mouse baseline {mouse} GRAMS`)"
         )
     else:
         line = (

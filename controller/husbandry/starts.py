@@ -44,6 +44,9 @@ class StartPlan:
     box_warnings: list[str] = field(default_factory=list)
     weight: float | None = None
     weighing_id: int | None = None
+    #: Mouse -> grams of its latest weighing of the day: the session's ``weight`` when the
+    #: start gives none (the original stored the day's weight with each session).
+    day_weights: dict[str, float] = field(default_factory=dict)
     by: str = ""
     reason: str = ""
 
@@ -52,6 +55,8 @@ class StartPlan:
         extra: dict[str, Any] = {}
         if self.weight is not None:
             extra["weight"] = self.weight
+        elif mouse in self.day_weights:
+            extra["weight"] = self.day_weights[mouse]
         now = time.time()
         with self.db.reader() as tx:
             calibration = calibration_metadata(tx, box, now)
@@ -72,8 +77,12 @@ def prepare_start(
     force: bool,
     reason: str | None,
     by: str,
+    weight_in_metadata: bool = False,
 ) -> StartPlan:
     """Record ``weight`` (of the one mouse) and check every mouse's weight.
+
+    Without a weight (given here or as ``--meta weight=G``: ``weight_in_metadata``), each
+    session stores its mouse's latest weighing of the day as its ``weight``.
 
     The rules between these (a weight is one mouse's, forcing needs a reason) are the
     request's: :class:`controller.control.StartRequest` checks them before this runs."""
@@ -84,6 +93,8 @@ def prepare_start(
         settings = lab_settings(tx)
         checks = [weight_check(tx, mouse, settings) for mouse in mice]
     for check in checks:
+        if weight is None and not weight_in_metadata and check.weight_grams is not None:
+            plan.day_weights[check.mouse] = check.weight_grams
         plan.warnings.extend(check.warnings)
         if not check.blocks_start:
             plan.allowed.append(check.mouse)

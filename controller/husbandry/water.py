@@ -26,12 +26,12 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from controller.db import Transaction
-from controller.husbandry.calibration import Timeline
+from controller.husbandry.calibration import SPOUTS, Timeline
 from controller.husbandry.days import day_bounds
 from controller.husbandry.models import WaterGiven
 from controller.husbandry.settings import LabSettings
 from controller.husbandry.weights import FUTURE_SLACK_S, baseline_of
-from controller.lab import LabError, get_mouse
+from controller.lab import LabError, box_sort_key, get_mouse
 from controller.models import TrainingSession
 from shared.outcomes import is_reward, is_shaping_reward
 
@@ -40,6 +40,9 @@ WATER_KINDS = ("water", "supplement", "gel")
 NOMINAL_UL = 6.0
 #: More than this by hand at once is surely a typing mistake (µL vs mL).
 MAX_GIVEN_UL = 5000.0
+#: More than this by hand at once is more than a mouse's whole day's need (about 1 mL):
+#: stored only when the person confirms it (or gives ``--force``).
+CONFIRM_OVER_UL = 1500.0
 
 
 def give_water(
@@ -114,6 +117,8 @@ class Earned:
     rewards: int = 0
     #: Rewards counted at a nominal volume because no calibration was in force.
     uncalibrated: int = 0
+    #: The (box, spout) pairs those rewards came from: the spouts to calibrate.
+    uncalibrated_spouts: set[tuple[str, int]] = field(default_factory=set)
     #: Sessions still being collected (their rewards so far are counted).
     provisional: int = 0
 
@@ -173,6 +178,14 @@ def earned_in_session(
             out.ul = row.reward_count * sum(volumes) / len(volumes)
         else:
             out.ul, out.uncalibrated = row.reward_count * NOMINAL_UL, row.reward_count
+            if row.reward_count and row.box:
+                out.uncalibrated_spouts |= {
+                    (row.box, s)
+                    for s in (0, 1)
+                    if timeline is None
+                    or row.start_time is None
+                    or not timeline.at(s, row.start_time)
+                }
         return out
     if data is None:
         data = json.loads(row.data)
@@ -186,6 +199,8 @@ def earned_in_session(
         if calibration is None:
             out.ul += nominal
             out.uncalibrated += 1
+            if row.box:
+                out.uncalibrated_spouts.add((row.box, spout))
             continue
         duration = durations[spout]
         scale = duration / calibration.duration_ms if duration else 1.0
@@ -215,6 +230,7 @@ def earned_on_day(
         total.ul += part.ul
         total.rewards += part.rewards
         total.uncalibrated += part.uncalibrated
+        total.uncalibrated_spouts |= part.uncalibrated_spouts
         total.provisional += part.provisional
     return total
 
@@ -268,8 +284,13 @@ def water_day(
         given_by_kind=by_kind, requirement_ul=requirement, rule=str(rule),
     )  # fmt: skip
     if earned.uncalibrated:
+        spouts = sorted(earned.uncalibrated_spouts, key=lambda bs: (box_sort_key(bs[0]), bs[1]))
+        where = ", ".join(f"box {box} {SPOUTS[spout]} spout" for box, spout in spouts)
+        fix = "; ".join(
+            f"labctl calibrate --box {box} --spout {SPOUTS[spout]}" for box, spout in spouts
+        )
         out.warnings.append(
             f"{earned.uncalibrated} reward(s) counted at the nominal volume: no calibration "
-            "of the box was in force"
+            f"of the {where or 'box'} was in force" + (f" ({fix})" if fix else "")
         )
     return out

@@ -138,6 +138,16 @@ def baseline_of(tx: Transaction, mouse_id: str, at: float | None = None) -> Base
     return None if newest is None or newest.method == RESTRICTION_ENDED else newest
 
 
+def restriction_ended(tx: Transaction, mouse_id: str, at: float | None = None) -> float | None:
+    """When the mouse's water restriction ended, if the newest baselines row by ``at`` is
+    its end (:func:`end_restriction`); None when it is restricted or never was."""
+    stmt = select(Baseline).where(Baseline.mouse_id == mouse_id)
+    if at is not None:
+        stmt = stmt.where(Baseline.set_at < at)
+    newest = tx.scalars(stmt.order_by(Baseline.set_at.desc(), Baseline.id.desc())).first()
+    return newest.set_at if newest is not None and newest.method == RESTRICTION_ENDED else None
+
+
 def end_restriction(
     tx: Transaction, mouse_id: str, *, by: str, at: float | None = None, note: str = ""
 ) -> Baseline:

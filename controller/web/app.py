@@ -19,7 +19,7 @@ import json
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -27,6 +27,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -42,6 +43,7 @@ from starlette.staticfiles import StaticFiles
 from controller.db import Database
 from controller.web import care
 from controller.web.control import Control, ControlError
+from controller.web.hosts import LOOPBACK_HOSTS, HostCheck
 from controller.web.live import LiveLab
 from controller.web.pages import Pages
 from shared import __version__
@@ -96,8 +98,10 @@ def create_app(
     database_display: str = "",
     live: LiveLab | None = None,
     reply_timeout: float = 10.0,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
 ) -> Starlette:
-    """The dashboard for ``db`` and the broker ``settings``; control only with ``token``."""
+    """The dashboard for ``db`` and the broker ``settings``; control only with ``token``;
+    answering only requests whose Host header is one of ``allowed_hosts``."""
     lab = live or LiveLab(db, settings, topics)
     pages = Pages(db)
     control = Control(db, settings, topics, token, timeout=reply_timeout)
@@ -276,7 +280,11 @@ def create_app(
         Route("/api/start", controlled(control.start), methods=["POST"]),
         Route("/api/stop", controlled(control.stop), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(HostCheck, hosts=allowed_hosts)],
+    )
     app.state.live = lab
     app.state.control = control
     return app

@@ -47,7 +47,13 @@ REQUEST_WORDS: dict[Problem, str] = {
     "shift_needs_cohort": "the dashboard does not start shifts: labctl start --cohort --shift",
     "force_needs_reason": "the dashboard does not override the weight check: "
     "labctl start --force --reason WHY",
+    "reserved_key": '"metadata" names a key the session records itself: give the length as '
+    '"duration", other settings with labctl start --config FILE, and your own metadata '
+    "under another name",
 }
+
+#: The fields a start from the page may have; any other is refused, never ignored.
+START_FIELDS = ("mice", "cohort", "duration", "metadata")
 
 #: What a person at the dashboard can do about an outcome, after its reason.
 HINTS: dict[OutcomeCode, str] = {
@@ -143,7 +149,16 @@ class Control:
         return BrokerLink(self.settings, self.topics)
 
     def start(self, body: dict[str, Any]) -> Result:
-        """``{"mice": [...]}`` or ``{"cohort": NAME}``, optionally ``"duration"`` (seconds)."""
+        """``{"mice": [...]}`` or ``{"cohort": NAME}``, optionally ``"duration"`` (seconds)
+        and ``"metadata"`` (an object of metadata to store with each session)."""
+        unknown = [key for key in body if key not in START_FIELDS]
+        if unknown:
+            raise ControlError(
+                f"unknown field {unknown[0]!r}: a start takes " + ", ".join(START_FIELDS), 400
+            )
+        metadata = body.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise ControlError("metadata must be an object of KEY: VALUE", 400)
         config = TaskConfig()
         duration = body.get("duration")
         if duration is not None:
@@ -157,10 +172,13 @@ class Control:
         mice, cohort = _mice(body)
         try:
             request = control.StartRequest(
-                mice=mice, cohort=cohort, config=config, by=BY, timeout=self.timeout
-            )
+                mice=mice, cohort=cohort, config=config, metadata=metadata, by=BY,
+                timeout=self.timeout,
+            )  # fmt: skip
         except RequestError as exc:
             raise ControlError(REQUEST_WORDS[exc.problem], 400) from None
+        except ConfigError as exc:
+            raise ControlError(str(exc), 400) from None
         result = control.start(self.db, self._link, request)
         warnings = result.warnings + result.box_warnings
         return _result(
