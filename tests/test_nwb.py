@@ -223,7 +223,8 @@ def test_a_recorded_session_is_a_file_dandi_accepts_with_the_session_s_trials(
     assert back["subject"]["weight"] == "24.1 g"
     assert back["subject"]["strain"] == "C57BL/6J"
     assert back["experimenter"] == ["Doe, Jane"]
-    assert "agent software reachlab" in back["devices"]["box_1"]
+    rig = back["devices"]["box_1"]
+    assert "agent software reachlab" in rig and "solenoids 24, 25" in rig
 
     # Rewards are the rig's own record, each at the calibration in force for its spout.
     rewards = back["events"]["rewards"]

@@ -40,7 +40,7 @@ from controller.nwb.subject import Subject
 from controller.store import session_time
 from shared import __version__
 from shared.analysis.trials import is_number
-from shared.documents import Document, parse_document
+from shared.documents import Document, SessionStart, parse_document
 from shared.errors import DataFileError, ProtocolError, ReachlabError
 
 _LABEL = re.compile(r"[^A-Za-z0-9-]")
@@ -197,7 +197,8 @@ def export_session(
         if row.origin == "recorded"
         else "imported from a per-mouse file of the original single-rig library"
     )
-    pins = data.get("pins")
+    first = documents[0] if documents else None
+    pins = first.pins if isinstance(first, SessionStart) else None
     facts = SessionFacts(
         mouse=mouse,
         name=row.session_id or name,
@@ -215,7 +216,7 @@ def export_session(
         institution=settings.institution or None,
         weight_grams=_weight(tx, row, data),
         notes=_text(data.get("notes")),
-        pins=pins if isinstance(pins, dict) else None,
+        pins=pins,
         calibration=calibration,
         exporter_version=__version__,
     )

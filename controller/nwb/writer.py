@@ -43,8 +43,8 @@ class SessionFacts:
     institution: str | None
     weight_grams: float | None
     notes: str | None
-    #: Where the pins of the rig are known: name -> BCM pin numbers.
-    pins: dict[str, Any] | None
+    #: The rig's BCM pin numbers by role, where its ``session_start`` gave them.
+    pins: dict[str, int | tuple[int, int]] | None
     #: The calibration in force at the start: spout -> its fields.
     calibration: dict[str, dict[str, Any]] | None
     exporter_version: str
@@ -86,7 +86,11 @@ def _rig(facts: SessionFacts) -> Any:
         else "software version not recorded"
     )
     if facts.pins:
-        parts.append("BCM pins: " + "; ".join(f"{k} {v}" for k, v in facts.pins.items()))
+        pins = (
+            f"{role} {', '.join(map(str, pin)) if isinstance(pin, list | tuple) else pin}"
+            for role, pin in facts.pins.items()
+        )
+        parts.append("BCM pins (left, right): " + "; ".join(pins))
     else:
         parts.append("pins not recorded with the session")
     return Device(
