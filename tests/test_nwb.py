@@ -30,12 +30,12 @@ from controller.nwb.content import cue_seconds, session_content
 from controller.nwb.subject import Subject, SubjectError, apply, checked, read_subjects
 from controller.store import mouse_sessions
 from shared.config import TaskConfig
-from shared.documents import Document, dump_document
+from shared.documents import CueChanged, Document, SpoutsMoved, dump_document
 from shared.protocol import Status, Topics, encode
 
 from .fakes import synthetic_session
 from .test_labctl import Labctl
-from .test_legacy_files import session, summer_2019, trial, write_like_the_original
+from .test_legacy_files import DROP, session, summer_2019, trial, write_like_the_original
 
 HAS_NWB = find_spec("pynwb") is not None and find_spec("nwbinspector") is not None
 needs_nwb = pytest.mark.skipif(
@@ -274,6 +274,29 @@ def test_an_aborted_session_and_one_without_trials_are_files_dandi_accepts(
 
 
 @needs_nwb
+def test_the_rig_s_spout_moves_and_cue_changes_are_events_of_a_recorded_session(
+    db: Database, tmp_path: Path
+) -> None:
+    from controller.nwb.export import export_nwb
+
+    docs = synthetic_session(mouse="M1", trials=6, t0=START)
+    *body, end = docs
+    sid, t = end.session_id, end.t - 0.5
+    moved = SpoutsMoved(session_id=sid, box="1", seq=len(body), t=t, spout_position=(2, 1))
+    shorter = CueChanged(session_id=sid, box="1", seq=len(body) + 1, t=t, cue_duration=9970.0)
+    store_recorded(db, [*body, moved, shorter, end.model_copy(update={"seq": len(body) + 2})])
+    describe_mouse(db, "M1")
+    (result,) = export_nwb(db, ["M1"], tmp_path / "out")
+    assert result.path is not None
+    assert dandi_problems(result.path) == []
+    events = read_back(result.path)["events"]
+    assert list(events["spout_moves"]["position_left"]) == [2]
+    assert list(events["spout_moves"]["timestamp"]) == pytest.approx([t - START])
+    assert list(events["cue_duration_changes"]["cue_duration"]) == pytest.approx([9.97])
+    assert "were not recorded" not in read_back(result.path)["description"]
+
+
+@needs_nwb
 def test_an_imported_session_of_the_original_s_oldest_shape_leaves_out_what_it_lacks(
     db: Database, tmp_path: Path
 ) -> None:
@@ -338,13 +361,14 @@ def test_labctl_exports_every_mouse_in_dandi_s_layout_with_the_lab_s_names(
 ) -> None:
     labctl = cli(tmp_path)
     write_like_the_original(tmp_path / "in" / "A1.json", [session()])
-    write_like_the_original(tmp_path / "in" / "B_2.json", [session(start_time=START)])
+    write_like_the_original(tmp_path / "in" / "B_2.json", [session(start_time=START, trainer=DROP)])
     labctl.ok("import", str(tmp_path / "in"))
     for mouse in ("A1", "B_2"):
         labctl.ok("mouse", "set", mouse, "--species", "Mus musculus", "--sex", "F",
                   "--dob", "2026-01-05", "--strain", "C57BL/6J")  # fmt: skip
     labctl.ok("lab", "set", "lab", "Reach Lab")
     labctl.ok("lab", "set", "institution", "University of Somewhere")
+    labctl.ok("lab", "set", "experimenter", "Doe, Jane")  # for sessions naming no trainer
     out = labctl.ok("export", "--all", "--format", "nwb", "--out", str(tmp_path / "out"))
     assert "A1: 1 session(s)" in out and "B_2: 1 session(s)" in out
     files = [p.relative_to(tmp_path / "out").parts[0] for p in nwb_files(tmp_path / "out")]
@@ -352,6 +376,8 @@ def test_labctl_exports_every_mouse_in_dandi_s_layout_with_the_lab_s_names(
     back = read_back(nwb_files(tmp_path / "out")[1])
     assert back["subject"]["subject_id"] == "B_2"
     assert (back["lab"], back["institution"]) == ("Reach Lab", "University of Somewhere")
+    assert back["experimenter"] == ["Doe, Jane"]
+    assert read_back(nwb_files(tmp_path / "out")[0])["experimenter"] == ["alex"]
 
 
 def test_export_refuses_in_one_line_naming_what_the_subject_lacks(tmp_path: Path) -> None:
