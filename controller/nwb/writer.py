@@ -21,7 +21,7 @@ from controller.nwb.subject import SEXES, Subject
 
 KEYWORDS = ["reach task", "forelimb reaching", "mouse behavior", "reachlab"]
 EXPERIMENT = (
-    "Visually guided forelimb reaching: a head-free mouse rests both paws on sensors; a cue "
+    "Visually guided forelimb reaching: a mouse rests both paws on sensors; a cue "
     "light marks one of two water spouts, and touching it earns a drop of water. Spouts move "
     "further away and the cue shortens as the mouse learns (reachlab, docs/task.md)."
 )
