@@ -35,7 +35,15 @@ from shared.protocol import Status, Topics, encode
 
 from .fakes import synthetic_session
 from .test_labctl import Labctl
-from .test_legacy_files import DROP, session, summer_2019, trial, write_like_the_original
+from .test_legacy_files import (
+    DROP,
+    autumn_2019,
+    september_2019,
+    session,
+    summer_2019,
+    trial,
+    write_like_the_original,
+)
 
 HAS_NWB = find_spec("pynwb") is not None and find_spec("nwbinspector") is not None
 needs_nwb = pytest.mark.skipif(
@@ -132,6 +140,7 @@ def read_back(path: Path) -> dict[str, Any]:
     with NWBHDF5IO(str(path), mode="r") as io:
         nwbfile = io.read()
         out: dict[str, Any] = {
+            "path": path,
             "trials": None if nwbfile.trials is None else nwbfile.trials.to_dataframe(),
             "events": {name: table.to_dataframe() for name, table in nwbfile.events.items()},
             "subject": nwbfile.subject,
@@ -323,6 +332,31 @@ def test_an_imported_session_of_the_original_s_oldest_shape_leaves_out_what_it_l
         assert list(events["paw_resets"]["paw"]) == ["left"]
         assert len(events["cue_onsets"]) == 2
         assert back["subject"]["weight"] is None  # the prompt's "?" is not a weight
+
+
+@needs_nwb
+def test_the_september_2019_time_lists_and_a_2019_single_actuator_session_are_files_dandi_accepts(
+    db: Database, tmp_path: Path
+) -> None:
+    from controller.nwb.export import export_nwb
+
+    path = tmp_path / "in" / "Sept1.json"
+    write_like_the_original(path, [september_2019(), autumn_2019()])
+    import_files(db, [path])
+    describe_mouse(db, "Sept1")
+    results = export_nwb(db, ["Sept1"], tmp_path / "out")
+    assert [r.written for r in results] == [True, True]
+    september, autumn = (read_back(p) for p in nwb_files(tmp_path / "out"))
+    for back in (september, autumn):
+        assert dandi_problems(back["path"]) == []
+    events = september["events"]
+    assert list(events["paw_resets"]["paw"]) == ["left", "right", "left"]
+    assert list(events["spontaneous_reaches"]["spout"]) == ["unknown"]
+    assert list(events["spout_touches"]["outcome"]) == ["unknown"]
+    assert len(events["paw_lifts"]) == 2 and len(events["cue_onsets"]) == 2
+    frame = autumn["trials"]
+    assert list(frame["cue_duration"]) == pytest.approx([10.0, 9.0, 9.0])  # in seconds then
+    assert list(frame["spout_position_left"]) == list(frame["spout_position_right"]) == [1, 2, 2]
 
 
 @needs_nwb

@@ -22,7 +22,9 @@ from shared.analysis.trials import (
     CANCELLED,
     CORRECT,
     INCORRECT,
+    LEFT,
     MISSED,
+    RIGHT,
     equals,
     is_number,
     outcome,
@@ -51,17 +53,18 @@ NOT_SETTINGS = frozenset(
         "trainer", "weight", "session_id", "box", "training_box", "status", "software_version",
     }
 )  # fmt: skip
-#: The original's 2019 files: lists of times per kind, before trials were records.
-LEGACY_TIMES = {
-    "resets_timepoints": "paw_resets",
-    "resets_t": "paw_resets",
-    "spont_reach_timepoints": "spontaneous_reaches",
-    "cue_timepoints": "cue_onsets",
-    "cue_t": "cue_onsets",
-    "cued_lift_timepoints": "paw_lifts",
-    "touch_timepoints": "spout_touches",
-    "touch_t": "spout_touches",
+#: The original's 2019 files, before trials were records: a list of times per kind (flat,
+#: or ``[[left times], [right times]]``) -> the events table, and its values after the side.
+LEGACY_TIMES: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "resets_t": ("paw_resets", ()),
+    "cue_t": ("cue_onsets", ()),
+    "cue_timepoints": ("cue_onsets", ()),
+    "cued_lift_timepoints": ("paw_lifts", (-1,)),
+    "touch_t": ("spout_touches", ("unknown",)),
+    "touch_timepoints": ("spout_touches", ("unknown",)),
 }
+#: Time lists carried as events, never as settings (these two read by side_events).
+TIME_LISTS = frozenset(LEGACY_TIMES) | {"resets_timepoints", "spont_reach_timepoints"}
 #: A cue duration below this is in seconds: the original's Nov 2019 files (no cue is 0.1 s).
 CUE_SECONDS_BELOW = 100.0
 
@@ -283,7 +286,7 @@ def _event_kinds(recorded: bool) -> dict[str, EventKind]:
               "the session's resets", ("paw", "left, right or unknown")),
         _kind("spout_touches", "a spout touched while its cue or the other's was lit",
               trials, ("spout", "left, right or unknown"),
-              ("correct", "the touched spout was the target")),
+              ("outcome", "correct (the target), incorrect, or unknown (2019 files)")),
         _kind("spontaneous_reaches", "a spout touched during the intertrial interval, which "
               "restarted it", "the session's spontaneous reaches",
               ("spout", "left, right or unknown")),
@@ -329,7 +332,7 @@ def build_events(
         end, result = _number(trial.get("end")), outcome(trial)
         if end is not None and result in (CORRECT, INCORRECT):
             touched = trial.get("spout") if result == CORRECT else _other(trial.get("spout"))
-            kinds["spout_touches"].add(end - start, _side_name(touched), result == CORRECT)
+            kinds["spout_touches"].add(end - start, _side_name(touched), OUTCOMES[result])
     for t, paw in side_events(session, "resets"):
         if is_number(t):
             kinds["paw_resets"].add(t - start, "unknown" if paw is None else SIDES[paw])
@@ -358,13 +361,12 @@ def _other(value: Any) -> int | None:
 
 
 def _legacy_times(session: Mapping[str, Any], start: float, kinds: dict[str, EventKind]) -> None:
-    """The 2019 files' per-kind time lists, flat or ``[[left times], [right times]]``."""
-    sides = session.get("resets_sides")
-    for key, name in LEGACY_TIMES.items():
+    """The 2019 files' per-kind time lists (:data:`LEGACY_TIMES`); a side they do not give
+    is unknown (``resets_t``'s sides are the ``resets_sides`` letters)."""
+    letters = session.get("resets_sides")
+    for key, (name, rest) in LEGACY_TIMES.items():
         value = session.get(key)
-        if not isinstance(value, list) or key == "resets_timepoints":
-            continue  # resets_timepoints: read by side_events already
-        if key == "spont_reach_timepoints":
+        if not isinstance(value, list):
             continue
         nested = bool(value) and all(isinstance(v, list) for v in value)
         pairs = (
@@ -372,20 +374,15 @@ def _legacy_times(session: Mapping[str, Any], start: float, kinds: dict[str, Eve
             if nested
             else [(t, None) for t in value]
         )
+        kind = kinds[name]
         for index, (t, which) in enumerate(pairs):
             if not is_number(t):
                 continue
-            if which is None and key == "resets_t" and isinstance(sides, list):
-                letter = sides[index] if index < len(sides) else None
-                which = {"l": 0, "r": 1}.get(letter) if isinstance(letter, str) else None
-            label = "unknown" if which not in (0, 1) else SIDES[which]
-            kind = kinds[name]
-            values: list[Any] = [label][: len(kind.columns)]
-            if name == "paw_lifts":
-                values = [label, -1]
-            elif name == "spout_touches":
-                values = [label, False]
-            kind.add(float(t) - start, *values)
+            if which is None and key == "resets_t" and isinstance(letters, list):
+                letter = letters[index] if index < len(letters) else None
+                which = {"l": LEFT, "r": RIGHT}.get(letter) if isinstance(letter, str) else None
+            label = "unknown" if which is None else SIDES[which]
+            kind.add(float(t) - start, *[label, *rest][: len(kind.columns)])
 
 
 def _rule_rewards(
@@ -445,7 +442,7 @@ def build_settings(session: Mapping[str, Any]) -> list[tuple[str, str]]:
     (``calibration.left.ul_per_opening``); time lists of the 2019 files are events instead."""
     out: list[tuple[str, str]] = []
     for key, value in session.items():
-        if key in NOT_SETTINGS or key in LEGACY_TIMES:
+        if key in NOT_SETTINGS or key in TIME_LISTS:
             continue
         _flatten(str(key), value, out)
     return out
