@@ -20,10 +20,7 @@ from typing import Any
 
 from shared.analysis.trials import (
     CANCELLED,
-    CORRECT,
-    INCORRECT,
     LEFT,
-    MISSED,
     RIGHT,
     equals,
     is_number,
@@ -42,9 +39,16 @@ from shared.documents import (
     SpoutsMoved,
     TrialEnd,
 )
+from shared.outcomes import (
+    CORRECT,
+    INCORRECT,
+    MISSED,
+    OUTCOME_NAMES,
+    is_reward,
+    is_shaping_reward,
+)
 
 SIDES = ("left", "right")
-OUTCOMES = {MISSED: "missed", CORRECT: "correct", INCORRECT: "incorrect", CANCELLED: "cancelled"}
 NAN = math.nan
 #: Keys of a session dict carried elsewhere in the file than the settings table.
 NOT_SETTINGS = frozenset(
@@ -164,6 +168,24 @@ def reward_durations(session: Mapping[str, Any]) -> list[float | None]:
     return [one, one]
 
 
+def outcome_label(code: int) -> str:
+    """An outcome's name; the original's outcome 3 (a trial it cancelled) is ``cancelled``."""
+    return "cancelled" if code == CANCELLED else OUTCOME_NAMES[code]
+
+
+def reward_times(
+    trial: Mapping[str, Any], session_shaping: bool, start: float | None, end: float | None
+) -> list[float]:
+    """When the trial gave water, by the reward rule (:mod:`shared.outcomes`): at cue onset
+    when shaping, at the touch when correct."""
+    times = []
+    if start is not None and is_shaping_reward(trial, session_shaping):
+        times.append(start)
+    if end is not None and is_reward(trial.get("outcome")):
+        times.append(end)
+    return times
+
+
 def trial_columns() -> list[Column]:
     return [
         Column("trial_number", "the trial's place in the session's list of trials, from 0"),
@@ -226,8 +248,7 @@ def build_trials(
             previous = trial
             continue
         target = side(trial.get("spout"))
-        own = trial.get("shaping")
-        shaping = own if isinstance(own, bool) else session_shaping
+        shaping = is_shaping_reward(trial, session_shaping)
         lift = _number(trial.get("lift_time"))
         paw = side(trial.get("lift_paw"))
         reaction = end - t0 if result in (CORRECT, INCORRECT) else NAN
@@ -239,13 +260,12 @@ def build_trials(
         )
         ul, calibrated, rewarded = 0.0, True, False
         if target is not None:
-            times = ([t0] if shaping else []) + ([end] if result == CORRECT else [])
-            for t in times:
+            for t in reward_times(trial, session_shaping, t0, end):
                 part, known = volume(target, t, durations[target])
                 ul, calibrated, rewarded = ul + part, calibrated and known, True
         left, right = _positions(trial.get("spout_position"))
         code = CANCELLED if cancelled else result
-        name = "unknown" if code is None else OUTCOMES[code]
+        name = "unknown" if code is None else outcome_label(code)
         starts.append(t0 - start)
         stops.append(end - start)
         rows.append(
@@ -332,7 +352,7 @@ def build_events(
         end, result = _number(trial.get("end")), outcome(trial)
         if end is not None and result in (CORRECT, INCORRECT):
             touched = trial.get("spout") if result == CORRECT else _other(trial.get("spout"))
-            kinds["spout_touches"].add(end - start, _side_name(touched), OUTCOMES[result])
+            kinds["spout_touches"].add(end - start, _side_name(touched), outcome_label(result))
     for t, paw in side_events(session, "resets"):
         if is_number(t):
             kinds["paw_resets"].add(t - start, "unknown" if paw is None else SIDES[paw])
@@ -397,13 +417,7 @@ def _rule_rewards(
         t0, end = _number(trial.get("start")), _number(trial.get("end"))
         if spout is None:
             continue
-        own = trial.get("shaping")
-        times = []
-        if (own is True or (not isinstance(own, bool) and session_shaping)) and t0 is not None:
-            times.append(t0)
-        if outcome(trial) == CORRECT and end is not None:
-            times.append(end)
-        for t in times:
+        for t in reward_times(trial, session_shaping, t0, end):
             ul, known = volume(spout, t, durations[spout])
             ms = durations[spout]
             kind.add(t - start, SIDES[spout], ul, known, duration=None if ms is None else ms / 1000)

@@ -25,16 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from controller.db import Database
+from controller.db import Database, Transaction
 from controller.husbandry.calibration import SPOUTS, Timeline, describe
 from controller.husbandry.models import Weighing
 from controller.husbandry.settings import LabSettings, lab_settings
 from controller.husbandry.water import NOMINAL_UL, reward_volume
 from controller.lab import get_mouse
-from controller.models import Document as DocumentRow
-from controller.models import TrainingSession
+from controller.models import StoredDocument, TrainingSession
 from controller.nwb.content import RewardVolume, session_content
 from controller.nwb.subject import Subject
 from controller.store import session_time
@@ -74,7 +72,7 @@ def session_path(out_dir: Path, mouse: str, session_label: str) -> Path:
     return out_dir / sub / f"{sub}_ses-{session_label}_behavior.nwb"
 
 
-def check_subjects(tx: Session, mice: Sequence[str]) -> dict[str, Subject]:
+def check_subjects(tx: Transaction, mice: Sequence[str]) -> dict[str, Subject]:
     """The mice as subjects; :class:`SubjectIncomplete` naming every missing field if any
     mouse lacks what DANDI requires (so nothing is written)."""
     subjects = {m: Subject.of(get_mouse(tx, m)) for m in mice}
@@ -90,7 +88,7 @@ def check_subjects(tx: Session, mice: Sequence[str]) -> dict[str, Subject]:
     return subjects
 
 
-def _weight(tx: Session, row: TrainingSession, data: dict[str, Any]) -> float | None:
+def _weight(tx: Transaction, row: TrainingSession, data: dict[str, Any]) -> float | None:
     """The session's weight in grams: its own metadata, else a weighing given with it."""
     value = data.get("weight")
     if isinstance(value, str):
@@ -110,14 +108,14 @@ def _weight(tx: Session, row: TrainingSession, data: dict[str, Any]) -> float | 
     return grams
 
 
-def _documents(tx: Session, row: TrainingSession) -> list[Document] | None:
+def _documents(tx: Transaction, row: TrainingSession) -> list[Document] | None:
     """The rig's own record of a recorded session, if the database holds it whole."""
     if row.origin != "recorded" or row.session_id is None:
         return None
     bodies = tx.scalars(
-        select(DocumentRow.body)
-        .where(DocumentRow.session_id == row.session_id)
-        .order_by(DocumentRow.seq)
+        select(StoredDocument.body)
+        .where(StoredDocument.session_id == row.session_id)
+        .order_by(StoredDocument.seq)
     ).all()
     try:
         docs = [parse_document(body) for body in bodies]
@@ -147,7 +145,7 @@ def _box(row: TrainingSession, data: dict[str, Any]) -> str | None:
 
 
 def export_session(
-    tx: Session,
+    tx: Transaction,
     row: TrainingSession,
     subject: Subject,
     settings: LabSettings,
