@@ -34,7 +34,7 @@ from shared.documents import CueChanged, Document, SpoutsMoved, dump_document
 from shared.protocol import Status, Topics, encode
 
 from .fakes import synthetic_session
-from .test_labctl import Labctl
+from .labctl import Labctl
 from .test_legacy_files import (
     DROP,
     autumn_2019,
