@@ -122,8 +122,11 @@ class TaskEngine:
         metadata: dict[str, Any] | None = None,
         carry_over: CarryOver | None = None,
         rng: random.Random | None = None,
+        pins: dict[str, int | tuple[int, int]] | None = None,
     ) -> None:
         self.config = config
+        #: The rig's pin numbers, announced in ``session_start`` for the record.
+        self.pins = pins
         self.clock = clock
         self.rig = rig
         self.mouse = mouse
@@ -189,6 +192,7 @@ class TaskEngine:
             metadata=self.metadata,
             carry_over=self.carry_over,
             software_version=SOFTWARE_VERSION,
+            pins=self.pins,
         )
         initial = self.config.initial_spout
         self._spout = self.rng.randint(0, 1) if initial == "random" else int(initial)

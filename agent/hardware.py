@@ -62,6 +62,10 @@ class PinMap(BaseModel):
     actuators: tuple[int, int] = Field((12, 13), description="left, right PWM spout actuators")
     sync: int = Field(4, description="sync signal output, high during the cue")
 
+    def roles(self) -> dict[str, int | tuple[int, int]]:
+        """Pin numbers by role, as ``session_start`` announces them."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
     def all_pins(self) -> list[int]:
         return [
             *self.paw_sensors,

@@ -108,6 +108,7 @@ class RigRuntime:
             metadata=metadata,
             carry_over=carry_over,
             rng=random.Random(rng_seed),
+            pins=self.rig.pins.roles(),
         )
         if self.mouse is not None:
             sim_mouse = self.mouse

@@ -57,6 +57,18 @@ class Mouse(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float)
     notes: Mapped[str] = mapped_column(Text, default="")
+    # The mouse as a subject of published data (``labctl mouse set``; docs/nwb.md).
+    #: Latin binomial (``Mus musculus``) or an NCBI taxonomy link.
+    species: Mapped[str | None] = mapped_column(String(100))
+    #: ``M``, ``F``, ``U`` (unknown) or ``O`` (other), as NWB and DANDI spell them.
+    sex: Mapped[str | None] = mapped_column(String(1))
+    #: ``YYYY-MM-DD``.
+    date_of_birth: Mapped[str | None] = mapped_column(String(10))
+    #: An ISO 8601 duration (``P8W``) as given on ``age_on`` (``YYYY-MM-DD``).
+    age: Mapped[str | None] = mapped_column(String(32))
+    age_on: Mapped[str | None] = mapped_column(String(10))
+    strain: Mapped[str | None] = mapped_column(String(200))
+    genotype: Mapped[str | None] = mapped_column(String(500))
 
 
 class Box(Base):

@@ -45,6 +45,11 @@ class SessionStart(_Doc):
     metadata: dict[str, Any] = Field(default_factory=dict, description="stored first in the dict")
     carry_over: CarryOver | None = None
     software_version: str
+    pins: dict[str, int | tuple[int, int]] | None = Field(
+        None,
+        description="the rig's BCM pin numbers by role (left, right where a pair); kept with "
+        "the stored documents for the record (NWB export), not in the session dict",
+    )
 
 
 class TrialStart(_Doc):

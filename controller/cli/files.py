@@ -20,6 +20,7 @@ from controller.cli.app import (
 )
 
 if TYPE_CHECKING:
+    from controller.db import Database
     from controller.files import ImportResult
 
 
@@ -34,14 +35,29 @@ def export_command(
     force: Annotated[
         bool, typer.Option("--force", help="replace files holding sessions the database lacks")
     ] = False,
+    file_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="json: DIR/<mouse>.json; nwb: one NWB file per session for DANDI "
+            "(DIR/sub-<mouse>/sub-<mouse>_ses-<start>_behavior.nwb; the nwb extra)",
+        ),
+    ] = "json",
 ) -> None:
-    """Write each mouse's sessions to DIR/<mouse>.json (the canonical per-mouse file)."""
+    """Write each mouse's sessions to DIR/<mouse>.json (the canonical per-mouse file).
+
+    With --format nwb, each session becomes an NWB file in DANDI's layout instead
+    (docs/nwb.md); the mice must have their species, sex and date of birth or age
+    (`labctl mouse set`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from controller.files import export_mice, mice_with_sessions
     from controller.lab import get_mouse
 
     db = state_of(ctx).db()
+    if file_format not in ("json", "nwb"):
+        fail(f"invalid --format {file_format!r}: expected json or nwb")
     if bool(mice) == every:
         fail("give the mice to export: MOUSE... or --all")
     if every:
@@ -55,6 +71,9 @@ def export_command(
         with db.reader() as tx:
             for mouse_id in selected:
                 get_mouse(tx, mouse_id)
+    if file_format == "nwb":
+        _export_nwb(db, selected, out)
+        return
     show_bar = len(selected) > 3 and sys.stdout.isatty()
     with Progress(
         TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
@@ -80,6 +99,31 @@ def export_command(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _export_nwb(db: Database, mice: list[str], out: Path) -> None:
+    try:
+        from controller.nwb.export import export_nwb
+        from controller.nwb.writer import require_pynwb
+
+        require_pynwb()
+    except ImportError as exc:
+        fail(f"{exc}: install the nwb extra (pip install 'reachlab[nwb]')")
+    results = export_nwb(db, mice, out)
+    for mouse in mice:
+        mine = [r for r in results if r.mouse == mouse]
+        written = [r for r in mine if r.written]
+        say(
+            f"{mouse}: {len(written)} session(s) -> "
+            f"{written[0].path.parent if written and written[0].path else out}"
+        )
+        for r in mine:
+            if r.failed:
+                typer.echo(f"labctl: error: {mouse}: {r.note}", err=True)
+            elif not r.written:
+                warn(f"{mouse}: {r.note}")
+    if any(r.failed for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command("import")
 def import_command(
     ctx: typer.Context,
@@ -90,6 +134,16 @@ def import_command(
             help="per-mouse files (<mouse id>.json) or folders of them (every *.json inside)",
         ),
     ],
+    subjects: Annotated[
+        Path | None,
+        typer.Option(
+            "--subjects",
+            metavar="FILE",
+            help="the mice's species, sex, dob or age, strain, genotype: a CSV with a 'mouse' "
+            "column, or JSON (docs/nwb.md)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Load per-mouse JSON files into the database; importing twice changes nothing.
 
@@ -101,7 +155,10 @@ def import_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from controller.files import files_to_import, import_files
+    from controller.nwb.subject import read_subjects
 
+    # Checked before anything is imported: a bad sheet changes nothing.
+    described = read_subjects(subjects) if subjects is not None else {}
     db = state_of(ctx).db()
     count = len(files_to_import(paths))
     show_bar = count > 3 and sys.stdout.isatty()
@@ -115,6 +172,8 @@ def import_command(
             db, paths, progress=lambda r: progress.update(task, advance=1, description=r.path.name)
         )
     _import_summary(results)
+    if described:
+        _describe_mice(db, described)
     refused = [r for r in results if r.refused]
     for r in results:
         for conflict in r.conflicts:
@@ -123,6 +182,22 @@ def import_command(
         typer.echo(f"labctl: error: {r.error}", err=True)
     if refused:
         raise typer.Exit(EXIT_ERROR if len(refused) == len(results) else EXIT_FAILED)
+
+
+def _describe_mice(db: Database, described: dict[str, dict[str, str | None]]) -> None:
+    from controller.models import Mouse
+    from controller.nwb.subject import apply
+
+    unknown = []
+    with db.session() as tx:
+        for mouse, values in described.items():
+            row = tx.get(Mouse, mouse)
+            if row is None:
+                unknown.append(mouse)
+            elif changed := apply(row, values):
+                say(f"{mouse}: subject {', '.join(changed)} set")
+    if unknown:
+        warn(f"--subjects names mice with no sessions here, left out: {', '.join(unknown)}")
 
 
 def _import_summary(results: list[ImportResult]) -> None:

@@ -137,6 +137,53 @@ def mouse_add(
         say(f"created mouse {mouse_id}" if created else f"mouse {mouse_id} already exists")
 
 
+@mouse_app.command("set")
+def mouse_set(
+    ctx: typer.Context,
+    mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id")],
+    species: Annotated[
+        str | None,
+        typer.Option("--species", metavar="NAME", help='Latin binomial, e.g. "Mus musculus"'),
+    ] = None,
+    sex: Annotated[
+        str | None, typer.Option("--sex", metavar="M|F|U|O", help="male, female, unknown, other")
+    ] = None,
+    dob: Annotated[
+        str | None, typer.Option("--dob", metavar="YYYY-MM-DD", help="date of birth")
+    ] = None,
+    age: Annotated[
+        str | None,
+        typer.Option("--age", metavar="P8W", help="age today, ISO 8601 days or weeks (no --dob)"),
+    ] = None,
+    strain: Annotated[
+        str | None, typer.Option("--strain", metavar="TEXT", help="e.g. C57BL/6J")
+    ] = None,
+    genotype: Annotated[
+        str | None, typer.Option("--genotype", metavar="TEXT", help="e.g. Vglut2-Cre/wt")
+    ] = None,
+) -> None:
+    """Describe a mouse as the subject of published data (NWB export, docs/nwb.md).
+
+    DANDI requires species, sex and a date of birth or an age; strain and genotype
+    are kept when given. An age is counted on from the day it is given."""
+    from controller.lab import get_mouse
+    from controller.nwb.subject import Subject, apply, checked
+
+    values = checked(
+        {"species": species, "sex": sex, "date_of_birth": dob, "age": age,
+         "strain": strain, "genotype": genotype}
+    )  # fmt: skip
+    if not values:
+        fail("nothing to set: give --species, --sex, --dob or --age, --strain or --genotype")
+    with state_of(ctx).db().session() as tx:
+        row = get_mouse(tx, mouse)
+        changed = apply(row, values)
+        missing = Subject.of(row).missing()
+    say(f"{mouse}: set {', '.join(changed)}" if changed else f"{mouse}: unchanged")
+    if missing:
+        say(f"{mouse} still lacks what DANDI requires: {', '.join(missing)}")
+
+
 @mouse_app.command("list")
 def mouse_list(
     ctx: typer.Context,
@@ -177,10 +224,13 @@ def mouse_show(
     """One mouse: box, cohorts, assignment history and sessions."""
     from rich.table import Table
 
-    from controller.lab import assignment_history, mouse_summaries, session_rows
+    from controller.lab import assignment_history, get_mouse, mouse_summaries, session_rows
+    from controller.nwb.subject import Subject
+    from controller.nwb.subject import describe as describe_subject
 
     with state_of(ctx).db().reader() as tx:
         (summary,) = mouse_summaries(tx, [mouse])
+        subject = describe_subject(Subject.of(get_mouse(tx, mouse)))
         history: list[dict[str, Any]] = [
             {"box": a.box_id, "from": a.started_at, "until": a.ended_at}
             for a in assignment_history(tx, mouse)
@@ -206,6 +256,7 @@ def mouse_show(
                 "box": summary.box,
                 "cohorts": summary.cohorts,
                 "notes": summary.notes,
+                "subject": subject,
                 "assignments": history,
                 "sessions": sessions,
             }
@@ -217,6 +268,9 @@ def mouse_show(
     )
     if summary.notes:
         say(f"notes: {summary.notes}")
+    given = {k: v for k, v in subject.items() if v is not None and k != "age_on"}
+    if given:
+        say("subject: " + ", ".join(f"{k} {v}" for k, v in given.items()))
     for a in history:
         until = when(a["until"]) if a["until"] else "now"
         say(f"  on box {a['box']} from {when(a['from'])} until {until}")

@@ -1,5 +1,5 @@
 """Per-lab settings with defaults: weight threshold and grace, water rule, calibration age,
-the hours and limits of the alerts.
+the hours and limits of the alerts, the lab's names.
 
 A lab sets them with ``labctl lab set KEY VALUE``; every value given is kept with who gave
 it and when (``lab_settings``), and the newest per key is in force. A key never set has
@@ -88,6 +88,13 @@ def parse_hour(key: str, text: str) -> str:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
+def _name(key: str, text: str) -> str:
+    value = " ".join(text.split())
+    if not 1 <= len(value) <= 200:
+        raise ConfigError(f"invalid {key} {text!r}: expected 1 to 200 characters")
+    return value
+
+
 @dataclass(frozen=True)
 class LabSettings:
     """The rules in force. Defaults: what a water-restriction protocol usually states."""
@@ -121,6 +128,11 @@ class LabSettings:
     alert_clock_offset_s: float = 60.0
     #: Alerts: a rig's journal disk with less free space than this, in MB.
     alert_disk_free_mb: float = 500.0
+    #: Who the lab is, as published data names it (NWB's lab, institution, experimenter).
+    lab: str = ""
+    institution: str = ""
+    #: The experimenter of sessions whose metadata names no ``trainer``.
+    experimenter: str = ""
 
 
 #: key -> (parser, what it means), in the order `labctl lab show` lists them.
@@ -143,6 +155,9 @@ KEYS: dict[str, tuple[Callable[[str, str], Any], str]] = {
     "alert_repeat_hours": (_number(0, 720), "alert: sent again while it holds (0: never)"),
     "alert_clock_offset_s": (_number(1, 86400), "alert: a rig clock off by more than S"),
     "alert_disk_free_mb": (_number(1, 1_000_000), "alert: a rig journal disk with less free"),
+    "lab": (_name, "the lab's name, as published data (NWB) gives it"),
+    "institution": (_name, "the lab's institution, for published data"),
+    "experimenter": (_name, "who ran sessions whose metadata names no trainer ('Last, First')"),
 }
 
 

@@ -195,17 +195,25 @@ def earned_in_session(
     durations = _durations(data)
     for spout, t in _rewards(data):
         out.rewards += 1
-        calibration = timeline.at(spout, t) if timeline is not None else None
-        if calibration is None:
-            out.ul += nominal
+        ul, calibrated = reward_volume(timeline, spout, t, durations[spout], nominal)
+        out.ul += ul
+        if not calibrated:
             out.uncalibrated += 1
             if row.box:
                 out.uncalibrated_spouts.add((row.box, spout))
-            continue
-        duration = durations[spout]
-        scale = duration / calibration.duration_ms if duration else 1.0
-        out.ul += calibration.ul_per_opening * scale
     return out
+
+
+def reward_volume(
+    timeline: Timeline | None, spout: int, t: float, duration_ms: float | None, nominal: float
+) -> tuple[float, bool]:
+    """(µL, whether a calibration was in force) of one reward from ``spout`` at ``t``: the
+    calibration's volume scaled to the valve's own open time, else the ``nominal`` volume."""
+    calibration = timeline.at(spout, t) if timeline is not None else None
+    if calibration is None:
+        return nominal, False
+    scale = duration_ms / calibration.duration_ms if duration_ms else 1.0
+    return calibration.ul_per_opening * scale, True
 
 
 def earned_on_day(
