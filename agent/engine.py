@@ -14,8 +14,8 @@ import enum
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, Protocol
 
 from shared import SOFTWARE_VERSION
 from shared.carryover import CarryOver
@@ -101,6 +101,16 @@ class RigIO(Protocol):
 Sink = Callable[[Document], None]
 
 
+def window_rate(outcomes: Iterable[object], window: int, with_incorrects: bool = False) -> float:
+    """The share of a ``window``-trial window that counts toward advancing (DESIGN §3.5).
+
+    Correct trials count, and incorrect ones too ``with_incorrects``; the
+    denominator is the whole window, so a half-filled window advances nothing.
+    """
+    counted = (CORRECT, INCORRECT) if with_incorrects else (CORRECT,)
+    return sum(1 for outcome in outcomes if outcome in counted) / window
+
+
 class TaskEngine:
     """One training session of one mouse on one rig.
 
@@ -122,8 +132,12 @@ class TaskEngine:
         metadata: dict[str, Any] | None = None,
         carry_over: CarryOver | None = None,
         rng: random.Random | None = None,
+        pick_targets: bool = True,
     ) -> None:
         self.config = config
+        #: False: the target changes only through :meth:`set_target` (the original
+        #: library's later API left the choice to the script's hook).
+        self.pick_targets = pick_targets
         self.clock = clock
         self.rig = rig
         self.mouse = mouse
@@ -145,6 +159,7 @@ class TaskEngine:
         self._reward_timers: list[Any] = [None, None]
         self._lifted = False
         self._spout = 0
+        self._next_spout: int | None = None
         self._cue_start = 0.0
 
         positions = config.spout_positions
@@ -197,6 +212,38 @@ class TaskEngine:
         self.rig.on_paw = self._guarded(self._on_paw)
         self.rig.on_touch = self._guarded(self._on_touch)
         self._begin_iti()
+
+    @property
+    def target(self) -> int:
+        """The spout of the trial running, or of the next one."""
+        return self._spout
+
+    def set_target(self, spout: int) -> None:
+        """Make ``spout`` the next trial's target; a trial already cued keeps its own."""
+        if spout not in (0, 1):
+            raise ValueError(f"spout must be 0 (left) or 1 (right), got {spout!r}")
+        if self.state is State.CUE:
+            self._next_spout = spout
+        else:
+            self._spout = spout
+
+    def report_iti_event(self, kind: Literal["lift", "touch"], side: int) -> None:
+        """A paw lift or spout touch that a backend of the original's later API reports as
+        the inter-trial interval's (its ``on_iti_lift`` / ``on_iti_grasp``).
+
+        Such a backend decides the phase itself, so the event is recorded whenever the
+        session runs, and breaks the ITI only while its countdown runs: a lift while
+        waiting for rest counts and the wait goes on, as it did in the original.
+        """
+        if self.state in (State.READY, State.ENDED):
+            return
+        now = self.clock.now()
+        if kind == "lift":
+            self._emit(Reset, t=now, paw=side)
+        else:
+            self._emit(SpontaneousReach, t=now, spout=side)
+        if self.state is State.ITI:
+            self._break_iti()
 
     def stop(self, status: SessionStatus = "stopped") -> None:
         """End now; a trial in progress is dropped (it has no outcome)."""
@@ -306,9 +353,8 @@ class TaskEngine:
         return self._auto_shaping
 
     def _window_rate(self, spout: int) -> float:
-        counted = (CORRECT, INCORRECT) if self.config.advance_with_incorrects else (CORRECT,)
-        hits = sum(1 for outcome in self.windows[spout] if outcome in counted)
-        return hits / self.config.window
+        config = self.config
+        return window_rate(self.windows[spout], config.window, config.advance_with_incorrects)
 
     def _adapt(self, now: float) -> None:
         """Advance the current spout, then the other, then shorten the cue (DESIGN §3.5)."""
@@ -371,7 +417,10 @@ class TaskEngine:
         self._trials_since_advance += 1
         if is_reward(outcome):
             self._reward(spout, end)
-            self._spout = self.rng.randint(0, 1)
+            if self.pick_targets:
+                self._spout = self.rng.randint(0, 1)
+        if self._next_spout is not None:
+            self._spout, self._next_spout = self._next_spout, None
         # After a missed or incorrect trial the same spout comes again: a correction trial.
         if outcome == INCORRECT:
             self._goto(State.TIMEOUT)
