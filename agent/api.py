@@ -25,7 +25,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 from agent.engine import Sink
 from agent.hardware import PinMap
@@ -134,7 +134,7 @@ class Mouse:
         mouse_id: str | None = None,
         *,
         json_path: str | os.PathLike[str] | None = None,
-    ) -> Mouse:
+    ) -> Self:
         """Load ``<data_dir>/<mouse_id>.json``; a mouse with no file yet starts empty.
 
         The arguments are the original's, ``(data_dir, mouse_id)``; ``json_path``
@@ -306,7 +306,7 @@ class Cohort:
         mouse_ids: str | list[str] | os.PathLike[str] | None = None,
         *,
         json_path: str | os.PathLike[str] | None = None,
-    ) -> Cohort:
+    ) -> Self:
         """Load ``<data_dir>/<id>.json`` for every id in ``mouse_ids`` (the original's order).
 
         ``json_path`` names the folder as the original's documentation does; the

@@ -194,8 +194,10 @@ class Session(SessionData):
             return
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._end_session)
-        self._trial_loop()
-        self._end_session()
+        try:
+            self._trial_loop()
+        finally:  # also when a hook raises: the rig is left safe and the data ends
+            self._end_session()
 
     def _running(self) -> bool:
         if self._end_wanted and not self._cancelled:
@@ -242,11 +244,14 @@ class Session(SessionData):
                 self._call(time.time(), self._clock.fire_due)
 
     def _inter_trial_interval(self) -> bool:
-        """Wait for rest and count the ITI down; True when the cue is due."""
-        assert self._backend is not None and self._rig is not None
+        """Wait for rest and count the ITI down, until a cue has come on; False if cancelled."""
+        engine = self._engine
+        assert self._backend is not None and self._rig is not None and engine is not None
         self._backend.start_iti()
-        while self._running() and self._state() is State.WAIT_REST:
-            if not self._backend.wait_for_rest():
+        started = engine.trial
+        while self._running() and engine.trial == started and self._state() is State.WAIT_REST:
+            if not self._backend.wait_for_rest():  # the backend says: cancelled
+                self._end_session()
                 return False
             self._call(time.time(), self._rig.rest)
             while self._running() and self._state() is State.ITI:
@@ -255,9 +260,11 @@ class Session(SessionData):
                 else:
                     time.sleep(ITI_POLL_S)
                     self._call(time.time())
-            if self._running() and self._state() is State.TIMEOUT:  # the ITI was broken
+            broken = engine.trial == started and self._state() is State.TIMEOUT
+            if broken and self._running():
                 self._wait_timeout()
-        return self._running() and self._state() is State.CUE
+        # The trial may be over already: a backend that reports at once ends it at its cue.
+        return engine.trial > started
 
     def _wait_timeout(self) -> None:
         timeout_s = self.data["timeout"] / 1000
@@ -267,7 +274,7 @@ class Session(SessionData):
     def _trial(self) -> None:
         engine = self._engine
         assert engine is not None
-        if self._outcome in (Outcomes.CORRECT, Outcomes.INCORRECT):
+        if self._outcome in (Outcomes.CORRECT, Outcomes.INCORRECT) and self._state() is State.CUE:
             # Reported before this cue came on: the original let it decide this trial.
             self._call(None, lambda: self._touch(self._outcome == Outcomes.CORRECT))
         while self._running() and self._state() is State.CUE:

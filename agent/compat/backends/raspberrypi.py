@@ -166,9 +166,7 @@ class RaspberryPi(Backend):
     def cleanup(self) -> None:
         """Stop listening; cues, sync and solenoids off."""
         self._finished.set()
-        for device in [*self.paws, *self.touches]:
-            device.when_activated = None
-            device.when_deactivated = None
+        _forget_callbacks([*self.paws, *self.touches])
         for device in [*self.cues, *self.solenoids]:
             device.off()
         if self.sync is not None:
@@ -183,6 +181,15 @@ class RaspberryPi(Backend):
         devices = [*self.paws, *self.touches, *self.cues, *self.solenoids, *self.actuators]
         for device in [*devices, *([self.sync] if self.sync else [])]:
             device.close()
+
+
+def _forget_callbacks(devices: list[Any]) -> None:
+    # gpiozero warns when a callback that was never set is set to None.
+    for device in devices:
+        if device.when_activated is not None:
+            device.when_activated = None
+        if device.when_deactivated is not None:
+            device.when_deactivated = None
 
 
 def read_key() -> str:
@@ -236,9 +243,7 @@ class Utilities(RaspberryPi):
             device.when_activated = lambda _d=None, i=number: print(f"Spout {i + 1}: 1")
             device.when_deactivated = lambda _d=None, i=number: print(f"Spout {i + 1}: 0")
         input()
-        for device in [*self.paws, *self.touches]:
-            device.when_activated = None
-            device.when_deactivated = None
+        _forget_callbacks([*self.paws, *self.touches])
 
     def _keys(self, prompt: str, on_key: Callable[[str], None]) -> None:
         print(prompt)
