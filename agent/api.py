@@ -126,6 +126,7 @@ class Mouse:
         # script removed or changed from what another program added meanwhile.
         self._read: list[str] = []
         self._known: dict[int, tuple[Session, str]] = {}
+        self._made_here: set[int] = set()  # ids of sessions this mouse trained (or was given)
 
     @classmethod
     def init_from_file(
@@ -156,6 +157,7 @@ class Mouse:
         """What the file holds is what this mouse holds now."""
         self._known = {id(s): (s, fingerprint(s.data)) for s in self.data}
         self._read = [fp for _s, fp in self._known.values()]
+        self._made_here &= set(self._known)
 
     def __getitem__(self, index: int) -> Session:
         return self.data[index]
@@ -244,11 +246,16 @@ class Mouse:
         program added to the file since this mouse read it are kept.
         """
         path = mouse_file_path(json_path, self._id())
-        known = []
+        known: list[str | None] = []
+        mine: list[bool] = []
         for session in self.data:
             entry = self._known.get(id(session))
-            known.append(entry[1] if entry is not None and entry[0] is session else None)
-        report = save_sessions(path, [s.data for s in self.data], known, self._read)
+            is_known = entry is not None and entry[0] is session
+            known.append(entry[1] if entry is not None and is_known else None)
+            if not is_known:
+                self._made_here.add(id(session))
+            mine.append(id(session) in self._made_here)
+        report = save_sessions(path, [s.data for s in self.data], known, self._read, mine)
         self._remember_file()
         self._read = [fingerprint(s) for s in read_sessions(path)]
         return report

@@ -73,15 +73,22 @@ def _backup_path(path: Path) -> Path:
 
 
 def save_sessions(
-    path: Path, held: list[dict[str, Any]], known: list[str | None], read: list[str]
+    path: Path,
+    held: list[dict[str, Any]],
+    known: list[str | None],
+    read: list[str],
+    mine: list[bool] | None = None,
 ) -> SaveReport:
     """Write ``held`` (the mouse's sessions, in order) to ``path``.
 
     ``read`` holds the fingerprints of the file as the mouse read (or last saved)
     it; ``known[i]`` is the one ``held[i]`` had then, None for a session new
     since. Sessions now in the file that ``read`` does not account for were added
-    by someone else: kept, placed before the mouse's new sessions.
+    by someone else: kept, placed before the mouse's new sessions. ``mine[i]``
+    marks a session this mouse made itself (a session still running, saved by a
+    hook after every trial): its growth is no change that needs a backup.
     """
+    mine = mine if mine is not None else [False] * len(held)
     previous = read_sessions(path)
     remaining = Counter(read)
     held_now = Counter(fingerprint(s) for s in held)
@@ -97,14 +104,13 @@ def save_sessions(
             held_now[fp] -= 1
         else:
             dropped.append((fp, describe(session, number)))
-    edited = Counter(
-        fp for s, fp in zip(held, known, strict=True) if fp is not None and fingerprint(s) != fp
-    )
-    changed = [
-        describe(s, i)
+    edits = [
+        (i, s, fp)
         for i, (s, fp) in enumerate(zip(held, known, strict=True), 1)
         if fp is not None and fingerprint(s) != fp
     ]
+    edited = Counter(fp for _i, _s, fp in edits)
+    changed = [describe(s, i) for i, s, _fp in edits if not mine[i - 1]]
     removed = []
     for fp, description in dropped:
         if edited[fp] > 0:  # its new form is in the file: said once, as changed
@@ -114,12 +120,12 @@ def save_sessions(
     first_new = next((i for i, fp in enumerate(known) if fp is None), len(held))
     sessions = [*held[:first_new], *others, *held[first_new:]]
     backup = None
-    if dropped and path.exists():
+    if (removed or changed) and path.exists():
         backup = _backup_path(path)
         shutil.copy2(path, backup)
     write_sessions(path, sessions)
     report = SaveReport(path, len(sessions), backup, removed, changed, len(others))
-    if dropped:
+    if removed or changed:
         for line in report.lines()[1:]:
             log.warning("%s: %s", path.name, line)
     return report

@@ -7,8 +7,10 @@ removed; what another program added meanwhile is still kept.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,27 @@ def test_a_mouse_made_in_python_adds_to_the_file(tmp_path: Path) -> None:
 
 def test_fingerprint_ignores_key_order_and_tuples() -> None:
     assert fingerprint({"a": 1, "r": [(1.0, 0)]}) == fingerprint({"r": [[1.0, 0]], "a": 1})
+
+
+def test_a_hook_saving_the_running_session_after_every_trial_keeps_no_backups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_compat import FakeTime, ScriptedBackend
+
+    fake = FakeTime()
+    monkeypatch.setattr(time, "time", fake.time)
+    monkeypatch.setattr(time, "sleep", fake.sleep)
+    sessions = write_mouse(tmp_path)
+    mouse = agent.compat.Mouse.init_from_file(tmp_path, "M1")
+    saves: list[Any] = []
+    # The original's run_session.py: hook=functools.partial(mouse.save_data_to_file, '/tmp')
+    hook = functools.partial(lambda d: saves.append(mouse.save_data_to_file(d)), tmp_path)
+    mouse.train(
+        ScriptedBackend(["correct"] * 5), duration=1, intertrial_interval=(300, 300), hook=hook
+    )
+    mouse[-1].add_data({"notes": "done"})
+    last = mouse.save_data_to_file(tmp_path)
+    assert len(saves) == 4 and all(not s.removed and not s.changed for s in [*saves, last])
+    assert not list(tmp_path.glob("*.bak"))
+    saved = stored(tmp_path)
+    assert saved[:3] == sessions and saved[3]["notes"] == "done" and len(saved[3]["trials"]) == 4
