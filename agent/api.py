@@ -127,6 +127,7 @@ class Mouse:
         self._read: list[str] = []
         self._known: dict[int, tuple[Session, str]] = {}
         self._made_here: set[int] = set()  # ids of sessions this mouse trained (or was given)
+        self._file: Path | None = None  # the file those describe
 
     @classmethod
     def init_from_file(
@@ -146,15 +147,16 @@ class Mouse:
         if mouse_id is None:
             raise ConfigError("no mouse_id given")
         if folder.suffix == ".json" and folder.is_file():
-            sessions = read_sessions(folder)
+            file = folder
         else:
-            sessions = read_sessions(mouse_file_path(folder, mouse_id))
-        mouse = cls(mouse_id, [cls.session_type(s) for s in sessions])
-        mouse._remember_file()
+            file = mouse_file_path(folder, mouse_id)
+        mouse = cls(mouse_id, [cls.session_type(s) for s in read_sessions(file)])
+        mouse._remember_file(file)
         return mouse
 
-    def _remember_file(self) -> None:
-        """What the file holds is what this mouse holds now."""
+    def _remember_file(self, file: Path) -> None:
+        """What ``file`` holds is what this mouse holds now."""
+        self._file = file.resolve()
         self._known = {id(s): (s, fingerprint(s.data)) for s in self.data}
         self._read = [fp for _s, fp in self._known.values()]
         self._made_here &= set(self._known)
@@ -243,9 +245,13 @@ class Mouse:
         A session the script deleted, merged or changed is saved as it now is; the
         previous file is then kept beside it as ``<mouse_id>.json.<time>.bak`` and
         the report (and the log) names what was removed or changed. Sessions another
-        program added to the file since this mouse read it are kept.
+        program added to the file since this mouse read it are kept; a file this
+        mouse did not read gets what it holds (its other sessions are backed up).
         """
         path = mouse_file_path(json_path, self._id())
+        if path.resolve() != self._file:
+            # Not the file this mouse read: it gets what the mouse holds, as in the original.
+            self._known, self._made_here = {}, set()
         known: list[str | None] = []
         mine: list[bool] = []
         for session in self.data:
@@ -255,8 +261,9 @@ class Mouse:
             if not is_known:
                 self._made_here.add(id(session))
             mine.append(id(session) in self._made_here)
-        report = save_sessions(path, [s.data for s in self.data], known, self._read, mine)
-        self._remember_file()
+        read = self._read if path.resolve() == self._file else None
+        report = save_sessions(path, [s.data for s in self.data], known, read, mine)
+        self._remember_file(path)
         self._read = [fingerprint(s) for s in read_sessions(path)]
         return report
 

@@ -76,7 +76,7 @@ def save_sessions(
     path: Path,
     held: list[dict[str, Any]],
     known: list[str | None],
-    read: list[str],
+    read: list[str] | None,
     mine: list[bool] | None = None,
 ) -> SaveReport:
     """Write ``held`` (the mouse's sessions, in order) to ``path``.
@@ -84,13 +84,15 @@ def save_sessions(
     ``read`` holds the fingerprints of the file as the mouse read (or last saved)
     it; ``known[i]`` is the one ``held[i]`` had then, None for a session new
     since. Sessions now in the file that ``read`` does not account for were added
-    by someone else: kept, placed before the mouse's new sessions. ``mine[i]``
+    by someone else: kept, placed before the mouse's new sessions. ``read`` None
+    (the mouse did not read this file) makes everything in it the mouse's to
+    replace, as the original's save did, backed up. ``mine[i]``
     marks a session this mouse made itself (a session still running, saved by a
     hook after every trial): its growth is no change that needs a backup.
     """
     mine = mine if mine is not None else [False] * len(held)
     previous = read_sessions(path)
-    remaining = Counter(read)
+    remaining = Counter(read if read is not None else map(fingerprint, previous))
     held_now = Counter(fingerprint(s) for s in held)
     others: list[dict[str, Any]] = []
     dropped: list[tuple[str, str]] = []  # (fingerprint, description) of sessions not kept as-is
@@ -125,7 +127,7 @@ def save_sessions(
         shutil.copy2(path, backup)
     write_sessions(path, sessions)
     report = SaveReport(path, len(sessions), backup, removed, changed, len(others))
-    if removed or changed:
+    if removed or changed or others:
         for line in report.lines()[1:]:
             log.warning("%s: %s", path.name, line)
     return report

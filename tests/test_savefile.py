@@ -113,12 +113,17 @@ def test_saving_again_compares_with_what_was_saved(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("M1.json.*.bak"))) == 2
 
 
-def test_a_mouse_made_in_python_adds_to_the_file(tmp_path: Path) -> None:
+def test_a_file_the_mouse_did_not_read_gets_what_it_holds(tmp_path: Path) -> None:
     sessions = write_mouse(tmp_path)
     extra = later_session("2020-02-20", 1582200000.0, [(1, 1)])
     report = Mouse("M1", [extra]).save_data_to_file(tmp_path)
-    assert stored(tmp_path) == [*sessions, extra] and report.kept_from_others == 3
-    assert report.backup is None
+    assert stored(tmp_path) == [extra] and report.kept_from_others == 0
+    assert len(report.removed) == 3 and report.backup is not None
+    assert json.loads(report.backup.read_text()) == sessions
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    mouse = Mouse.init_from_file(tmp_path, "M1")
+    assert mouse.save_data_to_file(other).backup is None and stored(other) == [extra]
 
 
 def test_fingerprint_ignores_key_order_and_tuples() -> None:
