@@ -405,3 +405,12 @@ def test_events_from_another_thread_reach_the_engine(fake_time: FakeTime) -> Non
     session.run(backend, duration=1, intertrial_interval=(0, 0))
     assert done.is_set()
     assert [t["outcome"] for t in session.data["trials"]] == [Outcomes.CORRECT]
+
+
+def test_a_session_can_be_run_again(fake_time: FakeTime) -> None:
+    session = Session()
+    session.run(ScriptedBackend(["correct"]), duration=1, intertrial_interval=(1500, 1500))
+    first = session.data["session_id"]
+    session.run(ScriptedBackend(["incorrect"]), duration=1, intertrial_interval=(1500, 1500))
+    assert session.data["session_id"] != first
+    assert [t["outcome"] for t in session.data["trials"]] == [Outcomes.INCORRECT]

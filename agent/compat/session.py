@@ -153,13 +153,16 @@ class Session(SessionData):
         self._backend = backend
         self._hook = hook
         self._message = getattr(backend, "message", print)
+        self._cancelled = self._end_wanted = False  # a Session may be run again
+        self._queued.clear()
+        self._recent_trials = [SlidingTrialList(), SlidingTrialList()]
         self.data.update(config.settings())
         self.data.update(trials=[], resets=[], spontaneous_reaches=[])
 
         carry = carry_over_from(previous_data, config.window)
         if carry is not None and previous_data is not None:
             for trial in previous_data.get("trials") or []:
-                if isinstance(trial, dict) and trial.get("spout") in (0, 1):
+                if isinstance(trial, dict) and trial.get("spout") in (0, 1) and "outcome" in trial:
                     self._recent_trials[trial["spout"]].append(trial)
         first = config.spout_positions[0]
         position = list(carry.spout_position) if carry else [first, first]
