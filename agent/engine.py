@@ -133,11 +133,19 @@ class TaskEngine:
         carry_over: CarryOver | None = None,
         rng: random.Random | None = None,
         pick_targets: bool = True,
+        paced_cue_decay: bool = False,
+        adapt_before_iti: bool = False,
     ) -> None:
         self.config = config
         #: False: the target changes only through :meth:`set_target` (the original
         #: library's later API left the choice to the script's hook).
         self.pick_targets = pick_targets
+        #: True: the cue, too, shortens at most once per ``advance_delay`` trials, to whole
+        #: ms (the original's later rule); False: at every trial that earns it.
+        self.paced_cue_decay = paced_cue_decay
+        #: True: spouts and cue adapt when a trial's ITI begins, before a script's hook
+        #: may change the target (the original's later order); False: at the cue.
+        self.adapt_before_iti = adapt_before_iti
         self.clock = clock
         self.rig = rig
         self.mouse = mouse
@@ -211,7 +219,7 @@ class TaskEngine:
             self.rig.move_spout(spout, self.spout_position[spout])
         self.rig.on_paw = self._guarded(self._on_paw)
         self.rig.on_touch = self._guarded(self._on_touch)
-        self._begin_iti()
+        self._next_trial()
 
     @property
     def target(self) -> int:
@@ -294,12 +302,19 @@ class TaskEngine:
     # ------------------------------------------------------------------ ITI
 
     def _begin_iti(self) -> None:
+        """After a broken ITI's timeout: wait for rest again."""
         if self.clock.now() - self.start_time >= self.config.duration:
             self._end("complete")
             return
         self._goto(State.WAIT_REST)
         if self.rig.paws_resting():
             self._start_countdown()
+
+    def _next_trial(self) -> None:
+        """The ITI before a new trial (the first, or after one ended)."""
+        if self.adapt_before_iti and self.clock.now() - self.start_time < self.config.duration:
+            self._adapt(self.clock.now())
+        self._begin_iti()
 
     def _start_countdown(self) -> None:
         self._goto(State.ITI)
@@ -363,9 +378,16 @@ class TaskEngine:
             return
         last = self.config.spout_positions[-1]
         if self.spout_position[spout] >= last and self.spout_position[1 - spout] >= last:
+            paced = self.paced_cue_decay
+            if paced and self._trials_since_advance < self.config.advance_delay:
+                return
             shorter = max(self.cue_duration * self.config.cue_decay, self.config.min_cue_duration)
+            if paced:
+                shorter = max(float(int(shorter)), self.config.min_cue_duration)
             if shorter < self.cue_duration:
                 self.cue_duration = shorter
+                if paced:
+                    self._trials_since_advance = 0
                 self._emit(CueChanged, t=now, cue_duration=shorter)
             return
         if self._trials_since_advance < self.config.advance_delay:
@@ -382,7 +404,8 @@ class TaskEngine:
 
     def _start_trial(self) -> None:
         now = self.clock.now()
-        self._adapt(now)
+        if not self.adapt_before_iti:
+            self._adapt(now)
         shaping = self._shaping_now()
         self._goto(State.CUE)
         self._lifted = False
@@ -424,9 +447,9 @@ class TaskEngine:
         # After a missed or incorrect trial the same spout comes again: a correction trial.
         if outcome == INCORRECT:
             self._goto(State.TIMEOUT)
-            self._schedule(self.config.timeout / 1000, self._begin_iti)
+            self._schedule(self.config.timeout / 1000, self._next_trial)
         else:
-            self._begin_iti()
+            self._next_trial()
 
     def _reward(self, spout: int, now: float) -> None:
         duration_ms = self.config.reward_duration_ms[spout]

@@ -414,3 +414,24 @@ def test_a_session_can_be_run_again(fake_time: FakeTime) -> None:
     session.run(ScriptedBackend(["incorrect"]), duration=1, intertrial_interval=(1500, 1500))
     assert session.data["session_id"] != first
     assert [t["outcome"] for t in session.data["trials"]] == [Outcomes.INCORRECT]
+
+
+def test_the_cue_shortens_at_the_later_originals_pace(tmp_path: Path, fake_time: FakeTime) -> None:
+    full = [(0, 1)] * 15 + [(1, 1)] * 15
+    (tmp_path / "M1.json").write_text(
+        json.dumps([later_session("2020-02-13", 1581600000.0, full, cue=6000.0, position=[7, 7])])
+    )
+    mouse = Mouse.init_from_file(tmp_path, "M1")
+
+    def hook() -> None:
+        running = mouse[-1]
+        assert isinstance(running, Session)
+        if len(running.data["trials"]) == 12:
+            running._end_session()
+
+    mouse.train(
+        ScriptedBackend(["correct"] * 20), intertrial_interval=(0, 0), hook=hook, initial_spout=0
+    )
+    # At most once per advance_delay (5) trials, to whole ms: int(6000 * 0.997) = 5982, ...
+    cues = [t["cue_duration"] for t in mouse[-1].data["trials"]]
+    assert cues == [5982.0] * 5 + [5964.0] * 5 + [5946.0] * 2

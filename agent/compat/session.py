@@ -180,6 +180,8 @@ class Session(SessionData):
             metadata=metadata,
             carry_over=carry,
             pick_targets=False,
+            paced_cue_decay=True,
+            adapt_before_iti=True,
         )
         self._rig.send_position()
         cue = self._engine.cue_duration
