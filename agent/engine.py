@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
+from agent.variant import REACHLAB, Variant
 from shared import SOFTWARE_VERSION
 from shared.carryover import CarryOver
 from shared.config import TaskConfig
@@ -132,20 +133,10 @@ class TaskEngine:
         metadata: dict[str, Any] | None = None,
         carry_over: CarryOver | None = None,
         rng: random.Random | None = None,
-        pick_targets: bool = True,
-        paced_cue_decay: bool = False,
-        adapt_before_iti: bool = False,
+        variant: Variant = REACHLAB,
     ) -> None:
         self.config = config
-        #: False: the target changes only through :meth:`set_target` (the original
-        #: library's later API left the choice to the script's hook).
-        self.pick_targets = pick_targets
-        #: True: the cue, too, shortens at most once per ``advance_delay`` trials, to whole
-        #: ms (the original's later rule); False: at every trial that earns it.
-        self.paced_cue_decay = paced_cue_decay
-        #: True: spouts and cue adapt when a trial's ITI begins, before a script's hook
-        #: may change the target (the original's later order); False: at the cue.
-        self.adapt_before_iti = adapt_before_iti
+        self.variant = variant
         self.clock = clock
         self.rig = rig
         self.mouse = mouse
@@ -236,12 +227,9 @@ class TaskEngine:
             self._spout = spout
 
     def report_iti_event(self, kind: Literal["lift", "touch"], side: int) -> None:
-        """A paw lift or spout touch that a backend of the original's later API reports as
-        the inter-trial interval's (its ``on_iti_lift`` / ``on_iti_grasp``).
-
-        Such a backend decides the phase itself, so the event is recorded whenever the
-        session runs, and breaks the ITI only while its countdown runs: a lift while
-        waiting for rest counts and the wait goes on, as it did in the original.
+        """A lift or touch that a backend of the original's later API reports as the ITI's
+        (``on_iti_lift``/``on_iti_grasp``): recorded whenever the session runs, it breaks
+        the ITI only during the countdown (a lift while waiting for rest counts, as there).
         """
         if self.state in (State.READY, State.ENDED):
             return
@@ -312,7 +300,10 @@ class TaskEngine:
 
     def _next_trial(self) -> None:
         """The ITI before a new trial (the first, or after one ended)."""
-        if self.adapt_before_iti and self.clock.now() - self.start_time < self.config.duration:
+        if (
+            self.variant.adapt_before_iti
+            and self.clock.now() - self.start_time < self.config.duration
+        ):
             self._adapt(self.clock.now())
         self._begin_iti()
 
@@ -378,7 +369,7 @@ class TaskEngine:
             return
         last = self.config.spout_positions[-1]
         if self.spout_position[spout] >= last and self.spout_position[1 - spout] >= last:
-            paced = self.paced_cue_decay
+            paced = self.variant.paced_cue_decay
             if paced and self._trials_since_advance < self.config.advance_delay:
                 return
             shorter = max(self.cue_duration * self.config.cue_decay, self.config.min_cue_duration)
@@ -404,7 +395,7 @@ class TaskEngine:
 
     def _start_trial(self) -> None:
         now = self.clock.now()
-        if not self.adapt_before_iti:
+        if not self.variant.adapt_before_iti:
             self._adapt(now)
         shaping = self._shaping_now()
         self._goto(State.CUE)
@@ -440,7 +431,7 @@ class TaskEngine:
         self._trials_since_advance += 1
         if is_reward(outcome):
             self._reward(spout, end)
-            if self.pick_targets:
+            if self.variant.pick_targets:
                 self._spout = self.rng.randint(0, 1)
         if self._next_spout is not None:
             self._spout, self._next_spout = self._next_spout, None

@@ -24,6 +24,7 @@ from agent.compat.backends import Backend
 from agent.compat.rig import BackendRig, PolledClock
 from agent.engine import Session as TaskEngine
 from agent.engine import State, window_rate
+from agent.variant import LATER_ORIGINAL
 from shared.carryover import carry_over_from
 from shared.config import MAX_DURATION_S, TaskConfig
 from shared.documents import (
@@ -179,9 +180,7 @@ class Session(SessionData):
             mouse=self.mouse_id or "mouse",
             metadata=metadata,
             carry_over=carry,
-            pick_targets=False,
-            paced_cue_decay=True,
-            adapt_before_iti=True,
+            variant=LATER_ORIGINAL,
         )
         self._rig.send_position()
         cue = self._engine.cue_duration
