@@ -30,7 +30,6 @@ from shared.config import MAX_DURATION_S, TaskConfig
 from shared.documents import (
     CueChanged,
     Document,
-    Reward,
     SessionStart,
     SpontaneousReach,
     SpoutsMoved,
@@ -311,8 +310,6 @@ class Session(SessionData):
             self._message(f"Spouts moved to {list(doc.spout_position)}")
         elif isinstance(doc, CueChanged):
             self._message(f"Cue shortened to {doc.cue_duration:.0f} ms")
-        elif isinstance(doc, Reward):
-            pass  # counted by the engine (reward_count)
 
     # ------------------------------------------------------------------ the backend's reports
 
