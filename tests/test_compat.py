@@ -33,12 +33,19 @@ from .conftest import REPO
 class FakeTime:
     """``time.time`` and ``time.sleep`` for one test; ``at(t, action)`` runs during a sleep."""
 
+    #: Readings a test may take: a session that never ends fails instead of hanging.
+    BUDGET = 2_000_000
+
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.t = start
         self.start = start
+        self.readings = 0
         self._at: list[tuple[float, Callable[[], None]]] = []
 
     def time(self) -> float:
+        self.readings += 1
+        if self.readings > self.BUDGET:
+            raise AssertionError(f"{self.BUDGET} clock readings: the session never ended")
         return self.t
 
     def sleep(self, seconds: float) -> None:
