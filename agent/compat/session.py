@@ -22,8 +22,7 @@ from typing import Any
 from agent.api import Session as SessionData
 from agent.compat.backends import Backend
 from agent.compat.rig import BackendRig, PolledClock
-from agent.engine import Session as TaskEngine
-from agent.engine import State, window_rate
+from agent.engine import State, TaskEngine, window_rate
 from agent.variant import LATER_ORIGINAL
 from shared.carryover import carry_over_from
 from shared.config import MAX_DURATION_S, TaskConfig
@@ -35,7 +34,7 @@ from shared.documents import (
     SpoutsMoved,
     TrialEnd,
 )
-from shared.sessionfile import CORRECT, INCORRECT, MISSED
+from shared.outcomes import CORRECT, INCORRECT, MISSED
 
 __all__ = ["Outcomes", "Session", "SlidingTrialList", "Targets", "print_results"]
 
