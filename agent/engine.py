@@ -137,6 +137,9 @@ class TaskEngine:
     ) -> None:
         self.config = config
         self.variant = variant
+        #: Seconds after which the session ends; a driver may set a length beyond the
+        #: settings' cap (the original's scripts ran any length; agent.compat).
+        self.duration = float(config.duration)
         self.clock = clock
         self.rig = rig
         self.mouse = mouse
@@ -291,7 +294,7 @@ class TaskEngine:
 
     def _begin_iti(self) -> None:
         """After a broken ITI's timeout: wait for rest again."""
-        if self.clock.now() - self.start_time >= self.config.duration:
+        if self.clock.now() - self.start_time >= self.duration:
             self._end("complete")
             return
         self._goto(State.WAIT_REST)
@@ -300,10 +303,7 @@ class TaskEngine:
 
     def _next_trial(self) -> None:
         """The ITI before a new trial (the first, or after one ended)."""
-        if (
-            self.variant.adapt_before_iti
-            and self.clock.now() - self.start_time < self.config.duration
-        ):
+        if self.variant.adapt_before_iti and self.clock.now() - self.start_time < self.duration:
             self._adapt(self.clock.now())
         self._begin_iti()
 

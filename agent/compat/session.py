@@ -86,11 +86,10 @@ class SlidingTrialList(deque[dict[str, Any]]):
 
 def _config(**given: Any) -> TaskConfig:
     values = {k: v for k, v in given.items() if v is not None}
-    duration = values.pop("duration", 1800)
-    # The original took any duration; reachlab's settings cap a typo's at a day. A script's
-    # own longer session keeps its length, the rest is checked as a config file's.
-    config = TaskConfig.from_dict({**values, "duration": min(duration, MAX_DURATION_S)}, "run()")
-    return config.model_copy(update={"duration": duration})
+    # The original took any duration; reachlab's settings cap one at a day. A longer one
+    # is stored as the cap and still run for its length (TaskEngine.duration).
+    duration = min(values.pop("duration", 1800), MAX_DURATION_S)
+    return TaskConfig.from_dict({**values, "duration": duration}, "run()")
 
 
 class Session(SessionData):
@@ -180,6 +179,8 @@ class Session(SessionData):
             carry_over=carry,
             variant=LATER_ORIGINAL,
         )
+        if duration is not None:
+            self._engine.duration = float(duration)
         self._rig.send_position()
         cue = self._engine.cue_duration
         low, high = config.intertrial_interval
