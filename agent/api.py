@@ -25,11 +25,12 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 from agent.engine import Sink
 from agent.hardware import PinMap
 from agent.runtime import RigRuntime, parse_time_scale
+from agent.savefile import SaveReport, fingerprint, save_sessions
 from agent.sim import MouseProfile
 from shared.analysis import (
     SessionResults,
@@ -42,9 +43,9 @@ from shared.carryover import last_carry_over
 from shared.config import TaskConfig, check_not_reserved, generate_config, read_config
 from shared.errors import ConfigError, DataFileError
 from shared.ids import check_mouse_id
-from shared.sessionfile import append_session, mouse_file_path, read_sessions, write_sessions
+from shared.sessionfile import mouse_file_path, read_sessions
 
-__all__ = ["Cohort", "Mouse", "Session", "generate_config"]
+__all__ = ["Cohort", "Mouse", "SaveReport", "Session", "generate_config"]
 
 
 class Session:
@@ -112,12 +113,21 @@ def _folder(
 class Mouse:
     """A mouse and its training history (one :class:`Session` per training day)."""
 
+    #: The class of the sessions it holds (the later API's has ``run``).
+    session_type: type[Session] = Session
+
     def __init__(
         self, mouse_id: str | None = None, data: list[Session] | list[dict[str, Any]] | None = None
     ) -> None:
         self.mouse_id = check_mouse_id(mouse_id) if mouse_id is not None else None
-        self.data: list[Session] = [s if isinstance(s, Session) else Session(s) for s in data or []]
-        self._unsaved: list[Session] = []
+        make = self.session_type
+        self.data: list[Session] = [s if isinstance(s, Session) else make(s) for s in data or []]
+        # The file as this mouse last read or wrote it, so that a save can tell what the
+        # script removed or changed from what another program added meanwhile.
+        self._read: list[str] = []
+        self._known: dict[int, tuple[Session, str]] = {}
+        self._made_here: set[int] = set()  # ids of sessions this mouse trained (or was given)
+        self._file: Path | None = None  # the file those describe
 
     @classmethod
     def init_from_file(
@@ -126,7 +136,7 @@ class Mouse:
         mouse_id: str | None = None,
         *,
         json_path: str | os.PathLike[str] | None = None,
-    ) -> Mouse:
+    ) -> Self:
         """Load ``<data_dir>/<mouse_id>.json``; a mouse with no file yet starts empty.
 
         The arguments are the original's, ``(data_dir, mouse_id)``; ``json_path``
@@ -137,10 +147,19 @@ class Mouse:
         if mouse_id is None:
             raise ConfigError("no mouse_id given")
         if folder.suffix == ".json" and folder.is_file():
-            sessions = read_sessions(folder)
+            file = folder
         else:
-            sessions = read_sessions(mouse_file_path(folder, mouse_id))
-        return cls(mouse_id, [Session(s) for s in sessions])
+            file = mouse_file_path(folder, mouse_id)
+        mouse = cls(mouse_id, [cls.session_type(s) for s in read_sessions(file)])
+        mouse._remember_file(file)
+        return mouse
+
+    def _remember_file(self, file: Path) -> None:
+        """What ``file`` holds is what this mouse holds now."""
+        self._file = file.resolve()
+        self._known = {id(s): (s, fingerprint(s.data)) for s in self.data}
+        self._read = [fp for _s, fp in self._known.values()]
+        self._made_here &= set(self._known)
 
     def __getitem__(self, index: int) -> Session:
         return self.data[index]
@@ -216,25 +235,37 @@ class Mouse:
                 signal.signal(signal.SIGINT, previous)
         finally:
             runtime.close()
-        session = Session(session_data)
+        session = self.session_type(session_data)
         self.data.append(session)
-        self._unsaved.append(session)
         return session
 
-    def save_data_to_file(self, json_path: str | os.PathLike[str]) -> Path:
-        """Add this mouse's new sessions to ``json_path/<mouse_id>.json`` (atomically).
+    def save_data_to_file(self, json_path: str | os.PathLike[str]) -> SaveReport:
+        """Write the sessions this mouse holds to ``json_path/<mouse_id>.json`` (atomically).
 
-        Sessions already in the file, including any written by someone else
-        since it was loaded, are kept.
+        A session the script deleted, merged or changed is saved as it now is; the
+        previous file is then kept beside it as ``<mouse_id>.json.<time>.bak`` and
+        the report (and the log) names what was removed or changed. Sessions another
+        program added to the file since this mouse read it are kept; a file this
+        mouse did not read gets what it holds (its other sessions are backed up).
         """
         path = mouse_file_path(json_path, self._id())
-        if not path.exists():
-            write_sessions(path, [s.data for s in self.data])
-        else:
-            for session in self._unsaved:
-                append_session(path, session.data)
-        self._unsaved.clear()
-        return path
+        if path.resolve() != self._file:
+            # Not the file this mouse read: it gets what the mouse holds, as in the original.
+            self._known, self._made_here = {}, set()
+        known: list[str | None] = []
+        mine: list[bool] = []
+        for session in self.data:
+            entry = self._known.get(id(session))
+            is_known = entry is not None and entry[0] is session
+            known.append(entry[1] if entry is not None and is_known else None)
+            if not is_known:
+                self._made_here.add(id(session))
+            mine.append(id(session) in self._made_here)
+        read = self._read if path.resolve() == self._file else None
+        report = save_sessions(path, [s.data for s in self.data], known, read, mine)
+        self._remember_file(path)
+        self._read = [fingerprint(s) for s in read_sessions(path)]
+        return report
 
     def _id(self) -> str:
         if self.mouse_id is None:
@@ -273,6 +304,9 @@ class Mouse:
 class Cohort:
     """Several mice analysed together; indexing and iterating give the :class:`Mouse` objects."""
 
+    #: The class of the mice it holds.
+    mouse_type: type[Mouse] = Mouse
+
     def __init__(self, mice: list[Mouse] | None = None, mouse_ids: list[str] | None = None) -> None:
         self.mice: list[Mouse] = mice or []
         self.mouse_ids: list[str] = (
@@ -286,7 +320,7 @@ class Cohort:
         mouse_ids: str | list[str] | os.PathLike[str] | None = None,
         *,
         json_path: str | os.PathLike[str] | None = None,
-    ) -> Cohort:
+    ) -> Self:
         """Load ``<data_dir>/<id>.json`` for every id in ``mouse_ids`` (the original's order).
 
         ``json_path`` names the folder as the original's documentation does; the
@@ -305,7 +339,7 @@ class Cohort:
             ids, folder_given = list(mouse_ids), data_dir
         folder = _folder(folder_given, json_path)
         ids = [str(m) for m in ids]
-        return cls([Mouse.init_from_file(folder, m) for m in ids], ids)
+        return cls([cls.mouse_type.init_from_file(folder, m) for m in ids], ids)
 
     def __getitem__(self, index: int) -> Mouse:
         return self.mice[index]

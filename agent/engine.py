@@ -14,9 +14,10 @@ import enum
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, Protocol
 
+from agent.variant import REACHLAB, Variant
 from shared import SOFTWARE_VERSION
 from shared.carryover import CarryOver
 from shared.config import TaskConfig
@@ -101,6 +102,16 @@ class RigIO(Protocol):
 Sink = Callable[[Document], None]
 
 
+def window_rate(outcomes: Iterable[object], window: int, with_incorrects: bool = False) -> float:
+    """The share of a ``window``-trial window that counts toward advancing (DESIGN §3.5).
+
+    Correct trials count, and incorrect ones too ``with_incorrects``; the
+    denominator is the whole window, so a half-filled window advances nothing.
+    """
+    counted = (CORRECT, INCORRECT) if with_incorrects else (CORRECT,)
+    return sum(1 for outcome in outcomes if outcome in counted) / window
+
+
 class TaskEngine:
     """One training session of one mouse on one rig.
 
@@ -123,10 +134,15 @@ class TaskEngine:
         carry_over: CarryOver | None = None,
         rng: random.Random | None = None,
         pins: dict[str, int | tuple[int, int]] | None = None,
+        variant: Variant = REACHLAB,
     ) -> None:
         self.config = config
         #: The rig's pin numbers, announced in ``session_start`` for the record.
         self.pins = pins
+        self.variant = variant
+        #: Seconds after which the session ends; a driver may set a length beyond the
+        #: settings' cap (the original's scripts ran any length; agent.compat).
+        self.duration = float(config.duration)
         self.clock = clock
         self.rig = rig
         self.mouse = mouse
@@ -148,6 +164,7 @@ class TaskEngine:
         self._reward_timers: list[Any] = [None, None]
         self._lifted = False
         self._spout = 0
+        self._next_spout: int | None = None
         self._cue_start = 0.0
 
         positions = config.spout_positions
@@ -200,7 +217,36 @@ class TaskEngine:
             self.rig.move_spout(spout, self.spout_position[spout])
         self.rig.on_paw = self._guarded(self._on_paw)
         self.rig.on_touch = self._guarded(self._on_touch)
-        self._begin_iti()
+        self._next_trial()
+
+    @property
+    def target(self) -> int:
+        """The spout of the trial running, or of the next one."""
+        return self._spout
+
+    def set_target(self, spout: int) -> None:
+        """Make ``spout`` the next trial's target; a trial already cued keeps its own."""
+        if spout not in (0, 1):
+            raise ValueError(f"spout must be 0 (left) or 1 (right), got {spout!r}")
+        if self.state is State.CUE:
+            self._next_spout = spout
+        else:
+            self._spout = spout
+
+    def report_iti_event(self, kind: Literal["lift", "touch"], side: int) -> None:
+        """A lift or touch that a backend of the original's later API reports as the ITI's
+        (``on_iti_lift``/``on_iti_grasp``): recorded whenever the session runs, it breaks
+        the ITI only during the countdown (a lift while waiting for rest counts, as there).
+        """
+        if self.state in (State.READY, State.ENDED):
+            return
+        now = self.clock.now()
+        if kind == "lift":
+            self._emit(Reset, t=now, paw=side)
+        else:
+            self._emit(SpontaneousReach, t=now, spout=side)
+        if self.state is State.ITI:
+            self._break_iti()
 
     def stop(self, status: SessionStatus = "stopped") -> None:
         """End now; a trial in progress is dropped (it has no outcome)."""
@@ -251,12 +297,19 @@ class TaskEngine:
     # ------------------------------------------------------------------ ITI
 
     def _begin_iti(self) -> None:
-        if self.clock.now() - self.start_time >= self.config.duration:
+        """After a broken ITI's timeout: wait for rest again."""
+        if self.clock.now() - self.start_time >= self.duration:
             self._end("complete")
             return
         self._goto(State.WAIT_REST)
         if self.rig.paws_resting():
             self._start_countdown()
+
+    def _next_trial(self) -> None:
+        """The ITI before a new trial (the first, or after one ended)."""
+        if self.variant.adapt_before_iti and self.clock.now() - self.start_time < self.duration:
+            self._adapt(self.clock.now())
+        self._begin_iti()
 
     def _start_countdown(self) -> None:
         self._goto(State.ITI)
@@ -310,9 +363,8 @@ class TaskEngine:
         return self._auto_shaping
 
     def _window_rate(self, spout: int) -> float:
-        counted = (CORRECT, INCORRECT) if self.config.advance_with_incorrects else (CORRECT,)
-        hits = sum(1 for outcome in self.windows[spout] if outcome in counted)
-        return hits / self.config.window
+        config = self.config
+        return window_rate(self.windows[spout], config.window, config.advance_with_incorrects)
 
     def _adapt(self, now: float) -> None:
         """Advance the current spout, then the other, then shorten the cue (DESIGN §3.5)."""
@@ -321,9 +373,16 @@ class TaskEngine:
             return
         last = self.config.spout_positions[-1]
         if self.spout_position[spout] >= last and self.spout_position[1 - spout] >= last:
+            paced = self.variant.paced_cue_decay
+            if paced and self._trials_since_advance < self.config.advance_delay:
+                return
             shorter = max(self.cue_duration * self.config.cue_decay, self.config.min_cue_duration)
+            if paced:
+                shorter = max(float(int(shorter)), self.config.min_cue_duration)
             if shorter < self.cue_duration:
                 self.cue_duration = shorter
+                if paced:
+                    self._trials_since_advance = 0
                 self._emit(CueChanged, t=now, cue_duration=shorter)
             return
         if self._trials_since_advance < self.config.advance_delay:
@@ -340,7 +399,8 @@ class TaskEngine:
 
     def _start_trial(self) -> None:
         now = self.clock.now()
-        self._adapt(now)
+        if not self.variant.adapt_before_iti:
+            self._adapt(now)
         shaping = self._shaping_now()
         self._goto(State.CUE)
         self._lifted = False
@@ -375,13 +435,16 @@ class TaskEngine:
         self._trials_since_advance += 1
         if is_reward(outcome):
             self._reward(spout, end)
-            self._spout = self.rng.randint(0, 1)
+            if self.variant.pick_targets:
+                self._spout = self.rng.randint(0, 1)
+        if self._next_spout is not None:
+            self._spout, self._next_spout = self._next_spout, None
         # After a missed or incorrect trial the same spout comes again: a correction trial.
         if outcome == INCORRECT:
             self._goto(State.TIMEOUT)
-            self._schedule(self.config.timeout / 1000, self._begin_iti)
+            self._schedule(self.config.timeout / 1000, self._next_trial)
         else:
-            self._begin_iti()
+            self._next_trial()
 
     def _reward(self, spout: int, now: float) -> None:
         duration_ms = self.config.reward_duration_ms[spout]

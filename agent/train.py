@@ -125,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.notes is None and interactive:
         session.data["notes"] = ask_notes()
-    path = mouse.save_data_to_file(data_dir)
-    print(f"session {session.data.get('status')}: saved to {path}")
+    saved = mouse.save_data_to_file(data_dir)
+    print(f"session {session.data.get('status')}: saved to {saved.path}")
     print(format_table([session_results(session.data).as_dict() | {"mouse": mouse_id}]))
     return 0
 

@@ -206,14 +206,16 @@ def test_a_bad_mouse_id_is_one_line_naming_it(tmp_path: Path, bad_id: str) -> No
     assert "invalid mouse id" in result.stderr and repr(bad_id) in result.stderr
 
 
-def test_a_missing_config_file_gives_the_defaults_and_says_so(tmp_path: Path) -> None:
+def test_a_missing_config_file_is_refused_in_one_line_and_runs_nothing(tmp_path: Path) -> None:
+    """A typo'd --config never runs a whole session on the defaults (issue 17, item 4)."""
     result = labagent(
         "train", "M6", "--data-dir", str(tmp_path), "--sim", "--time-scale", "max",
         "--config", str(tmp_path / "nope.ini"),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "does not exist: using the default settings" in result.stdout + result.stderr
-    assert read_sessions(tmp_path / "M6.json")[0]["duration"] >= 1800
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert "--config" in line and "nope.ini" in line
+    assert not (tmp_path / "M6.json").exists()
 
 
 @pytest.mark.parametrize(
