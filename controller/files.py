@@ -34,6 +34,7 @@ from controller.store import (
     complete_session_texts,
     digest,
     ensure_mouse,
+    lock_mouse,
     rewards_of,
     session_text,
     session_time,
@@ -174,6 +175,7 @@ def import_sessions(
     result = ImportResult(path=path or Path(f"{mouse}.json"), mouse=mouse)
     texts = _texts(sessions, str(result.path))
     result.created_mouse = ensure_mouse(conn, mouse, now)
+    lock_mouse(conn, mouse)
     previous: float | None = None
     seen: dict[str, int] = {}  # text -> copies met so far in this file
     for session, text in zip(sessions, texts, strict=True):

@@ -79,6 +79,18 @@ def ensure_mouse(connection: Connection, mouse_id: str, now: float | None = None
     return bool(created)
 
 
+def lock_mouse(connection: Connection, mouse_id: str) -> None:
+    """Hold the mouse's row until the transaction ends, so that two imports of the same
+    sessions (which may have no ``session_id`` to collide on) run one after the other.
+
+    The second then finds the first's sessions stored. SQLite needs nothing: its writers
+    begin ``IMMEDIATE`` and so never overlap.
+    """
+    if connection.dialect.name == "sqlite":
+        return
+    connection.execute(select(MICE.c.id).where(MICE.c.id == mouse_id).with_for_update())
+
+
 def session_text(session: dict[str, Any]) -> str:
     """A session dict as stored and exported: ``json.dumps`` defaults, like the original library.
 
