@@ -171,6 +171,11 @@ def _trials_of(session: dict[str, Any]) -> list[Any]:
     return trials if isinstance(trials, list) else []
 
 
+def trial_count_of(session: dict[str, Any]) -> int:
+    """How many rows :func:`store_trials` stores for the session: its trials that are dicts."""
+    return sum(1 for trial in _trials_of(session) if isinstance(trial, dict))
+
+
 def trial_row_tuples(session_pk: int, session: dict[str, Any]) -> list[tuple[Any, ...]]:
     """:func:`trial_rows` as tuples in :data:`TRIAL_COLUMNS` order (fast for our own trials)."""
     trials = _trials_of(session)

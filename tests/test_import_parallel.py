@@ -33,8 +33,10 @@ def legacy_session(mouse: int, n: int) -> dict[str, object]:
          "shaping": False}
         for k in range(30)
     ]  # fmt: skip
-    return {"trials": trials, "resets": [], "spontaneous_reaches": [], "start_time": start,
-            "end_time": start + 400, "date": "2019-06-08", "notes": f"M{mouse} day {n}"}  # fmt: skip
+    return {
+        "trials": trials, "resets": [], "spontaneous_reaches": [], "start_time": start,
+        "end_time": start + 400, "date": "2019-06-08", "notes": f"M{mouse} day {n}",
+    }  # fmt: skip
 
 
 def write_folder(folder: Path) -> None:
@@ -59,11 +61,10 @@ def test_parallel_imports_store_each_legacy_session_once(db_url: str, tmp_path: 
             add_mouse(tx, f"M{m}")
     db.close()
     env = {**os.environ, "LABCTL_DB": db_url, "LABCTL_BROKER": "mqtt://127.0.0.1:1"}
+    command = [*labctl_command(), "import", str(folder)]
+    pipe = subprocess.PIPE
     procs = [
-        subprocess.Popen(
-            [*labctl_command(), "import", str(folder)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
         for _ in range(IMPORTS)
     ]
     outputs = []
@@ -76,7 +77,7 @@ def test_parallel_imports_store_each_legacy_session_once(db_url: str, tmp_path: 
             if proc.poll() is None:
                 os.kill(proc.pid, 9)
                 proc.wait()
-    for code, out, err in outputs:
+    for code, _, err in outputs:
         assert code == 0, err
     expected = MICE * SESSIONS_PER_FILE
     db = open_database(db_url)
