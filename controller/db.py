@@ -101,7 +101,7 @@ log = logging.getLogger("labctl.db")
 Transaction = Session
 
 #: The Alembic head this code expects; a test checks it against the migrations.
-SCHEMA_REVISION = "0005_alerts"
+SCHEMA_REVISION = "0006_session_figures"
 APP_NAME = "reachlab"
 DB_FILE = "reachlab.db"
 #: How long a SQLite writer waits for another writer's lock before giving up.
