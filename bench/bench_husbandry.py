@@ -3,10 +3,15 @@
 Each mouse has a baseline, a weighing and water by hand every day, and two sessions a
 day of 300 trials on one of 10 boxes, whose calibrations change every week; stored
 through ``labctl import``'s code path on a SQLite file (or ``--db URL``, e.g. a fresh
-PostgreSQL database). Timed: the day's rows of ``today`` (with the training figures)
-and the welfare report over every day (one row per mouse per day), and its CSV.
+PostgreSQL database). The days are the ones before today, so every record is in the past
+whenever the bench runs. Timed: the day's rows of ``today`` (with the training figures)
+and the welfare report over every day (one row per mouse per day), and its CSV; and, as
+the baseline in the same run, the old path (every row asked of the database, every
+session's trials read: ``report_rows_reference`` and ``day_row``) over the last
+``--old-days`` days, against the new path over the same days.
 
-Run: ``python bench/bench_husbandry.py [--mice 40] [--days 30] [--trials 300] [--db URL]``
+Run: ``python bench/bench_husbandry.py [--mice 40] [--days 30] [--trials 300] [--db URL]
+[--old-days 30]``; issue 20's size: ``--mice 100 --days 365 --trials 50``.
 """
 
 from __future__ import annotations
@@ -26,13 +31,20 @@ sys.path.insert(0, str(REPO))
 from controller.db import Database, open_database  # noqa: E402
 from controller.files import import_sessions  # noqa: E402
 from controller.husbandry.calibration import record_calibration  # noqa: E402
-from controller.husbandry.report import format_report, report_rows, today_rows  # noqa: E402
+from controller.husbandry.report import (  # noqa: E402
+    day_row,
+    format_report,
+    report_rows,
+    report_rows_reference,
+    today_rows,
+)
 from controller.husbandry.settings import lab_settings  # noqa: E402
 from controller.husbandry.water import give_water  # noqa: E402
 from controller.husbandry.weights import record_weighing, set_baseline  # noqa: E402
 from controller.lab import add_mouse, assign  # noqa: E402
 
 BOXES = 10
+#: 08:00 on the first day; set by main() to ``--days`` before today.
 FIRST = datetime(2026, 3, 1, 8, 0)
 
 
@@ -84,7 +96,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--db", metavar="URL", help="an empty database (default: a temp SQLite)")
+    parser.add_argument("--old-days", type=int, default=30, help="days the old path is timed on")
     args = parser.parse_args()
+    global FIRST
+    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    FIRST = midnight - timedelta(days=args.days) + timedelta(hours=8)
     with tempfile.TemporaryDirectory() as tmp:
         db = open_database(args.db or f"sqlite:///{tmp}/bench.db")
         started = time.perf_counter()
@@ -93,20 +109,44 @@ def main() -> None:
               f"in {time.perf_counter() - started:.1f} s ({db.dialect})")  # fmt: skip
         last = (FIRST + timedelta(days=args.days - 1)).strftime("%Y-%m-%d")
         middle = (FIRST + timedelta(days=args.days // 2)).strftime("%Y-%m-%d")
+        since = (FIRST + timedelta(days=args.days - min(args.old_days, args.days))).strftime(
+            "%Y-%m-%d"
+        )
         with db.reader() as s:
+            settings = lab_settings(s)
+            # Warm both paths up (imports, compiled statements) on another day first.
+            first = FIRST.strftime("%Y-%m-%d")
+            for r in today_rows(s, first, settings):
+                day_row(s, r.mouse, first, settings, box=r.box)
             started = time.perf_counter()
-            rows = today_rows(s, middle, lab_settings(s))
+            rows = today_rows(s, middle, settings)
             today_s = time.perf_counter() - started
             started = time.perf_counter()
             report = report_rows(s, FIRST.strftime("%Y-%m-%d"), last)
             report_s = time.perf_counter() - started
+            # The old path, on the same data in the same run.
+            started = time.perf_counter()
+            old_today = [day_row(s, r.mouse, middle, settings, box=r.box) for r in rows]
+            old_today_s = time.perf_counter() - started
+            started = time.perf_counter()
+            part = report_rows(s, since, last)
+            part_s = time.perf_counter() - started
+            started = time.perf_counter()
+            old_part = report_rows_reference(s, since, last)
+            old_part_s = time.perf_counter() - started
         started = time.perf_counter()
         format_report(report, "csv")
         csv_s = time.perf_counter() - started
         db.close()
-    print(f"today: {len(rows)} rows in {today_s:.2f} s")
-    print(f"report: {len(report)} rows in {report_s:.2f} s ({1000 * report_s / len(report):.1f} "
+    same = [r.as_dict() for r in part] == [r.as_dict() for r in old_part]
+    same_today = [r.as_dict() for r in rows] == [r.as_dict() for r in old_today]
+    print(f"today: {len(rows)} rows in {today_s:.3f} s; old path {old_today_s:.3f} s "
+          f"(new/old {today_s / old_today_s:.3f}x; rows equal: {same_today})")  # fmt: skip
+    print(f"report: {len(report)} rows in {report_s:.2f} s ({1000 * report_s / len(report):.3f} "
           f"ms a row); csv {1000 * csv_s:.0f} ms")  # fmt: skip
+    print(f"report of the last {len(part)} rows ({since} to {last}): {part_s:.2f} s; "
+          f"old path {old_part_s:.2f} s (new/old {part_s / old_part_s:.3f}x; "
+          f"rows equal: {same})")  # fmt: skip
 
 
 if __name__ == "__main__":
