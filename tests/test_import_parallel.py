@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,9 +19,11 @@ from sqlalchemy import func, select
 from controller.db import TrainingSession, open_database
 from controller.lab import add_mouse
 
+from .processes import Processes
+
 MICE, SESSIONS_PER_FILE, IMPORTS = 30, 20, 3
 
-pytestmark = pytest.mark.slow  # real labctl processes; each waited on at most 240 s
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # real labctl processes
 
 
 def legacy_session(mouse: int, n: int) -> dict[str, object]:
@@ -62,23 +63,14 @@ def test_parallel_imports_store_each_legacy_session_once(db_url: str, tmp_path: 
     db.close()
     env = {**os.environ, "LABCTL_DB": db_url, "LABCTL_BROKER": "mqtt://127.0.0.1:1"}
     command = [*labctl_command(), "import", str(folder)]
-    pipe = subprocess.PIPE
-    procs = [
-        subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
-        for _ in range(IMPORTS)
-    ]
-    outputs = []
+    processes = Processes(tmp_path / "logs")
     try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=240)
-            outputs.append((proc.returncode, out, err))
+        children = [processes.start(f"import{n}", command, env) for n in range(IMPORTS)]
+        codes = [child.wait(timeout=240) for child in children]
+        outputs = [processes.log(f"import{n}") for n in range(IMPORTS)]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, 9)
-                proc.wait()
-    for code, _, err in outputs:
-        assert code == 0, err
+        processes.stop_all()
+    assert codes == [0] * IMPORTS, processes.all_logs()
     expected = MICE * SESSIONS_PER_FILE
     db = open_database(db_url)
     try:
@@ -89,5 +81,5 @@ def test_parallel_imports_store_each_legacy_session_once(db_url: str, tmp_path: 
         db.close()
     assert (rows, distinct) == (expected, expected)
     # Every session was stored by exactly one of the imports; the others found it present.
-    imported = sum(int(out.split(" session(s) imported")[0].split()[-1]) for _, out, _ in outputs)
-    assert imported == expected, [o for _, o, _ in outputs]
+    imported = sum(int(out.split(" session(s) imported")[0].split()[-1]) for out in outputs)
+    assert imported == expected, outputs
