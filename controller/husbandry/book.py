@@ -95,6 +95,7 @@ class RecordBook:
             .order_by(WeightOverride.at, WeightOverride.id)
         ):
             self.overrides[(o.mouse_id, self.day_of(o.at))].append(o)
+        self._recorded: dict[str, set[str]] | None = None
         self.sessions: dict[tuple[str, str], list[SessionFigures]] = defaultdict(list)
         #: Mice with a session that started on the day (as report's _mice_with_sessions).
         self.started: dict[str, set[str]] = defaultdict(set)
@@ -172,10 +173,16 @@ class RecordBook:
 
     def with_records(self, day: str) -> set[str]:
         """Mice with a weighing, water by hand or an override on ``day``."""
-        found = {m for (m, d) in self.weighings if d == day}
-        found |= {m for (m, d), kinds in self.given.items() if d == day and kinds}
-        found |= {m for (m, d) in self.overrides if d == day}
-        return found
+        if self._recorded is None:  # indexed by day once: the report asks for every day
+            self._recorded = defaultdict(set)
+            for m, d in self.weighings:
+                self._recorded[d].add(m)
+            for (m, d), kinds in self.given.items():
+                if kinds:
+                    self._recorded[d].add(m)
+            for m, d in self.overrides:
+                self._recorded[d].add(m)
+        return set(self._recorded.get(day, ()))
 
     def settings_at(self, at: float) -> LabSettings:
         """As settings.lab_settings(at=...): the newest value of each key set before ``at``."""

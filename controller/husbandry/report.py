@@ -314,7 +314,7 @@ def _cell(value: Any) -> str:
 
 def format_report(rows: Sequence[DayRow], fmt: str, header: Iterable[str] = ()) -> str:
     """The rows as ``csv``, ``json`` or ``md`` (a Markdown table, with ``header`` lines)."""
-    records = [{k: r.as_dict()[k] for k in REPORT_COLUMNS} for r in rows]
+    records = [{k: d[k] for k in REPORT_COLUMNS} for d in (r.as_dict() for r in rows)]
     if fmt == "json":
         return json.dumps(records, indent=2)
     if fmt == "csv":
