@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,22 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from controller.db import Database
+from controller.husbandry.figures import reward_figures
 from controller.store import (
     SESSIONS,
     complete_session_texts,
     digest,
     ensure_mouse,
+    lock_mouse,
     rewards_of,
     session_text,
     session_time,
     store_trials,
+    trial_count_of,
 )
 from shared.errors import DataFileError, InvalidIdError
 from shared.ids import check_mouse_id
-from shared.sessionfile import atomic_write_text, mouse_file_path, read_sessions
+from shared.sessionfile import atomic_write_text, iter_sessions, mouse_file_path
 
 # ---------------------------------------------------------------- import
 
@@ -74,6 +77,13 @@ def mouse_id_of(path: Path) -> str:
 
 def read_mouse_file(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, Any]]]:
     """(mouse id, sessions) of a per-mouse file; DataFileError naming the file if unusable."""
+    mouse, sessions = stream_mouse_file(path)
+    return mouse, list(sessions)
+
+
+def stream_mouse_file(path: str | os.PathLike[str]) -> tuple[str, Iterator[dict[str, Any]]]:
+    """(mouse id, its sessions one at a time) of a per-mouse file: DataFileError naming the
+    file at once if it is not one, or while the sessions are read if its text is unusable."""
     file = Path(path).expanduser()
     if file.is_dir():
         raise DataFileError(f"{file}: is a folder, not a per-mouse file")
@@ -81,7 +91,7 @@ def read_mouse_file(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, A
         raise DataFileError(f"{file}: no such file")
     mouse = mouse_id_of(file)
     # Stored once, a file must come back whole: a key named twice would lose a value.
-    return mouse, read_sessions(file, refuse_duplicate_keys=True)
+    return mouse, iter_sessions(file, refuse_duplicate_keys=True)
 
 
 def files_to_import(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -139,30 +149,29 @@ def import_file(db: Database, path: Path) -> ImportResult:
     if path.is_dir():
         return ImportResult(path, path.name, refused="a folder with no *.json files in it")
     try:
-        mouse, sessions = read_mouse_file(path)
+        mouse, sessions = stream_mouse_file(path)
     except DataFileError as exc:
         return ImportResult(path, path.stem, refused=_refusal(path, exc))
     try:
+        # Read while stored, one session at a time: memory stays near one session's, and a
+        # problem found late in the file rolls back what was stored before it.
         with db.engine.begin() as conn:
             return import_sessions(conn, mouse, sessions, path=path)
     except DataFileError as exc:  # the transaction is rolled back: nothing of the file stays
         return ImportResult(path, mouse, refused=_refusal(path, exc))
 
 
-def _texts(sessions: list[dict[str, Any]], source: str) -> list[str]:
-    texts = []
-    for number, session in enumerate(sessions):
-        try:
-            texts.append(session_text(session))
-        except RecursionError:
-            raise DataFileError(f"{source}: session {number} is nested too deeply") from None
-        except (TypeError, ValueError) as exc:  # not from a JSON file, but a caller's dicts
-            raise DataFileError(f"{source}: session {number} is not JSON ({exc})") from None
-    return texts
+def _text(session: dict[str, Any], number: int, source: str) -> str:
+    try:
+        return session_text(session)
+    except RecursionError:
+        raise DataFileError(f"{source}: session {number} is nested too deeply") from None
+    except (TypeError, ValueError) as exc:  # not from a JSON file, but a caller's dicts
+        raise DataFileError(f"{source}: session {number} is not JSON ({exc})") from None
 
 
 def import_sessions(
-    conn: Connection, mouse: str, sessions: list[dict[str, Any]], *, path: Path | None = None
+    conn: Connection, mouse: str, sessions: Iterable[dict[str, Any]], *, path: Path | None = None
 ) -> ImportResult:
     """Store the sessions of one mouse that are not stored yet, keeping their order.
 
@@ -172,14 +181,15 @@ def import_sessions(
     """
     now = time.time()
     result = ImportResult(path=path or Path(f"{mouse}.json"), mouse=mouse)
-    texts = _texts(sessions, str(result.path))
     result.created_mouse = ensure_mouse(conn, mouse, now)
+    lock_mouse(conn, mouse)
     previous: float | None = None
-    seen: dict[str, int] = {}  # text -> copies met so far in this file
-    for session, text in zip(sessions, texts, strict=True):
+    seen: dict[str, int] = {}  # digest of the text -> copies met so far in this file
+    for number, session in enumerate(sessions):
+        text = _text(session, number, str(result.path))
         hashed = digest(text)
-        copy = seen.get(text, 0)
-        seen[text] = copy + 1
+        copy = seen.get(hashed, 0)
+        seen[hashed] = copy + 1
         existing = _find_existing(conn, mouse, session, text, hashed, copy)
         if existing is not None:
             position, conflict = existing
@@ -258,17 +268,17 @@ def _insert_imported(
             if isinstance(end, int | float) and not isinstance(end, bool)
             else None,
             date=date[:32] if isinstance(date, str) else None,
-            trial_count=0,
+            trial_count=trial_count_of(session),
             reward_count=rewards_of(session),
             data=text,
             digest=hashed,
             created_at=now,
             completed_at=now,
+            **reward_figures(session),
         )
         .returning(SESSIONS.c.id)
     ).scalar_one()
-    trials = store_trials(conn, session_pk, session)
-    conn.execute(SESSIONS.update().where(SESSIONS.c.id == session_pk).values(trial_count=trials))
+    store_trials(conn, session_pk, session)
 
 
 # ---------------------------------------------------------------- export

@@ -179,6 +179,16 @@ class TrainingSession(Base):
     committed_at: Mapped[float | None] = mapped_column(Float)
     #: Why a recorded session cannot be completed, if it cannot.
     problem: Mapped[str | None] = mapped_column(Text)
+    # Reward figures of ``data``, set with it (controller.husbandry.figures): the water
+    # accounting reads these, never the trials again. Rewards from each spout, the first
+    # and last reward's time, the session's reward_volume_ul and each spout's duration.
+    left_rewards: Mapped[int] = mapped_column(Integer, default=0)
+    right_rewards: Mapped[int] = mapped_column(Integer, default=0)
+    first_reward_at: Mapped[float | None] = mapped_column(Float)
+    last_reward_at: Mapped[float | None] = mapped_column(Float)
+    reward_ul: Mapped[float | None] = mapped_column(Float)
+    left_reward_ms: Mapped[float | None] = mapped_column(Float)
+    right_reward_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class StoredDocument(Base):

@@ -79,6 +79,18 @@ def ensure_mouse(connection: Connection, mouse_id: str, now: float | None = None
     return bool(created)
 
 
+def lock_mouse(connection: Connection, mouse_id: str) -> None:
+    """Hold the mouse's row until the transaction ends, so that two imports of the same
+    sessions (which may have no ``session_id`` to collide on) run one after the other.
+
+    The second then finds the first's sessions stored. SQLite needs nothing: its writers
+    begin ``IMMEDIATE`` and so never overlap.
+    """
+    if connection.dialect.name == "sqlite":
+        return
+    connection.execute(select(MICE.c.id).where(MICE.c.id == mouse_id).with_for_update())
+
+
 def session_text(session: dict[str, Any]) -> str:
     """A session dict as stored and exported: ``json.dumps`` defaults, like the original library.
 
@@ -157,6 +169,11 @@ def _trials_of(session: dict[str, Any]) -> list[Any]:
     # Sessions of the original's 2019 "timepoints" files have no trials list at all.
     trials = session.get("trials")
     return trials if isinstance(trials, list) else []
+
+
+def trial_count_of(session: dict[str, Any]) -> int:
+    """How many rows :func:`store_trials` stores for the session: its trials that are dicts."""
+    return sum(1 for trial in _trials_of(session) if isinstance(trial, dict))
 
 
 def trial_row_tuples(session_pk: int, session: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -210,6 +210,95 @@ def read_sessions(
     except OSError as exc:
         raise DataFileError(f"{file}: cannot be read ({exc.strerror or exc})") from None
     return loads_sessions(text, str(file), refuse_duplicate_keys=refuse_duplicate_keys)
+
+
+#: Text read at a time by :func:`iter_sessions`: a session is ~60 kB, so most need one read.
+READ_CHARS = 1 << 20
+_SPACE = " \t\n\r"
+
+
+class _NotPlain(Exception):
+    """The streaming reader met something :func:`loads_sessions` must judge (a refusal)."""
+
+
+class _Reader:
+    """A window on a text file: the part not parsed yet, refilled a chunk at a time."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.text, self.pos, self.eof = handle, "", 0, False
+
+    def more(self) -> bool:
+        """Read on (at least as much as is held, so a long session costs few re-parses)."""
+        if self.eof:
+            return False
+        chunk = self.handle.read(max(READ_CHARS, len(self.text) - self.pos))
+        self.eof = not chunk
+        self.text, self.pos = self.text[self.pos :] + chunk, 0
+        return bool(chunk)
+
+    def next_char(self) -> str:
+        """The next character that is not JSON whitespace ("" at the end), not consumed."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in _SPACE:
+                self.pos += 1
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.more():
+                return ""
+
+
+def _stream_sessions(handle: Any, decoder: json.JSONDecoder) -> Iterator[dict[str, Any]]:
+    reader = _Reader(handle)
+    if reader.next_char() != "[":
+        raise _NotPlain
+    reader.pos += 1
+    if reader.next_char() == "]":
+        reader.pos += 1
+    else:
+        while True:
+            if reader.next_char() != "{":
+                raise _NotPlain
+            if len(reader.text) - reader.pos < READ_CHARS // 2:
+                reader.more()  # a session seldom ends past the text held (parsed twice)
+            while True:
+                try:
+                    session, reader.pos = decoder.raw_decode(reader.text, reader.pos)
+                    break
+                except json.JSONDecodeError:
+                    if not reader.more():  # at the end and still not a whole object
+                        raise _NotPlain from None
+            yield session
+            following = reader.next_char()
+            reader.pos += 1
+            if following == "]":
+                break
+            if following != ",":
+                raise _NotPlain
+    if reader.next_char() != "":
+        raise _NotPlain
+
+
+def iter_sessions(
+    path: str | os.PathLike[str], *, refuse_duplicate_keys: bool = False
+) -> Iterator[dict[str, Any]]:
+    """The session dicts of a per-mouse file one at a time, as :func:`read_sessions` would
+    return them, holding a few MB of the text rather than the whole file and every dict.
+
+    Refuses what :func:`read_sessions` refuses, with its line, possibly after yielding the
+    sessions before the problem: a caller that stores them must do so in one transaction.
+    """
+    file = Path(path).expanduser()
+    hook = _refuse_duplicate_keys if refuse_duplicate_keys else None
+    decoder = json.JSONDecoder(object_pairs_hook=hook)
+    try:
+        with file.open(encoding="utf-8-sig") as handle:
+            yield from _stream_sessions(handle, decoder)
+        return
+    except (_NotPlain, _DuplicateKey, RecursionError, UnicodeDecodeError, OSError):
+        pass
+    # A refusal (or an unreadable file): the whole-text reader words it, line and column.
+    read_sessions(file, refuse_duplicate_keys=refuse_duplicate_keys)
+    raise DataFileError(f"{file}: cannot be read as a list of sessions")
 
 
 def dumps_sessions(sessions: Iterable[dict[str, Any]]) -> str:

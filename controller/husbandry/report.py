@@ -21,14 +21,23 @@ from typing import Any
 from sqlalchemy import select
 
 from controller.db import Transaction
+from controller.husbandry.book import RecordBook
 from controller.husbandry.calibration import Timeline, calibration_warnings
 from controller.husbandry.days import day_bounds, days_between
 from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOverride
 from controller.husbandry.schedule import current_entries, slot_of
 from controller.husbandry.settings import LabSettings, lab_settings
-from controller.husbandry.water import sessions_of_day, water_day
-from controller.husbandry.weights import RESTRICTION_ENDED, overrides, weight_check
+from controller.husbandry.water import WaterDay, reckon_water_day, sessions_of_day, water_day
+from controller.husbandry.weights import (
+    RESTRICTION_ENDED,
+    WeightCheck,
+    in_grace,
+    judge_weight,
+    overrides,
+    weight_check,
+)
 from controller.lab import assignments_by_box, box_sort_key
+from controller.models import TrainingSession
 from shared.analysis import mouse_results
 
 
@@ -120,49 +129,107 @@ def day_row(
     if slot is not None:
         row.cohort, row.shift = slot.cohort_name, slot.shift
         row.box = row.box or slot.box_id
-    check = weight_check(tx, mouse_id, settings, day)
+    _weight_columns(row, weight_check(tx, mouse_id, settings, day), settings)
+    sessions = sessions_of_day(tx, mouse_id, day)
+    row.sessions = len(sessions)
+    row.trials = sum(s.trial_count for s in sessions)
+    parsed = {s.id: json.loads(s.data) for s in sessions if s.data is not None}
+    if figures and parsed:
+        _training_figures(row, list(parsed.values()))
+    water = water_day(
+        tx, mouse_id, day, settings, rows=sessions, parsed=parsed, timelines=timelines
+    )
+    _water_columns(row, water)
+    start, end = day_bounds(day)
+    _closing(row, end, overrides(tx, mouse_id, since=start, until=end))
+    return row
+
+
+def _training_figures(row: DayRow, sessions: list[Any]) -> None:
+    """Correct % and d-prime of the day: the shared analysis's per-day row, the same
+    figures as `labctl results --days`."""
+    days = mouse_results(row.mouse, sessions, collapse_days=True)
+    counted = sum(d.trials for d in days)
+    if counted:
+        row.correct_pct = _r(100.0 * sum(d.total_correct for d in days) / counted)
+    if len(days) == 1:
+        row.d_prime = _r(days[0].d_prime, 2)
+
+
+def _weight_columns(row: DayRow, check: WeightCheck, settings: LabSettings) -> None:
     row.baseline_g, row.weight_g = check.baseline_grams, check.weight_grams
     row.weighed_at = check.weighed_at
     row.weight_pct = _r(check.percent)
     row.threshold_pct = check.threshold_pct if check.restricted else None
     row.below_threshold = check.below_threshold
     row.warnings.extend(check.warnings)
-    sessions = sessions_of_day(tx, mouse_id, day)
-    row.sessions = len(sessions)
-    row.trials = sum(s.trial_count for s in sessions)
-    parsed = {s.id: json.loads(s.data) for s in sessions if s.data is not None}
-    if figures and parsed:
-        # The shared analysis's per-day row: the same figures as `labctl results --days`.
-        days = mouse_results(mouse_id, list(parsed.values()), collapse_days=True)
-        counted = sum(d.trials for d in days)
-        if counted:
-            row.correct_pct = _r(100.0 * sum(d.total_correct for d in days) / counted)
-        if len(days) == 1:
-            row.d_prime = _r(days[0].d_prime, 2)
-    water = water_day(
-        tx, mouse_id, day, settings, rows=sessions, parsed=parsed, timelines=timelines
-    )
+
+
+def _water_columns(row: DayRow, water: WaterDay) -> None:
     row.rewards = water.earned.rewards
     row.earned_ul, row.given_ul = _r(water.earned.ul) or 0.0, _r(water.given_ul) or 0.0
     row.total_ul = _r(water.total_ul) or 0.0
     row.required_ul, row.owed_ul = _r(water.requirement_ul), _r(water.owed_ul)
     row.warnings.extend(water.warnings)
-    start, end = day_bounds(day)
+
+
+def _closing(row: DayRow, end: float, day_overrides: Iterable[WeightOverride]) -> None:
     if row.owed_ul and end <= time.time():  # the day is over and the mouse is short
         row.warnings.append(f"{row.owed_ul:g} ul of the day's water was never given")
-    for o in overrides(tx, mouse_id, since=start, until=end):
+    for o in day_overrides:
         row.overrides.append(f"{o.by}: {o.reason} (overrode: {o.warning})")
+
+
+def book_row(
+    book: RecordBook, mouse_id: str, day: str, settings: LabSettings, box: str | None = None
+) -> DayRow:
+    """:func:`day_row` without the training figures, from the records ``book`` holds."""
+    row = DayRow(date=day, mouse=mouse_id, box=box)
+    slot = book.slots.get(mouse_id)
+    if slot is not None:
+        row.cohort, row.shift = slot.cohort_name, slot.shift
+        row.box = row.box or slot.box_id
+    _, end = day_bounds(day)
+    baseline = book.baseline_of(mouse_id, end)
+    weighing = book.weighings.get((mouse_id, day))
+    grace = baseline is not None and in_grace(book.tx, mouse_id, settings, day)
+    check = judge_weight(mouse_id, day, baseline, weighing, settings, grace=grace)
+    _weight_columns(row, check, settings)
+    sessions = book.sessions.get((mouse_id, day), [])
+    row.sessions = len(sessions)
+    row.trials = sum(s.trial_count for s in sessions)
+    water = reckon_water_day(
+        mouse_id, day, book.earned(sessions), dict(book.given.get((mouse_id, day), {})),
+        baseline.grams if baseline else None, settings,
+    )  # fmt: skip
+    _water_columns(row, water)
+    _closing(row, end, book.overrides.get((mouse_id, day), []))
     return row
 
 
 def today_rows(tx: Transaction, day: str, settings: LabSettings) -> list[DayRow]:
     """``labctl today``: every mouse on a box, in a schedule, restricted, or with records."""
-    start, end = day_bounds(day)
+    book = RecordBook(tx, day, day)
+    _, end = day_bounds(day)
     on_box = {mouse: box for box, mouse in assignments_by_box(tx).items()}
     mice = set(on_box) | {e.mouse_id for e in current_entries(tx)}
-    mice |= _restricted_mice(tx, end) | _mice_with_records(tx, start, end)
-    mice |= _mice_with_sessions(tx, start, end)
-    rows = [day_row(tx, m, day, settings, box=on_box.get(m)) for m in sorted(mice)]
+    mice |= book.restricted(end) | book.with_records(day) | book.started.get(day, set())
+    rows = [book_row(book, m, day, settings, box=on_box.get(m)) for m in sorted(mice)]
+    # The training figures read the day's sessions whole: one day's, not the history's.
+    pks = {s.pk: m for (m, d), found in book.sessions.items() for s in found if not s.collecting}
+    texts: dict[str, list[Any]] = {}
+    if pks:
+        stmt = select(TrainingSession.id, TrainingSession.data).where(
+            TrainingSession.id.in_(list(pks))
+        )
+        for pk, data in sorted(tx.execute(stmt), key=lambda r: r[0]):
+            if data is not None:
+                texts.setdefault(pks[pk], []).append((pk, json.loads(data)))
+    order = {s.pk: n for found in book.sessions.values() for n, s in enumerate(found)}
+    for row in rows:
+        parsed = sorted(texts.get(row.mouse, []), key=lambda item: order[item[0]])
+        if parsed:
+            _training_figures(row, [data for _, data in parsed])
     return sorted(rows, key=_box_order)
 
 
@@ -189,11 +256,12 @@ def _mice_with_sessions(tx: Transaction, start: float, end: float) -> set[str]:
     )
 
 
-def report_rows(
+def report_rows_reference(
     tx: Transaction, first: str, last: str, settings: LabSettings | None = None
 ) -> list[DayRow]:
-    """``labctl report``: one row per mouse per day from ``first`` to ``last``, each day
-    under the lab settings in force at its end (or under ``settings`` when given)."""
+    """:func:`report_rows` asked of the database row by row and session by session: the
+    reference that the stored figures are tested against (tests/test_report_book.py) and
+    that bench/bench_husbandry.py measures as the old path."""
     out: list[DayRow] = []
     timelines: dict[str, Timeline] = {}  # calibrations do not change while the report runs
     for day in days_between(first, last):
@@ -204,6 +272,21 @@ def report_rows(
         out.extend(
             day_row(tx, m, day, rules, figures=False, timelines=timelines) for m in sorted(mice)
         )
+    return out
+
+
+def report_rows(
+    tx: Transaction, first: str, last: str, settings: LabSettings | None = None
+) -> list[DayRow]:
+    """``labctl report``: one row per mouse per day from ``first`` to ``last``, each day
+    under the lab settings in force at its end (or under ``settings`` when given)."""
+    book = RecordBook(tx, first, last)
+    out: list[DayRow] = []
+    for day in book.days:
+        _, end = day_bounds(day)
+        mice = book.restricted(end) | book.with_records(day) | book.started.get(day, set())
+        rules = book.settings_at(end) if settings is None else settings
+        out.extend(book_row(book, m, day, rules) for m in sorted(mice))
     return out
 
 
@@ -231,7 +314,7 @@ def _cell(value: Any) -> str:
 
 def format_report(rows: Sequence[DayRow], fmt: str, header: Iterable[str] = ()) -> str:
     """The rows as ``csv``, ``json`` or ``md`` (a Markdown table, with ``header`` lines)."""
-    records = [{k: r.as_dict()[k] for k in REPORT_COLUMNS} for r in rows]
+    records = [{k: d[k] for k in REPORT_COLUMNS} for d in (r.as_dict() for r in rows)]
     if fmt == "json":
         return json.dumps(records, indent=2)
     if fmt == "csv":

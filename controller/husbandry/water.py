@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select
 
 from controller.db import Transaction
 from controller.husbandry.calibration import SPOUTS, Timeline
 from controller.husbandry.days import day_bounds
+from controller.husbandry.figures import durations, number, rewards
 from controller.husbandry.models import WaterGiven
 from controller.husbandry.settings import LabSettings
 from controller.husbandry.weights import FUTURE_SLACK_S, baseline_of
 from controller.lab import LabError, box_sort_key, get_mouse
 from controller.models import TrainingSession
-from shared.outcomes import is_reward, is_shaping_reward
 
 WATER_KINDS = ("water", "supplement", "gel")
 #: Volume per reward of sessions that predate the ``reward_volume_ul`` key (as analysis).
@@ -123,39 +122,6 @@ class Earned:
     provisional: int = 0
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _rewards(data: dict[str, Any]) -> Iterable[tuple[int, float]]:
-    """(spout, time) of every reward a session dict records."""
-    trials = data.get("trials")
-    if not isinstance(trials, list):
-        return
-    for trial in trials:
-        if not isinstance(trial, dict):
-            continue
-        spout = trial.get("spout")
-        if isinstance(spout, bool) or spout not in (0, 1):
-            continue
-        if is_shaping_reward(trial) and (t := _number(trial.get("start"))) is not None:
-            yield spout, t
-        if is_reward(trial.get("outcome")):
-            t = _number(trial.get("end")) or _number(trial.get("start"))
-            if t is not None:
-                yield spout, t
-
-
-def _durations(data: dict[str, Any]) -> list[float | None]:
-    value = data.get("reward_duration_ms")
-    if isinstance(value, list) and len(value) == 2:
-        return [_number(v) for v in value]
-    one = _number(value)
-    return [one, one]
-
-
 def earned_in_session(
     row: TrainingSession, timelines: dict[str, Timeline], data: Any = None
 ) -> Earned:
@@ -164,38 +130,16 @@ def earned_in_session(
     out = Earned()
     timeline = timelines.get(row.box) if row.box else None
     if row.data is None:
-        # Still being collected: the rewards so far, at the calibration in force at the start.
-        out.provisional = 1
-        out.rewards = row.reward_count
-        volumes = []
-        if timeline is not None and row.start_time is not None:
-            volumes = [
-                c.ul_per_opening
-                for c in (timeline.at(s, row.start_time) for s in (0, 1))
-                if c is not None
-            ]
-        if volumes:
-            out.ul = row.reward_count * sum(volumes) / len(volumes)
-        else:
-            out.ul, out.uncalibrated = row.reward_count * NOMINAL_UL, row.reward_count
-            if row.reward_count and row.box:
-                out.uncalibrated_spouts |= {
-                    (row.box, s)
-                    for s in (0, 1)
-                    if timeline is None
-                    or row.start_time is None
-                    or not timeline.at(s, row.start_time)
-                }
-        return out
+        return provisional(row.reward_count, row.start_time, timeline, row.box)
     if data is None:
         data = json.loads(row.data)
     if not isinstance(data, dict):
         return out
-    nominal = _number(data.get("reward_volume_ul")) or NOMINAL_UL
-    durations = _durations(data)
-    for spout, t in _rewards(data):
+    nominal = number(data.get("reward_volume_ul")) or NOMINAL_UL
+    spout_ms = durations(data)
+    for spout, t in rewards(data):
         out.rewards += 1
-        ul, calibrated = reward_volume(timeline, spout, t, durations[spout], nominal)
+        ul, calibrated = reward_volume(timeline, spout, t, spout_ms[spout], nominal)
         out.ul += ul
         if not calibrated:
             out.uncalibrated += 1
@@ -214,6 +158,76 @@ def reward_volume(
         return nominal, False
     scale = duration_ms / calibration.duration_ms if duration_ms else 1.0
     return calibration.ul_per_opening * scale, True
+
+
+def provisional(
+    reward_count: int, start: float | None, timeline: Timeline | None, box: str | None = None
+) -> Earned:
+    """A session still being collected: its rewards so far, at the calibration in force at
+    its start (the spouts without one named with ``box``, for the water warning)."""
+    out = Earned(provisional=1, rewards=reward_count)
+    volumes = []
+    if timeline is not None and start is not None:
+        volumes = [
+            c.ul_per_opening for c in (timeline.at(s, start) for s in (0, 1)) if c is not None
+        ]
+    if volumes:
+        out.ul = reward_count * sum(volumes) / len(volumes)
+    else:
+        out.ul, out.uncalibrated = reward_count * NOMINAL_UL, reward_count
+        if reward_count and box:
+            out.uncalibrated_spouts |= {
+                (box, s)
+                for s in (0, 1)
+                if timeline is None or start is None or not timeline.at(s, start)
+            }
+    return out
+
+
+class StoredFigures(Protocol):
+    """A stored session's reward figures (controller.husbandry.figures's columns)."""
+
+    box: str | None
+    reward_count: int
+    left_rewards: int
+    right_rewards: int
+    first_reward_at: float | None
+    last_reward_at: float | None
+    reward_ul: float | None
+    left_reward_ms: float | None
+    right_reward_ms: float | None
+
+
+def earned_of_figures(row: StoredFigures, timeline: Timeline | None) -> Earned | None:
+    """What :func:`earned_in_session` finds for a complete session, from its stored figures
+    alone; None when they cannot tell (a calibration changed between its first and last
+    reward, or figures never computed): then the caller reads the session."""
+    counts = (row.left_rewards or 0, row.right_rewards or 0)
+    if row.reward_count and not any(counts) and row.first_reward_at is None:
+        return None  # rewards but no figures: stored by a path that did not compute them
+    out = Earned()
+    nominal = row.reward_ul or NOMINAL_UL
+    spout_ms = (row.left_reward_ms, row.right_reward_ms)
+    for spout, count in enumerate(counts):
+        if not count:
+            continue
+        first, last = row.first_reward_at, row.last_reward_at
+        if first is None or last is None:
+            return None
+        calibration = timeline.at(spout, first) if timeline is not None else None
+        if timeline is not None and timeline.at(spout, last) is not calibration:
+            return None
+        out.rewards += count
+        if calibration is None:
+            out.ul += count * nominal
+            out.uncalibrated += count
+            if row.box:
+                out.uncalibrated_spouts.add((row.box, spout))
+            continue
+        duration = spout_ms[spout]
+        scale = duration / calibration.duration_ms if duration else 1.0
+        out.ul += count * calibration.ul_per_opening * scale
+    return out
 
 
 def earned_on_day(
@@ -284,9 +298,23 @@ def water_day(
         by_kind[row.kind] = by_kind.get(row.kind, 0.0) + row.microliters
     _, end = day_bounds(day)
     baseline = baseline_of(tx, mouse_id, at=end)
+    return reckon_water_day(
+        mouse_id, day, earned, by_kind, baseline.grams if baseline else None, settings
+    )
+
+
+def reckon_water_day(
+    mouse_id: str,
+    day: str,
+    earned: Earned,
+    by_kind: dict[str, float],
+    baseline_grams: float | None,
+    settings: LabSettings,
+) -> WaterDay:
+    """The day's water from what was earned and given and the baseline in force."""
     rule = settings.water_requirement
     # A mouse is on restriction from its first baseline on; before, nothing is owed.
-    requirement = rule.requirement(baseline.grams) if baseline is not None else None
+    requirement = rule.requirement(baseline_grams) if baseline_grams is not None else None
     out = WaterDay(
         mouse=mouse_id, day=day, earned=earned, given_ul=sum(by_kind.values()),
         given_by_kind=by_kind, requirement_ul=requirement, rule=str(rule),

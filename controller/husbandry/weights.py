@@ -250,6 +250,20 @@ def weight_check(
     baseline = baseline_of(tx, mouse_id, at=end)
     weighing = latest_weighing(tx, mouse_id, day)
     grace = baseline is not None and in_grace(tx, mouse_id, settings, day)
+    return judge_weight(mouse_id, day, baseline, weighing, settings, grace=grace)
+
+
+def judge_weight(
+    mouse_id: str,
+    day: str,
+    baseline: Baseline | None,
+    weighing: Weighing | None,
+    settings: LabSettings,
+    *,
+    grace: bool = False,
+) -> WeightCheck:
+    """The check of ``day`` from the baseline in force at its end and its last weighing
+    (``grace``: a day of the restriction's first days, :func:`in_grace`)."""
     check = WeightCheck(
         mouse=mouse_id,
         day=day,
