@@ -23,6 +23,13 @@ BIN = Path(sys.executable).parent
 SIGINT_DEATH = -signal.SIGINT  # before Python's own start-up installed a handler
 
 
+def _sigint_as_at_a_terminal() -> None:
+    # A command typed at a terminal starts with SIGINT at its default; a job started in the
+    # background of a non-interactive shell (as CI runs the suite) inherits it ignored, and
+    # a Ctrl-C sent before the command's own handler would then be dropped, not tested.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(
     argv: list[str], tmp_path: Path, importtime: bool = False
 ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -32,6 +39,7 @@ def _run(
         child = subprocess.Popen(
             [*python, str(BIN / argv[0]), *argv[1:]],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sink, cwd=tmp_path,
+            preexec_fn=_sigint_as_at_a_terminal,
         )  # fmt: skip
     return child, err
 
