@@ -215,12 +215,20 @@ class Agent:
             ", the session carries on" if self.state == "running" else "",
         )
 
-    def link_message(self, topic: str, payload: bytes) -> None:
+    def link_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic != self.topics.cmd(self.box):
             # Only the cmd topic is subscribed, but a broker may still deliver others: the
             # amqtt broker (the tests' and the demo's last resort) hands a new subscriber
             # retained messages of unrelated topics. They are not commands to this box.
             log.debug("ignored a message on %s: not this box's command topic", topic)
+            return
+        if not payload:
+            # An empty message is how a retained one is cleared (labctl does it): not a command.
+            log.debug("ignored an empty message on %s", topic)
+            return
+        if retained:
+            reply = self.commands.refuse_retained(payload)
+            self.link.publish(self.topics.reply(self.box), encode(reply))
             return
         self._handle_command(payload)
 

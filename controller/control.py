@@ -418,11 +418,16 @@ def stop_boxes(
         outcome = Outcome(mouse, box, False)
         outcomes.append(outcome)
         status = link.statuses.get(box)
-        if not box_online(status):
+        if status is None or not box_online(status):
             outcome.reason = f"box {box} is offline"
             outcome.code = "box_unavailable"
             continue
-        command = StopCommand(request_id=new_request_id())
+        if status.session_id is None:
+            outcome.reason = f"no session is running on box {box}"
+            outcome.code = "refused_by_box"
+            continue
+        # The stop names the session its status shows, so a late one never ends the next.
+        command = StopCommand(request_id=new_request_id(), session_id=status.session_id)
         commands.append((outcome, command))
         link.send(box, command)
     replies = link.wait_replies({c.request_id for _, c in commands}, timeout)

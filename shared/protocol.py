@@ -148,9 +148,13 @@ class StartCommand(_Command):
 
 
 class StopCommand(_Command):
-    """End the running session as ``stopped``."""
+    """End the running session as ``stopped``, if it is the one named.
+
+    The session is named so that a late, repeated or replayed stop never ends a later
+    session on the same box (DESIGN §15)."""
 
     command: Literal["stop"] = "stop"
+    session_id: str = Field(min_length=1, max_length=64)
 
 
 class ResendCommand(_Command):
@@ -245,7 +249,9 @@ COMMAND_NAMES = (
 
 # ---------------------------------------------------------------- replies and status
 
-ErrorCode = Literal["busy", "invalid", "unknown_command", "hardware", "not_found", "idle"]
+ErrorCode = Literal[
+    "busy", "invalid", "unknown_command", "hardware", "not_found", "idle", "retained"
+]
 
 
 class Reply(_Message):
