@@ -85,6 +85,7 @@ __all__ = [
     "Trial",
     "alembic_config",
     "create_database_engine",
+    "database_identity",
     "default_database_path",
     "default_database_url",
     "display_url",
@@ -100,7 +101,7 @@ log = logging.getLogger("labctl.db")
 Transaction = Session
 
 #: The Alembic head this code expects; a test checks it against the migrations.
-SCHEMA_REVISION = "0004_box_clock"
+SCHEMA_REVISION = "0005_lab_identity"
 APP_NAME = "reachlab"
 DB_FILE = "reachlab.db"
 #: How long a SQLite writer waits for another writer's lock before giving up.
@@ -301,6 +302,16 @@ def open_database(url: str | None = None, *, upgrade: bool = True) -> Database:
                 continue
             engine.dispose()
             raise DatabaseError(f"cannot open database {db.url}: {_first_line(exc)}") from None
+
+
+def database_identity(db: Database) -> str:
+    """The lab database's identity (migration 0005): the same for every copy of one lab."""
+    from sqlalchemy import select
+
+    from controller.models import LabIdentity
+
+    with db.reader() as tx:
+        return tx.scalar(select(LabIdentity.id)) or ""
 
 
 def _wait_before_retry() -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from controller.collector.leases import CollectorStatus, parse_collector_status
+from controller.collector.leases import CollectorStatus, check_same_lab, parse_collector_status
 from controller.transport import BrokerError, Transport
 from shared.broker_url import BrokerSettings
 from shared.documents import Document, parse_document
@@ -59,6 +59,7 @@ class BrokerLink:
         events: bool = False,
         on_event: Callable[[str, Document], None] | None = None,
         on_status: Callable[[str, Status], None] | None = None,
+        lab: tuple[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -76,6 +77,9 @@ class BrokerLink:
         self.events: deque[tuple[float, str, Document]] = deque(maxlen=200)
         self.on_event = on_event
         self.on_status = on_status
+        #: (database URL, identity) of the database this link's commands were judged from:
+        #: opening refuses (WrongLab) when the online collectors write to another one.
+        self.lab = lab
         self._marker = topics.labctl_sync(self.client_id)
         self._marker_seen: set[bytes] = set()
         kinds = ["status", "reply", "cmd"] + (["events"] if events else [])
@@ -109,6 +113,8 @@ class BrokerLink:
                     f"{self.timeout:g} s"
                 )
             self.sync()
+            if self.lab is not None:
+                check_same_lab(*self.lab, self.online_collectors())
         except BaseException:
             self.close()
             raise

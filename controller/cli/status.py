@@ -67,7 +67,7 @@ def status(
     warning = None
     collectors: list[Any] | None = None
     try:
-        with state.link() as link:
+        with state.link(check_lab=False) as link:
             views = _views(state, link)
             collectors = link.online_collectors()
     except BrokerError as exc:
@@ -79,6 +79,9 @@ def status(
 
     with state.db().reader() as tx:
         notices = box_notices(tx, {v.box: v.state for v in views})
+    if not as_json:
+        # First, so a person sees at once which lab this terminal talks to.
+        say(f"database {state.db_url_display} · broker {broker.url}")
     if as_json:
         print_json(
             {
@@ -103,6 +106,14 @@ def status(
 
     if collectors and not as_json:
         say(collectors_line(collectors))
+    if collectors:
+        from controller.collector.leases import WrongLab, check_same_lab
+        from controller.db import database_identity
+
+        try:
+            check_same_lab(state.db_url_display, database_identity(state.db()), collectors)
+        except WrongLab as exc:
+            warn(str(exc).replace(": nothing was sent;", ";"))
     if warning:
         warn(warning)
     elif not collectors:
@@ -131,7 +142,7 @@ def monitor(
     state = state_of(ctx)
     state.db()
     memory = SessionMemory()  # a row keeps its session's trials when the session ends
-    with state.link(events=True) as link:
+    with state.link(events=True, check_lab=False) as link:
         base = f"reachlab monitor: broker {link.settings.url}, prefix {link.topics.prefix}"
 
         def render() -> Any:
