@@ -277,6 +277,15 @@ class Commands:
         info = journal.session(cmd.session_id)
         if info is not None and info.state == "ended" and not info.copied:
             self.agent.write_local_copy(info.session_id, info.mouse)  # last chance before pruning
+            copied = journal.session(cmd.session_id)
+            if copied is None or not copied.copied:
+                # The journal is the only copy on the Pi until <mouse>.json holds it.
+                raise CommandError(
+                    "busy",
+                    f"session {cmd.session_id}: the local copy ({info.mouse}.json in the "
+                    "rig's data directory) could not be written; the journal keeps the "
+                    "session until it is (check the Pi's disk and that file)",
+                )
         try:
             pruned = journal.commit(cmd.session_id, cmd.last_seq, cmd.digest, now=time.time())
         except SessionNotFound as exc:

@@ -292,7 +292,8 @@ class Agent:
             self.journal.mark_copied(session_id)
         except (ReachlabError, OSError) as exc:
             log.error(
-                "could not write the local copy of session %s: %s (retried at the next start)",
+                "could not write the local copy of session %s: %s (the journal keeps the "
+                "session; retried before pruning and at the next start)",
                 session_id,
                 exc,
             )
@@ -302,7 +303,11 @@ class Agent:
     # ------------------------------------------------------------------ status
 
     def _status(
-        self, state: RigState | None = None, pending: int = 0, uncommitted: list[str] | None = None
+        self,
+        state: RigState | None = None,
+        pending: int = 0,
+        uncommitted: list[str] | None = None,
+        uncopied: list[str] | None = None,
     ) -> Status:
         session = self.session
         running = session is not None and not session.ended
@@ -320,6 +325,7 @@ class Agent:
             wall_clock=time.time(),  # the calendar, which a scaled task clock runs ahead of
             pending_documents=pending,
             uncommitted=uncommitted or [],
+            uncopied=uncopied or [],
         )
 
     def publish_status(self, force: bool = False) -> None:
@@ -330,7 +336,9 @@ class Agent:
             return
         self._last_status = now
         status = self._status(
-            pending=self.journal.pending_count(), uncommitted=self.journal.uncommitted()
+            pending=self.journal.pending_count(),
+            uncommitted=self.journal.uncommitted(),
+            uncopied=[info.session_id for info in self.journal.uncopied()[:50]],
         )
         self.link.publish(self.topics.status(self.box), encode(status), retain=True)
 
@@ -374,7 +382,9 @@ class Agent:
 
     def current_status(self) -> Status:
         return self._status(
-            pending=self.journal.pending_count(), uncommitted=self.journal.uncommitted()
+            pending=self.journal.pending_count(),
+            uncommitted=self.journal.uncommitted(),
+            uncopied=[info.session_id for info in self.journal.uncopied()[:50]],
         )
 
     def _handle_command(self, payload: bytes) -> None:

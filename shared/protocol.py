@@ -299,6 +299,13 @@ class Status(_Message):
         "them, oldest first (an agent lists at most 50): the collector asks for any it does "
         f"not have; a status listing more than {MAX_UNCOMMITTED} is refused",
     )
+    uncopied: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=MAX_UNCOMMITTED,
+        description="ended sessions whose local copy (<mouse>.json on the rig) could not be "
+        "written (a full disk, a corrupt file): the journal keeps them, whatever the "
+        "controller commits, until it is",
+    )
 
     @property
     def calendar_time(self) -> float:

@@ -66,10 +66,12 @@ def status(
     broker = state.broker()
     warning = None
     collectors: list[Any] | None = None
+    uncopied: dict[str, list[str]] = {}
     try:
         with state.link(check_lab=False) as link:
             views = _views(state, link)
             collectors = link.online_collectors()
+            uncopied = {b: s.uncopied for b, s in sorted(link.statuses.items()) if s.uncopied}
     except BrokerError as exc:
         warning = f"{exc}; showing the database's last known state"
         views = _views(state, None)
@@ -120,6 +122,12 @@ def status(
         warn(NO_COLLECTOR)
     for line in notices.warnings:
         warn(line)
+    for box, sessions in uncopied.items():
+        warn(
+            f"box {box} could not write the local copy of {len(sessions)} session(s) "
+            f"({', '.join(sessions[:3])}): check the Pi's disk (df -h) and its <mouse>.json "
+            "files; its journal keeps them until the copy is written"
+        )
 
 
 @app.command()
