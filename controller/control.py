@@ -67,7 +67,10 @@ OutcomeCode = Literal[
 ]
 
 #: What a warning is about; its text names the mouse or box.
-WarningKind = Literal["no_collector", "weight", "calibration"]
+WarningKind = Literal["no_collector", "weight", "calibration", "clock"]
+
+#: A box whose clock is further off than this (seconds) is named when a session starts on it.
+CLOCK_WARNING_S = 60.0
 
 
 class RequestError(LabError):
@@ -242,6 +245,10 @@ def start(db: Database, open_link: LinkOpener, request: StartRequest) -> StartRe
     started = {o.mouse: o.session_id for o in result.outcomes if o.ok and o.mouse}
     finish_start(plan, started)
     result.box_warnings = [StartWarning("calibration", line) for line in plan.box_warnings]
+    started_boxes = sorted({o.box for o in result.outcomes if o.ok and o.box})
+    result.box_warnings += [
+        StartWarning("clock", line) for line in clock_warnings(db, started_boxes)
+    ]
     result.overridden = [mouse for mouse in plan.forced if mouse in started]
     return result
 
@@ -263,6 +270,34 @@ def stop(db: Database, open_link: LinkOpener, request: StopRequest) -> StopResul
 
 
 # ---------------------------------------------------------------- the steps
+
+
+def clock_warnings(db: Database, boxes: Sequence[str]) -> list[str]:
+    """A line for each of ``boxes`` whose clock is over :data:`CLOCK_WARNING_S` off."""
+    from controller.models import Box
+
+    lines = []
+    with db.reader() as tx:
+        for box_id in boxes:
+            box = tx.get(Box, box_id)
+            offset = box.clock_offset if box is not None else None
+            if offset is None or abs(offset) <= CLOCK_WARNING_S:
+                continue
+            lines.append(
+                f"box {box_id}'s clock is {_span(abs(offset))} "
+                f"{'ahead' if offset > 0 else 'behind'}: its sessions keep the mouse's training "
+                "order, but their dates are wrong; set the Pi's clock (NTP, "
+                "docs/troubleshooting.md#a-boxs-clock-is-wrong)"
+            )
+    return lines
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 60:.0f} minutes"
 
 
 def carry_over_for(db: Database, mouse: str, window: int) -> CarryOver | None:
