@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +32,20 @@ from shared.protocol import (
     encode,
     parse_reply,
 )
-from tests.test_e2e import Processes, wait_until
+from tests import waiting
+from tests.processes import Processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 BOX = "1"
-TIMEOUT = 30.0
+TIMEOUT = 60.0
+
+
+def wait_until(condition: Callable[[], object], what: str, procs: Processes) -> None:
+    """Until another process's effect shows (no event to wait on), failing if a child died."""
+    waiting.wait_until(
+        condition, TIMEOUT, what, alive=procs.check_alive, detail=procs.all_logs, interval=0.1
+    )
 
 
 class Operator:
