@@ -161,6 +161,27 @@ class Commands:
             return _reply(command.request_id, command.command, error=f"internal error: {exc}")
         return _reply(command.request_id, command.command, data=data)
 
+    def refuse_retained(self, payload: bytes) -> Reply:
+        """The reply to a retained message on the cmd topic: never obeyed, whatever it says.
+
+        A retained command is replayed by the broker at every (re)connect, so obeying it
+        would run a ``dispense`` again after every restart (DESIGN §15)."""
+        request_id, name = peek(payload)
+        log.warning(
+            "ignored a retained %s command (request %r) on box %s's command topic: commands "
+            "must not be retained; `labctl status` clears it",
+            name or "unreadable",
+            request_id,
+            self.agent.box,
+        )
+        return _reply(
+            request_id,
+            name or "",
+            error=f"box {self.agent.box} ignores retained commands: publish commands without "
+            "the retain flag (`labctl status` clears a retained one)",
+            code="retained",
+        )
+
     def _require_idle(self, what: str) -> None:
         agent = self.agent
         if agent.shutting_down:
@@ -219,7 +240,18 @@ class Commands:
     def stop(self, cmd: StopCommand) -> dict[str, Any]:
         session = self.agent.running_session()
         if session is None:
-            raise CommandError("idle", f"no session is running on box {self.agent.box}")
+            raise CommandError(
+                "idle",
+                f"no session is running on box {self.agent.box} "
+                f"(session {cmd.session_id} is not running)",
+            )
+        if session.session_id != cmd.session_id:
+            # A late, repeated or replayed stop: the session it meant has already ended.
+            raise CommandError(
+                "not_found",
+                f"session {cmd.session_id} is not running on box {self.agent.box} (session "
+                f"{session.session_id} of {session.mouse} is); nothing was stopped",
+            )
         session.stop("stopped")
         return {"session_id": session.session_id, "status": "stopped", "last_seq": session.seq - 1}
 
@@ -245,6 +277,15 @@ class Commands:
         info = journal.session(cmd.session_id)
         if info is not None and info.state == "ended" and not info.copied:
             self.agent.write_local_copy(info.session_id, info.mouse)  # last chance before pruning
+            copied = journal.session(cmd.session_id)
+            if copied is None or not copied.copied:
+                # The journal is the only copy on the Pi until <mouse>.json holds it.
+                raise CommandError(
+                    "busy",
+                    f"session {cmd.session_id}: the local copy ({info.mouse}.json in the "
+                    "rig's data directory) could not be written; the journal keeps the "
+                    "session until it is (check the Pi's disk and that file)",
+                )
         try:
             pruned = journal.commit(cmd.session_id, cmd.last_seq, cmd.digest, now=time.time())
         except SessionNotFound as exc:

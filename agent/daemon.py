@@ -225,12 +225,20 @@ class Agent:
             ", the session carries on" if self.state == "running" else "",
         )
 
-    def link_message(self, topic: str, payload: bytes) -> None:
+    def link_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic != self.topics.cmd(self.box):
             # Only the cmd topic is subscribed, but a broker may still deliver others: the
             # amqtt broker (the tests' and the demo's last resort) hands a new subscriber
             # retained messages of unrelated topics. They are not commands to this box.
             log.debug("ignored a message on %s: not this box's command topic", topic)
+            return
+        if not payload:
+            # An empty message is how a retained one is cleared (labctl does it): not a command.
+            log.debug("ignored an empty message on %s", topic)
+            return
+        if retained:
+            reply = self.commands.refuse_retained(payload)
+            self.link.publish(self.topics.reply(self.box), encode(reply))
             return
         self._handle_command(payload)
 
@@ -294,7 +302,8 @@ class Agent:
             self.journal.mark_copied(session_id)
         except (ReachlabError, OSError) as exc:
             log.error(
-                "could not write the local copy of session %s: %s (retried at the next start)",
+                "could not write the local copy of session %s: %s (the journal keeps the "
+                "session; retried before pruning and at the next start)",
                 session_id,
                 exc,
             )
@@ -304,7 +313,11 @@ class Agent:
     # ------------------------------------------------------------------ status
 
     def _status(
-        self, state: RigState | None = None, pending: int = 0, uncommitted: list[str] | None = None
+        self,
+        state: RigState | None = None,
+        pending: int = 0,
+        uncommitted: list[str] | None = None,
+        uncopied: list[str] | None = None,
     ) -> Status:
         session = self.session
         running = session is not None and not session.ended
@@ -323,6 +336,7 @@ class Agent:
             pending_documents=pending,
             uncommitted=uncommitted or [],
             journal_free_mb=self._journal_free_mb(),
+            uncopied=uncopied or [],
         )
 
     def _journal_free_mb(self) -> float | None:
@@ -341,7 +355,9 @@ class Agent:
             return
         self._last_status = now
         status = self._status(
-            pending=self.journal.pending_count(), uncommitted=self.journal.uncommitted()
+            pending=self.journal.pending_count(),
+            uncommitted=self.journal.uncommitted(),
+            uncopied=[info.session_id for info in self.journal.uncopied()[:50]],
         )
         self.link.publish(self.topics.status(self.box), encode(status), retain=True)
 
@@ -385,7 +401,9 @@ class Agent:
 
     def current_status(self) -> Status:
         return self._status(
-            pending=self.journal.pending_count(), uncommitted=self.journal.uncommitted()
+            pending=self.journal.pending_count(),
+            uncommitted=self.journal.uncommitted(),
+            uncopied=[info.session_id for info in self.journal.uncopied()[:50]],
         )
 
     def _handle_command(self, payload: bytes) -> None:

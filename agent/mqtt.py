@@ -49,7 +49,7 @@ class LinkListener(Protocol):
 
     def link_disconnected(self, reason: str) -> None: ...
 
-    def link_message(self, topic: str, payload: bytes) -> None: ...
+    def link_message(self, topic: str, payload: bytes, retained: bool) -> None: ...
 
     def link_acked(self, mids: list[int]) -> None: ...
 
@@ -229,7 +229,13 @@ class MqttLink:
         self._dispatch(self._listener.link_disconnected, reason)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._dispatch(self._listener.link_message, message.topic, bytes(message.payload))
+        # ``retain`` is set on a message the broker kept and hands over at (re)subscribing.
+        self._dispatch(
+            self._listener.link_message,
+            message.topic,
+            bytes(message.payload),
+            bool(message.retain),
+        )
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any

@@ -153,7 +153,7 @@ class _Forward:
     def link_disconnected(self, reason: str) -> None:
         self._outbox[0].disconnected()
 
-    def link_message(self, topic: str, payload: bytes) -> None:
+    def link_message(self, topic: str, payload: bytes, retained: bool) -> None:
         pass
 
     def link_acked(self, mids: list[int]) -> None:

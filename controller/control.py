@@ -36,6 +36,7 @@ from controller.lab import (
 )
 from controller.mqtt import BrokerLink
 from controller.store import recent_sessions
+from controller.views import clock_warnings
 from shared.carryover import CarryOver, carry_over_from
 from shared.config import (
     SETTING_KEYS,
@@ -75,7 +76,7 @@ OutcomeCode = Literal[
 ]
 
 #: What a warning is about; its text names the mouse or box.
-WarningKind = Literal["no_collector", "weight", "calibration"]
+WarningKind = Literal["no_collector", "weight", "calibration", "clock"]
 
 
 class RequestError(LabError):
@@ -260,6 +261,10 @@ def start(db: Database, open_link: LinkOpener, request: StartRequest) -> StartRe
     started = {o.mouse: o.session_id for o in result.outcomes if o.ok and o.mouse}
     finish_start(plan, started)
     result.box_warnings = [StartWarning("calibration", line) for line in plan.box_warnings]
+    started_boxes = sorted({o.box for o in result.outcomes if o.ok and o.box})
+    result.box_warnings += [
+        StartWarning("clock", line) for line in clock_warnings(db, started_boxes)
+    ]
     result.overridden = [mouse for mouse in plan.forced if mouse in started]
     return result
 
@@ -447,11 +452,16 @@ def stop_boxes(
         outcome = Outcome(mouse, box, False)
         outcomes.append(outcome)
         status = link.statuses.get(box)
-        if not box_online(status):
+        if status is None or not box_online(status):
             outcome.reason = f"box {box} is offline"
             outcome.code = "box_unavailable"
             continue
-        command = StopCommand(request_id=new_request_id())
+        if status.session_id is None:
+            outcome.reason = f"no session is running on box {box}"
+            outcome.code = "refused_by_box"
+            continue
+        # The stop names the session its status shows, so a late one never ends the next.
+        command = StopCommand(request_id=new_request_id(), session_id=status.session_id)
         commands.append((outcome, command))
         link.send(box, command)
     replies = link.wait_replies({c.request_id for _, c in commands}, timeout)

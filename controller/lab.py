@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
-from controller.db import Assignment, Box, Cohort, CohortMember, Mouse, TrainingSession, Transaction
+from controller.db import (
+    Assignment,
+    Box,
+    Cohort,
+    CohortMember,
+    Database,
+    Mouse,
+    TrainingSession,
+    Transaction,
+)
 from shared.errors import InvalidIdError, ReachlabError
 from shared.ids import check_box_id, check_mouse_id
 from shared.protocol import OFFLINE, Status, status_or_none
@@ -415,3 +424,13 @@ def assigned_mice(tx: Transaction) -> list[str]:
 def box_sort_key(box: str) -> tuple[int, int, str]:
     """Boxes "1", "2", "10" sort as numbers; named boxes come after them."""
     return (0, int(box), "") if box.isdigit() else (1, 0, box)
+
+
+def database_identity(db: Database) -> str:
+    """The lab database's identity (migration 0008): the same for every copy of one lab."""
+    from sqlalchemy import select
+
+    from controller.models import LabIdentity
+
+    with db.reader() as tx:
+        return tx.scalar(select(LabIdentity.id)) or ""

@@ -292,3 +292,12 @@ class CollectorLease(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
+
+
+class LabIdentity(Base):
+    """The database's identity: one row, made by migration 0005 and never changed."""
+
+    __tablename__ = "lab"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)

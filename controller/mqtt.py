@@ -4,7 +4,9 @@
 the web dashboard use. It connects through :class:`~controller.transport.Transport`
 with a clean session and a random client id (it must never take over a
 collector's persistent session), reads every box's and every collector's
-retained status, sends commands and waits for their replies.
+retained status, sends commands and waits for their replies. A retained message
+it finds on a box's ``cmd`` topic it clears: rigs never obey one (DESIGN §15),
+and it must not wait there for the next reconnect.
 
 Reading the retained statuses needs no timing guess: after subscribing,
 the link publishes a marker to a topic of its own; the broker delivers a
@@ -23,7 +25,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from controller.collector.leases import CollectorStatus, parse_collector_status
+from controller.collector.leases import CollectorStatus, check_same_lab, parse_collector_status
 from controller.transport import BrokerError, Transport
 from shared.broker_url import BrokerSettings
 from shared.documents import Document, parse_document
@@ -57,6 +59,7 @@ class BrokerLink:
         events: bool = False,
         on_event: Callable[[str, Document], None] | None = None,
         on_status: Callable[[str, Status], None] | None = None,
+        lab: tuple[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -69,12 +72,17 @@ class BrokerLink:
         #: Every collector's retained presence, by its client id.
         self.collectors: dict[str, CollectorStatus] = {}
         self.replies: dict[str, Reply] = {}
+        #: The cmd topics whose retained message this link cleared.
+        self.cleared: list[str] = []
         self.events: deque[tuple[float, str, Document]] = deque(maxlen=200)
         self.on_event = on_event
         self.on_status = on_status
+        #: (database URL, identity) of the database this link's commands were judged from:
+        #: opening refuses (WrongLab) when the online collectors write to another one.
+        self.lab = lab
         self._marker = topics.labctl_sync(self.client_id)
         self._marker_seen: set[bytes] = set()
-        kinds = ["status", "reply"] + (["events"] if events else [])
+        kinds = ["status", "reply", "cmd"] + (["events"] if events else [])
         self._transport = Transport(
             settings, client_id=self.client_id, clean_session=True, on_message=self._on_message
         )
@@ -105,6 +113,8 @@ class BrokerLink:
                     f"{self.timeout:g} s"
                 )
             self.sync()
+            if self.lab is not None:
+                check_same_lab(*self.lab, self.online_collectors())
         except BaseException:
             self.close()
             raise
@@ -169,13 +179,31 @@ class BrokerLink:
 
     # ------------------------------------------------------------ the transport's thread
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         with self.cond:
             if topic == self._marker:
                 self._marker_seen.add(payload)
+            elif retained and payload and self._is_cmd_topic(topic):
+                self._clear_retained(topic)
             else:
                 self._record(topic, payload)
             self.cond.notify_all()
+
+    def _is_cmd_topic(self, topic: str) -> bool:
+        try:
+            return self.topics.parse(topic)[1] == "cmd"
+        except ProtocolError:
+            return False
+
+    def _clear_retained(self, topic: str) -> None:
+        # An empty retained message deletes the broker's copy; the rig ignores both.
+        log.warning(
+            "cleared a retained command on %s: commands must never be retained (rigs ignore "
+            "them); find who publishes with the retain flag",
+            topic,
+        )
+        self._transport.publish(topic, b"", retain=True)
+        self.cleared.append(topic)
 
     def _record(self, topic: str, payload: bytes) -> None:
         try:
@@ -195,6 +223,8 @@ class BrokerLink:
             elif kind == "reply":
                 reply = parse_reply(payload)
                 self.replies[reply.request_id] = reply
+            elif kind == "cmd":
+                return  # commands (ours echoed back): subscribed only to find retained ones
             elif kind == "events":
                 doc = parse_document(payload)
                 self.events.append((time.time(), box, doc))

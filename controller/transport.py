@@ -129,7 +129,7 @@ class Transport:
     ``inbox``: every message goes onto it as a :class:`Received`; past ``max_queued``
     paho's thread waits (the socket fills and the broker keeps the rest), so a stalled
     consumer cannot grow it without end. ``on_message`` instead: called with
-    (topic, payload) on paho's thread.
+    (topic, payload, retained) on paho's thread.
     """
 
     def __init__(
@@ -141,7 +141,7 @@ class Transport:
         manual_ack: bool = False,
         inbox: queue.SimpleQueue[Received] | None = None,
         max_queued: int = 10_000,
-        on_message: Callable[[str, bytes], None] | None = None,
+        on_message: Callable[[str, bytes, bool], None] | None = None,
         will: Will | None = None,
         fast: bool | None = None,
     ) -> None:
@@ -326,7 +326,7 @@ class Transport:
         # paho hands over bytes; copy only the odd bytearray, off the hot path.
         data = payload if isinstance(payload, bytes) else bytes(payload)
         if self.on_message is not None:
-            self.on_message(message.topic, data)
+            self.on_message(message.topic, data, bool(message.retain))
             return
         inbox = self.inbox
         if inbox is None:

@@ -16,7 +16,7 @@ recorded session of the box and, in the monitor, from what it saw live
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +50,8 @@ SIDES = ("left", "right")
 #: A rig clock this far off the collector's (either way) is shown in the table: more than
 #: network delay and NTP's usual error, less than anything that would mislead a reader.
 CLOCK_TOLERANCE_S = 2.0
+#: A box whose clock is further off than this (seconds) is named when a session starts on it.
+CLOCK_WARNING_S = 60.0
 
 
 @dataclass
@@ -410,3 +412,29 @@ def dead_letters_table(rows: Iterable[DeadLetterView], total: int) -> Table:
             received, Text(row.topic), Text(row.reason), Text(f"{preview} ({row.payload_bytes} B)")
         )
     return table
+
+
+def clock_warnings(db: Database, boxes: Sequence[str]) -> list[str]:
+    """A line for each of ``boxes`` whose clock is over :data:`CLOCK_WARNING_S` off."""
+    lines = []
+    with db.reader() as tx:
+        for box_id in boxes:
+            box = tx.get(Box, box_id)
+            offset = box.clock_offset if box is not None else None
+            if offset is None or abs(offset) <= CLOCK_WARNING_S:
+                continue
+            lines.append(
+                f"box {box_id}'s clock is {_span(abs(offset))} "
+                f"{'ahead' if offset > 0 else 'behind'}: its sessions keep the mouse's training "
+                "order, but their dates are wrong; set the Pi's clock (NTP, "
+                "docs/troubleshooting.md#a-boxs-clock-is-wrong)"
+            )
+    return lines
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 60:.0f} minutes"

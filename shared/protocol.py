@@ -148,9 +148,13 @@ class StartCommand(_Command):
 
 
 class StopCommand(_Command):
-    """End the running session as ``stopped``."""
+    """End the running session as ``stopped``, if it is the one named.
+
+    The session is named so that a late, repeated or replayed stop never ends a later
+    session on the same box (DESIGN §15)."""
 
     command: Literal["stop"] = "stop"
+    session_id: str = Field(min_length=1, max_length=64)
 
 
 class ResendCommand(_Command):
@@ -245,7 +249,9 @@ COMMAND_NAMES = (
 
 # ---------------------------------------------------------------- replies and status
 
-ErrorCode = Literal["busy", "invalid", "unknown_command", "hardware", "not_found", "idle"]
+ErrorCode = Literal[
+    "busy", "invalid", "unknown_command", "hardware", "not_found", "idle", "retained"
+]
 
 
 class Reply(_Message):
@@ -298,6 +304,13 @@ class Status(_Message):
         ge=0,
         description="free space on the disk that holds the rig's journal, MB (the alerts "
         "warn before it fills); None from an agent that does not send it",
+    )
+    uncopied: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=MAX_UNCOMMITTED,
+        description="ended sessions whose local copy (<mouse>.json on the rig) could not be "
+        "written (a full disk, a corrupt file): the journal keeps them, whatever the "
+        "controller commits, until it is",
     )
 
     @property

@@ -141,6 +141,8 @@ class FakeRig:
         self.box = box
         self.answer_resend = answer_resend
         self.state: RigState = state
+        #: The running session, named in the status as the agent does (a stop names it).
+        self.session_id: str | None = f"fake-{box}" if state == "running" else None
         self.held: dict[str, dict[int, Document]] = {}
         self.commands: list[Any] = []
         self.committed: list[str] = []
@@ -201,6 +203,7 @@ class FakeRig:
 
     def publish_status(self, **fields: Any) -> None:
         fields.setdefault("uncommitted", self.uncommitted())
+        fields.setdefault("session_id", self.session_id)
         status = Status(box=self.box, state=self.state, **fields)
         self.client.publish(
             self.topics.status(self.box), encode(status), qos=QOS, retain=True
@@ -240,9 +243,17 @@ class FakeRig:
         # paho's thread, before the constructor has returned: subscribe and publish, no waiting.
         client = self._paho = mqtt.client
         client.subscribe(self.topics.cmd(self.box), QOS)
-        status = Status(box=self.box, state=self.state, uncommitted=self.uncommitted())
-        client.publish(self.topics.status(self.box), encode(status), qos=QOS, retain=True)
+        self._publish_status(client)
         self.connected.set()
+
+    def _publish_status(self, client: paho.Client) -> None:
+        status = Status(
+            box=self.box,
+            state=self.state,
+            session_id=self.session_id,
+            uncommitted=self.uncommitted(),
+        )
+        client.publish(self.topics.status(self.box), encode(status), qos=QOS, retain=True)
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         client = self._paho  # set on connect, before any message can arrive
@@ -276,13 +287,15 @@ class FakeRig:
                         update={"ok": False, "code": "busy", "error": f"box {self.box} is busy"}
                     )
                 else:
-                    self.state = "running"
+                    self.state, self.session_id = "running", command.session_id
                     reply = reply.model_copy(update={"data": {"session_id": command.session_id}})
+                    self._publish_status(client)
             elif isinstance(command, StopCommand):
                 if self.state != "running":
                     reply = reply.model_copy(
                         update={"ok": False, "code": "idle", "error": "no session is running"}
                     )
-                self.state = "idle"
+                self.state, self.session_id = "idle", None
+                self._publish_status(client)
             self.cond.notify_all()
         client.publish(self.topics.reply(self.box), encode(reply), qos=QOS)

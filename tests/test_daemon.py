@@ -116,7 +116,7 @@ def test_stop_ends_the_running_session_as_stopped(agent: ThreadAgent, client: Ri
     session_id = start_session(client, LONG)
     client.wait_state("running")
     client.wait(lambda: len(client.session_docs(session_id)) > 3, "a few documents")
-    reply = client.command("stop")
+    reply = client.command("stop", session_id=session_id)
     assert reply.ok and reply.data["session_id"] == session_id
     end = client.wait_session_end(session_id)
     assert end.status == "stopped" and reply.data["last_seq"] == end.seq
@@ -135,13 +135,13 @@ def test_a_start_while_busy_is_refused_and_the_session_carries_on(
     again = client.command("start", session_id=session_id, mouse="M1", config=LONG)
     assert again.ok and again.data["already_running"] is True
     assert client.command("ping").data["session_id"] == session_id
-    client.command("stop")
+    client.command("stop", session_id=session_id)
     assert client.wait_session_end(session_id).status == "stopped"
     client.assert_one_reply_each()
 
 
 def test_stop_with_no_session_running_says_so(agent: ThreadAgent, client: RigClient) -> None:
-    reply = client.command("stop")
+    reply = client.command("stop", session_id="any")
     assert not reply.ok and reply.code == "idle" and "no session" in (reply.error or "")
 
 
@@ -241,7 +241,7 @@ def test_a_hardware_fault_is_an_error_reply_naming_the_part_and_the_agent_carrie
 def test_hardware_utilities_are_refused_while_a_session_runs(
     agent: ThreadAgent, client: RigClient
 ) -> None:
-    start_session(client, LONG)
+    session_id = start_session(client, LONG)
     requests: list[tuple[str, dict[str, Any]]] = [
         ("dispense", {"spout": 0}),
         ("set_leds", {"on": [True, True]}),
@@ -251,7 +251,7 @@ def test_hardware_utilities_are_refused_while_a_session_runs(
     for name, fields in requests:
         reply = client.command(name, **fields)
         assert not reply.ok and reply.code == "busy", name
-    client.command("stop")
+    client.command("stop", session_id=session_id)
 
 
 def test_resend_publishes_a_range_of_a_session_again(agent: ThreadAgent, client: RigClient) -> None:

@@ -67,7 +67,7 @@ class CommittedCounter:
     def __exit__(self, *exc: object) -> None:
         self.transport.close()
 
-    def _seen(self, topic: str, payload: bytes) -> None:
+    def _seen(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
             command = parse_command(payload)
         except ProtocolError:

@@ -222,7 +222,7 @@ def test_commands_reply_and_status_fit_their_stored_schemas() -> None:
     assert set(command_schema["discriminator"]["mapping"]) == set(COMMAND_NAMES)
     commands: list[BaseModel] = [
         StartCommand(request_id="r1", session_id="s1", mouse="M1", config={"window": 10}),
-        StopCommand(request_id="r2"),
+        StopCommand(request_id="r2", session_id="s1"),
         DispenseCommand(request_id="r3", spout=1, count=3),
         MoveSpoutsCommand(request_id="r4", spout_position=(7, 1)),
     ]

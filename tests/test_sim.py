@@ -132,7 +132,8 @@ class LoopAgent:
             # Stopped the moment a trial is rewarded: the mouse is still drinking.
             def on_document(doc: Document) -> None:
                 if isinstance(doc, TrialEnd) and doc.outcome == 1:
-                    self.runtime.loop.call_soon_threadsafe(self.command, "stop")
+                    stop = {"session_id": session.session_id}
+                    self.runtime.loop.call_soon_threadsafe(lambda: self.command("stop", **stop))
 
             session.add_sink(on_document)
         self.runtime.loop.run(until=lambda: session.ended, idle_exit=True)

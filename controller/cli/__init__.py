@@ -10,7 +10,7 @@ from __future__ import annotations
 # isort: off
 # Each import registers that module's commands, in the order of `labctl --help`.
 from controller.cli import mice, cohorts, sessions, status, files, results, config, serve, web  # noqa: F401
-from controller.cli import husbandry, calibrate, day  # noqa: F401  # the lab around the sessions
+from controller.cli import husbandry, labfile, calibrate, day  # noqa: F401  # the lab around the sessions
 from controller.cli import alerts  # noqa: F401  # the lab's voice
 
 # isort: on

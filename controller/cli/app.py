@@ -234,10 +234,21 @@ class State:
             raise ConfigError(f"--prefix: {exc}") from None
 
     @contextmanager
-    def link(self, *, events: bool = False, timeout: float = 5.0) -> Iterator[BrokerLink]:
+    def link(
+        self, *, events: bool = False, timeout: float = 5.0, check_lab: bool = True
+    ) -> Iterator[BrokerLink]:
+        """The broker link; with ``check_lab`` (every command that sends to rigs) it refuses
+        when the online collectors write to another database than labctl's."""
+        from controller.lab import database_identity
         from controller.mqtt import BrokerLink
 
-        with BrokerLink(self.broker(), self.topics(), events=events, timeout=timeout) as link:
+        lab = None
+        if check_lab:
+            db = self.db()
+            lab = (db.url, database_identity(db))
+        with BrokerLink(
+            self.broker(), self.topics(), events=events, timeout=timeout, lab=lab
+        ) as link:
             yield link
 
     def close(self) -> None:
@@ -260,7 +271,8 @@ def main_options(
             "--db",
             envvar="LABCTL_DB",
             metavar="URL",
-            help="database: any SQLAlchemy URL (default: reachlab.db in the user data directory)",
+            help="database: any SQLAlchemy URL (default: the one `labctl lab use` set, else "
+            "reachlab.db in the user data directory)",
             show_default=False,
         ),
     ] = None,
@@ -315,8 +327,13 @@ def main_options(
             )
     except ConfigError as exc:
         fail(str(exc))
+    db_url = db.strip() if db and db.strip() else None
+    if db_url is None:
+        from controller.cli.labfile import configured_database
+
+        db_url = configured_database()  # `labctl lab use`: before the default SQLite file
     state = State(
-        db_url=db.strip() if db and db.strip() else None,
+        db_url=db_url,
         broker_url=broker,
         prefix=prefix,
         ca_file=ca_file,

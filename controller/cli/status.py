@@ -66,10 +66,12 @@ def status(
     broker = state.broker()
     warning = None
     collectors: list[Any] | None = None
+    uncopied: dict[str, list[str]] = {}
     try:
-        with state.link() as link:
+        with state.link(check_lab=False) as link:
             views = _views(state, link)
             collectors = link.online_collectors()
+            uncopied = {b: s.uncopied for b, s in sorted(link.statuses.items()) if s.uncopied}
     except BrokerError as exc:
         warning = f"{exc}; showing the database's last known state"
         views = _views(state, None)
@@ -79,6 +81,9 @@ def status(
 
     with state.db().reader() as tx:
         notices = box_notices(tx, {v.box: v.state for v in views})
+    if not as_json:
+        # First, so a person sees at once which lab this terminal talks to.
+        say(f"database {state.db_url_display} · broker {broker.url}")
     if as_json:
         print_json(
             {
@@ -103,12 +108,26 @@ def status(
 
     if collectors and not as_json:
         say(collectors_line(collectors))
+    if collectors:
+        from controller.collector.leases import WrongLab, check_same_lab
+        from controller.lab import database_identity
+
+        try:
+            check_same_lab(state.db_url_display, database_identity(state.db()), collectors)
+        except WrongLab as exc:
+            warn(str(exc).replace(": nothing was sent;", ";"))
     if warning:
         warn(warning)
     elif not collectors:
         warn(NO_COLLECTOR)
     for line in notices.warnings:
         warn(line)
+    for box, sessions in uncopied.items():
+        warn(
+            f"box {box} could not write the local copy of {len(sessions)} session(s) "
+            f"({', '.join(sessions[:3])}): check the Pi's disk (df -h) and its <mouse>.json "
+            "files; its journal keeps them until the copy is written"
+        )
 
 
 @app.command()
@@ -131,7 +150,7 @@ def monitor(
     state = state_of(ctx)
     state.db()
     memory = SessionMemory()  # a row keeps its session's trials when the session ends
-    with state.link(events=True) as link:
+    with state.link(events=True, check_lab=False) as link:
         base = f"reachlab monitor: broker {link.settings.url}, prefix {link.topics.prefix}"
 
         def render() -> Any:

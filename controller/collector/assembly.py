@@ -266,6 +266,12 @@ class Assembly:
             return
         if ensure_mouse(conn, doc.mouse, now):
             log.info("new mouse %s (from box %s)", doc.mouse, doc.box)
+        # Training order never rests on a rig's clock alone: a box whose clock is behind
+        # places a new session after the mouse's latest stored one, not before it.
+        latest = conn.execute(
+            select(func.max(SESSIONS.c.position)).where(SESSIONS.c.mouse_id == doc.mouse)
+        ).scalar()
+        position = doc.t if latest is None else max(doc.t, latest)
         insert_ignore(
             conn,
             SESSIONS,
@@ -276,7 +282,7 @@ class Assembly:
                     "box": doc.box,
                     "origin": "recorded",
                     "complete": False,
-                    "position": doc.t,
+                    "position": position,
                     "start_time": doc.t,
                     "trial_count": 0,
                     "reward_count": 0,

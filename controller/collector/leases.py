@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,7 +54,28 @@ class CollectorStatus(BaseModel):
     host: str = ""
     pid: int = 0
     database: str = ""
+    #: The identity of the database it writes to (controller.lab.database_identity).
+    lab_id: str = ""
     started_at: float = 0.0
+
+
+class WrongLab(ReachlabError):
+    """labctl's database is not the one the online collectors write to: nothing is sent."""
+
+
+def check_same_lab(database: str, lab_id: str, collectors: Sequence[CollectorStatus]) -> None:
+    """:class:`WrongLab` when an online collector writes to another lab database than ours.
+
+    Otherwise a weight check or carry-over read from one database would start a rig
+    whose session is stored in another (DESIGN §15). Collectors that announce no
+    identity (older releases) are not judged."""
+    for collector in collectors:
+        if collector.state == "online" and collector.lab_id and collector.lab_id != lab_id:
+            raise WrongLab(
+                f"labctl uses database {database}, but the collectors write to "
+                f"{collector.database or 'another database'}: nothing was sent; set the lab's "
+                "database with `labctl lab use URL` (or --db / LABCTL_DB)"
+            )
 
 
 def collector_client_id(prefix: str, group: str | None = None) -> str:

@@ -51,6 +51,7 @@ from controller.collector.leases import (
     take_lease,
 )
 from controller.db import Checkpointer, Database
+from controller.lab import database_identity
 from controller.transport import Received, Transport, Will
 from shared.broker_url import BrokerSettings
 from shared.protocol import Topics, encode
@@ -107,6 +108,8 @@ class Collector:
         self._lease: Lease | None = None
         self._renewed = 0.0
         self.started_at = time.time()
+        #: Announced in the presence message: labctl refuses to command rigs from another.
+        self.lab_id = database_identity(db)
         # One whole session rebuilt per batch at most, so a cohort's sessions ending together
         # do not hold up the documents of the boxes still running.
         self.ingest = Ingest(
@@ -151,6 +154,7 @@ class Collector:
             host=socket.gethostname(),
             pid=os.getpid(),
             database=self.db.url,
+            lab_id=self.lab_id,
             started_at=self.started_at,
         )
 

@@ -78,7 +78,7 @@ class RecordBook:
             .where(Weighing.voided_at.is_(None))
             .order_by(Weighing.weighed_at, Weighing.id)
         ):
-            self.weighings[(w.mouse_id, self.day_of(w.weighed_at))] = w  # the day's last
+            self.weighings[(w.mouse_id, self.day_in_span(w.weighed_at))] = w  # the day's last
         self.given: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         for g in tx.scalars(
             select(WaterGiven)
@@ -86,7 +86,7 @@ class RecordBook:
             .where(WaterGiven.voided_at.is_(None))
             .order_by(WaterGiven.given_at, WaterGiven.id)
         ):
-            kinds = self.given[(g.mouse_id, self.day_of(g.given_at))]
+            kinds = self.given[(g.mouse_id, self.day_in_span(g.given_at))]
             kinds[g.kind] = kinds.get(g.kind, 0.0) + g.microliters
         self.overrides: dict[tuple[str, str], list[WeightOverride]] = defaultdict(list)
         for o in tx.scalars(
@@ -94,7 +94,7 @@ class RecordBook:
             .where(WeightOverride.at >= start, WeightOverride.at < end)
             .order_by(WeightOverride.at, WeightOverride.id)
         ):
-            self.overrides[(o.mouse_id, self.day_of(o.at))].append(o)
+            self.overrides[(o.mouse_id, self.day_in_span(o.at))].append(o)
         self._recorded: dict[str, set[str]] | None = None
         self.sessions: dict[tuple[str, str], list[SessionFigures]] = defaultdict(list)
         #: Mice with a session that started on the day (as report's _mice_with_sessions).
@@ -136,7 +136,7 @@ class RecordBook:
         for values in self.tx.execute(stmt):
             f = SessionFigures(*tuple[Any, ...](values))
             if f.start_time is not None:
-                day = self.day_of(f.start_time)
+                day = self.day_in_span(f.start_time)
                 self.started[day].add(f.mouse)
             elif f.date in self._day_set:
                 day = f.date
@@ -152,7 +152,7 @@ class RecordBook:
             self._days_cache = found
         return found
 
-    def day_of(self, t: float) -> str:
+    def day_in_span(self, t: float) -> str:
         """The day (of the span) that ``t`` falls on."""
         return self.days[bisect.bisect_right(self.starts, t) - 1]
 

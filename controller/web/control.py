@@ -146,7 +146,10 @@ class Control:
             raise ControlError("wrong or missing token: control needs the lab's token", 401)
 
     def _link(self) -> BrokerLink:
-        return BrokerLink(self.settings, self.topics)
+        from controller.lab import database_identity
+
+        # Refuses (WrongLab) when the collectors write to another database than this one.
+        return BrokerLink(self.settings, self.topics, lab=(self.db.url, database_identity(self.db)))
 
     def start(self, body: dict[str, Any]) -> Result:
         """``{"mice": [...]}`` or ``{"cohort": NAME}``, optionally ``"duration"`` (seconds)
