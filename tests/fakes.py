@@ -181,7 +181,9 @@ class FakeRig:
 
     def close(self, *, clean: bool = True) -> None:
         """Disconnect; ``clean`` first publishes an offline status, as the agent does."""
-        if clean:
+        # A connection the broker already dropped (the embedded amqtt broker drops a client
+        # when its own subscription table changes under it) has no offline status to send.
+        if clean and self.client.is_connected():
             offline = Status(box=self.box, state="offline")
             self.client.publish(
                 self.topics.status(self.box), encode(offline), qos=QOS, retain=True
