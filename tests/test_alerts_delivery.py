@@ -155,6 +155,10 @@ def test_weights_and_the_weigh_by_hour_are_sent_cleared_and_never_twice_across_a
     for receiver in (hook, mail):
         counts = Counter(titles(receiver))
         assert counts.pop("reachlab no-collector", 0) <= 1  # none runs here: true, sent once
+        # The daily summary goes at alert_summary_at (08:00) of the wall clock: once when the
+        # test runs after that hour, never before it, and never again across the restart.
+        summaries = [title for title in counts if title.startswith("reachlab daily summary ")]
+        assert sum(counts.pop(title) for title in summaries) <= 1, summaries
         assert counts == {
             "reachlab not-weighed": 1,
             "reachlab cleared: not-weighed": 1,
