@@ -10,6 +10,7 @@ scenario's recovery time.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -63,14 +64,18 @@ sys.exit(main(sys.argv[1:]))
 def record_recovery(scenario: str, seconds: float) -> None:
     """Print the recovery time and add it to the report file."""
     print(f"\nRECOVERY {scenario}: {seconds:.2f} s")
-    try:
-        report = json.loads(REPORT.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        report = {}
-    report[scenario] = round(seconds, 2)
-    partial = REPORT.with_suffix(".partial")
-    partial.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
-    partial.replace(REPORT)
+    # The suite's workers (pytest-xdist) record at the same time: one at a time, under a lock
+    # file, each through its own partial file, so no worker's entry is lost.
+    with REPORT.with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            report = json.loads(REPORT.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            report = {}
+        report[scenario] = round(seconds, 2)
+        partial = REPORT.with_suffix(f".partial-{os.getpid()}")
+        partial.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+        partial.replace(REPORT)
 
 
 class FaultLab:
