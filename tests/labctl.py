@@ -45,6 +45,11 @@ class Labctl:
         assert result.exit_code == 0, result.output
         return result.stdout
 
+    def add_boxes(self, *boxes: str) -> None:
+        """``labctl box add`` each box: what a lab does for a rig that has not reported yet."""
+        for box in boxes:
+            self.ok("box", "add", box)
+
     def error(self, *args: str, env: dict[str, Any] | None = None) -> str:
         """Run a command that must fail with one clear line; return that line."""
         result = self(*args, env=env)

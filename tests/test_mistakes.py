@@ -59,6 +59,7 @@ def test_labctl_start_refuses_a_reserved_meta_key_and_sends_nothing(
     meta: str,
     words: str,
 ) -> None:
+    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     line = labctl.error("start", "M1", "--meta", meta, "--timeout", "2")
     key = meta.partition("=")[0]
@@ -118,7 +119,9 @@ def test_the_dashboard_refuses_reserved_metadata_and_unknown_fields(
     from shared.protocol import Topics
 
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
-    Labctl(db_url, broker_url, topic_prefix).ok("assign", "M1", "--box", "1")
+    lab = Labctl(db_url, broker_url, topic_prefix)
+    lab.add_boxes("1")
+    lab.ok("assign", "M1", "--box", "1")
     db = open_database(db_url)
     try:
         dashboard = web_control.Control(

@@ -82,6 +82,7 @@ def test_config_init_on_an_existing_file_names_force(tmp_path: Path) -> None:
 
 @pytest.mark.broker
 def test_calibrate_says_a_box_is_offline_before_opening_anything(labctl: Labctl) -> None:  # noqa: F811
+    labctl.add_boxes("77")  # known to the lab, but its rig is not on the broker
     result = labctl("calibrate", "--box", "77", "--spout", "left", "--timeout", "1")
     assert result.exit_code == 2
     assert "offline" in result.output
@@ -91,6 +92,7 @@ def test_calibrate_says_a_box_is_offline_before_opening_anything(labctl: Labctl)
 def test_ctrl_c_at_calibrates_weighing_prompt_is_labctls_line_and_130(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_")}
     env.update(LABCTL_DB=f"sqlite:///{tmp_path / 'lab.db'}", TERM="xterm", LABCTL_USER="desk")
+    Labctl(env["LABCTL_DB"], "mqtt://127.0.0.1:1", "lab").add_boxes("1")
     terminal = Terminal(
         "controller.cli",
         ["calibrate", "--box", "1", "--spout", "left", "--already-dispensed"],
@@ -114,6 +116,7 @@ def test_starting_a_scheduled_mouse_whose_box_holds_the_other_shift_names_its_sh
     labctl: Labctl,  # noqa: F811
     boxes: dict[str, FakeRig],  # noqa: F811
 ) -> None:
+    labctl.add_boxes("1")
     labctl.ok("cohort", "create", "C1", "M1", "M2", "--create")
     labctl.ok("schedule", "C1", "--shifts", "2", "--box", "1")
     table = labctl.ok("schedule", "C1", "--json")
@@ -132,6 +135,7 @@ def test_the_start_table_names_the_box_of_a_mouse_the_weight_check_held_back(
     labctl: Labctl,  # noqa: F811
     boxes: dict[str, FakeRig],  # noqa: F811
 ) -> None:
+    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     labctl.ok("mouse", "baseline", "M1", "25")
     result = labctl("start", "M1", "--timeout", "2")
