@@ -78,7 +78,8 @@ class Box(Base):
     A row exists for every box the lab knows: one that reported to a collector (made by
     its first message) or was added by a person (``labctl box add``). A retired box keeps
     its row and its history (sessions, assignments, calibrations) but leaves the views and
-    takes no mouse; a rename retires the old id and adds the new one (controller.boxes).
+    takes no mouse; a rename retires the old id and adds the new one
+    (:mod:`controller.husbandry.boxes`).
     """
 
     __tablename__ = "boxes"

@@ -76,7 +76,12 @@ def unused_port() -> int:
 
 
 @pytest.fixture
-def boxes(broker: BrokerSettings, topic_prefix: str) -> Iterator[dict[str, FakeRig]]:
+def boxes(
+    broker: BrokerSettings, topic_prefix: str, labctl: Labctl
+) -> Iterator[dict[str, FakeRig]]:
+    """Box 1 idle and box 2 running, known to ``labctl``'s lab as a collector makes a box
+    known on its first status (no collector runs in these tests)."""
+    labctl.add_boxes("1", "2")
     topics = Topics(topic_prefix)
     with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2", state="running") as two:
         yield {"1": one, "2": two}

@@ -16,14 +16,16 @@ from controller.store import session_text
 from controller.views import StoredBox, box_views
 from shared.protocol import Status, encode
 
-from .labctl import Labctl, labctl, unused_port  # noqa: F401
+from .labctl import Labctl, labctl, unused_port
+
+__all__ = ["labctl"]  # a fixture, used by name
 
 TYPO = "labctl: error: no box 9: it has never reported and was not added (labctl box list; labctl box add 9 for a new rig)"  # noqa: E501
+
 
 def away() -> dict[str, str]:
     """No broker: what these commands judge they must do without one."""
     return {"LABCTL_BROKER": f"mqtt://127.0.0.1:{unused_port()}"}
-
 
 
 def refused_without_broker(labctl: Labctl, *args: str) -> str:
@@ -47,7 +49,7 @@ def _boxes(labctl: Labctl, *args: str) -> dict[str, dict[str, object]]:
 def _report(db: Database, box: str, state: str = "idle", mouse: str | None = None) -> None:
     """What the collector does with a box's live status (its first message makes its row)."""
     now = time.time()
-    status = Status(box=box, state=state, mouse=mouse)  # type: ignore[arg-type]
+    status = Status(box=box, state=state, mouse=mouse)
     batch = Decoded(statuses={box: (status, encode(status).decode())}, seen={box: now})
     with db.engine.begin() as conn:
         Presence(heartbeat_timeout=30.0).store(conn, batch, now)

@@ -258,7 +258,7 @@ def test_a_password_in_the_url_never_shows_in_errors() -> None:
 
 
 def _add_boxes(db: Database, *boxes: str) -> None:
-    from controller.boxes import add_box
+    from controller.husbandry.boxes import add_box
 
     with db.session() as session:
         for box in boxes:

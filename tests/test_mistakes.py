@@ -59,7 +59,6 @@ def test_labctl_start_refuses_a_reserved_meta_key_and_sends_nothing(
     meta: str,
     words: str,
 ) -> None:
-    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     line = labctl.error("start", "M1", "--meta", meta, "--timeout", "2")
     key = meta.partition("=")[0]

@@ -116,7 +116,6 @@ def test_starting_a_scheduled_mouse_whose_box_holds_the_other_shift_names_its_sh
     labctl: Labctl,  # noqa: F811
     boxes: dict[str, FakeRig],  # noqa: F811
 ) -> None:
-    labctl.add_boxes("1")
     labctl.ok("cohort", "create", "C1", "M1", "M2", "--create")
     labctl.ok("schedule", "C1", "--shifts", "2", "--box", "1")
     table = labctl.ok("schedule", "C1", "--json")
@@ -135,7 +134,6 @@ def test_the_start_table_names_the_box_of_a_mouse_the_weight_check_held_back(
     labctl: Labctl,  # noqa: F811
     boxes: dict[str, FakeRig],  # noqa: F811
 ) -> None:
-    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     labctl.ok("mouse", "baseline", "M1", "25")
     result = labctl("start", "M1", "--timeout", "2")

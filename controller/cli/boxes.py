@@ -24,8 +24,8 @@ BoxId = Annotated[str, typer.Argument(metavar="BOX", help="box id")]
 def _statuses_if_reported(state: State, box_id: str) -> dict[str, Status]:
     """The boxes' statuses when ``box_id`` ever reported; a box that never did runs
     nothing, so retiring a typo needs no broker."""
-    from controller.boxes import has_reported
     from controller.cli.mice import rig_statuses
+    from controller.husbandry.boxes import has_reported
     from controller.lab import get_box
 
     with state.db().reader() as tx:
@@ -42,7 +42,7 @@ def box_list(
     """The boxes in use: state, mouse, when and by whom added, when last seen."""
     from rich.table import Table
 
-    from controller.boxes import box_entries
+    from controller.husbandry.boxes import box_entries
     from controller.views import age
 
     with state_of(ctx).db().reader() as tx:
@@ -76,7 +76,7 @@ def box_list(
 @box_app.command("add")
 def box_add(ctx: typer.Context, box: BoxId, by: By = None) -> None:
     """Add a box for a new rig before its agent first reports (or bring a retired one back)."""
-    from controller.boxes import add_box
+    from controller.husbandry.boxes import add_box
 
     with state_of(ctx).db().session() as tx:
         _, done = add_box(tx, box, by=who(by))
@@ -93,7 +93,7 @@ def box_retire(ctx: typer.Context, box: BoxId, by: By = None) -> None:
     """Retire a box: it leaves status, monitor and the dashboard; its sessions stay.
 
     Refused while a mouse is on it, a schedule places mice on it, or a session runs."""
-    from controller.boxes import retire_box
+    from controller.husbandry.boxes import retire_box
 
     state = state_of(ctx)
     statuses = _statuses_if_reported(state, box)
@@ -112,7 +112,7 @@ def box_rename(
     """Rename a box that is offline (set the rig's agent to the new id too).
 
     Its sessions keep the old id; its mouse, schedule places and calibrations move."""
-    from controller.boxes import rename_box
+    from controller.husbandry.boxes import rename_box
 
     state = state_of(ctx)
     statuses = _statuses_if_reported(state, old)
