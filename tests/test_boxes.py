@@ -14,9 +14,12 @@ from controller.collector.presence import Presence
 from controller.db import Box, Database, TrainingSession, open_database
 from controller.store import session_text
 from controller.views import StoredBox, box_views
-from shared.protocol import Status, encode
+from shared.broker_url import BrokerSettings
+from shared.protocol import Status, Topics, encode
+from tests.fakes import FakeRig
 
 from .labctl import Labctl, labctl, unused_port
+from .waiting import wait_until
 
 __all__ = ["labctl"]  # a fixture, used by name
 
@@ -189,6 +192,37 @@ def test_a_retired_box_s_retained_status_does_not_bring_it_back_to_the_views() -
     live = {b: Status(box=b, state="idle") for b in ("1", "9")}
     assert [v.box for v in box_views(stored, {}, live)] == ["1"]
     assert [v.box for v in box_views(stored, {}, None)] == ["1"]
+
+
+@pytest.mark.broker
+def test_a_retired_box_leaves_the_dashboard_s_rigs_though_its_rig_still_sends(
+    labctl: Labctl, broker: BrokerSettings, topic_prefix: str
+) -> None:
+    pytest.importorskip("starlette", reason="the web extra is not installed")
+    from starlette.testclient import TestClient
+
+    from controller.web.app import create_app
+
+    labctl.add_boxes("5", "9")
+    labctl.ok("box", "retire", "9")
+    db = _db(labctl)
+    topics = Topics(topic_prefix)
+    app = create_app(db, broker, topics, database_display="test")
+    try:
+        with (
+            FakeRig(broker, topics, "5"),
+            FakeRig(broker, topics, "9"),
+            TestClient(app, base_url="http://localhost") as client,
+        ):
+
+            def cards() -> dict[str, dict[str, object]]:
+                return {c["box"]: c for c in client.get("/api/rigs").json()["boxes"]}
+
+            # Both retained statuses come with the subscription: once 5 shows, 9 came too.
+            wait_until(lambda: cards().get("5", {}).get("online"), 10, "box 5 online")
+            assert "9" not in cards()
+    finally:
+        db.close()
 
 
 def test_a_retired_box_that_reports_again_stays_retired_and_is_warned_about_once(
