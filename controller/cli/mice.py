@@ -50,7 +50,7 @@ def assign(
             "--box",
             "-b",
             metavar="BOX",
-            help="box id (one `labctl box list` shows)",
+            help="box id, one of `labctl box list`",
             show_default=False,
         ),
     ],
