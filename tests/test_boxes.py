@@ -115,7 +115,7 @@ def test_a_box_that_reports_is_known_and_one_added_by_hand_too(labctl: Labctl) -
     assert rows["4"]["state"] == "idle" and rows["4"]["mouse"] == "M1"
     assert rows["5"]["added_by"] == "ana" and rows["5"]["last_seen"] is None
     table = labctl.ok("box", "list")
-    assert "by ana" in table and "never" in table
+    assert "by ana" in table and "never" in table and "(first report)" in table
 
 
 # ---------------------------------------------------------------- retire

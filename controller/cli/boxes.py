@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -53,14 +54,12 @@ def box_list(
     if not rows:
         say("no boxes yet: a rig's box appears when its agent first reports; `labctl box add BOX`")
         return
-    import time
-
     now = time.time()
     table = Table()
     for column in ("box", "state", "mouse", "added", "retired", "last seen"):
         table.add_column(column)
     for r in rows:
-        added = f"{when(r.added_at)} by {r.added_by}" if r.added_by else f"{when(r.added_at)}"
+        added = f"{when(r.added_at)} " + (f"by {r.added_by}" if r.added_by else "(first report)")
         if r.renamed_from:
             added += f" (was {r.renamed_from})"
         retired = "-"
