@@ -364,7 +364,7 @@ class StopPlan:
         for _, box_id in targets:
             if box_id not in link.statuses:
                 with db.reader() as tx:
-                    get_box(tx, box_id)  # an unknown box: one line
+                    get_box(tx, box_id, retired=True)  # an unknown box: one line
         return targets
 
 

@@ -72,24 +72,26 @@ def add_mouse(tx: Transaction, mouse_id: str, notes: str = "") -> tuple[Mouse, b
     return mouse, True
 
 
-def get_box(tx: Transaction, box_id: str) -> Box:
+def get_box(tx: Transaction, box_id: str, *, retired: bool = False) -> Box:
+    """The box, if the lab knows it: it has reported to a collector or was added with
+    ``labctl box add``; a retired box only if ``retired`` (reading its history).
+
+    The one rule of which boxes exist: assign, calibrate, calibrations and schedules ask
+    it, and none of them makes a box (a mistyped id made a box that stayed offline
+    forever). LabError, naming the fix, otherwise."""
     box = tx.get(Box, check_box_id(box_id))
     if box is None:
         raise LabError(
-            f"unknown box {box_id!r}: no box of that id has reported to the collector "
-            "or been assigned a mouse"
+            f"no box {box_id}: it has never reported and was not added "
+            f"(labctl box list; labctl box add {box_id} for a new rig)"
+        )
+    if box.retired_at is not None and not retired:
+        renamed = f" (renamed to {box.renamed_to})" if box.renamed_to else ""
+        raise LabError(
+            f"box {box_id} is retired{renamed}: use another box (labctl box list), "
+            f"or bring it back with `labctl box add {box_id}`"
         )
     return box
-
-
-def add_box(tx: Transaction, box_id: str) -> tuple[Box, bool]:
-    box = tx.get(Box, check_box_id(box_id))
-    if box is not None:
-        return box, False
-    box = Box(id=box_id, created_at=time.time(), state="offline")
-    tx.add(box)
-    tx.flush()
-    return box, True
 
 
 # ---------------------------------------------------------------- assignments
@@ -124,7 +126,6 @@ class AssignResult:
     mouse: str
     box: str
     created_mouse: bool = False
-    created_box: bool = False
     already: bool = False
     moved_from: str | None = None
     replaced: str | None = None
@@ -137,7 +138,7 @@ def assign_takes_off(
     """The mice this assignment would take off a box (the mouse moved, the mouse replaced):
     the caller then fetches the boxes' statuses for :func:`assign`."""
     current = box_of(tx, check_mouse_id(mouse_id))
-    occupant = open_assignment(tx, box_id=check_box_id(box_id))
+    occupant = open_assignment(tx, box_id=get_box(tx, box_id).id)
     out = []
     if move and current is not None and current != box_id:
         out.append(mouse_id)
@@ -162,7 +163,7 @@ def assign(
     mouse): a mouse whose session runs is neither moved nor replaced, as for
     :func:`unassign`, since its session would go on where it no longer belongs."""
     check_mouse_id(mouse_id)
-    check_box_id(box_id)
+    get_box(tx, box_id)  # a box the lab does not know is refused before anything changes
     for taken in assign_takes_off(tx, mouse_id, box_id, move=move, replace=replace):
         running = running_box(statuses or {}, taken)
         if running is not None:
@@ -173,7 +174,6 @@ def assign(
     now = time.time()
     result = AssignResult(mouse=mouse_id, box=box_id)
     _, result.created_mouse = add_mouse(tx, mouse_id)
-    _, result.created_box = add_box(tx, box_id)
     current = open_assignment(tx, mouse_id=mouse_id)
     if current is not None and current.box_id == box_id:
         result.already = True

@@ -72,12 +72,30 @@ class Mouse(Base):
 
 
 class Box(Base):
-    """A training box (one rig): its last status as the collector saw it."""
+    """A training box (one rig): its place in the lab's registry and its last status as the
+    collector saw it.
+
+    A row exists for every box the lab knows: one that reported to a collector (made by
+    its first message) or was added by a person (``labctl box add``). A retired box keeps
+    its row and its history (sessions, assignments, calibrations) but leaves the views and
+    takes no mouse; a rename retires the old id and adds the new one
+    (:mod:`controller.husbandry.boxes`).
+    """
 
     __tablename__ = "boxes"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: When the box joined the lab: its first message, or ``labctl box add``.
     created_at: Mapped[float] = mapped_column(Float)
+    #: Who added it (``labctl box add``, a rename); None when it came by reporting.
+    added_by: Mapped[str | None] = mapped_column(String(64))
+    #: When it was retired (``labctl box retire`` or renamed away); None while in use.
+    retired_at: Mapped[float | None] = mapped_column(Float)
+    retired_by: Mapped[str | None] = mapped_column(String(64))
+    #: The id this box had before ``labctl box rename`` (set on the new id's row).
+    renamed_from: Mapped[str | None] = mapped_column(String(32))
+    #: The id this box was renamed to (set on the old id's row, with ``retired_at``).
+    renamed_to: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default="offline")
     #: The last status message, as received (JSON text).
     status: Mapped[str | None] = mapped_column(Text)

@@ -95,6 +95,8 @@ class StoredBox:
     last_event_at: float | None
     offline_reason: str | None
     clock_offset: float | None = None
+    #: Retired (``labctl box retire``): left out of every view, whatever the broker says.
+    retired: bool = False
 
 
 def stored_boxes(db: Database) -> tuple[dict[str, StoredBox], dict[str, str]]:
@@ -109,11 +111,17 @@ def stored_boxes(db: Database) -> tuple[dict[str, StoredBox], dict[str, str]]:
                 box.last_event_at,
                 box.offline_reason,
                 box.clock_offset,
+                box.retired_at is not None,
             )
             for box in tx.scalars(select(Box))
         }
         assigned = assignments_by_box(tx)
     return rows, assigned
+
+
+def is_retired(stored: Mapping[str, StoredBox], box: str) -> bool:
+    row = stored.get(box)
+    return row is not None and row.retired
 
 
 def box_views(
@@ -127,9 +135,10 @@ def box_views(
 ) -> list[BoxView]:
     """Every box known to the database or the broker; ``live`` is None when the broker is away.
 
-    ``last``: each box's last session, kept in the row of a box that no longer runs it."""
+    ``last``: each box's last session, kept in the row of a box that no longer runs it.
+    A retired box is left out, though its retained status stays on the broker."""
     now = time.time() if now is None else now
-    names = set(stored) | set(assigned) | set(live or {})
+    names = {n for n in set(stored) | set(assigned) | set(live or {}) if not is_retired(stored, n)}
     views = []
     for name in sorted(names, key=box_sort_key):
         row = stored.get(name)

@@ -45,6 +45,11 @@ class Labctl:
         assert result.exit_code == 0, result.output
         return result.stdout
 
+    def add_boxes(self, *boxes: str) -> None:
+        """``labctl box add`` each box: what a lab does for a rig that has not reported yet."""
+        for box in boxes:
+            self.ok("box", "add", box)
+
     def error(self, *args: str, env: dict[str, Any] | None = None) -> str:
         """Run a command that must fail with one clear line; return that line."""
         result = self(*args, env=env)
@@ -71,7 +76,12 @@ def unused_port() -> int:
 
 
 @pytest.fixture
-def boxes(broker: BrokerSettings, topic_prefix: str) -> Iterator[dict[str, FakeRig]]:
+def boxes(
+    broker: BrokerSettings, topic_prefix: str, labctl: Labctl
+) -> Iterator[dict[str, FakeRig]]:
+    """Box 1 idle and box 2 running, known to ``labctl``'s lab as a collector makes a box
+    known on its first status (no collector runs in these tests)."""
+    labctl.add_boxes("1", "2")
     topics = Topics(topic_prefix)
     with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2", state="running") as two:
         yield {"1": one, "2": two}

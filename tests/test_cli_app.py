@@ -85,7 +85,7 @@ def test_an_invalid_mouse_or_box_id_names_the_value(labctl: Labctl) -> None:
 
 def test_an_unknown_cohort_or_box_is_one_clear_line(labctl: Labctl) -> None:
     assert "unknown cohort 'C9'" in labctl.error("start", "--cohort", "C9")
-    assert "unknown box '99'" in labctl.error("stop", "--box", "99")
+    assert "no box 99: it has never reported" in labctl.error("stop", "--box", "99")
 
 
 @pytest.mark.parametrize(
@@ -118,6 +118,7 @@ def test_a_postgresql_url_without_its_driver_says_which_url_and_extra_to_use(
 
 
 def test_a_bad_or_unreachable_broker_says_which_and_where(labctl: Labctl) -> None:
+    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     line = labctl.error("--broker", "http://lab:1883", "start", "M1")
     assert "invalid broker URL 'http://lab:1883'" in line
@@ -129,6 +130,7 @@ def test_a_bad_or_unreachable_broker_says_which_and_where(labctl: Labctl) -> Non
 def test_bad_start_options_are_refused_before_anything_is_sent(
     labctl: Labctl, tmp_path: Path
 ) -> None:
+    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     assert "--config: no such file" in labctl.error("start", "M1", "--config", "missing.ini")
     bad = tmp_path / "bad.ini"

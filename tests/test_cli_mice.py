@@ -19,7 +19,8 @@ __all__ = ["boxes", "labctl"]  # fixtures, used by name
 # ---------------------------------------------------------------- assign, mice, cohorts
 
 
-def test_assign_works_on_an_empty_database_and_says_it_created_the_mouse(labctl: Labctl) -> None:
+def test_assign_to_a_box_of_the_lab_creates_a_new_mouse_and_says_so(labctl: Labctl) -> None:
+    labctl.add_boxes("1", "2")
     out = labctl.ok("assign", "ExampleMouse1", "--box", "1")
     assert "created mouse ExampleMouse1" in out and "assigned ExampleMouse1 to box 1" in out
     assert "already on box 1" in labctl.ok("assign", "ExampleMouse1", "--box", "1")
@@ -34,6 +35,7 @@ def test_assign_works_on_an_empty_database_and_says_it_created_the_mouse(labctl:
 
 
 def test_mice_and_cohorts(labctl: Labctl) -> None:
+    labctl.add_boxes("3")
     assert "created mouse A" in labctl.ok("mouse", "add", "A", "B", "--notes", "cage 4")
     out = labctl.ok("cohort", "create", "C1", "A", "B", "C", "--create")
     assert "created mouse C" in out and "created mouse A" not in out
@@ -57,6 +59,7 @@ def test_mice_and_cohorts(labctl: Labctl) -> None:
 def test_unassigning_a_mouse_whose_session_runs_is_refused_unless_it_is_stopped_first(
     labctl: Labctl, broker: BrokerSettings, topic_prefix: str
 ) -> None:
+    labctl.add_boxes("1")
     with FakeRig(broker, Topics(topic_prefix), "1", state="running") as rig:
         rig.publish_status(mouse="M1", session_id="s1", trial=3)
         labctl.ok("assign", "M1", "--box", "1")
@@ -76,6 +79,7 @@ def test_without_the_broker_unassign_judges_by_the_box_s_last_recorded_status(
     from controller.db import Box
     from shared.protocol import Status, encode
 
+    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     db = open_database(labctl.env["LABCTL_DB"])
     with db.session() as session:
@@ -95,6 +99,7 @@ def test_without_the_broker_unassign_judges_by_the_box_s_last_recorded_status(
 def test_assign_neither_moves_nor_replaces_a_mouse_whose_session_runs(
     labctl: Labctl, broker: BrokerSettings, topic_prefix: str
 ) -> None:
+    labctl.add_boxes("1", "2")
     topics = Topics(topic_prefix)
     with FakeRig(broker, topics, "1", state="running") as one, FakeRig(broker, topics, "2"):
         labctl.ok("assign", "M1", "--box", "1")

@@ -27,6 +27,7 @@ def test_start_sends_config_carry_over_and_metadata_and_reports_what_did_not_sta
 ) -> None:
     # M1 on an idle box, with a previous session; M2 on a busy box; M3 on a box with no
     # agent; M4 on no box at all.
+    labctl.add_boxes("3")
     previous = session_dict(synthetic_session(mouse="M1", trials=20, seed=9))
     write_sessions(tmp_path / "M1.json", [previous])
     labctl.ok("import", str(tmp_path / "M1.json"))
@@ -57,6 +58,7 @@ def test_start_sends_config_carry_over_and_metadata_and_reports_what_did_not_sta
 def test_start_of_idle_boxes_succeeds_and_a_second_start_finds_them_busy(
     labctl: Labctl, broker: BrokerSettings, topic_prefix: str
 ) -> None:
+    labctl.add_boxes("1", "2")
     topics = Topics(topic_prefix)
     with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2") as two:
         labctl.ok("assign", "A", "--box", "1")
@@ -76,6 +78,7 @@ def test_start_of_idle_boxes_succeeds_and_a_second_start_finds_them_busy(
 def test_stop_mouse_finds_its_session_by_the_session_s_mouse_when_it_is_on_no_box(
     labctl: Labctl, broker: BrokerSettings, topic_prefix: str
 ) -> None:
+    labctl.add_boxes("1", "2")
     topics = Topics(topic_prefix)
     with FakeRig(broker, topics, "1") as one, FakeRig(broker, topics, "2") as two:
         # M1 is on no box, yet box 1 runs a session of M1 (started before its assignment

@@ -82,8 +82,9 @@ def test_dead_letters_lists_what_the_collector_could_not_use_newest_first(
 def test_status_merges_the_live_statuses_with_the_database(
     labctl: Labctl, boxes: dict[str, FakeRig]
 ) -> None:
+    labctl.add_boxes("9")  # added, and its rig never reported
     labctl.ok("assign", "M1", "--box", "1")
-    labctl.ok("assign", "M9", "--box", "9")  # a box that never reported
+    labctl.ok("assign", "M9", "--box", "9")
     boxes["2"].publish_status(
         mouse="M2", session_id="s2", trial=12, rewards=7, session_started=1000.0,
         session_duration=1800.0, clock=1900.0,
@@ -101,6 +102,7 @@ def test_status_merges_the_live_statuses_with_the_database(
 
 
 def test_status_without_the_broker_shows_the_database_and_warns(labctl: Labctl) -> None:
+    labctl.add_boxes("1")
     labctl.ok("assign", "M1", "--box", "1")
     port = unused_port()
     result = labctl("--broker", f"mqtt://127.0.0.1:{port}", "status", "--json")

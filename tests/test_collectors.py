@@ -114,6 +114,7 @@ def test_status_and_start_say_whether_a_collector_is_online(
     labctl = Labctl(url, broker_url, topics.prefix)
     with FakeRig(broker, topics, "1"):
         labctl.ok("mouse", "add", "M1")
+        labctl.add_boxes("1")  # no collector yet to make it known from its status
         labctl.ok("assign", "M1", "--box", "1")
         result = labctl("status")
         assert result.exit_code == 0 and NO_COLLECTOR in result.stderr

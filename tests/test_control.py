@@ -36,6 +36,7 @@ from controller.control import (
     StopRequest,
 )
 from controller.db import Database, open_database
+from controller.husbandry.boxes import add_box
 from controller.husbandry.days import today
 from controller.lab import add_mouse, assign
 from controller.mqtt import BrokerLink
@@ -138,6 +139,8 @@ class StubLink:
 def lab(tmp_path: Path) -> Iterator[Database]:
     db = open_database(f"sqlite:///{tmp_path / 'lab.db'}")
     with db.session() as tx:
+        for box in ("1", "2"):
+            add_box(tx, box, by="test")
         assign(tx, "M1", "1")
         assign(tx, "M2", "2")
         add_mouse(tx, "M3")  # on no box
@@ -188,7 +191,10 @@ def test_a_caller_with_its_own_link_gets_typed_outcomes_and_warnings_not_labctls
 @pytest.fixture
 def lab_env(tmp_path: Path, broker_url: str, topic_prefix: str) -> dict[str, str]:
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
-    open_database(db_url).close()
+    db = open_database(db_url)
+    with db.session() as tx:
+        add_box(tx, "1", by="test")  # the lab's box (no collector runs here)
+    db.close()
     return {"LABCTL_DB": db_url, "LABCTL_BROKER": broker_url, "LABCTL_PREFIX": topic_prefix,
             "LABCTL_USER": "desk"}  # fmt: skip
 

@@ -115,6 +115,12 @@ def test_the_stack_s_services_train_a_cohort_through_its_broker_config(
             lambda: states() == dict.fromkeys(boxes, "idle"), 60, "every rig idle",
             alive=processes.check_alive, detail=processes.all_logs, interval=0.25,
         )  # fmt: skip
+        wait_until(
+            lambda: {b["box"] for b in json.loads(_run([*labctl, "box", "list", "--json"],
+                                                      controller_env))} >= boxes,
+            60, "every rig known to the lab (the collector stored its first status)",
+            alive=processes.check_alive, detail=processes.all_logs, interval=0.25,
+        )  # fmt: skip
         mice = [f"Mouse{box}" for box in sorted(boxes)]
         for mouse, box in zip(mice, sorted(boxes), strict=True):
             _run([*labctl, "assign", mouse, "--box", box], controller_env)

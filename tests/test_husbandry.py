@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from controller.db import Database
 from controller.files import import_sessions
+from controller.husbandry.boxes import add_box
 from controller.husbandry.calibration import (
     calibration_metadata,
     calibration_warnings,
@@ -85,6 +86,13 @@ def cohort(s: Any, name: str, mice: list[str]) -> None:
     for mouse in mice:
         add_mouse(s, mouse)
     create_cohort(s, name, mice)
+
+
+def add_boxes(db: Database, *boxes: str) -> None:
+    """Boxes known to the lab, as their rigs' first statuses would make them."""
+    with db.session() as s:
+        for box in boxes:
+            add_box(s, box, by="anna")
 
 
 def restricted_mouse(db: Database, mouse: str = "M1", baseline: float = 25.0) -> None:
@@ -177,6 +185,7 @@ def test_the_baseline_can_be_the_mean_of_the_first_weighings(db: Database) -> No
 def test_water_earned_counts_each_reward_at_the_calibration_in_force_when_it_was_given(
     db: Database,
 ) -> None:
+    add_boxes(db, "1", "2")
     restricted_mouse(db, baseline=25.0)
     with db.session() as s:
         for spout, ul in ((0, 5.0), (1, 6.0)):
@@ -221,6 +230,7 @@ def test_water_earned_counts_each_reward_at_the_calibration_in_force_when_it_was
 def test_a_session_still_being_collected_counts_its_rewards_so_far_at_its_start_calibration(
     db: Database,
 ) -> None:
+    add_boxes(db, "1", "2")
     from controller.models import TrainingSession
 
     restricted_mouse(db)
@@ -275,6 +285,7 @@ def test_a_fixed_requirement_and_an_uncalibrated_box_use_the_nominal_volume_and_
 
 
 def test_a_calibration_older_than_the_lab_s_limit_is_stale(db: Database) -> None:
+    add_boxes(db, "1", "2")
     with db.session() as s:
         for spout in (0, 1):
             record_calibration(
@@ -297,6 +308,7 @@ def test_a_calibration_older_than_the_lab_s_limit_is_stale(db: Database) -> None
 
 
 def test_a_calibration_that_changed_more_than_15_percent_warns(db: Database) -> None:
+    add_boxes(db, "1", "2")
     with db.session() as s:
         settings = lab_settings(s)
 
@@ -325,6 +337,7 @@ def test_a_calibration_that_changed_more_than_15_percent_warns(db: Database) -> 
 def test_a_two_shift_schedule_places_each_shift_and_shows_the_next_mouse_per_box(
     db: Database,
 ) -> None:
+    add_boxes(db, "1", "2")
     mice = ["A", "B", "C", "D"]
     with db.session() as s:
         cohort(s, "C1", mice)
@@ -352,6 +365,7 @@ def test_a_two_shift_schedule_places_each_shift_and_shows_the_next_mouse_per_box
 
 
 def test_a_new_schedule_ends_the_old_one_which_stays_as_history(db: Database) -> None:
+    add_boxes(db, "1", "2")
     with db.session() as s:
         cohort(s, "C1", ["A", "B"])
         set_schedule(s, "C1", plan_shifts(["A", "B"], 2, ["1"]), by="anna")
@@ -374,6 +388,7 @@ def test_a_new_schedule_ends_the_old_one_which_stays_as_history(db: Database) ->
 def test_the_report_has_a_row_per_mouse_and_day_with_weights_water_and_overrides(
     db: Database,
 ) -> None:
+    add_boxes(db, "1", "2")
     restricted_mouse(db, "M1", 25.0)
     with db.session() as s:
         for spout in (0, 1):
@@ -413,6 +428,7 @@ def test_the_report_has_a_row_per_mouse_and_day_with_weights_water_and_overrides
 def test_today_shows_each_mouse_on_a_box_with_its_shift_weight_water_and_warnings(
     db: Database,
 ) -> None:
+    add_boxes(db, "1", "2")
     import time
 
     from controller.husbandry.days import today

@@ -89,6 +89,8 @@ def test_calibrate_opens_the_sim_rig_s_solenoid_n_times_and_stores_ul_per_openin
             alive=lambda: check_running(sim_agent, "the agent"),
         )
         assert pin_openings(link) == [0, 0]
+        for box in ("1", "9"):  # known to the lab (no collector runs here); 9 has no rig
+            assert labctl("box", "add", box).returncode == 0
         started = time.monotonic()
         done = labctl(
             "calibrate", "--box", "1", "--spout", "right", "--count", "7",

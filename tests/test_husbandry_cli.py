@@ -52,7 +52,10 @@ class Labctl:
 
 @pytest.fixture
 def labctl(db_url: str, broker_url: str, topic_prefix: str) -> Labctl:
-    return Labctl(db_url, broker_url, topic_prefix)
+    lab = Labctl(db_url, broker_url, topic_prefix)
+    for box in ("1", "2"):  # the rigs' boxes, known to the lab (no collector runs here)
+        lab.ok("box", "add", box)
+    return lab
 
 
 @pytest.fixture

@@ -11,12 +11,21 @@ from controller.db import Database
 from controller.husbandry.calibration import record_calibration
 from controller.husbandry.settings import lab_settings
 from controller.husbandry.water import water_day
-from tests.test_husbandry import DAY, at, restricted_mouse, reward_trial, session, store
+from tests.test_husbandry import (
+    DAY,
+    add_boxes,
+    at,
+    restricted_mouse,
+    reward_trial,
+    session,
+    store,
+)
 
 
 def test_the_water_warning_names_the_uncalibrated_spout_and_how_to_calibrate_it(
     db: Database,
 ) -> None:
+    add_boxes(db, "7")
     restricted_mouse(db)
     with db.session() as s:
         record_calibration(

@@ -96,6 +96,8 @@ def test_labctl_on_another_database_than_the_collectors_sends_nothing(
     real, empty = f"sqlite:///{tmp_path / 'real.db'}", f"sqlite:///{tmp_path / 'empty.db'}"
     announce(broker_settings(broker_url), topics, real, "labctl-collector-real")
     env = {**env, "LABCTL_DB": empty}
+    for box in ("1", "2"):
+        assert labctl(env, "box", "add", box).exit_code == 0
     assert labctl(env, "assign", "M1", "--box", "1").exit_code == 0  # the database alone
     assert labctl(env, "assign", "M2", "--box", "2").exit_code == 0
     for argv in (["start", "M1"], ["stop", "M1"], ["assign", "M2", "--box", "1", "--replace"]):

@@ -118,7 +118,9 @@ def test_the_dashboard_refuses_reserved_metadata_and_unknown_fields(
     from shared.protocol import Topics
 
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
-    Labctl(db_url, broker_url, topic_prefix).ok("assign", "M1", "--box", "1")
+    lab = Labctl(db_url, broker_url, topic_prefix)
+    lab.add_boxes("1")
+    lab.ok("assign", "M1", "--box", "1")
     db = open_database(db_url)
     try:
         dashboard = web_control.Control(

@@ -82,6 +82,7 @@ def test_config_init_on_an_existing_file_names_force(tmp_path: Path) -> None:
 
 @pytest.mark.broker
 def test_calibrate_says_a_box_is_offline_before_opening_anything(labctl: Labctl) -> None:  # noqa: F811
+    labctl.add_boxes("77")  # known to the lab, but its rig is not on the broker
     result = labctl("calibrate", "--box", "77", "--spout", "left", "--timeout", "1")
     assert result.exit_code == 2
     assert "offline" in result.output
@@ -91,6 +92,7 @@ def test_calibrate_says_a_box_is_offline_before_opening_anything(labctl: Labctl)
 def test_ctrl_c_at_calibrates_weighing_prompt_is_labctls_line_and_130(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_")}
     env.update(LABCTL_DB=f"sqlite:///{tmp_path / 'lab.db'}", TERM="xterm", LABCTL_USER="desk")
+    Labctl(env["LABCTL_DB"], "mqtt://127.0.0.1:1", "lab").add_boxes("1")
     terminal = Terminal(
         "controller.cli",
         ["calibrate", "--box", "1", "--spout", "left", "--already-dispensed"],

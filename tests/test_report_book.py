@@ -22,6 +22,7 @@ from controller.db import (
     create_database_engine,
     open_database,
 )
+from controller.husbandry.boxes import add_box
 from controller.husbandry.calibration import record_calibration
 from controller.husbandry.figures import FIGURE_COLUMNS, reward_figures
 from controller.husbandry.report import day_row, report_rows, report_rows_reference, today_rows
@@ -45,6 +46,8 @@ def fill(db: Database) -> None:
     with db.session() as s:
         for mouse in ("M1", "M2", "M3", "M4"):
             add_mouse(s, mouse)
+        for box in ("1", "9"):
+            add_box(s, box, by="anna")
         assign(s, "M1", "1")
         assign(s, "M2", "9")  # box 9 is never calibrated: nominal volumes
         set_baseline(s, "M1", 25.0, by="anna", at=at("08:00", "2026-03-01"))

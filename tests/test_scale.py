@@ -154,6 +154,12 @@ def test_three_collectors_share_ten_rigs_and_one_dies_mid_run(
                 everyone_up, TIMEOUT, "three collectors and ten idle rigs",
                 alive=procs.check_alive, detail=procs.all_logs, interval=0.2,
             )  # fmt: skip
+            wait_until(
+                lambda: {b["box"] for b in json.loads(labctl("box", "list", "--json"))}
+                >= set(BOXES),
+                TIMEOUT, "every rig known to the lab (a collector stored its first status)",
+                alive=procs.check_alive, detail=procs.all_logs, interval=0.2,
+            )  # fmt: skip
             mice = [f"ScaleMouse{box}" for box in BOXES]
             for box, mouse in zip(BOXES, mice, strict=True):
                 labctl("assign", mouse, "--box", box)

@@ -137,7 +137,7 @@ def browser_lab(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> It
         for box in ("1", "2"):
             lab.rig(box, time_scale=20)
         wait_until(
-            lambda: all(lab.boxes().get(b, {}).get("state") == "idle" for b in ("1", "2")),
+            lambda: lab.idle_and_known("1", "2"),
             TIMEOUT,
             "both rigs to report idle",
         )

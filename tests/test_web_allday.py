@@ -44,7 +44,7 @@ def day_lab(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> Iterat
         labctl(lab.env, "cohort", "create", "C30", *MICE)
         lab.start("collector", [sys.executable, "-m", "controller.cli", "serve"])
         lab.rig("1", time_scale=30)
-        wait_until(lambda: lab.boxes().get("1", {}).get("state") == "idle", TIMEOUT, "rig idle")
+        wait_until(lambda: lab.idle_and_known("1"), TIMEOUT, "rig idle")
         labctl(lab.env, "assign", "C01", "--box", "1")
         labctl(lab.env, "start", "C01", "--duration", "90")
         wait_until(

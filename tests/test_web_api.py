@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
 from controller.db import open_database
+from controller.husbandry.boxes import add_box
 from shared.analysis.table import TABLE_COLUMNS
 from shared.errors import ConfigError
 from shared.protocol import Topics
@@ -38,7 +39,10 @@ TOKEN = "test-token-" + "x" * 16
 @pytest.fixture
 def lab_env(tmp_path: Path, broker_url: str, topic_prefix: str) -> dict[str, str]:
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
-    open_database(db_url).close()
+    db = open_database(db_url)
+    with db.session() as tx:
+        add_box(tx, "1", by="test")  # the lab's box (no collector runs here)
+    db.close()
     return {"LABCTL_DB": db_url, "LABCTL_BROKER": broker_url, "LABCTL_PREFIX": topic_prefix}
 
 

@@ -185,7 +185,8 @@ def test_a_start_from_the_page_passes_labctls_weight_gate(
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
     env = {"LABCTL_DB": db_url, "LABCTL_BROKER": broker_url, "LABCTL_PREFIX": topic_prefix}
     runner = CliRunner()
-    for argv in (["assign", "M1", "--box", "1"], ["mouse", "baseline", "M1", "25"]):
+    for argv in (["box", "add", "1"], ["assign", "M1", "--box", "1"],
+                 ["mouse", "baseline", "M1", "25"]):  # fmt: skip
         assert runner.invoke(labctl_app, argv, env=env).exit_code == 0
     token = "t" * 20
     db = open_database(db_url)

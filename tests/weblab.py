@@ -152,3 +152,11 @@ class WebLab:
     def boxes(self) -> dict[str, dict[str, Any]]:
         rows = json.loads(labctl(self.env, "status", "--json"))["boxes"]
         return {r["box"]: r for r in rows}
+
+    def idle_and_known(self, *boxes: str) -> bool:
+        """Each box idle on the broker and seen by the collector (so known to the lab)."""
+        rows = self.boxes()
+        return all(
+            rows.get(b, {}).get("state") == "idle" and rows[b].get("last_seen_age") is not None
+            for b in boxes
+        )

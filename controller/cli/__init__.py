@@ -10,16 +10,19 @@ from __future__ import annotations
 # isort: off
 # Each import registers that module's commands, in the order of `labctl --help`.
 from controller.cli import mice, cohorts, sessions, status, files, results, config, serve, web  # noqa: F401
+from controller.cli import boxes  # noqa: F401  # the rigs themselves
 from controller.cli import husbandry, labfile, calibrate, day  # noqa: F401  # the lab around the sessions
 from controller.cli import alerts  # noqa: F401  # the lab's voice
 
 # isort: on
 from controller.cli.app import app
+from controller.cli.boxes import box_app
 from controller.cli.cohorts import cohort_app
 from controller.cli.config import config_app
 from controller.cli.mice import mouse_app
 
 app.add_typer(mouse_app, name="mouse")
+app.add_typer(box_app, name="box")
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(config_app, name="config")
 

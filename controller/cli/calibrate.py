@@ -66,16 +66,17 @@ def calibrate(
     )
     from controller.husbandry.dispense import run_dispense
     from controller.husbandry.settings import lab_settings
-    from shared.ids import check_box_id
+    from controller.lab import get_box
 
     state = state_of(ctx)
-    check_box_id(box)
     side = spout_number(spout)
     if total_mg is not None and total_ul is not None:
         fail("give the total once: --total-mg or --total-ul")
     if count < 1 or duration_ms < 1:
         fail(f"--count and --duration-ms must be at least 1, got {count} and {duration_ms}")
     db = state.db()
+    with db.reader() as tx:
+        get_box(tx, box)  # before a solenoid opens: a mistyped box is refused, nothing sent
     if not already:
         opening = (
             f"box {box}: opening the {SPOUTS[side]} solenoid {count} times for {duration_ms} ms"
@@ -120,14 +121,19 @@ def calibrations(
     import time
 
     from controller.husbandry import calibration
+    from controller.husbandry.schedule import known_boxes
     from controller.husbandry.settings import lab_settings
-    from controller.lab import box_sort_key
+    from controller.lab import box_sort_key, get_box
 
     now = time.time()
     with state_of(ctx).db().reader() as tx:
+        if box is not None:
+            get_box(tx, box, retired=True)  # a retired box's calibrations are its history
         rows = calibration.calibrations(tx, box)
         settings = lab_settings(tx)
-        boxes = sorted({r.box_id for r in rows} | ({box} if box else set()), key=box_sort_key)
+        # The calibrations in force of the box asked for, else of every box in use.
+        in_use = set(known_boxes(tx))
+        boxes = [box] if box else sorted({r.box_id for r in rows} & in_use, key=box_sort_key)
         in_force: list[dict[str, Any]] = []
         warnings: list[str] = []
         for box_id in boxes:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 mouse_app = typer.Typer(cls=LabctlGroup, help="Add, list and show mice.", no_args_is_help=True)
 
 
-def _rig_statuses(state: State) -> dict[str, Status]:
+def rig_statuses(state: State) -> dict[str, Status]:
     """The boxes' live statuses; without a broker, the collector's last record (and a warning)."""
     from controller.lab import recorded_statuses
     from controller.mqtt import BrokerError
@@ -45,7 +45,14 @@ def assign(
     ctx: typer.Context,
     mouse: Annotated[str, typer.Argument(metavar="MOUSE", help="mouse id (created if new)")],
     box: Annotated[
-        str, typer.Option("--box", "-b", metavar="BOX", help="box id", show_default=False)
+        str,
+        typer.Option(
+            "--box",
+            "-b",
+            metavar="BOX",
+            help="box id, one of `labctl box list`",
+            show_default=False,
+        ),
     ],
     move: Annotated[
         bool, typer.Option("--move", help="move the mouse off its current box")
@@ -65,13 +72,11 @@ def assign(
     with db.reader() as tx:
         taken = assign_takes_off(tx, mouse, box, move=move, replace=replace)
     # Only a move or a replace asks the rigs: a plain assignment needs no broker.
-    statuses = _rig_statuses(state) if taken else {}
+    statuses = rig_statuses(state) if taken else {}
     with db.session() as tx:
         result = assign_mouse(tx, mouse, box, move=move, replace=replace, statuses=statuses)
     if result.created_mouse:
         say(f"created mouse {mouse}")
-    if result.created_box:
-        say(f"new box {box}")
     if result.already:
         say(f"{mouse} is already on box {box}")
         return
@@ -104,7 +109,7 @@ def unassign(
     with db.reader() as tx:
         get_mouse(tx, mouse)  # an unknown mouse is told before the broker is asked
     if not stop_first:
-        statuses = _rig_statuses(state)
+        statuses = rig_statuses(state)
     else:
         with state.link() as link:
             statuses = dict(link.statuses)

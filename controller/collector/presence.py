@@ -7,6 +7,11 @@ live message refreshes its last-seen time; a box that sends nothing for
 Everything is read from and written to the database, so any collector of a
 group may take any box's messages.
 
+A box's first message makes its row: a rig that reports is known to the lab
+(controller.lab.get_box). A retired box that reports again stays retired (out of
+the views; ``labctl box add`` brings it back): its state and sessions are stored as
+any box's, and the collector logs a warning, once per box while it runs.
+
 The timeout is not a verdict on the box while the collector itself could not
 store: after the database was unavailable (or the collector just started),
 every box gets a full timeout from the moment storing works again, so a
@@ -66,6 +71,8 @@ class Presence:
         #: Times this collector last wrote, per box: only spares writes that would change
         #: nothing much; the database holds the truth (the newest of every collector's).
         self._written: dict[str, tuple[float | None, float | None]] = {}
+        #: Retired boxes this collector has warned about (once each, not per message).
+        self._warned_retired: set[str] = set()
 
     def store(self, conn: Connection, batch: Decoded, now: float) -> set[str]:
         """Write the batch's statuses and times; returns the boxes that came online."""
@@ -75,11 +82,25 @@ class Presence:
         rows = {
             row["id"]: row
             for row in conn.execute(
-                select(BOXES.c.id, BOXES.c.state, BOXES.c.status, BOXES.c.offline_reason).where(
-                    BOXES.c.id.in_(sorted(names))
-                )
+                select(
+                    BOXES.c.id,
+                    BOXES.c.state,
+                    BOXES.c.status,
+                    BOXES.c.offline_reason,
+                    BOXES.c.retired_at,
+                ).where(BOXES.c.id.in_(sorted(names)))
             ).mappings()
         }
+        for name, found in rows.items():
+            if found["retired_at"] is not None and name not in self._warned_retired:
+                self._warned_retired.add(name)
+                log.warning(
+                    "box %s is retired but reports again: its messages are stored, it stays "
+                    "out of the views; `labctl box add %s` if it is back in use, else set "
+                    "the rig's box id",
+                    name,
+                    name,
+                )
         new = sorted(names - rows.keys())
         if new:
             insert_ignore(

@@ -23,8 +23,7 @@ from sqlalchemy import select
 from controller.db import Transaction
 from controller.husbandry.models import Calibration
 from controller.husbandry.settings import LabSettings
-from controller.lab import LabError, add_box
-from shared.ids import check_box_id
+from controller.lab import LabError, get_box
 
 SPOUTS = ("left", "right")
 DAY_S = 86400.0
@@ -60,7 +59,7 @@ def record_calibration(
     note: str = "",
 ) -> Calibration:
     """Store a calibration from a weighed ``total`` (``unit`` "mg" or "ul") of ``openings``."""
-    check_box_id(box_id)
+    get_box(tx, box_id)
     if spout not in (0, 1):
         raise LabError(f"invalid spout {spout!r}: expected 0 (left) or 1 (right)")
     if openings < 1 or duration_ms < 1:
@@ -76,7 +75,6 @@ def record_calibration(
             f"invalid total {total:g} {unit}: {total / openings:g} ul per opening is more "
             f"than a reward valve gives ({MAX_UL_PER_OPENING:g}); is the total in {unit}?"
         )
-    add_box(tx, box_id)
     row = Calibration(
         box_id=box_id, spout=spout, openings=openings, duration_ms=duration_ms,
         total_ul=float(total),  # water: 1 mg is 1 µL to well within a weighing's error

@@ -29,15 +29,14 @@ from controller.husbandry.models import ScheduleEntry
 from controller.lab import (
     AssignResult,
     LabError,
-    add_box,
     assign,
     box_sort_key,
     cohort_members,
+    get_box,
     get_cohort,
 )
 from controller.models import Box, TrainingSession
 from shared.days import session_day
-from shared.ids import check_box_id
 from shared.protocol import Status
 
 
@@ -87,7 +86,7 @@ def set_schedule(tx: Transaction, cohort: str, slots: Iterable[Slot], *, by: str
     seen_mice: set[str] = set()
     seen_places: set[tuple[str, int]] = set()
     for slot in slots:
-        check_box_id(slot.box)
+        get_box(tx, slot.box)  # a schedule places mice only on boxes the lab knows
         if slot.mouse not in members:
             raise LabError(f"mouse {slot.mouse!r} is not in cohort {cohort}")
         if slot.shift < 1:
@@ -106,7 +105,6 @@ def set_schedule(tx: Transaction, cohort: str, slots: Iterable[Slot], *, by: str
         entry.valid_until = now
     tx.flush()  # the partial unique indexes need the old entries ended first
     for slot in slots:
-        add_box(tx, slot.box)
         tx.add(
             ScheduleEntry(
                 cohort_name=cohort,
@@ -122,7 +120,8 @@ def set_schedule(tx: Transaction, cohort: str, slots: Iterable[Slot], *, by: str
 
 
 def known_boxes(tx: Transaction) -> list[str]:
-    return sorted(tx.scalars(select(Box.id)), key=box_sort_key)
+    """The boxes in use (retired ones left out), in box order."""
+    return sorted(tx.scalars(select(Box.id).where(Box.retired_at.is_(None))), key=box_sort_key)
 
 
 def current_entries(tx: Transaction, cohort: str | None = None) -> list[ScheduleEntry]:

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from controller.db import Database, StoredDocument
 from controller.last_session import LastSession, last_sessions
 from controller.mqtt import BrokerLink
-from controller.views import BoxView, StoredBox, box_views, stored_boxes
+from controller.views import BoxView, StoredBox, box_views, is_retired, stored_boxes
 from shared.broker_url import BrokerSettings
 from shared.documents import (
     CueChanged,
@@ -358,9 +358,10 @@ class LiveLab:
                 self._box_changed(box)
 
     def box_names(self) -> list[str]:
+        """The boxes with a card: every box known or heard of, but not a retired one."""
         with self._lock:
             names = set(self._stored) | set(self._assigned) | set(self._statuses)
-        return sorted(names)
+            return sorted(n for n in names if not is_retired(self._stored, n))
 
     def card(self, box: str) -> dict[str, Any]:
         """The rig card of one box: ``labctl status``'s row and what only the live stream has."""
@@ -441,6 +442,9 @@ class LiveLab:
         return {"connected": self.broker_up, "note": self.broker_note, "url": self.settings.url}
 
     def _box_changed(self, box: str, trial: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            if is_retired(self._stored, box):
+                return  # a retired box that still sends gets no card
         card = self.card(box)
         if self._cards.get(box) != card:
             self._cards[box] = card
