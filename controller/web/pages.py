@@ -7,27 +7,42 @@ prints), and the spout positions and cue duration the session ended with.
 The cohort table has ``labctl results``' columns (and cells, from
 :func:`shared.analysis.table.table_cells`) for each mouse's latest session.
 
-Sessions are read whole (their stored JSON), so a mouse's curve is cached
-until its count of stored sessions or its latest completion changes; the
-cache holds at most :data:`CACHE_LIMIT` mice.
+Sessions are read whole (their stored JSON), so each stored session's point is
+cached, under the session's row id, the sha256 of its stored JSON and its
+completion time (:data:`SessionKey`): a session stored again is a new key, so a
+point is never stale. A page reads its sessions' keys in one query and only the
+sessions it has no point for; the cache holds at most :data:`CACHE_LIMIT`
+sessions, the least recently shown dropped first.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, select
 
-from controller.db import Database, TrainingSession
-from controller.lab import all_mice, cohort_members, get_mouse, list_cohorts, mouse_summaries
-from controller.store import mouse_sessions
+from controller.db import CohortMember, Database, Mouse
+from controller.lab import (
+    all_mice,
+    assignments_by_box,
+    cohort_members,
+    get_mouse,
+    list_cohorts,
+    mouse_summaries,
+)
+from controller.store import SESSIONS
 from shared.analysis import SessionResults, mouse_results
 from shared.analysis.table import TABLE_COLUMNS, table_cells
 
-CACHE_LIMIT = 500
+#: Session points the cache keeps: a cohort of 600 mice with 100 sessions each (each
+#: point is about 3 KB).
+CACHE_LIMIT = 60_000
+#: Sessions read from the database in one query when their points are computed.
+READ_BATCH = 500
 
 
 def _number(value: Any) -> float | None:
@@ -69,28 +84,35 @@ def _correct_pct(result: SessionResults) -> float | None:
     return round(100 * result.total_correct / judged, 1) if judged else None
 
 
+def session_point(mouse: str, session: Mapping[str, Any]) -> dict[str, Any]:
+    """A session's point of the curves, but its place (``index``): the session's own
+    numbers, as :func:`shared.analysis.mouse_results` gives them session by session."""
+    (result,) = mouse_results(mouse, [session])
+    left, right, cue = ending_settings(session)
+    d = result.d_prime
+    return {
+        "date": result.date,
+        "trials": result.trials,
+        "correct_pct": _correct_pct(result),
+        "d_prime": round(d, 3) if d is not None else None,
+        "spout_left": left,
+        "spout_right": right,
+        "cue_duration": cue,
+        "results": result.as_dict(),
+    }
+
+
 def curve_points(mouse: str, sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One point per session: what the mouse page plots and the cohort page overlays."""
-    points = []
-    for index, (session, result) in enumerate(
-        zip(sessions, mouse_results(mouse, sessions), strict=True), 1
-    ):
-        left, right, cue = ending_settings(session)
-        d = result.d_prime
-        points.append(
-            {
-                "index": index,
-                "date": result.date,
-                "trials": result.trials,
-                "correct_pct": _correct_pct(result),
-                "d_prime": round(d, 3) if d is not None else None,
-                "spout_left": left,
-                "spout_right": right,
-                "cue_duration": cue,
-                "results": result.as_dict(),
-            }
-        )
-    return points
+    return [
+        {"index": index, **session_point(mouse, session)}
+        for index, session in enumerate(sessions, 1)
+    ]
+
+
+#: A stored session as the cache knows it: its row's id, and the sha256 of its stored
+#: JSON and when it was completed, which change whenever the session is stored again.
+SessionKey = tuple[int, str | None, float | None]
 
 
 class Pages:
@@ -99,32 +121,74 @@ class Pages:
     def __init__(self, db: Database, cache_limit: int = CACHE_LIMIT) -> None:
         self.db = db
         self.cache_limit = cache_limit
-        self._cache: OrderedDict[str, tuple[tuple[Any, ...], list[dict[str, Any]]]] = OrderedDict()
+        self._cache: OrderedDict[SessionKey, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        #: Sessions read and computed (cache misses) since the start: what the cache saves.
+        self.computed = 0
 
-    def _version(self, mouse: str) -> tuple[Any, ...]:
-        query = select(func.count(), func.max(TrainingSession.completed_at)).where(
-            TrainingSession.mouse_id == mouse, TrainingSession.complete.is_(True)
+    def _stored(self, mice: Select[Any] | list[str]) -> dict[str, list[SessionKey]]:
+        """Each of ``mice``'s complete stored sessions, in training order (one query)."""
+        query = (
+            select(SESSIONS.c.mouse_id, SESSIONS.c.id, SESSIONS.c.digest, SESSIONS.c.completed_at)
+            .where(
+                SESSIONS.c.mouse_id.in_(mice),
+                SESSIONS.c.complete.is_(True),
+                SESSIONS.c.data.is_not(None),
+            )
+            .order_by(SESSIONS.c.mouse_id, SESSIONS.c.position, SESSIONS.c.id)
         )
-        with self.db.reader() as tx:
-            count, last = tx.execute(query).one()
-        return (count, last)
+        out: dict[str, list[SessionKey]] = {}
+        with self.db.reader_engine.connect() as conn:
+            for mouse, pk, digest, completed in conn.execute(query):
+                out.setdefault(mouse, []).append((pk, digest, completed))
+        return out
+
+    def _points(self, stored: dict[str, list[SessionKey]]) -> dict[str, list[dict[str, Any]]]:
+        """Each mouse's curve from its sessions' points: cached ones as they are, the
+        others read (in batches) and computed once."""
+        found: dict[SessionKey, dict[str, Any]] = {}
+        with self._lock:
+            for keys in stored.values():
+                for key in keys:
+                    point = self._cache.get(key)
+                    if point is not None:
+                        self._cache.move_to_end(key)
+                        found[key] = point
+        owner = {key: mouse for mouse, keys in stored.items() for key in keys}
+        missing = [key for key in owner if key not in found]
+        for start in range(0, len(missing), READ_BATCH):
+            batch = {key[0]: key for key in missing[start : start + READ_BATCH]}
+            with self.db.reader_engine.connect() as conn:
+                rows = conn.execute(
+                    select(SESSIONS.c.id, SESSIONS.c.data).where(SESSIONS.c.id.in_(batch))
+                ).all()
+            computed = {
+                batch[pk]: session_point(owner[batch[pk]], json.loads(text)) for pk, text in rows
+            }
+            found.update(computed)
+            with self._lock:
+                self.computed += len(computed)
+                for key, point in computed.items():
+                    self._cache[key] = point
+                while len(self._cache) > self.cache_limit:
+                    self._cache.popitem(last=False)
+        return {
+            mouse: [
+                {"index": index, **found[key]}
+                for index, key in enumerate((k for k in keys if k in found), 1)
+            ]
+            for mouse, keys in stored.items()
+        }
+
+    @property
+    def cached(self) -> int:
+        """Session points held now."""
+        with self._lock:
+            return len(self._cache)
 
     def curve(self, mouse: str) -> list[dict[str, Any]]:
-        version = self._version(mouse)
-        with self._lock:
-            cached = self._cache.get(mouse)
-            if cached is not None and cached[0] == version:
-                self._cache.move_to_end(mouse)
-                return cached[1]
-        with self.db.reader_engine.connect() as conn:
-            points = curve_points(mouse, mouse_sessions(conn, mouse))
-        with self._lock:
-            self._cache[mouse] = (version, points)
-            self._cache.move_to_end(mouse)
-            while len(self._cache) > self.cache_limit:
-                self._cache.popitem(last=False)
-        return points
+        """The mouse's points, one per stored session in training order."""
+        return self._points(self._stored([mouse])).get(mouse, [])
 
     def mouse(self, mouse: str) -> dict[str, Any]:
         """A mouse's page: who and where, and its curve. LabError for an unknown mouse."""
@@ -144,18 +208,24 @@ class Pages:
         with self.db.reader() as tx:
             cohorts = [cohort for cohort, _ in list_cohorts(tx)]
             mice = cohort_members(tx, name) if name else all_mice(tx)
-            summaries = {s.mouse: s for s in mouse_summaries(tx, mice)}
+            boxes = {mouse: box for box, mouse in assignments_by_box(tx).items()}
+        members = (
+            select(CohortMember.mouse_id).where(CohortMember.cohort_name == name)
+            if name
+            else select(Mouse.id)
+        )
+        curves_of = self._points(self._stored(members))
         rows = []
         curves = {}
         for mouse in mice:
-            points = self.curve(mouse)
+            points = curves_of.get(mouse, [])
             curves[mouse] = [{k: v for k, v in p.items() if k != "results"} for p in points]
             latest = points[-1] if points else None
             results = {**latest["results"], "mouse": mouse} if latest else None
             rows.append(
                 {
                     "mouse": mouse,
-                    "box": summaries[mouse].box,
+                    "box": boxes.get(mouse),
                     "sessions": len(points),
                     "latest": results,
                     # The latest session's row exactly as `labctl results` prints it.
