@@ -10,9 +10,12 @@ The cohort table has ``labctl results``' columns (and cells, from
 Sessions are read whole (their stored JSON), so each stored session's point is
 cached, under the session's row id, the sha256 of its stored JSON and its
 completion time (:data:`SessionKey`): a session stored again is a new key, so a
-point is never stale. A page reads its sessions' keys in one query and only the
-sessions it has no point for; the cache holds at most :data:`CACHE_LIMIT`
-sessions, the least recently shown dropped first.
+point is never stale. The cache holds at most :data:`CACHE_LIMIT` sessions, the
+least recently shown dropped first. Each mouse's curve assembled from them is
+kept too, under the mouse's :data:`Version` (count, newest completion, newest
+row of its stored sessions), read for a whole cohort in one query: a request
+reads the sessions of only the mice whose version changed, and computes only
+the sessions it has no point for.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from controller.db import CohortMember, Database, Mouse
 from controller.lab import (
@@ -41,8 +45,12 @@ from shared.analysis.table import TABLE_COLUMNS, table_cells
 #: Session points the cache keeps: a cohort of 600 mice with 100 sessions each (each
 #: point is about 3 KB).
 CACHE_LIMIT = 60_000
-#: Sessions read from the database in one query when their points are computed.
+#: Mice whose assembled curves are kept (rebuilt from the cached points when dropped).
+CURVES_LIMIT = 5_000
+#: Sessions (or mice) read from the database in one query.
 READ_BATCH = 500
+#: A stored session: complete, with its JSON.
+STORED = (SESSIONS.c.complete.is_(True), SESSIONS.c.data.is_not(None))
 
 
 def _number(value: Any) -> float | None:
@@ -113,6 +121,20 @@ def curve_points(mouse: str, sessions: list[dict[str, Any]]) -> list[dict[str, A
 #: A stored session as the cache knows it: its row's id, and the sha256 of its stored
 #: JSON and when it was completed, which change whenever the session is stored again.
 SessionKey = tuple[int, str | None, float | None]
+#: A mouse's stored sessions at a glance: how many, the newest completion, the newest
+#: row. Storing a session (new, or again) changes it; so does one taken back.
+Version = tuple[int, float | None, int | None]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A mouse's curve as the pages send it, assembled from its sessions' cached points."""
+
+    version: Version
+    points: list[dict[str, Any]]  # with each session's results: the mouse page
+    plain: list[dict[str, Any]]  # without them: the cohort page's overlay
+    latest: dict[str, Any] | None  # the latest session's results, with the mouse
+    cells: list[str] | None  # ... as `labctl results` prints them
 
 
 class Pages:
@@ -122,30 +144,45 @@ class Pages:
         self.db = db
         self.cache_limit = cache_limit
         self._cache: OrderedDict[SessionKey, dict[str, Any]] = OrderedDict()
+        self._curves: OrderedDict[str, Curve] = OrderedDict()
         self._lock = threading.Lock()
         #: Sessions read and computed (cache misses) since the start: what the cache saves.
         self.computed = 0
 
-    def _stored(self, mice: Select[Any] | list[str]) -> dict[str, list[SessionKey]]:
-        """Each of ``mice``'s complete stored sessions, in training order (one query)."""
+    def _versions(self, mice: Select[Any] | list[str]) -> dict[str, Version]:
+        """Each of ``mice``'s :data:`Version` (one query); mice with no session left out."""
         query = (
-            select(SESSIONS.c.mouse_id, SESSIONS.c.id, SESSIONS.c.digest, SESSIONS.c.completed_at)
-            .where(
-                SESSIONS.c.mouse_id.in_(mice),
-                SESSIONS.c.complete.is_(True),
-                SESSIONS.c.data.is_not(None),
+            select(
+                SESSIONS.c.mouse_id,
+                func.count(),
+                func.max(SESSIONS.c.completed_at),
+                func.max(SESSIONS.c.id),
             )
-            .order_by(SESSIONS.c.mouse_id, SESSIONS.c.position, SESSIONS.c.id)
+            .where(SESSIONS.c.mouse_id.in_(mice), *STORED)
+            .group_by(SESSIONS.c.mouse_id)
         )
-        out: dict[str, list[SessionKey]] = {}
         with self.db.reader_engine.connect() as conn:
-            for mouse, pk, digest, completed in conn.execute(query):
-                out.setdefault(mouse, []).append((pk, digest, completed))
+            return {mouse: (count, last, top) for mouse, count, last, top in conn.execute(query)}
+
+    def _stored(self, mice: list[str]) -> dict[str, list[SessionKey]]:
+        """Each of ``mice``'s complete stored sessions, in training order."""
+        out: dict[str, list[SessionKey]] = {}
+        for start in range(0, len(mice), READ_BATCH):
+            query = (
+                select(
+                    SESSIONS.c.mouse_id, SESSIONS.c.id, SESSIONS.c.digest, SESSIONS.c.completed_at
+                )
+                .where(SESSIONS.c.mouse_id.in_(mice[start : start + READ_BATCH]), *STORED)
+                .order_by(SESSIONS.c.mouse_id, SESSIONS.c.position, SESSIONS.c.id)
+            )
+            with self.db.reader_engine.connect() as conn:
+                for mouse, pk, digest, completed in conn.execute(query):
+                    out.setdefault(mouse, []).append((pk, digest, completed))
         return out
 
     def _points(self, stored: dict[str, list[SessionKey]]) -> dict[str, list[dict[str, Any]]]:
-        """Each mouse's curve from its sessions' points: cached ones as they are, the
-        others read (in batches) and computed once."""
+        """Each mouse's points from its sessions': cached ones as they are, the others
+        read (in batches) and computed once."""
         found: dict[SessionKey, dict[str, Any]] = {}
         with self._lock:
             for keys in stored.values():
@@ -180,6 +217,41 @@ class Pages:
             for mouse, keys in stored.items()
         }
 
+    def curves(self, mice: list[str], members: Select[Any] | None = None) -> dict[str, Curve]:
+        """Each of ``mice``'s curve (``members``: the same mice as a query, for a cohort).
+
+        The versions are read before the sessions, so a curve kept under a version holds
+        at least what that version says: a session stored in between makes the next
+        request's version differ, never a curve older than its version."""
+        versions = self._versions(members if members is not None else mice)
+        out: dict[str, Curve] = {}
+        with self._lock:
+            for mouse, version in versions.items():
+                curve = self._curves.get(mouse)
+                if curve is not None and curve.version == version:
+                    self._curves.move_to_end(mouse)
+                    out[mouse] = curve
+        stale = [mouse for mouse in versions if mouse not in out]
+        for mouse, points in self._points(self._stored(stale)).items():
+            latest = {**points[-1]["results"], "mouse": mouse} if points else None
+            out[mouse] = Curve(
+                versions[mouse],
+                points,
+                [{k: v for k, v in p.items() if k != "results"} for p in points],
+                latest,
+                # The latest session's row exactly as `labctl results` prints it.
+                table_cells(latest) if latest else None,
+            )
+        with self._lock:
+            for mouse in stale:
+                if mouse in out and self.cache_limit:
+                    self._curves[mouse] = out[mouse]
+                    self._curves.move_to_end(mouse)
+            while len(self._curves) > CURVES_LIMIT:
+                self._curves.popitem(last=False)
+        empty = Curve((0, None, None), [], [], None, None)
+        return {mouse: out.get(mouse, empty) for mouse in mice}
+
     @property
     def cached(self) -> int:
         """Session points held now."""
@@ -188,7 +260,7 @@ class Pages:
 
     def curve(self, mouse: str) -> list[dict[str, Any]]:
         """The mouse's points, one per stored session in training order."""
-        return self._points(self._stored([mouse])).get(mouse, [])
+        return self.curves([mouse])[mouse].points
 
     def mouse(self, mouse: str) -> dict[str, Any]:
         """A mouse's page: who and where, and its curve. LabError for an unknown mouse."""
@@ -214,23 +286,18 @@ class Pages:
             if name
             else select(Mouse.id)
         )
-        curves_of = self._points(self._stored(members))
         rows = []
         curves = {}
-        for mouse in mice:
-            points = curves_of.get(mouse, [])
-            curves[mouse] = [{k: v for k, v in p.items() if k != "results"} for p in points]
-            latest = points[-1] if points else None
-            results = {**latest["results"], "mouse": mouse} if latest else None
+        for mouse, curve in self.curves(mice, members).items():
+            curves[mouse] = curve.plain
             rows.append(
                 {
                     "mouse": mouse,
                     "box": boxes.get(mouse),
-                    "sessions": len(points),
-                    "latest": results,
-                    # The latest session's row exactly as `labctl results` prints it.
-                    "cells": table_cells(results) if results else None,
-                    "correct_pct": latest["correct_pct"] if latest else None,
+                    "sessions": len(curve.points),
+                    "latest": curve.latest,
+                    "cells": curve.cells,
+                    "correct_pct": curve.points[-1]["correct_pct"] if curve.points else None,
                 }
             )
         return {
