@@ -43,6 +43,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from controller.db import Database
+from controller.husbandry.water import NeedsConfirmation
 from controller.web import care
 from controller.web.control import Control, ControlError
 from controller.web.hosts import LOOPBACK_HOSTS, HostCheck
@@ -180,6 +181,8 @@ def create_app(
                 result = await in_thread(care.record, db, kind, body)
             except ControlError as exc:
                 return error(str(exc), exc.status)
+            except NeedsConfirmation as exc:  # the page asks, and sends it again confirmed
+                return error(str(exc), 409)
             except ReachlabError as exc:  # labctl's own checks: the same line, as exit 2 is
                 return error(str(exc), 400)
             return JSONResponse(result)
