@@ -74,6 +74,10 @@ function openStream() {
       return;
     }
     if (!heard) failures += 1;
+    // Refused at first try: the page is drawn once from the plain JSON meanwhile.
+    if (failures === 1) {
+      getJSON("/api/rigs").then((data) => { showBroker(data.broker); emit("snapshot", data); }, () => {});
+    }
     const delay = Math.min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** Math.max(0, failures - 1));
     const wait = delay * (0.75 + Math.random() / 2);
     pill($("live"), `no live stream: retrying in ${Math.round(wait)} s`, "warn");
