@@ -257,7 +257,8 @@ def measure_cohort(scratch: Path, mice: int, sessions: int, trials: int) -> None
     with db.session() as tx:
         create_cohort(tx, "BIG", names)
     print(f"cohort page: {mice} mice x {sessions} sessions x {trials} trials "
-          f"({time.perf_counter() - t0:.0f} s to import)")  # fmt: skip
+          f"({time.perf_counter() - t0:.0f} s to import; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")  # fmt: skip
     try:
         uncached = [timed(lambda: Pages(db, cache_limit=0).cohort("BIG")) for _ in range(3)]
         pages = Pages(db)

@@ -146,6 +146,7 @@ class Pages:
         self._cache: OrderedDict[SessionKey, dict[str, Any]] = OrderedDict()
         self._curves: OrderedDict[str, Curve] = OrderedDict()
         self._lock = threading.Lock()
+        self._computing = threading.Lock()
         #: Sessions read and computed (cache misses) since the start: what the cache saves.
         self.computed = 0
 
@@ -192,23 +193,18 @@ class Pages:
                         self._cache.move_to_end(key)
                         found[key] = point
         owner = {key: mouse for mouse, keys in stored.items() for key in keys}
-        missing = [key for key in owner if key not in found]
-        for start in range(0, len(missing), READ_BATCH):
-            batch = {key[0]: key for key in missing[start : start + READ_BATCH]}
-            with self.db.reader_engine.connect() as conn:
-                rows = conn.execute(
-                    select(SESSIONS.c.id, SESSIONS.c.data).where(SESSIONS.c.id.in_(batch))
-                ).all()
-            computed = {
-                batch[pk]: session_point(owner[batch[pk]], json.loads(text)) for pk, text in rows
-            }
-            found.update(computed)
-            with self._lock:
-                self.computed += len(computed)
-                for key, point in computed.items():
-                    self._cache[key] = point
-                while len(self._cache) > self.cache_limit:
-                    self._cache.popitem(last=False)
+        if len(found) < len(owner):
+            # One request computes at a time: others asking for the same sessions at once
+            # (a cohort page opened twice, or by anyone on the network) find them done
+            # instead of computing them again side by side.
+            with self._computing:
+                with self._lock:
+                    for key in owner:
+                        if key not in found and key in self._cache:
+                            found[key] = self._cache[key]
+                missing = [key for key in owner if key not in found]
+                for start in range(0, len(missing), READ_BATCH):
+                    found.update(self._compute(missing[start : start + READ_BATCH], owner))
         return {
             mouse: [
                 {"index": index, **found[key]}
@@ -216,6 +212,26 @@ class Pages:
             ]
             for mouse, keys in stored.items()
         }
+
+    def _compute(
+        self, keys: list[SessionKey], owner: dict[SessionKey, str]
+    ) -> dict[SessionKey, dict[str, Any]]:
+        """The points of these sessions, read and computed, and kept."""
+        batch = {key[0]: key for key in keys}
+        with self.db.reader_engine.connect() as conn:
+            rows = conn.execute(
+                select(SESSIONS.c.id, SESSIONS.c.data).where(SESSIONS.c.id.in_(batch))
+            ).all()
+        computed = {
+            batch[pk]: session_point(owner[batch[pk]], json.loads(text)) for pk, text in rows
+        }
+        with self._lock:
+            self.computed += len(computed)
+            for key, point in computed.items():
+                self._cache[key] = point
+            while len(self._cache) > self.cache_limit:
+                self._cache.popitem(last=False)
+        return computed
 
     def curves(self, mice: list[str], members: Select[Any] | None = None) -> dict[str, Curve]:
         """Each of ``mice``'s curve (``members``: the same mice as a query, for a cohort).
