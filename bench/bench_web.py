@@ -260,12 +260,12 @@ def measure_cohort(scratch: Path, mice: int, sessions: int, trials: int) -> None
           f"({time.perf_counter() - t0:.0f} s to import; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")  # fmt: skip
     try:
-        uncached = [timed(lambda: Pages(db, cache_limit=0).cohort("BIG")) for _ in range(3)]
+        uncached = [timed(lambda: Pages(db, cache_limit=0).cohort_json("BIG")) for _ in range(3)]
         pages = Pages(db)
-        cold = timed(lambda: pages.cohort("BIG"))
-        warm = [timed(lambda: pages.cohort("BIG")) for _ in range(5)]
+        cold = timed(lambda: pages.cohort_json("BIG"))
+        warm = [timed(lambda: pages.cohort_json("BIG")) for _ in range(5)]
         base, hot = statistics.median(uncached), statistics.median(warm)
-        print(f"  in-process, the cohort's data: uncached median {base:.2f} s; cold {cold:.2f} s; "
+        print(f"  in-process, the cohort's JSON: uncached median {base:.2f} s; cold {cold:.2f} s; "
               f"warm median {hot:.3f} s, max {max(warm):.3f} s; uncached / warm = "
               f"{base / hot:.0f}x; {pages.cached} session points cached")  # fmt: skip
     finally:

@@ -1,9 +1,9 @@
 """The dashboard's curve cache: one point per stored session, never stale, bounded.
 
 A cohort page computes each stored session's point once; a second look reads none
-again; a session added, or stored again with other data, is computed (alone) on the
-next look; the cache holds at most its limit; and the cached curves equal the uncached
-ones (a cache of size 0).
+again and sends the same JSON; a session added, or stored again with other data, is
+computed (alone) on the next look, and a mouse's new box shows; the cache holds at most
+its limit; and the cached curves equal the uncached ones (a cache of size 0).
 """
 
 from __future__ import annotations
@@ -44,8 +44,13 @@ def test_each_stored_session_is_computed_once_and_again_only_when_stored_again(
         assert pages.computed == 5  # the mouse page shares the cohort's points
         assert first == Pages(db, cache_limit=0).cohort("C1")  # cached == uncached
 
+        body = pages.cohort_json("C1")
+        assert json.loads(body) == first
+        assert pages.cohort_json("C1") is body  # nothing changed: the same bytes, not rebuilt
+
         # A session added: only it is read, and the curve has it.
         import_history(env, tmp_path / "more", {"M1": 4})
+        assert [len(c) for c in json.loads(pages.cohort_json("C1"))["curves"].values()] == [4, 2]
         after = pages.cohort("C1")
         assert pages.computed == 6
         assert [len(after["curves"][m]) for m in ("M1", "M2")] == [4, 2]
@@ -70,7 +75,11 @@ def test_each_stored_session_is_computed_once_and_again_only_when_stored_again(
         assert pages.curve("M2")[0]["trials"] == 7
         assert pages.computed == 7
         assert pages.cohort("C1")["curves"]["M2"][0]["trials"] == 7
+        assert json.loads(pages.cohort_json("C1"))["curves"]["M2"][0]["trials"] == 7
         assert pages.computed == 7
+        # A mouse put on a box: the page's JSON says so.
+        labctl(env, "assign", "M2", "--box", "4")
+        assert json.loads(pages.cohort_json("C1"))["rows"][1]["box"] == "4"
 
         # Bounded: a small cache keeps only its limit.
         small = Pages(db, cache_limit=2)

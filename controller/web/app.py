@@ -223,10 +223,10 @@ def create_app(
     async def cohort(request: Request) -> Response:
         name = request.query_params.get("name") or None
         try:
-            data = await in_thread(pages.cohort, name)
+            body = await in_thread(pages.cohort_json, name)
         except ReachlabError as exc:
             return error(str(exc), 404)
-        return JSONResponse(data)
+        return Response(body, media_type="application/json")
 
     Endpoint = Callable[[Request], Awaitable[Response]]
 

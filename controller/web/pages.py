@@ -15,7 +15,8 @@ least recently shown dropped first. Each mouse's curve assembled from them is
 kept too, under the mouse's :data:`Version` (count, newest completion, newest
 row of its stored sessions), read for a whole cohort in one query: a request
 reads the sessions of only the mice whose version changed, and computes only
-the sessions it has no point for.
+the sessions it has no point for. A cohort page's JSON is kept as well, and
+sent again as it is while its cohorts, mice, boxes and versions are the same.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ from shared.analysis.table import TABLE_COLUMNS, table_cells
 CACHE_LIMIT = 60_000
 #: Mice whose assembled curves are kept (rebuilt from the cached points when dropped).
 CURVES_LIMIT = 5_000
+#: Cohort pages whose JSON is kept (about 2 MB for 600 mice with 20 sessions each).
+BODIES_LIMIT = 8
 #: Sessions (or mice) read from the database in one query.
 READ_BATCH = 500
 #: A stored session: complete, with its JSON.
@@ -145,6 +148,8 @@ class Pages:
         self.cache_limit = cache_limit
         self._cache: OrderedDict[SessionKey, dict[str, Any]] = OrderedDict()
         self._curves: OrderedDict[str, Curve] = OrderedDict()
+        #: cohort name ("" for the lab) -> (what its page depended on, its JSON).
+        self._bodies: OrderedDict[str, tuple[tuple[Any, ...], bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._computing = threading.Lock()
         #: Sessions read and computed (cache misses) since the start: what the cache saves.
@@ -233,13 +238,16 @@ class Pages:
                 self._cache.popitem(last=False)
         return computed
 
-    def curves(self, mice: list[str], members: Select[Any] | None = None) -> dict[str, Curve]:
-        """Each of ``mice``'s curve (``members``: the same mice as a query, for a cohort).
+    def curves(
+        self, mice: list[str], versions: dict[str, Version] | None = None
+    ) -> dict[str, Curve]:
+        """Each of ``mice``'s curve; ``versions``: theirs, when the caller has read them.
 
         The versions are read before the sessions, so a curve kept under a version holds
         at least what that version says: a session stored in between makes the next
         request's version differ, never a curve older than its version."""
-        versions = self._versions(members if members is not None else mice)
+        if versions is None:
+            versions = self._versions(mice)
         out: dict[str, Curve] = {}
         with self._lock:
             for mouse, version in versions.items():
@@ -293,33 +301,64 @@ class Pages:
 
     def cohort(self, name: str | None) -> dict[str, Any]:
         """Every mouse of the cohort (or of the lab): latest results and curves."""
+        return self._cohort(name)[1]()
+
+    def cohort_json(self, name: str | None) -> bytes:
+        """:meth:`cohort` as the API sends it (JSON, UTF-8); the same bytes again, without
+        building them, while nothing in it has changed: the cohorts, the mice, their
+        boxes and their versions."""
+        state, build = self._cohort(name)
+        with self._lock:
+            kept = self._bodies.get(name or "")
+            if kept is not None and kept[0] == state and self.cache_limit:
+                self._bodies.move_to_end(name or "")
+                return kept[1]
+        body = json.dumps(
+            build(), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+        if self.cache_limit:
+            with self._lock:
+                self._bodies[name or ""] = (state, body)
+                self._bodies.move_to_end(name or "")
+                while len(self._bodies) > BODIES_LIMIT:
+                    self._bodies.popitem(last=False)
+        return body
+
+    def _cohort(self, name: str | None) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+        """What the cohort's page depends on, read now, and what builds its data."""
         with self.db.reader() as tx:
             cohorts = [cohort for cohort, _ in list_cohorts(tx)]
             mice = cohort_members(tx, name) if name else all_mice(tx)
-            boxes = {mouse: box for box, mouse in assignments_by_box(tx).items()}
+            assigned = {mouse: box for box, mouse in assignments_by_box(tx).items()}
+        boxes = {mouse: assigned.get(mouse) for mouse in mice}
         members = (
             select(CohortMember.mouse_id).where(CohortMember.cohort_name == name)
             if name
             else select(Mouse.id)
         )
-        rows = []
-        curves = {}
-        for mouse, curve in self.curves(mice, members).items():
-            curves[mouse] = curve.plain
-            rows.append(
-                {
-                    "mouse": mouse,
-                    "box": boxes.get(mouse),
-                    "sessions": len(curve.points),
-                    "latest": curve.latest,
-                    "cells": curve.cells,
-                    "correct_pct": curve.points[-1]["correct_pct"] if curve.points else None,
-                }
-            )
-        return {
-            "cohort": name,
-            "cohorts": cohorts,
-            "columns": list(TABLE_COLUMNS),
-            "rows": rows,
-            "curves": curves,
-        }
+        versions = self._versions(members)
+
+        def build() -> dict[str, Any]:
+            rows = []
+            curves = {}
+            for mouse, curve in self.curves(mice, versions).items():
+                curves[mouse] = curve.plain
+                rows.append(
+                    {
+                        "mouse": mouse,
+                        "box": boxes[mouse],
+                        "sessions": len(curve.points),
+                        "latest": curve.latest,
+                        "cells": curve.cells,
+                        "correct_pct": curve.points[-1]["correct_pct"] if curve.points else None,
+                    }
+                )
+            return {
+                "cohort": name,
+                "cohorts": cohorts,
+                "columns": list(TABLE_COLUMNS),
+                "rows": rows,
+                "curves": curves,
+            }
+
+        return (cohorts, mice, boxes, versions), build
