@@ -78,6 +78,7 @@ def test_each_stored_session_is_computed_once_and_again_only_when_stored_again(
         assert json.loads(pages.cohort_json("C1"))["curves"]["M2"][0]["trials"] == 7
         assert pages.computed == 7
         # A mouse put on a box: the page's JSON says so.
+        labctl(env, "box", "add", "4")
         labctl(env, "assign", "M2", "--box", "4")
         assert json.loads(pages.cohort_json("C1"))["rows"][1]["box"] == "4"
 
