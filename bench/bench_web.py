@@ -15,11 +15,21 @@ wall clock.
 2. **Idle**: ``--viewers`` pages open on the rigs page, nothing published, for
    ``--idle`` s: the server's CPU (user + system, all threads, from
    ``/proc/<pid>/stat``) as a share of one core, and its resident memory.
+3. **Cohort** (run first; alone with ``--only cohort``, which needs no broker
+   and no browser): a cohort of ``--mice`` mice with ``--sessions`` stored
+   sessions each (``--trials`` trials), imported into SQLite. The cohort's JSON
+   (``/api/cohort?name=``, what the cohort page draws) is timed in-process
+   without the curve cache (a cache of size 0, the path every request took when
+   the cohort had more mice than the old per-mouse cache held), cold (the first
+   request of a new server) and warm (median of 5 after it); then over HTTP from
+   a real ``labctl web``: the cohort page, and its JSON cold and warm, with the
+   server's resident memory before and after the cold request (the cache).
 
 Every process the bench starts, it stops. Needs the web extra, playwright and a
 Chromium (``/usr/bin/chromium`` or ``REACHLAB_CHROMIUM``).
 
-Run: ``python bench/bench_web.py [--boxes 100] [--seconds 10] [--viewers 5] [--idle 20]``
+Run: ``python bench/bench_web.py [--boxes 100] [--seconds 10] [--viewers 5] [--idle 20]
+[--mice 600] [--sessions 20] [--trials 60] [--only live|cohort]``
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -34,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +60,9 @@ from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from controller.db import open_database  # noqa: E402
 from controller.demo.broker import find_free_port, start_local_broker  # noqa: E402
+from controller.files import import_sessions  # noqa: E402
+from controller.lab import create_cohort  # noqa: E402
+from controller.web.pages import Pages  # noqa: E402
 from shared.broker_url import parse_broker_url  # noqa: E402
 from shared.protocol import Status, Topics, encode  # noqa: E402
 
@@ -200,6 +215,99 @@ def measure_idle(pages: list[Page], pid: int, seconds: float) -> None:
     print(f"  CPU: {100 * used / elapsed:.2f} % of one core; RSS {rss_mb(pid):.1f} MB")
 
 
+# ---------------------------------------------------------------- the cohort page
+
+
+def sessions_of(mouse: int, count: int, trials: int) -> list[dict[str, Any]]:
+    """A mouse's stored history in the original file shape, better day by day."""
+    rng = random.Random(mouse)
+    out = []
+    for number in range(count):
+        start = 1_700_000_000.0 + mouse * 7 + number * 86400
+        rate = min(0.95, 0.3 + 0.05 * number)
+        rows = []
+        for n in range(trials):
+            roll = rng.random()
+            outcome = 1 if roll < rate else (2 if roll < rate + (1 - rate) / 2 else 0)
+            t = start + 20 * n
+            rows.append({"start": t, "end": t + 1.5, "spout": rng.randint(0, 1),
+                         "cue_duration": 10000.0 * 0.99**number, "outcome": outcome,
+                         "spout_position": [1 + number // 2, 1 + number // 3],
+                         "shaping": False})  # fmt: skip
+        out.append({"trainer": "bench", "notes": "", "trials": rows, "resets": [],
+                    "spontaneous_reaches": [], "start_time": start, "end_time": start + 20 * trials,
+                    "date": time.strftime("%Y-%m-%d", time.gmtime(start))})  # fmt: skip
+    return out
+
+
+def timed(call: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    call()
+    return time.perf_counter() - t0
+
+
+def measure_cohort(scratch: Path, mice: int, sessions: int, trials: int) -> None:
+    db_url = f"sqlite:///{scratch / 'cohort.db'}"
+    db = open_database(db_url)
+    names = [f"M{n:04d}" for n in range(1, mice + 1)]
+    t0 = time.perf_counter()
+    with db.engine.begin() as conn:
+        for n, mouse in enumerate(names, 1):
+            import_sessions(conn, mouse, sessions_of(n, sessions, trials))
+    with db.session() as tx:
+        create_cohort(tx, "BIG", names)
+    print(f"cohort page: {mice} mice x {sessions} sessions x {trials} trials "
+          f"({time.perf_counter() - t0:.0f} s to import; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")  # fmt: skip
+    try:
+        uncached = [timed(lambda: Pages(db, cache_limit=0).cohort_json("BIG")) for _ in range(3)]
+        pages = Pages(db)
+        cold = timed(lambda: pages.cohort_json("BIG"))
+        warm = [timed(lambda: pages.cohort_json("BIG")) for _ in range(5)]
+        base, hot = statistics.median(uncached), statistics.median(warm)
+        print(f"  in-process, the cohort's JSON: uncached median {base:.2f} s; cold {cold:.2f} s; "
+              f"warm median {hot:.3f} s, max {max(warm):.3f} s; uncached / warm = "
+              f"{base / hot:.0f}x; {pages.cached} session points cached")  # fmt: skip
+    finally:
+        db.close()
+    port = find_free_port()
+    env = {**os.environ, "LABCTL_DB": db_url, "LABCTL_BROKER": "mqtt://127.0.0.1:1"}
+    web = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "web", "--port", str(port)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    site = f"http://127.0.0.1:{port}"
+    try:
+        wait(lambda: answers(site), "labctl web to answer")
+        with httpx.Client(timeout=120) as client:
+
+            def get(path: str) -> None:
+                assert client.get(f"{site}{path}").status_code == 200
+
+            page = timed(lambda: get("/cohort?name=BIG"))
+            before = rss_mb(web.pid)
+            cold = timed(lambda: get("/api/cohort?name=BIG"))
+            after = rss_mb(web.pid)
+            warm = [timed(lambda: get("/api/cohort?name=BIG")) for _ in range(5)]
+            size = len(client.get(f"{site}/api/cohort?name=BIG").content) / 2**20
+        print(
+            f"  over HTTP from labctl web: /cohort page {1000 * page:.1f} ms; /api/cohort "
+            f"({size:.1f} MB of JSON) cold {cold:.2f} s, warm median "
+            f"{statistics.median(warm):.3f} s, max {max(warm):.3f} s (target < 0.5 s); "
+            f"server RSS {before:.0f} MB before the cold request, {after:.0f} MB after"
+        )
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=15)
+
+
+def answers(site: str) -> bool:
+    try:
+        return httpx.get(f"{site}/api/info", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--boxes", type=int, default=100)
@@ -207,7 +315,16 @@ def main() -> int:
     parser.add_argument("--viewers", type=int, default=5)
     parser.add_argument("--idle", type=float, default=20.0)
     parser.add_argument("--broker", help="an mqtt:// URL (default: a private broker)")
+    parser.add_argument("--mice", type=int, default=600)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--only", choices=("live", "cohort"))
     args = parser.parse_args()
+    if args.only != "live":
+        with tempfile.TemporaryDirectory() as scratch:
+            measure_cohort(Path(scratch), args.mice, args.sessions, args.trials)
+    if args.only == "cohort":
+        return 0
     browser_path = chromium()
     broker = None if args.broker else start_local_broker()
     url = args.broker or (broker.url if broker else "")
@@ -229,14 +346,7 @@ def main() -> int:
                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             site = f"http://127.0.0.1:{port}"
-
-            def answers() -> bool:
-                try:
-                    return httpx.get(f"{site}/api/info", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait(answers, "labctl web to answer")
+            wait(lambda: answers(site), "labctl web to answer")
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=browser_path, headless=True)
                 try:

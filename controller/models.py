@@ -171,7 +171,11 @@ class TrainingSession(Base):
     """
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_mouse_order", "mouse_id", "position", "id"),)
+    __table_args__ = (
+        Index("ix_sessions_mouse_order", "mouse_id", "position", "id"),
+        # The dashboard's Version of each mouse, from the index alone (migration 0010).
+        Index("ix_sessions_mouse_version", "mouse_id", "complete", "completed_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: None only for imported sessions of files written before session ids existed.

@@ -310,6 +310,43 @@ def test_an_open_rigs_page_comes_back_by_itself_after_the_server_restarts(
             mqtt.clear_retained(topics.status("5"))
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_page_refused_its_stream_comes_back_once_a_slot_frees(
+    browser: Any, tmp_path: Path
+) -> None:
+    # No broker needed: the dashboard serves without one.
+    lab = WebLab(tmp_path, "mqtt://127.0.0.1:1", "refused", find_free_port())
+    page = browser.new_page(viewport={"width": 1000, "height": 400})
+    try:
+        open_database(lab.env["LABCTL_DB"]).close()
+        lab.start("web", [sys.executable, "-m", "controller.cli", "web",
+                          "--port", str(lab.port), "--max-streams", "1"])  # fmt: skip
+        wait_until(lab.web_answers, TIMEOUT, "labctl web to answer")
+        with httpx.stream("GET", f"{lab.url}/api/stream", timeout=10) as held:
+            lines = held.iter_lines()  # kept: httpx closes the stream when it is dropped
+            wait_for_event(lines, "snapshot")
+            page.goto(f"{lab.url}/rigs")
+            # Refused (503): the page says so and waits, longer each time; meanwhile it
+            # is drawn once from the plain JSON.
+            page.wait_for_function(
+                "document.getElementById('live').textContent.startsWith('no live stream')"
+            )
+            page.wait_for_function("document.getElementById('rig-count').textContent !== ''")
+            assert page.inner_text("#rig-count") == "0 of 0 online"
+            assert httpx.get(f"{lab.url}/api/info").json()["viewers"] == 1
+            page.screenshot(path=str(tmp_path / "refused.png"))
+        # The other stream has ended: the page's next try gets the slot.
+        page.wait_for_function(
+            "document.getElementById('live').textContent === 'live'", timeout=TIMEOUT * 1000
+        )
+        assert httpx.get(f"{lab.url}/api/info").json()["viewers"] == 1
+        page.screenshot(path=str(tmp_path / "recovered.png"))
+    finally:
+        page.close()
+        lab.processes.stop_all()
+
+
 def trial_js(box: str) -> str:
     return (
         f'document.querySelector(\'article.card[data-box="{box}"] [data-f="trial"]\')?.textContent'

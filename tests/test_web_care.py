@@ -190,3 +190,48 @@ def test_the_mouse_page_draws_its_weight_against_the_threshold(
         screenshot(page, "mouse-weight")
     finally:
         page.close()
+
+
+def test_water_over_the_labs_limit_is_stored_only_when_confirmed(
+    browser: Any, care_lab: WebLab
+) -> None:
+    """labctl water's rule (over 1500 µL at once asks first) holds on the page too: the
+    server refuses it unconfirmed (409, the line says so), the page asks, and only a
+    confirmed entry is stored."""
+    before = today_row(care_lab, "Fresh")["given_ul"]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    water = f"{care_lab.url}/api/care/water"
+    refused = httpx.post(water, json={"mouse": "Fresh", "ul": 2000}, headers=headers, timeout=10)
+    assert refused.status_code == 409
+    assert refused.json()["error"] == (
+        "labctl: error: 2000 µL is over the lab's limit of 1500 µL at once (a mistake for "
+        "µL and mL?): nothing stored; confirm it to store it"
+    )
+    wrong = {"mouse": "Fresh", "ul": 2000, "confirm": "yes"}
+    assert httpx.post(water, json=wrong, headers=headers, timeout=10).status_code == 400
+    assert today_row(care_lab, "Fresh")["given_ul"] == before
+    page = open_care(browser, care_lab)
+    answers: list[str] = []
+    try:
+        page.fill("#token", TOKEN)
+        page.fill("#care-by", "Kim")
+        box = "input[data-mouse='Fresh'][data-kind='water']"
+
+        def dismiss(dialog: Any) -> None:
+            answers.append(dialog.message)
+            dialog.dismiss()
+
+        page.once("dialog", dismiss)
+        page.fill(box, "2000")
+        page.press(box, "Enter")
+        page.locator("#care-result").get_by_text("nothing stored; confirm it").wait_for()
+        assert "over the lab's limit of 1500 µL" in answers[0]
+        assert today_row(care_lab, "Fresh")["given_ul"] == before
+        screenshot(page, "care-water-confirm")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.press(box, "Enter")
+        page.locator("#care-result").get_by_text("given 2000 ul by hand").wait_for()
+        assert today_row(care_lab, "Fresh")["given_ul"] == before + 2000
+        assert "by Kim" in labctl(care_lab.env, "records", "Fresh").splitlines()[-1]
+    finally:
+        page.close()

@@ -96,21 +96,21 @@ def water(
     More than 1500 µL at once (a mouse's whole day is about 1 mL) is stored only when
     confirmed at the prompt, or with --force."""  # fmt: skip
     from controller.husbandry import entry
-    from controller.husbandry.water import CONFIRM_OVER_UL
+    from controller.husbandry.water import over_limit
 
     if microliters <= 0:
         fail(f"the amount must be positive, got {microliters:g} µL: labctl water {mouse} 50")
-    if microliters > CONFIRM_OVER_UL and not force:
-        question = (
-            f"{microliters:g} µL is over the lab's limit of {CONFIRM_OVER_UL:g} µL at once "
-            "(a mistake for µL and mL?)"
-        )
+    question = over_limit(microliters)
+    if question is not None and not force:
         if not sys.stdin.isatty():
             fail(f"{question}; give --force if it is right")
         if not typer.confirm(f"{question} Store it?", default=False):
             fail("nothing stored")
     with state_of(ctx).db().session() as tx:
-        said = entry.water(tx, mouse, microliters, by=who(by), kind=kind, at=at_time(at), note=note)
+        said = entry.water(
+            tx, mouse, microliters, by=who(by), kind=kind, at=at_time(at), note=note,
+            confirmed=True,  # asked above, or --force
+        )  # fmt: skip
     say(said.line)
     for line in said.warnings:
         warn(line)

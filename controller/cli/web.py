@@ -11,6 +11,7 @@ import typer
 
 from controller.cli.app import app, fail, state_of
 from controller.web import MISSING_EXTRA
+from controller.web.streams import MAX_STREAMS, MAX_STREAMS_PER_CLIENT
 
 #: The packages of the web extra; a missing one is the extra missing, not a bug.
 EXTRA_MODULES = {"starlette", "uvicorn", "plotly", "anyio", "h11"}
@@ -43,6 +44,23 @@ def web(
             show_default=False,
         ),
     ] = None,
+    max_streams: Annotated[
+        int,
+        typer.Option(
+            "--max-streams",
+            metavar="N",
+            help="live streams (open pages) served at once, all clients together; more "
+            "are refused (503) and their pages try again later",
+        ),
+    ] = MAX_STREAMS,
+    max_streams_per_client: Annotated[
+        int,
+        typer.Option(
+            "--max-streams-per-client",
+            metavar="N",
+            help="live streams one client address may hold at once",
+        ),
+    ] = MAX_STREAMS_PER_CLIENT,
 ) -> None:
     """The dashboard: live rig cards, learning curves per mouse and per cohort.
 
@@ -63,6 +81,16 @@ def web(
 
     if not 0 < port < 65536:
         fail(f"--port must be between 1 and 65535, got {port}")
+    if max_streams < 1 or max_streams_per_client < 1:
+        fail(
+            f"--max-streams and --max-streams-per-client must be at least 1, got "
+            f"{max_streams} and {max_streams_per_client}"
+        )
+    from controller.web.streams import StreamLimiter, make_room
+
+    no_room = make_room(max_streams)
+    if no_room is not None:
+        fail(no_room)
     state = state_of(ctx)
     token = read_token(token_file)
     db = state.db()
@@ -73,6 +101,7 @@ def web(
         token=token,
         database_display=state.db_url_display,
         allowed_hosts=allowed_hosts(host, allowed_host or ()),
+        streams=StreamLimiter(max_streams, max_streams_per_client),
     )
     sock = listen(host, port)
     shown = f"[{host}]" if ":" in host else host

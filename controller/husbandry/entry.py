@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from controller.db import Transaction
 from controller.husbandry.settings import lab_settings
-from controller.husbandry.water import give_water, water_day
+from controller.husbandry.water import NeedsConfirmation, give_water, over_limit, water_day
 from controller.husbandry.weights import record_weighing, restriction_ended, weight_check
 from shared.days import session_day
 
@@ -56,8 +56,13 @@ def water(
     kind: str = "water",
     at: float | None = None,
     note: str = "",
+    confirmed: bool = False,
 ) -> Said:
-    """Record water given by hand and the mouse's water for that day (LabError if refused)."""
+    """Record water given by hand and the mouse's water for that day (LabError if refused;
+    NeedsConfirmation for a volume over the lab's limit unless ``confirmed``)."""
+    question = over_limit(microliters)
+    if question is not None and not confirmed:
+        raise NeedsConfirmation(f"{question}: nothing stored; confirm it to store it")
     row = give_water(tx, mouse, microliters, by=by, kind=kind, at=at, note=note)
     day = water_day(tx, mouse, session_day(row.given_at), lab_settings(tx))
     required = "no requirement (no baseline)" if day.requirement_ul is None else (

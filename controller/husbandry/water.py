@@ -44,6 +44,21 @@ MAX_GIVEN_UL = 5000.0
 CONFIRM_OVER_UL = 1500.0
 
 
+class NeedsConfirmation(LabError):
+    """Water over :data:`CONFIRM_OVER_UL` recorded without the person's confirmation."""
+
+
+def over_limit(microliters: float) -> str | None:
+    """What a volume over the lab's limit for one entry makes the person confirm; None
+    at or under it. labctl water asks it; the care page sends ``confirm``."""
+    if microliters <= CONFIRM_OVER_UL:
+        return None
+    return (
+        f"{microliters:g} µL is over the lab's limit of {CONFIRM_OVER_UL:g} µL at once "
+        "(a mistake for µL and mL?)"
+    )
+
+
 def give_water(
     tx: Transaction,
     mouse_id: str,

@@ -4,6 +4,7 @@
 state; :mod:`controller.web.pages` reads the database for the pages;
 :mod:`controller.web.control` starts and stops sessions through
 :mod:`controller.control`, as labctl does, when a token is configured;
+:mod:`controller.web.streams` caps the open live streams;
 :mod:`controller.web.app` is the ASGI app (Starlette) that serves them.
 Importing this package alone needs nothing beyond the controller;
 :mod:`controller.web.app` needs Starlette.

@@ -33,19 +33,23 @@ from starlette.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
+    PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from controller.db import Database
+from controller.husbandry.water import NeedsConfirmation
 from controller.web import care
 from controller.web.control import Control, ControlError
 from controller.web.hosts import LOOPBACK_HOSTS, HostCheck
 from controller.web.live import LiveLab
 from controller.web.pages import Pages
+from controller.web.streams import RETRY_AFTER_S, StreamLimiter, refusal_line
 from shared import __version__
 from shared.broker_url import BrokerSettings
 from shared.errors import ReachlabError
@@ -89,6 +93,28 @@ def sse(kind: str, data: Any) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+class HeldStream(StreamingResponse):
+    """A streaming response that calls ``release`` when it is over, however it ends:
+    finished, the client gone, or the server stopping before its body even began."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[str],
+        release: Callable[[], None],
+        *,
+        media_type: str,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
 def create_app(
     db: Database,
     settings: BrokerSettings,
@@ -99,10 +125,13 @@ def create_app(
     live: LiveLab | None = None,
     reply_timeout: float = 10.0,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    streams: StreamLimiter | None = None,
 ) -> Starlette:
     """The dashboard for ``db`` and the broker ``settings``; control only with ``token``;
-    answering only requests whose Host header is one of ``allowed_hosts``."""
+    answering only requests whose Host header is one of ``allowed_hosts``; at most as
+    many live streams as ``streams`` allows (its defaults without one)."""
     lab = live or LiveLab(db, settings, topics)
+    limiter = streams or StreamLimiter()
     pages = Pages(db)
     control = Control(db, settings, topics, token, timeout=reply_timeout)
     plotly_path = plotly_js()
@@ -152,6 +181,8 @@ def create_app(
                 result = await in_thread(care.record, db, kind, body)
             except ControlError as exc:
                 return error(str(exc), exc.status)
+            except NeedsConfirmation as exc:  # the page asks, and sends it again confirmed
+                return error(str(exc), 409)
             except ReachlabError as exc:  # labctl's own checks: the same line, as exit 2 is
                 return error(str(exc), 400)
             return JSONResponse(result)
@@ -192,10 +223,10 @@ def create_app(
     async def cohort(request: Request) -> Response:
         name = request.query_params.get("name") or None
         try:
-            data = await in_thread(pages.cohort, name)
+            body = await in_thread(pages.cohort_json, name)
         except ReachlabError as exc:
             return error(str(exc), 404)
-        return JSONResponse(data)
+        return Response(body, media_type="application/json")
 
     Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -219,7 +250,19 @@ def create_app(
         return endpoint
 
     async def stream(request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        refused = limiter.acquire(client)
+        if refused is not None:
+            return PlainTextResponse(
+                refusal_line(refused),
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         subscriber = lab.subscribe()
+
+        def release() -> None:
+            lab.unsubscribe(subscriber)
+            limiter.release(client)
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -246,8 +289,9 @@ def create_app(
             finally:
                 lab.unsubscribe(subscriber)
 
-        return StreamingResponse(
+        return HeldStream(
             events(),
+            release,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -287,6 +331,7 @@ def create_app(
     )
     app.state.live = lab
     app.state.control = control
+    app.state.streams = limiter
     return app
 
 

@@ -101,8 +101,9 @@ def _number(body: dict[str, Any], key: str, what: str) -> float:
 
 
 def record(db: Database, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Record a weighing (``grams``) or water (``ul``, ``kind``) for ``mouse``; LabError
-    (the CLI's line) when refused, and then nothing is stored."""
+    """Record a weighing (``grams``) or water (``ul``, ``kind``, and ``confirm`` true for a
+    volume over the lab's limit) for ``mouse``; LabError (the CLI's line) when refused,
+    NeedsConfirmation when over the limit unconfirmed, and then nothing is stored."""
     mouse = body.get("mouse")
     if not isinstance(mouse, str):
         raise ControlError("mouse must be a mouse id", 400)
@@ -113,7 +114,12 @@ def record(db: Database, kind: str, body: dict[str, Any]) -> dict[str, Any]:
             said = entry.weigh(tx, mouse, _number(body, "grams", "the weight"), by=by)
         else:
             amount = _number(body, "ul", "the volume")
-            said = entry.water(tx, mouse, amount, by=by, kind=_text(body, "kind", "water"))
+            confirmed = body.get("confirm", False)
+            if not isinstance(confirmed, bool):
+                raise ControlError(f"confirm must be true or false, got {confirmed!r}", 400)
+            said = entry.water(
+                tx, mouse, amount, by=by, kind=_text(body, "kind", "water"), confirmed=confirmed
+            )
     return {
         "ok": True,
         "line": said.line,

@@ -23,14 +23,23 @@ async function careRecord(kind, mouse, amount) {
   localStorage.setItem("reachlab-care-by", by);
   const body = { mouse, by, ...(kind === "weigh" ? { grams: amount } : { ul: amount }) };
   out.innerHTML = "";
-  let data;
-  try {
+  const send = async () => {
     const response = await fetch(`/api/care/${kind}`, {
       method: "POST",
       headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify(body),
     });
-    data = await response.json();
+    return [response.status, await response.json()];
+  };
+  let status, data;
+  try {
+    [status, data] = await send();
+    // Over the lab's limit for one entry (labctl water asks the same): the server stores
+    // it only when the person confirms it here.
+    if (status === 409 && window.confirm(`${data.error}\n\nStore it anyway?`)) {
+      body.confirm = true;
+      [status, data] = await send();
+    }
   } catch (error) {
     out.append(line(`labctl: error: the server did not answer (${error})`, "bad"));
     return false;

@@ -39,13 +39,25 @@ function emit(kind, data) { (handlers[kind] || []).forEach((fn) => fn(data)); }
 
 let source = null;
 let lastMessage = 0;
+// A stream that fails before its first message (the server refused it: 503 when it has
+// as many streams open as it allows, or it is away) is tried again after a delay that
+// doubles each time, up to a minute, with some jitter so refused pages do not return
+// together; the first message resets it.
+const RETRY_FIRST_S = 2;
+const RETRY_MAX_S = 60;
+let failures = 0;
+let retryTimer = null;
 
 function openStream() {
+  if (retryTimer !== null) { clearTimeout(retryTimer); retryTimer = null; }
   if (source) source.close();
   source = new EventSource("/api/stream");
   lastMessage = Date.now() / 1000;
+  let heard = false;
   for (const kind of ["snapshot", "box", "trial", "broker", "ping"]) {
     source.addEventListener(kind, (event) => {
+      heard = true;
+      failures = 0;
       lastMessage = Date.now() / 1000;
       pill($("live"), "live", "ok");
       const data = JSON.parse(event.data);
@@ -55,15 +67,28 @@ function openStream() {
       emit(kind, data);
     });
   }
+  const mine = source;
   source.onerror = () => {
-    pill($("live"), "reconnecting…", "warn");
-    if (source.readyState === EventSource.CLOSED) setTimeout(openStream, 2000);
+    if (mine !== source || mine.readyState !== EventSource.CLOSED) {
+      pill($("live"), "reconnecting…", "warn");  // the browser retries by itself
+      return;
+    }
+    if (!heard) failures += 1;
+    // Refused at first try: the page is drawn once from the plain JSON meanwhile.
+    if (failures === 1) {
+      getJSON("/api/rigs").then((data) => { showBroker(data.broker); emit("snapshot", data); }, () => {});
+    }
+    const delay = Math.min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** Math.max(0, failures - 1));
+    const wait = delay * (0.75 + Math.random() / 2);
+    pill($("live"), `no live stream: retrying in ${Math.round(wait)} s`, "warn");
+    retryTimer = setTimeout(openStream, wait * 1000);
   };
 }
 
-// A stream that says nothing for three pings is dead even if the socket is not.
+// A stream that says nothing for three pings is dead even if the socket is not; one
+// waiting for its retry is left to it.
 setInterval(() => {
-  if (Date.now() / 1000 - lastMessage > STALE_STREAM_S) {
+  if (retryTimer === null && Date.now() / 1000 - lastMessage > STALE_STREAM_S) {
     pill($("live"), `no data for ${age(Date.now() / 1000 - lastMessage)}: reconnecting`, "bad");
     openStream();
   }
