@@ -390,6 +390,63 @@ def test_the_last_will_marks_a_box_offline(lab: Harness) -> None:
         assert "Last Will" in (box.offline_reason or "")
 
 
+def test_a_collector_behind_its_queue_times_no_box_out_and_a_will_still_counts(
+    lab: Harness,
+) -> None:
+    """A thousand rigs on one collector: behind its queue, it read each box's status late, so
+    every box looked silent for 30 s and was marked offline and back (docs/operations.md)."""
+    lab.handle(lab.status("1", state="running"), lab.status("2", state="idle"))
+    for _ in range(6):  # 60 s behind: batch after full batch of other boxes' messages
+        lab.clock.advance(10)
+        lab.ingest.handle([lab.status("3", state="idle")], behind=True)
+        lab.ingest.tick()
+    assert (lab.box("1").state, lab.box("2").state) == ("running", "idle")
+    lab.ingest.handle([lab.status("2", state="offline")], behind=True)  # its Last Will
+    will = lab.box("2")
+    assert will.state == "offline" and "Last Will" in (will.offline_reason or "")
+    # Box 1's late status comes in the batch that catches up: it was alive all along.
+    lab.handle(lab.status("1", state="running"))
+    lab.clock.advance(31)
+    lab.ingest.tick()
+    assert lab.box("1").state == "offline"  # silent since the collector caught up: it is
+
+
+def test_a_box_silent_through_a_backlog_is_timed_out_a_full_timeout_after_it(
+    lab: Harness,
+) -> None:
+    lab.handle(lab.status("1", state="running"), lab.status("2", state="running"))
+    lab.clock.advance(40)
+    lab.ingest.handle([lab.status("3", state="idle")], behind=True)
+    lab.ingest.tick()
+    lab.clock.advance(1)
+    lab.handle(lab.status("1", state="running"))  # caught up: box 2 said nothing since
+    for _ in range(3):
+        lab.clock.advance(10)
+        lab.ingest.tick()
+        assert lab.box("2").state == "running"  # 30 s from the catching up, not yet over
+        lab.handle(lab.status("1", state="running"))
+    lab.clock.advance(1)
+    lab.ingest.tick()
+    silent = lab.box("2")
+    assert silent.state == "offline" and "no message for 30 s" in (silent.offline_reason or "")
+    assert lab.box("1").state == "running"
+
+
+def test_a_box_is_not_timed_out_while_the_database_refuses_batches(lab: Harness) -> None:
+    lab.handle(lab.status("1", state="running"))
+    with lab.db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE documents RENAME TO documents_away"))
+    lab.clock.advance(40)
+    with pytest.raises(Exception):  # noqa: B017  (whatever the database raises)
+        lab.handle(lab.docs(synthetic_session(trials=1)[:2]))
+    lab.ingest.tick()  # the boxes table still answers: the tick alone must not judge
+    assert lab.box("1").state == "running"
+    with lab.db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE documents_away RENAME TO documents"))
+    lab.handle(lab.docs(synthetic_session(trials=1)[:2]))
+    assert lab.box("1").state == "running"
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -13,9 +13,12 @@ the views; ``labctl box add`` brings it back): its state and sessions are stored
 any box's, and the collector logs a warning, once per box while it runs.
 
 The timeout is not a verdict on the box while the collector itself could not
-store: after the database was unavailable (or the collector just started),
-every box gets a full timeout from the moment storing works again, so a
-database locked for a while does not mark the whole lab offline.
+keep up: after the database was unavailable, after a backlog (the collector
+behind its queue), and when it just started, every box gets a full timeout
+from the moment it is storing what comes as it comes (:meth:`Presence.resume`),
+so a database locked for a while, or a collector that fell behind, does not
+mark the whole lab offline. A Last Will marks its box offline at once, whatever
+the collector's backlog: the broker judged that one.
 """
 
 from __future__ import annotations
@@ -66,8 +69,12 @@ _UPDATE_TIMES = (
 class Presence:
     """Writes what a batch says about boxes; :meth:`time_out` runs from the tick."""
 
-    def __init__(self, heartbeat_timeout: float) -> None:
+    def __init__(self, heartbeat_timeout: float, now: float) -> None:
         self.heartbeat_timeout = heartbeat_timeout
+        #: Since when this collector has stored what came as it came (None: it is not, now);
+        #: silence is counted from here at the earliest.
+        self.judging_since: float | None = now
+        self._suspended_at: float | None = None
         #: Times this collector last wrote, per box: only spares writes that would change
         #: nothing much; the database holds the truth (the newest of every collector's).
         self._written: dict[str, tuple[float | None, float | None]] = {}
@@ -170,13 +177,46 @@ class Presence:
         if rows:
             conn.execute(_UPDATE_TIMES, rows)
 
-    def time_out(self, conn: Connection, now: float, storing_since: float) -> list[str]:
+    def suspend(self, now: float) -> None:
+        """The collector cannot store what comes as it comes: the database refused a batch,
+        or the batch taken was full (more were waiting, here or at the broker).
+
+        A box's last-seen time is when its newest *stored* message reached the collector.
+        Behind a backlog that is late by the backlog: mosquitto hands the collector a
+        message only as an earlier one is acknowledged, so even the time of arrival
+        stretches with the queue, and a live box's messages come further apart than it
+        sent them. Judging silence against the clock then marks live boxes offline and
+        back, a write each, which puts the collector further behind (a thousand rigs on one
+        collector: 66,126 of them, docs/operations.md). Judging against the newest message
+        processed fails the same way, since its arrival is as late; against the rigs' own
+        send times it would trust every rig's clock. So no box is timed out while the
+        collector is behind: silence is counted again once it has caught up."""
+        if self.judging_since is not None:
+            self.judging_since = None
+            self._suspended_at = now
+
+    def resume(self, now: float) -> None:
+        """The collector stores what comes as it comes again: silence counts from ``now``."""
+        if self.judging_since is not None:
+            return
+        self.judging_since = now
+        if self._suspended_at is not None and now - self._suspended_at >= self.heartbeat_timeout:
+            log.info(
+                "caught up after %.0f s behind: no box was timed out meanwhile; silence "
+                "counts from now",
+                now - self._suspended_at,
+            )
+        self._suspended_at = None
+
+    def time_out(self, conn: Connection, now: float) -> list[str]:
         """Mark offline every box silent for ``heartbeat_timeout``; returns their ids.
 
-        Silence is counted from ``storing_since`` at the earliest: what arrived while the
-        collector could not store has not been written yet.
+        Silence is counted from :attr:`judging_since` at the earliest, and not at all while
+        the collector is behind (:meth:`suspend`): what has not been stored yet may well
+        hold the box's latest message.
         """
-        if now - storing_since <= self.heartbeat_timeout:
+        since = self.judging_since
+        if since is None or now - since <= self.heartbeat_timeout:
             return []
         cutoff = now - self.heartbeat_timeout
         silent = (
