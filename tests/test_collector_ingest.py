@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from controller.collector.ingest import Incoming, Ingest, IngestSettings, RigCommand
 from controller.db import Box, Database, DeadLetter, StoredDocument, TrainingSession, Trial
@@ -445,6 +445,34 @@ def test_a_box_is_not_timed_out_while_the_database_refuses_batches(lab: Harness)
         conn.execute(text("ALTER TABLE documents_away RENAME TO documents"))
     lab.handle(lab.docs(synthetic_session(trials=1)[:2]))
     assert lab.box("1").state == "running"
+
+
+def test_a_batch_writes_its_boxes_in_one_statement_in_box_order(lab: Harness) -> None:
+    """One UPDATE per status was half a 1000-rig collector's busy time, and statuses then
+    times in two passes deadlocked two collectors of a group (box 5 then 3 against 3 then 5).
+    """
+    updates: list[list[str | None]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE BOXES"):
+            context = args[1]
+            updates.append([row.get("box_id") for row in context.compiled_parameters])
+
+    lab.handle(lab.status("5", state="idle"), lab.status("3", state="idle"))  # the boxes are new
+    lab.clock.advance(5)
+    event.listen(lab.db.ingest_engine, "before_cursor_execute", record)
+    try:
+        lab.handle(
+            lab.docs(synthetic_session(trials=1)[:2], box="5"),
+            lab.status("3", state="running"),
+            lab.status("5", state="running"),
+            lab.docs(synthetic_session(trials=1)[:2], box="3"),
+        )
+    finally:
+        event.remove(lab.db.ingest_engine, "before_cursor_execute", record)
+    assert updates == [["3", "5"]]
+    assert lab.box("3").state == lab.box("5").state == "running"
+    assert lab.box("5").last_seen == lab.clock.now
 
 
 # ---------------------------------------------------------------- bad input

@@ -37,7 +37,7 @@ log = logging.getLogger("labctl.collector")
 
 BOXES: Table = Box.__table__  # type: ignore[assignment]
 LAST_WILL = "the agent disconnected (its Last Will)"
-#: Last-seen times are written when they moved at least this much (and by every tick).
+#: Last-seen times are written when they moved at least this much.
 SEEN_RESOLUTION_S = 1.0
 
 
@@ -56,21 +56,23 @@ def _newer(column: Any, param: str) -> Any:
     )
 
 
-_UPDATE_TIMES = (
-    update(BOXES)
-    .where(BOXES.c.id == bindparam("box_id"))
-    .values(
-        last_seen=_newer(BOXES.c.last_seen, "seen"),
-        last_event_at=_newer(BOXES.c.last_event_at, "event"),
-    )
-)
-
 #: The columns a status (or a box back from a timeout) changes.
 _CHANGED = ("state", "status", "offline_reason", "clock_offset")
-# A status is an UPDATE of its box's row, and 1000 rigs send 100 a second or more: one
-# statement each was half the collector's busy time (py-spy, docs/operations.md). So a
-# batch's are one executemany, in box order like the rest; each column is set only where
-# its row says so (``set_<column>``), so nothing is written that the status did not say.
+
+
+def _moved(new: float | None, written: float | None) -> float | None:
+    """``new``, if it is worth writing over what this collector wrote last."""
+    if new is None or (written is not None and new - written < SEEN_RESOLUTION_S):
+        return None
+    return new
+
+
+# What a batch says about its boxes is one executemany of this, one row per box in box
+# order. One UPDATE per status was half the collector's busy time at 1000 rigs (py-spy,
+# docs/operations.md); and two passes over the boxes (statuses, then times), each in box
+# order, still deadlocked two collectors of a group (one locked box 5 then 3, the other 3
+# then 5: 31 in four minutes, each a batch retried 2 s later). Each column is set only
+# where its row says so (``set_<column>``): nothing is written that the batch did not say.
 _UPDATE_BOX = (
     update(BOXES)
     .where(BOXES.c.id == bindparam("box_id"))
@@ -84,6 +86,10 @@ _UPDATE_BOX = (
                 else_=BOXES.c[column],
             )
             for column in _CHANGED
+        }
+        | {
+            "last_seen": _newer(BOXES.c.last_seen, "seen"),
+            "last_event_at": _newer(BOXES.c.last_event_at, "event"),
         }
     )
 )
@@ -165,8 +171,9 @@ class Presence:
                 last = status_or_none(row["status"])
                 values["state"] = last.state if last is not None else "idle"
                 values["offline_reason"] = None
-            if values:
-                change: dict[str, Any] = {"box_id": name}
+            seen, event = self._times(name, batch.seen.get(name), batch.event_at.get(name))
+            if values or seen is not None or event is not None:
+                change: dict[str, Any] = {"box_id": name, "seen": seen, "event": event}
                 for column in _CHANGED:
                     change[f"set_{column}"] = column in values
                     change[f"new_{column}"] = values.get(column)
@@ -179,33 +186,20 @@ class Presence:
                 log.info("box %s went offline", name)
         if changed:
             conn.execute(_UPDATE_BOX, changed)
-        self._write_times(conn, batch.seen, batch.event_at, force=False)
         return came_online
 
-    def _write_times(
-        self, conn: Connection, seen: dict[str, float], event_at: dict[str, float], force: bool
-    ) -> None:
-        # Every message refreshes its box's last-seen time; writing it once a second per box
-        # (in one executemany) keeps that from costing an UPDATE per box per batch.
-        rows = []
-        for name in sorted(set(seen) | set(event_at)):
-            written_seen, written_event = self._written.get(name, (None, None))
-            new_seen, new_event = seen.get(name), event_at.get(name)
-            step = 0.0 if force else SEEN_RESOLUTION_S
-            if new_seen is not None and written_seen is not None and new_seen - written_seen < step:
-                new_seen = None
-            if (
-                new_event is not None
-                and written_event is not None
-                and new_event - written_event < step
-            ):
-                new_event = None
-            if new_seen is None and new_event is None:
-                continue
-            self._written[name] = (new_seen or written_seen, new_event or written_event)
-            rows.append({"box_id": name, "seen": new_seen, "event": new_event})
-        if rows:
-            conn.execute(_UPDATE_TIMES, rows)
+    def _times(
+        self, name: str, seen: float | None, event: float | None
+    ) -> tuple[float | None, float | None]:
+        """The box's last-seen and last-event times to write (None: leave it).
+
+        Every message refreshes its box's last-seen time; writing it when it moved a second
+        keeps that from costing a write per box per batch."""
+        written_seen, written_event = self._written.get(name, (None, None))
+        seen, event = _moved(seen, written_seen), _moved(event, written_event)
+        if seen is not None or event is not None:
+            self._written[name] = (seen or written_seen, event or written_event)
+        return seen, event
 
     def suspend(self, now: float) -> None:
         """The collector cannot store what comes as it comes: the database refused a batch,
