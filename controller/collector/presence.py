@@ -109,6 +109,8 @@ class Presence:
         self._written: dict[str, tuple[float | None, float | None]] = {}
         #: Retired boxes this collector has warned about (once each, not per message).
         self._warned_retired: set[str] = set()
+        #: Each box's status text as :meth:`online` last read it, and what it parsed to.
+        self._parsed: dict[str, tuple[str | None, Status | None]] = {}
 
     def store(self, conn: Connection, batch: Decoded, now: float) -> set[str]:
         """Write the batch's statuses and times; returns the boxes that came online."""
@@ -267,9 +269,14 @@ class Presence:
 
     def online(self, conn: Connection) -> dict[str, Status | None]:
         """Every box not offline, with its last status."""
-        return {
-            row.id: status_or_none(row.status)
-            for row in conn.execute(
-                select(BOXES.c.id, BOXES.c.status).where(BOXES.c.state != OFFLINE)
-            )
-        }
+        out: dict[str, Status | None] = {}
+        for name, text in conn.execute(
+            select(BOXES.c.id, BOXES.c.status).where(BOXES.c.state != OFFLINE)
+        ):
+            # Every tick reads every box's status, but a box's changes only as it sends
+            # one (every 10 s): parsing each anew was a fifth of a 1000-rig collector's time.
+            parsed = self._parsed.get(name)
+            if parsed is None or parsed[0] != text:
+                parsed = self._parsed[name] = (text, status_or_none(text))
+            out[name] = parsed[1]
+        return out
