@@ -24,6 +24,7 @@ the collector's backlog: the broker judged that one.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import Boolean, Connection, Table, bindparam, case, select, update
@@ -98,11 +99,11 @@ _UPDATE_BOX = (
 class Presence:
     """Writes what a batch says about boxes; :meth:`time_out` runs from the tick."""
 
-    def __init__(self, heartbeat_timeout: float, now: float) -> None:
+    def __init__(self, heartbeat_timeout: float, now: float | None = None) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         #: Since when this collector has stored what came as it came (None: it is not, now);
-        #: silence is counted from here at the earliest.
-        self.judging_since: float | None = now
+        #: silence is counted from here at the earliest (``now``: the collector's start).
+        self.judging_since: float | None = time.time() if now is None else now
         self._suspended_at: float | None = None
         #: Times this collector last wrote, per box: only spares writes that would change
         #: nothing much; the database holds the truth (the newest of every collector's).
