@@ -209,15 +209,16 @@ class Presence:
         or the batch taken was full (more were waiting, here or at the broker).
 
         A box's last-seen time is when its newest *stored* message reached the collector.
-        Behind a backlog that is late by the backlog: mosquitto hands the collector a
-        message only as an earlier one is acknowledged, so even the time of arrival
-        stretches with the queue, and a live box's messages come further apart than it
-        sent them. Judging silence against the clock then marks live boxes offline and
-        back, a write each, which puts the collector further behind (a thousand rigs on one
-        collector: 66,126 of them, docs/operations.md). Judging against the newest message
-        processed fails the same way, since its arrival is as late; against the rigs' own
-        send times it would trust every rig's clock. So no box is timed out while the
-        collector is behind: silence is counted again once it has caught up."""
+        Behind a backlog that is late by the backlog: once its in-flight window is full,
+        mosquitto hands the collector a message only as an earlier one is acknowledged, so
+        even the time of arrival stretches with the queue, and a live box's messages come
+        further apart than it sent them. Judging silence against the clock then marks live
+        boxes offline and back, a write each, which puts the collector further behind (a
+        thousand rigs on one collector: 66,126 of them, docs/operations.md). Judging
+        against the newest message processed fails the same way, since its arrival is as
+        late; against the rigs' own send times it would trust every rig's clock. So no box
+        is timed out while the collector is behind: silence is counted again once it has
+        caught up."""
         if self.judging_since is not None:
             self.judging_since = None
             self._suspended_at = now
