@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from controller.db import Box, Database, DeadLetter, StoredDocument, TrainingSes
 from controller.store import complete_session_texts
 from controller.transport import Received, Transport
 from shared.broker_url import BrokerSettings
-from shared.protocol import CommittedCommand, ResendCommand, Topics
+from shared.protocol import CommittedCommand, ResendCommand, Status, Topics, encode
 from tests.fakes import FakeRig, session_dict, synthetic_session
 
 pytestmark = pytest.mark.broker
@@ -67,8 +68,6 @@ class Running:
 
     def wait(self, predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
         """Check ``predicate`` after every stored batch (and every 0.2 s) until it holds."""
-        import time
-
         deadline = time.monotonic() + timeout
         while not predicate():
             left = deadline - time.monotonic()
@@ -277,6 +276,43 @@ def test_a_full_queue_holds_paho_back_until_the_writer_catches_up(
     third.join(10)
     assert not third.is_alive()
     assert collector.queue.qsize() == 1
+
+
+def test_a_full_batch_holds_the_heartbeat_timeout_back_until_the_writer_catches_up(
+    db: Database, broker: BrokerSettings, topics: Topics
+) -> None:
+    """Behind its queue, the collector reads every box's messages late: it must not take
+    that for the boxes' silence (1000 rigs: every box marked offline and back)."""
+    collector = Collector(db, broker, topics=topics, settings=FAST, batch_size=2)
+    clock = [time.time()]
+    collector.ingest.clock = lambda: clock[0]
+
+    def status(box: str, mid: int) -> None:
+        collector.transport.deliver(
+            topics.status(box), encode(Status(box=box, state="idle")), mid=mid, qos=1
+        )
+
+    def state(box: str) -> str:
+        with db.reader() as session:
+            row = session.get(Box, box)
+            assert row is not None
+            return row.state
+
+    status("1", 1)
+    collector._store(collector._next_batch())
+    clock[0] += 40  # box 1 said nothing since, but three messages came at once
+    for mid in (2, 3, 4):
+        status("2", mid)
+    collector._store(collector._next_batch())  # a full batch: one more is waiting
+    collector.ingest.tick()
+    assert state("1") == "idle"
+    collector._store(collector._next_batch())  # the last one: caught up
+    clock[0] += 29
+    collector.ingest.tick()
+    assert state("1") == "idle"
+    clock[0] += 2  # a whole timeout after catching up, box 1 is silent indeed
+    collector.ingest.tick()
+    assert state("1") == "offline"
 
 
 # ---------------------------------------------------------------- acknowledgements

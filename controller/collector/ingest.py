@@ -79,12 +79,9 @@ class Ingest:
         self.settings = settings or IngestSettings()
         self.clock = clock
         self.decoder = Decoder(self.topics, self.settings)
-        self.presence = Presence(self.settings.heartbeat_timeout)
+        self.presence = Presence(self.settings.heartbeat_timeout, clock())
         self.assembly = Assembly(self.topics, self.settings)
         self.resender = Resender(self.settings)
-        #: Since when this collector has been able to store (start, or the end of an outage).
-        self.storing_since = clock()
-        self._failing = False
         self._completions_paused_until = 0.0
         self._counts_copied = 0.0
         #: Whole sessions completed after each batch (None: all there are).
@@ -94,8 +91,12 @@ class Ingest:
 
     # ------------------------------------------------------------ batches
 
-    def handle(self, batch: Sequence[Incoming]) -> None:
+    def handle(self, batch: Sequence[Incoming], *, behind: bool = False) -> None:
         """Store one batch in one transaction, then send the commands it calls for.
+
+        ``behind``: more messages were waiting than this batch took (the caller's queue,
+        or the broker's): no box is timed out until a batch comes that is not behind
+        (:meth:`Presence.suspend <controller.collector.presence.Presence.suspend>`).
 
         Raises the database's error if the transaction fails; nothing of the batch is
         then stored, so the caller may simply retry it.
@@ -106,11 +107,12 @@ class Ingest:
             with self.db.ingest_engine.begin() as conn:
                 outgoing, whole = self._store(conn, decoded, now)
         except SQLAlchemyError:
-            self._failing = True
+            self.presence.suspend(now)
             raise
-        if self._failing:
-            self._failing = False
-            self.storing_since = self.clock()  # boxes get a full timeout from now
+        if behind:
+            self.presence.suspend(now)
+        else:
+            self.presence.resume(self.clock())  # boxes get a full timeout from now
         self.dead_letters += len(decoded.dead)
         self._send(outgoing)
         if whole:
@@ -163,7 +165,7 @@ class Ingest:
         with self.db.ingest_engine.begin() as conn:
             copy_counts(conn, self._counts_copied - 1.0)
             self._counts_copied = now
-            self.presence.time_out(conn, now, self.storing_since)
+            self.presence.time_out(conn, now)
             online = self.presence.online(conn)
             outgoing = self.resender.ask_for_missing(conn, now, online)
             retry = self.settings.commit_retry

@@ -13,17 +13,21 @@ the views; ``labctl box add`` brings it back): its state and sessions are stored
 any box's, and the collector logs a warning, once per box while it runs.
 
 The timeout is not a verdict on the box while the collector itself could not
-store: after the database was unavailable (or the collector just started),
-every box gets a full timeout from the moment storing works again, so a
-database locked for a while does not mark the whole lab offline.
+keep up: after the database was unavailable, after a backlog (the collector
+behind its queue), and when it just started, every box gets a full timeout
+from the moment it is storing what comes as it comes (:meth:`Presence.resume`),
+so a database locked for a while, or a collector that fell behind, does not
+mark the whole lab offline. A Last Will marks its box offline at once, whatever
+the collector's backlog: the broker judged that one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, case, select, update
+from sqlalchemy import Boolean, Connection, Table, bindparam, case, select, update
 
 from controller.collector.decode import Decoded
 from controller.models import Box
@@ -34,7 +38,7 @@ log = logging.getLogger("labctl.collector")
 
 BOXES: Table = Box.__table__  # type: ignore[assignment]
 LAST_WILL = "the agent disconnected (its Last Will)"
-#: Last-seen times are written when they moved at least this much (and by every tick).
+#: Last-seen times are written when they moved at least this much.
 SEEN_RESOLUTION_S = 1.0
 
 
@@ -53,12 +57,41 @@ def _newer(column: Any, param: str) -> Any:
     )
 
 
-_UPDATE_TIMES = (
+#: The columns a status (or a box back from a timeout) changes.
+_CHANGED = ("state", "status", "offline_reason", "clock_offset")
+
+
+def _moved(new: float | None, written: float | None) -> float | None:
+    """``new``, if it is worth writing over what this collector wrote last."""
+    if new is None or (written is not None and new - written < SEEN_RESOLUTION_S):
+        return None
+    return new
+
+
+# What a batch says about its boxes is one executemany of this, one row per box in box
+# order. One UPDATE per status was half the collector's busy time at 1000 rigs (py-spy,
+# docs/operations.md); and two passes over the boxes (statuses, then times), each in box
+# order, still deadlocked two collectors of a group (one locked box 5 then 3, the other 3
+# then 5: 31 in four minutes, each a batch retried 2 s later). Each column is set only
+# where its row says so (``set_<column>``): nothing is written that the batch did not say.
+_UPDATE_BOX = (
     update(BOXES)
     .where(BOXES.c.id == bindparam("box_id"))
     .values(
-        last_seen=_newer(BOXES.c.last_seen, "seen"),
-        last_event_at=_newer(BOXES.c.last_event_at, "event"),
+        {
+            column: case(
+                (
+                    bindparam(f"set_{column}", type_=Boolean()),
+                    bindparam(f"new_{column}", type_=BOXES.c[column].type),
+                ),
+                else_=BOXES.c[column],
+            )
+            for column in _CHANGED
+        }
+        | {
+            "last_seen": _newer(BOXES.c.last_seen, "seen"),
+            "last_event_at": _newer(BOXES.c.last_event_at, "event"),
+        }
     )
 )
 
@@ -66,13 +99,19 @@ _UPDATE_TIMES = (
 class Presence:
     """Writes what a batch says about boxes; :meth:`time_out` runs from the tick."""
 
-    def __init__(self, heartbeat_timeout: float) -> None:
+    def __init__(self, heartbeat_timeout: float, now: float | None = None) -> None:
         self.heartbeat_timeout = heartbeat_timeout
+        #: Since when this collector has stored what came as it came (None: it is not, now);
+        #: silence is counted from here at the earliest (``now``: the collector's start).
+        self.judging_since: float | None = time.time() if now is None else now
+        self._suspended_at: float | None = None
         #: Times this collector last wrote, per box: only spares writes that would change
         #: nothing much; the database holds the truth (the newest of every collector's).
         self._written: dict[str, tuple[float | None, float | None]] = {}
         #: Retired boxes this collector has warned about (once each, not per message).
         self._warned_retired: set[str] = set()
+        #: Each box's status text as :meth:`online` last read it, and what it parsed to.
+        self._parsed: dict[str, tuple[str | None, Status | None]] = {}
 
     def store(self, conn: Connection, batch: Decoded, now: float) -> set[str]:
         """Write the batch's statuses and times; returns the boxes that came online."""
@@ -110,6 +149,7 @@ class Presence:
                 index_elements=["id"],
             )
         came_online: set[str] = set()
+        changed: list[dict[str, Any]] = []
         timed_out = timeout_reason(self.heartbeat_timeout)
         for name in sorted(names):
             row = rows.get(name)
@@ -134,49 +174,77 @@ class Presence:
                 last = status_or_none(row["status"])
                 values["state"] = last.state if last is not None else "idle"
                 values["offline_reason"] = None
-            if values:
-                conn.execute(update(BOXES).where(BOXES.c.id == name).values(**values))
+            seen, event = self._times(name, batch.seen.get(name), batch.event_at.get(name))
+            if values or seen is not None or event is not None:
+                change: dict[str, Any] = {"box_id": name, "seen": seen, "event": event}
+                for column in _CHANGED:
+                    change[f"set_{column}"] = column in values
+                    change[f"new_{column}"] = values.get(column)
+                changed.append(change)
             state = values.get("state", was)
             if state != OFFLINE and was == OFFLINE:
                 came_online.add(name)
                 log.info("box %s is online (%s)", name, state)
             elif was != OFFLINE and state == OFFLINE:
                 log.info("box %s went offline", name)
-        self._write_times(conn, batch.seen, batch.event_at, force=False)
+        if changed:
+            conn.execute(_UPDATE_BOX, changed)
         return came_online
 
-    def _write_times(
-        self, conn: Connection, seen: dict[str, float], event_at: dict[str, float], force: bool
-    ) -> None:
-        # Every message refreshes its box's last-seen time; writing it once a second per box
-        # (in one executemany) keeps that from costing an UPDATE per box per batch.
-        rows = []
-        for name in sorted(set(seen) | set(event_at)):
-            written_seen, written_event = self._written.get(name, (None, None))
-            new_seen, new_event = seen.get(name), event_at.get(name)
-            step = 0.0 if force else SEEN_RESOLUTION_S
-            if new_seen is not None and written_seen is not None and new_seen - written_seen < step:
-                new_seen = None
-            if (
-                new_event is not None
-                and written_event is not None
-                and new_event - written_event < step
-            ):
-                new_event = None
-            if new_seen is None and new_event is None:
-                continue
-            self._written[name] = (new_seen or written_seen, new_event or written_event)
-            rows.append({"box_id": name, "seen": new_seen, "event": new_event})
-        if rows:
-            conn.execute(_UPDATE_TIMES, rows)
+    def _times(
+        self, name: str, seen: float | None, event: float | None
+    ) -> tuple[float | None, float | None]:
+        """The box's last-seen and last-event times to write (None: leave it).
 
-    def time_out(self, conn: Connection, now: float, storing_since: float) -> list[str]:
+        Every message refreshes its box's last-seen time; writing it when it moved a second
+        keeps that from costing a write per box per batch."""
+        written_seen, written_event = self._written.get(name, (None, None))
+        seen, event = _moved(seen, written_seen), _moved(event, written_event)
+        if seen is not None or event is not None:
+            self._written[name] = (seen or written_seen, event or written_event)
+        return seen, event
+
+    def suspend(self, now: float) -> None:
+        """The collector cannot store what comes as it comes: the database refused a batch,
+        or the batch taken was full (more were waiting, here or at the broker).
+
+        A box's last-seen time is when its newest *stored* message reached the collector.
+        Behind a backlog that is late by the backlog: once its in-flight window is full,
+        mosquitto hands the collector a message only as an earlier one is acknowledged, so
+        even the time of arrival stretches with the queue, and a live box's messages come
+        further apart than it sent them. Judging silence against the clock then marks live
+        boxes offline and back, a write each, which puts the collector further behind (a
+        thousand rigs on one collector: 66,126 of them, docs/operations.md). Judging
+        against the newest message processed fails the same way, since its arrival is as
+        late; against the rigs' own send times it would trust every rig's clock. So no box
+        is timed out while the collector is behind: silence is counted again once it has
+        caught up."""
+        if self.judging_since is not None:
+            self.judging_since = None
+            self._suspended_at = now
+
+    def resume(self, now: float) -> None:
+        """The collector stores what comes as it comes again: silence counts from ``now``."""
+        if self.judging_since is not None:
+            return
+        self.judging_since = now
+        if self._suspended_at is not None and now - self._suspended_at >= self.heartbeat_timeout:
+            log.info(
+                "caught up after %.0f s behind: no box was timed out meanwhile; silence "
+                "counts from now",
+                now - self._suspended_at,
+            )
+        self._suspended_at = None
+
+    def time_out(self, conn: Connection, now: float) -> list[str]:
         """Mark offline every box silent for ``heartbeat_timeout``; returns their ids.
 
-        Silence is counted from ``storing_since`` at the earliest: what arrived while the
-        collector could not store has not been written yet.
+        Silence is counted from :attr:`judging_since` at the earliest, and not at all while
+        the collector is behind (:meth:`suspend`): what has not been stored yet may well
+        hold the box's latest message.
         """
-        if now - storing_since <= self.heartbeat_timeout:
+        since = self.judging_since
+        if since is None or now - since <= self.heartbeat_timeout:
             return []
         cutoff = now - self.heartbeat_timeout
         silent = (
@@ -203,9 +271,14 @@ class Presence:
 
     def online(self, conn: Connection) -> dict[str, Status | None]:
         """Every box not offline, with its last status."""
-        return {
-            row.id: status_or_none(row.status)
-            for row in conn.execute(
-                select(BOXES.c.id, BOXES.c.status).where(BOXES.c.state != OFFLINE)
-            )
-        }
+        out: dict[str, Status | None] = {}
+        for name, text in conn.execute(
+            select(BOXES.c.id, BOXES.c.status).where(BOXES.c.state != OFFLINE)
+        ):
+            # Every tick reads every box's status, but a box's changes only as it sends
+            # one (every 10 s): parsing each anew was a fifth of a 1000-rig collector's time.
+            parsed = self._parsed.get(name)
+            if parsed is None or parsed[0] != text:
+                parsed = self._parsed[name] = (text, status_or_none(text))
+            out[name] = parsed[1]
+        return out

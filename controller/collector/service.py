@@ -278,9 +278,13 @@ class Collector:
     def _store(self, batch: list[Received]) -> None:
         self.transport.drained()
         messages = [Incoming(m.topic, m.payload, m.received_at, m.retained) for m in batch]
+        # A full batch: more were waiting, in the queue or at the broker (whose in-flight
+        # window, 1000 in the shipped configuration, is larger than a batch). Presence then
+        # times no box out until the collector has caught up (controller.collector.presence).
+        behind = len(batch) >= self.batch_size
         while True:
             try:
-                self.ingest.handle(messages)
+                self.ingest.handle(messages, behind=behind)
                 break
             except SQLAlchemyError as exc:
                 log.error(
