@@ -225,6 +225,15 @@ def store_trials(connection: Connection, session_pk: int, session: dict[str, Any
     if rows and connection.dialect.name == "sqlite":
         # Hundreds of rows at the end of every session: straight to sqlite3's executemany.
         connection.exec_driver_sql(_SQLITE_INSERT_TRIAL, rows)
+    elif rows and connection.dialect.name == "postgresql":
+        # The same on PostgreSQL, a page of rows a statement: SQLAlchemy's insertmanyvalues
+        # (a dict a row) was 2/5 of a session's rebuild in the collector's profile.
+        for start in range(0, len(rows), _PG_TRIAL_PAGE):
+            page = rows[start : start + _PG_TRIAL_PAGE]
+            connection.exec_driver_sql(
+                _PG_INSERT_TRIALS + ", ".join([_PG_TRIAL_ROW] * len(page)),
+                tuple(value for row in page for value in row),
+            )
     elif rows:
         connection.execute(
             TRIALS.insert(), [dict(zip(TRIAL_COLUMNS, row, strict=True)) for row in rows]
@@ -232,6 +241,11 @@ def store_trials(connection: Connection, session_pk: int, session: dict[str, Any
     return len(rows)
 
 
+_PG_TRIAL_PAGE = 1000
+_PG_INSERT_TRIALS = "INSERT INTO trials ({}) VALUES ".format(
+    ", ".join(f'"{column}"' for column in TRIAL_COLUMNS)  # "end" is a keyword
+)
+_PG_TRIAL_ROW = f"({', '.join('%s' for _ in TRIAL_COLUMNS)})"
 _SQLITE_INSERT_TRIAL = (
     f"INSERT INTO trials ({', '.join(TRIAL_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in TRIAL_COLUMNS)})"

@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select, text
 
 from controller.collector.ingest import Incoming, Ingest, IngestSettings, RigCommand
 from controller.db import Box, Database, DeadLetter, StoredDocument, TrainingSession, Trial
-from controller.store import complete_session_texts
+from controller.store import TRIAL_COLUMNS, complete_session_texts, trial_row_tuples
 from shared.documents import Document, dump_document
 from shared.protocol import (
     CommittedCommand,
@@ -132,6 +132,33 @@ def test_a_whole_session_is_rebuilt_exactly_as_the_box_builds_it(lab: Harness) -
     (committed,) = lab.sink.of(CommittedCommand)
     assert committed.session_id == docs[0].session_id
     assert committed.last_seq == len(docs) - 1
+
+
+def test_a_backlogged_writer_leaves_whole_sessions_to_the_tick_a_few_at_a_time(
+    lab: Harness,
+) -> None:
+    # The collector's writer, behind (its batch was full), stores documents first: the
+    # batch does not rebuild the sessions it made whole, and a tick rebuilds as many as
+    # it is given; nothing is committed to a box before its session is stored.
+    one = synthetic_session(session_id="S1", mouse="M1", box="1", trials=6, seed=1)
+    two = synthetic_session(session_id="S2", mouse="M2", box="2", trials=7, seed=2)
+    lab.ingest.handle(lab.docs(one, box="1") + lab.docs(two, box="2"), behind=True)
+    assert lab.count(StoredDocument) == len(one) + len(two)
+    assert not lab.session_row("S1").complete and not lab.session_row("S2").complete
+    assert lab.sink.of(CommittedCommand) == [] and lab.count(Trial) == 0
+    lab.ingest.tick(completions=1)
+    (first,) = lab.sink.of(CommittedCommand)
+    assert [lab.session_row(sid).complete for sid in ("S1", "S2")].count(True) == 1
+    assert lab.session_row(first.session_id).complete
+    lab.ingest.tick()  # no longer behind: every whole session
+    assert sorted(c.session_id for c in lab.sink.of(CommittedCommand)) == ["S1", "S2"]
+    assert lab.exported("M1") == [session_dict(one)] and lab.exported("M2") == [session_dict(two)]
+    assert lab.count(Trial) == 13
+    pk = lab.session_row("S2").id
+    columns = [Trial.__table__.c[name] for name in TRIAL_COLUMNS]
+    with lab.db.reader_engine.connect() as conn:
+        stored = conn.execute(select(*columns).where(columns[0] == pk).order_by(columns[1]))
+        assert [tuple(row) for row in stored] == trial_row_tuples(pk, session_dict(two))
 
 
 def test_duplicates_are_stored_once_and_change_nothing(lab: Harness) -> None:

@@ -242,11 +242,17 @@ class Assembly:
         """The session_start binds the session to its box: documents of others go out."""
         sid = stream["session_id"]
         stream["box"] = stream["asked_box"] = doc.box
-        strays = conn.execute(
-            select(
-                DOCUMENTS.c.id, DOCUMENTS.c.box, DOCUMENTS.c.body, DOCUMENTS.c.received_at
-            ).where(DOCUMENTS.c.session_id == sid, DOCUMENTS.c.box != doc.box)
-        ).all()
+        # The locked stream counts what is stored of it: nothing, and there is no stray (the
+        # common case; a query less for each session started).
+        strays = (
+            conn.execute(
+                select(
+                    DOCUMENTS.c.id, DOCUMENTS.c.box, DOCUMENTS.c.body, DOCUMENTS.c.received_at
+                ).where(DOCUMENTS.c.session_id == sid, DOCUMENTS.c.box != doc.box)
+            ).all()
+            if stream["stored"]
+            else []
+        )
         if strays:
             for _, box, body, received_at in strays:
                 reason = (

@@ -96,7 +96,9 @@ class Ingest:
 
         ``behind``: more messages were waiting than this batch took (the caller's queue,
         or the broker's): no box is timed out until a batch comes that is not behind
-        (:meth:`Presence.suspend <controller.collector.presence.Presence.suspend>`).
+        (:meth:`Presence.suspend <controller.collector.presence.Presence.suspend>`), and
+        the documents go first: the batch rebuilds none of the sessions it made whole
+        (the tick does, see :meth:`tick`); otherwise up to ``completions_per_batch``.
 
         Raises the database's error if the transaction fails; nothing of the batch is
         then stored, so the caller may simply retry it.
@@ -115,7 +117,7 @@ class Ingest:
             self.presence.resume(self.clock())  # boxes get a full timeout from now
         self.dead_letters += len(decoded.dead)
         self._send(outgoing)
-        if whole:
+        if whole and not behind:
             self.complete_sessions(self.completions_per_batch)
 
     def _store(
@@ -158,9 +160,9 @@ class Ingest:
 
     # ------------------------------------------------------------ periodic work
 
-    def tick(self) -> None:
+    def tick(self, completions: int | None = None) -> None:
         """Heartbeat timeouts, gaps, lost session tails and unconfirmed commits, in one short
-        transaction."""
+        transaction; then up to ``completions`` whole sessions rebuilt (None: all)."""
         now = self.clock()
         with self.db.ingest_engine.begin() as conn:
             copy_counts(conn, self._counts_copied - 1.0)
@@ -173,8 +175,9 @@ class Ingest:
             outgoing += commit_again(conn, due, now, retry)
         self._send(outgoing)
         # A batch completes at most completions_per_batch; under a steady stream the queue
-        # may never run dry, so the tick finishes what else is whole.
-        self.complete_sessions()
+        # may never run dry, so the tick finishes what else is whole (a backlogged collector
+        # asks for a few at a time: see Collector._write_loop).
+        self.complete_sessions(completions)
 
     def complete_sessions(self, limit: int | None = None) -> int:
         """Rebuild and store whole sessions (at most ``limit``), each in its own durable
