@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import insert  # noqa: E402
 
 from controller.db import Database, TrainingSession, open_database  # noqa: E402
+from controller.husbandry.boxes import add_box  # noqa: E402
 from controller.husbandry.calibration import record_calibration  # noqa: E402
 from controller.husbandry.figures import session_figures  # noqa: E402
 from controller.husbandry.models import WaterGiven, Weighing  # noqa: E402
@@ -83,6 +84,8 @@ def _session(mouse: int, day: int, k: int, trials: int, rng: random.Random) -> d
 def fill(db: Database, mice: int, days: int, trials: int, rows_only: bool = False) -> None:
     rng = random.Random(1)
     with db.session() as s:
+        for box in range(1, BOXES + 1):
+            add_box(s, str(box), by="bench")  # the rigs, as `labctl box add` makes them known
         for m in range(mice):
             add_mouse(s, f"M{m}")
             if m < BOXES:
