@@ -8,7 +8,7 @@ calibrated, a session still being collected, a session with no start time, a res
 ended, voided records, lab settings given, a restriction's grace days, a day whose second
 session starts with a correction trial, a day with a session without trials. Neither view
 reads a session's text but the one whose figures cannot tell its water. Migrations 0007
-and 0010 fill the figures of sessions stored before them.
+and 0011 fill the figures of sessions stored before them.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_neither_view_reads_a_sessions_text_or_trials(db: Database) -> None:
         )
 
 
-def test_migrations_0007_and_0010_fill_the_figures_of_sessions_stored_before_them(
+def test_migrations_0007_and_0011_fill_the_figures_of_sessions_stored_before_them(
     db_url: str,
 ) -> None:
     from alembic import command
