@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from controller.db import Database
-from controller.husbandry.figures import reward_figures
+from controller.husbandry.figures import session_figures
 from controller.store import (
     SESSIONS,
     complete_session_texts,
@@ -274,7 +274,7 @@ def _insert_imported(
             digest=hashed,
             created_at=now,
             completed_at=now,
-            **reward_figures(session),
+            **session_figures(session),
         )
         .returning(SESSIONS.c.id)
     ).scalar_one()

@@ -175,6 +175,8 @@ class TrainingSession(Base):
         Index("ix_sessions_mouse_order", "mouse_id", "position", "id"),
         # The dashboard's Version of each mouse, from the index alone (migration 0010).
         Index("ix_sessions_mouse_version", "mouse_id", "complete", "completed_at"),
+        Index("ix_sessions_start_time", "start_time"),  # a day's sessions, of every mouse
+        Index("ix_sessions_date", "date"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -211,6 +213,19 @@ class TrainingSession(Base):
     reward_ul: Mapped[float | None] = mapped_column(Float)
     left_reward_ms: Mapped[float | None] = mapped_column(Float)
     right_reward_ms: Mapped[float | None] = mapped_column(Float)
+    # Training figures of ``data`` (controller.husbandry.figures.training_figures): the
+    # entries of its trials list, the correct ones, and its part of the day's d' (the
+    # counts as if no incorrect trial came before it, its first and last touched trial).
+    listed_trials: Mapped[int] = mapped_column(Integer, default=0)
+    correct_trials: Mapped[int] = mapped_column(Integer, default=0)
+    signal_trials: Mapped[int] = mapped_column(Integer, default=0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    noise_trials: Mapped[int] = mapped_column(Integer, default=0)
+    false_alarms: Mapped[int] = mapped_column(Integer, default=0)
+    correction_trials: Mapped[int] = mapped_column(Integer, default=0)
+    first_touch_left: Mapped[bool | None] = mapped_column(Boolean)
+    first_touch_incorrect: Mapped[bool | None] = mapped_column(Boolean)
+    last_touch_incorrect: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class StoredDocument(Base):

@@ -7,6 +7,7 @@ library's definitions (docs/analysis.md).
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import NormalDist
@@ -19,12 +20,15 @@ from shared.analysis import (
     SessionResults,
     cohort_results,
     format_table,
+    joined_counts,
     loglinear_d_prime,
     mouse_results,
     original_counts,
     original_d_prime,
     session_results,
+    session_touches,
 )
+from shared.analysis.original import day_numbers, day_numbers_of
 from shared.sessionfile import read_sessions
 
 from .trials import trial
@@ -211,6 +215,32 @@ def test_days_follow_the_same_d_prime_rule_over_the_days_trials() -> None:
     assert day.correction_trials == 1
     assert day.d_prime == pytest.approx(Z(0.75) - Z(0.5))
     assert (second.date, second.sessions) == ("2024-05-02", 1)
+
+
+def test_a_days_counts_join_from_each_sessions_touches_alone() -> None:
+    """What the husbandry stores per session (session_touches) gives the counts of the
+    day's trials joined, the correction rule running across every boundary."""
+    rng = random.Random(7)
+    outcomes = (0, 1, 2, 2, 3, None)
+    for _ in range(300):
+        sessions = [
+            [{"spout": rng.choice((0, 1, 1.0, True)), "outcome": rng.choice(outcomes)}
+             for _ in range(rng.randrange(0, 6))] + rng.choice(([], ["not a trial"]))
+            for _ in range(rng.randrange(1, 5))
+        ]  # fmt: skip
+        joined = [t for trials in sessions for t in trials]
+        parts = [session_touches(trials) for trials in sessions]
+        assert joined_counts(parts) == original_counts(joined)
+
+
+def test_day_numbers_of_a_sessions_keys_are_the_days_of_its_dicts() -> None:
+    sessions = [make_session([(0, 1)], date="2024-05-01"), make_session([]),
+                make_session([(0, 1)], date="2024-05-01"), make_session([(0, 1)], date=None),
+                "not a session"]  # fmt: skip
+    keys = [(bool(s["trials"]), s.get("date")) if isinstance(s, dict) else (False, None)
+            for s in sessions]  # fmt: skip
+    for collapse in (True, False):
+        assert day_numbers_of(keys, collapse) == day_numbers(sessions, collapse)  # type: ignore[arg-type]
 
 
 def test_a_day_without_touches_has_the_sessions_d_prime_not_a_made_up_one() -> None:

@@ -1,11 +1,14 @@
 """``labctl report`` and ``labctl today`` from stored per-session figures (issue 20 item 5).
 
-The rows read from the record book (a few queries, the sessions' stored reward figures)
-equal the rows asked of the database row by row with every session's trials read
-(``report_rows_reference``), on a lab with every case the water accounting knows: a
-calibration changed mid-session, a box never calibrated, a session still being collected,
-a session with no start time, a restriction ended, voided records, lab settings given.
-Migration 0006 fills the figures of sessions stored before it.
+The rows read from the record book (a few queries, the sessions' stored reward and
+training figures) equal the rows asked of the database row by row with every session's
+trials read (``report_rows_reference``, ``day_row``), on a lab with every case the water
+accounting and the day's d' know: a calibration changed mid-session, a box never
+calibrated, a session still being collected, a session with no start time, a restriction
+ended, voided records, lab settings given, a restriction's grace days, a day whose second
+session starts with a correction trial, a day with a session without trials. Neither view
+reads a session's text but the one whose figures cannot tell its water. Migrations 0007
+and 0011 fill the figures of sessions stored before them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text, update
 
 from controller.db import (
     Database,
@@ -24,7 +27,12 @@ from controller.db import (
 )
 from controller.husbandry.boxes import add_box
 from controller.husbandry.calibration import record_calibration
-from controller.husbandry.figures import FIGURE_COLUMNS, reward_figures
+from controller.husbandry.figures import (
+    FIGURE_COLUMNS,
+    TRAINING_COLUMNS,
+    reward_figures,
+    training_figures,
+)
 from controller.husbandry.report import day_row, report_rows, report_rows_reference, today_rows
 from controller.husbandry.settings import LabSettings, lab_settings, set_lab_setting
 from controller.husbandry.water import give_water
@@ -36,6 +44,7 @@ from controller.husbandry.weights import (
     weight_check,
 )
 from controller.lab import add_mouse, assign
+from controller.models import Trial
 
 from .test_husbandry import at, reward_trial, session, store
 
@@ -70,6 +79,7 @@ def fill(db: Database) -> None:
         check = weight_check(s, "M1", lab_settings(s), "2026-03-10")
         record_override(s, check, by="anna", reason="vet ok", session_id=None, at=at("09:00"))
         set_lab_setting(s, "water_requirement", "1000 ul", by="anna")
+        set_lab_setting(s, "grace_days", "3", by="anna")  # M2's restriction starts on the 10th
     first = [reward_trial(0, at("10:00")), reward_trial(1, at("10:10")),
              reward_trial(0, at("11:00"), shaping=True)]  # fmt: skip
     later = [reward_trial(1, at("09:00", "2026-03-11"), outcome=2),
@@ -80,6 +90,17 @@ def fill(db: Database) -> None:
     )
     legacy = {"trials": [reward_trial(0, at("09:00", "2026-03-09"))], "date": "2026-03-09"}
     store(db, "M4", legacy)  # no start time, no box: dated by its date
+    # M2's day: s5 ends on an incorrect trial, so the first touch of s3 (14:00) is a
+    # correction trial; s6 has a missed trial first and a correction trial of its own.
+    ends_incorrect = [reward_trial(0, at("12:50")), reward_trial(1, at("12:55"), outcome=2)]
+    store(db, "M2", session("s5", "9", ends_incorrect))
+    store(db, "M2", session("s6", "9", [reward_trial(1, at("15:00"), outcome=0),
+                                        reward_trial(0, at("15:05"), outcome=2),
+                                        reward_trial(1, at("15:10"))]))  # fmt: skip
+    # M1's 11th: a session without trials, so the day is two of the analysis's days.
+    empty = {"trials": [], "start_time": at("12:00", "2026-03-11"), "date": "2026-03-11",
+             "session_id": "empty", "box": "1", "status": "aborted"}  # fmt: skip
+    store(db, "M1", empty)
     with db.engine.begin() as conn:  # a session still being collected on box 1
         conn.execute(insert(TrainingSession).values(
             session_id="live", mouse_id="M1", box="1", origin="recorded", complete=False,
@@ -118,22 +139,56 @@ def test_today_from_stored_figures_equals_each_row_asked_of_the_database(db: Dat
             old = [day_row(s, r.mouse, day, settings, box=r.box).as_dict() for r in rows]
             assert rows_of(rows) == old
             assert {r.mouse for r in rows} >= {"M1", "M2"}
+        by_key = {(day, r.mouse): r for day in DAYS for r in today_rows(s, day, settings)}
+    # M2's day joins its sessions' counts: s3's first touch is a correction trial (alone,
+    # s3 would count it as a hit and the day's d' would not be 0).
+    assert (by_key[(DAYS[1], "M2")].correct_pct, by_key[(DAYS[1], "M2")].d_prime) == (57.1, 0.0)
+    assert by_key[(DAYS[2], "M1")].d_prime is None  # a session without trials: two days
+    assert by_key[(DAYS[2], "M1")].correct_pct == 50.0
 
 
-def test_migration_0005_fills_the_figures_of_sessions_stored_before_it(db_url: str) -> None:
+def test_neither_view_reads_a_sessions_text_or_trials(db: Database) -> None:
+    """Every session's text but s1's (a calibration changed during it, so its figures
+    cannot tell its water) is emptied and every trial row deleted: the rows stay the same."""
+    fill(db)
+    with db.reader() as s:
+        settings = lab_settings(s)
+        today = {day: rows_of(today_rows(s, day, settings)) for day in DAYS}
+        report = rows_of(report_rows(s, DAYS[0], DAYS[-1]))
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(TrainingSession)
+            .where(TrainingSession.data.is_not(None), TrainingSession.session_id != "s1")
+            .values(data="{}")
+        )
+        conn.execute(delete(Trial))
+    with db.reader() as s:
+        assert {day: rows_of(today_rows(s, day, settings)) for day in DAYS} == today
+        assert rows_of(report_rows(s, DAYS[0], DAYS[-1])) == report
+        # The reference path reads the texts: it now differs, so the test can tell.
+        assert day_row(s, "M2", DAYS[1], settings).as_dict() != next(
+            r for r in today[DAYS[1]] if r["mouse"] == "M2"
+        )
+
+
+def test_migrations_0007_and_0011_fill_the_figures_of_sessions_stored_before_them(
+    db_url: str,
+) -> None:
     from alembic import command
 
     engine = create_database_engine(db_url)
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0005_alerts")
-    data = session("old", "1", [reward_trial(1, at("10:00")), reward_trial(0, at("10:05"))])
+    trials = [reward_trial(1, at("09:55"), outcome=2), reward_trial(1, at("10:00")),
+              reward_trial(0, at("10:05"))]  # fmt: skip
+    data = session("old", "1", trials)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO mice (id, created_at, notes) VALUES ('M1', 0, '')"))
         conn.execute(
             text(
                 "INSERT INTO sessions (session_id, mouse_id, origin, complete, position, "
                 "trial_count, reward_count, data, created_at) VALUES ('old', 'M1', 'imported', "
-                ":t, 0, 2, 2, :data, 0)"
+                ":t, 0, 3, 2, :data, 0)"
             ),
             {"data": json.dumps(data), "t": True},
         )
@@ -141,9 +196,17 @@ def test_migration_0005_fills_the_figures_of_sessions_stored_before_it(db_url: s
     db = open_database(db_url)
     try:
         with db.engine.connect() as conn:
-            columns = [TrainingSession.__table__.c[name] for name in FIGURE_COLUMNS]
+            names = FIGURE_COLUMNS + TRAINING_COLUMNS
+            columns = [TrainingSession.__table__.c[name] for name in names]
             row = conn.execute(select(*columns)).one()
     finally:
         db.close()
-    assert dict(zip(FIGURE_COLUMNS, row, strict=True)) == reward_figures(data)
+    found = dict(zip(names, row, strict=True))
+    assert found == {**reward_figures(data), **training_figures(data)}
     assert row[:2] == (1, 1)
+    # Three trials, two correct; the right one after the incorrect is a correction trial.
+    assert training_figures(data) == {
+        "listed_trials": 3, "correct_trials": 2, "signal_trials": 1, "hits": 1,
+        "noise_trials": 1, "false_alarms": 1, "correction_trials": 1, "first_touch_left": False,
+        "first_touch_incorrect": True, "last_touch_incorrect": False,
+    }  # fmt: skip

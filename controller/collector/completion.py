@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Table, select, update
 from controller.collector.assembly import STREAMS
 from controller.collector.decode import RigCommand
 from controller.db import commit_durably
-from controller.husbandry.figures import reward_figures
+from controller.husbandry.figures import session_figures
 from controller.models import StoredDocument, TrainingSession
 from controller.store import digest, session_text, store_trials
 from shared.digest import session_digest
@@ -99,7 +99,7 @@ def complete_one(conn: Connection, now: float) -> tuple[str, list[tuple[str, Rig
             reward_count=builder.rewards,
             completed_at=now,
             problem=None,
-            **reward_figures(data),
+            **session_figures(data),
         )
     )
     request = new_request_id()

@@ -4,21 +4,25 @@
 A year of 100 mice is ~36,500 day rows; asking the database for each row's weighing,
 baseline, water and sessions (as :func:`.report.day_row` does for one) would be a few
 hundred thousand queries. Here each kind of record of the span is read once, and the
-sessions only as their stored figures (:mod:`.figures`), never their trials; a session
-whose figures cannot tell its water (a calibration changed mid-session) is read whole.
+sessions only as their stored figures (:mod:`.figures`: water, correct %, d'), never
+their trials; a session whose figures cannot tell its water (a calibration changed
+mid-session) is read whole.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import json
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, or_, select
 
 from controller.db import Transaction
+from controller.husbandry import figures
 from controller.husbandry.calibration import Timeline, calibrations
 from controller.husbandry.days import day_bounds, days_between
 from controller.husbandry.models import (
@@ -31,14 +35,14 @@ from controller.husbandry.models import (
 )
 from controller.husbandry.settings import KEYS, LabSettings, parse_setting
 from controller.husbandry.water import Earned, earned_in_session, earned_of_figures, provisional
-from controller.husbandry.weights import RESTRICTION_ENDED
+from controller.husbandry.weights import RESTRICTION_ENDED, grace_day, restriction_began
 from controller.models import TrainingSession
 
 S = TrainingSession
+W = WaterGiven
 
 
-@dataclass
-class SessionFigures:
+class SessionFigures(NamedTuple):
     """A stored session as the day rows need it: no ``data``, no trials."""
 
     pk: int
@@ -56,12 +60,53 @@ class SessionFigures:
     reward_ul: float | None
     left_reward_ms: float | None
     right_reward_ms: float | None
+    # The training figures, read only for ``labctl today`` (the report has no such column).
+    listed_trials: int = 0
+    correct_trials: int = 0
+    signal_trials: int = 0
+    hits: int = 0
+    noise_trials: int = 0
+    false_alarms: int = 0
+    correction_trials: int = 0
+    first_touch_left: bool | None = None
+    first_touch_incorrect: bool | None = None
+    last_touch_incorrect: bool = False
+
+
+#: The columns of :class:`SessionFigures`, in order: the water's, then the training's.
+WATER_SELECT = (
+    S.id, S.mouse_id, S.box, S.start_time, S.date, S.data.is_(None), S.trial_count,
+    S.reward_count, S.left_rewards, S.right_rewards, S.first_reward_at, S.last_reward_at,
+    S.reward_ul, S.left_reward_ms, S.right_reward_ms,
+)  # fmt: skip
+TRAINING_SELECT = tuple(S.__table__.c[name] for name in figures.TRAINING_COLUMNS)
+
+
+class Weighed(NamedTuple):
+    """A weighing as the day rows need it (a year has tens of thousands: no ORM objects)."""
+
+    grams: float
+    weighed_at: float
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """No cyclic garbage collection while a span's records are read and its rows made: the
+    tens of thousands of rows hold no cycles, and the collections their allocation would
+    set off cost a third of a year's report. (Left off if another caller turned it off.)"""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class RecordBook:
     """Every record the day rows from ``first`` to ``last`` read, grouped per mouse and day."""
 
-    def __init__(self, tx: Transaction, first: str, last: str) -> None:
+    def __init__(self, tx: Transaction, first: str, last: str, *, training: bool = False) -> None:
         self.tx = tx
         self.days = days_between(first, last)
         self.starts = [day_bounds(d)[0] for d in self.days]
@@ -71,23 +116,26 @@ class RecordBook:
         for b in tx.scalars(select(Baseline).order_by(Baseline.set_at, Baseline.id)):
             self.baselines[b.mouse_id].append(b)
         self._baseline_times = {m: [b.set_at for b in rows] for m, rows in self.baselines.items()}
-        self.weighings: dict[tuple[str, str], Weighing] = {}
-        for w in tx.scalars(
-            select(Weighing)
+        self.weighings: dict[tuple[str, str], Weighed] = {}
+        for mouse, grams, weighed_at in tx.connection().execute(
+            select(Weighing.mouse_id, Weighing.grams, Weighing.weighed_at)
             .where(Weighing.weighed_at >= start, Weighing.weighed_at < end)
             .where(Weighing.voided_at.is_(None))
             .order_by(Weighing.weighed_at, Weighing.id)
         ):
-            self.weighings[(w.mouse_id, self.day_in_span(w.weighed_at))] = w  # the day's last
+            day = self.day_in_span(weighed_at)
+            self.weighings[(mouse, day)] = Weighed(grams, weighed_at)  # the day's last
         self.given: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-        for g in tx.scalars(
-            select(WaterGiven)
+        for mouse, given_at, kind, ul in tx.connection().execute(
+            select(
+                WaterGiven.mouse_id, WaterGiven.given_at, WaterGiven.kind, WaterGiven.microliters
+            )
             .where(WaterGiven.given_at >= start, WaterGiven.given_at < end)
             .where(WaterGiven.voided_at.is_(None))
             .order_by(WaterGiven.given_at, WaterGiven.id)
         ):
-            kinds = self.given[(g.mouse_id, self.day_in_span(g.given_at))]
-            kinds[g.kind] = kinds.get(g.kind, 0.0) + g.microliters
+            kinds = self.given[(mouse, self.day_in_span(given_at))]
+            kinds[kind] = kinds.get(kind, 0.0) + ul
         self.overrides: dict[tuple[str, str], list[WeightOverride]] = defaultdict(list)
         for o in tx.scalars(
             select(WeightOverride)
@@ -99,7 +147,7 @@ class RecordBook:
         self.sessions: dict[tuple[str, str], list[SessionFigures]] = defaultdict(list)
         #: Mice with a session that started on the day (as report's _mice_with_sessions).
         self.started: dict[str, set[str]] = defaultdict(set)
-        self._read_sessions(start, end, first, last)
+        self._read_sessions(start, end, first, last, training)
         self.settings_rows = list(
             tx.scalars(select(LabSetting).order_by(LabSetting.set_at, LabSetting.id))
         )
@@ -117,12 +165,12 @@ class RecordBook:
             by_box[c.box_id].append(c)
         self.timelines = {box: Timeline(rows) for box, rows in by_box.items()}
 
-    def _read_sessions(self, start: float, end: float, first: str, last: str) -> None:
-        columns = (
-            S.id, S.mouse_id, S.box, S.start_time, S.date, S.data.is_(None), S.trial_count,
-            S.reward_count, S.left_rewards, S.right_rewards, S.first_reward_at,
-            S.last_reward_at, S.reward_ul, S.left_reward_ms, S.right_reward_ms,
-        )  # fmt: skip
+    def _read_sessions(
+        self, start: float, end: float, first: str, last: str, training: bool
+    ) -> None:
+        # Only the columns asked for, as plain rows: a year is ~70,000 sessions, and each
+        # value fetched costs more than anything the day rows then do with it.
+        columns = WATER_SELECT + TRAINING_SELECT if training else WATER_SELECT
         stmt = (
             select(*columns)
             .where(
@@ -133,24 +181,18 @@ class RecordBook:
             )
             .order_by(S.mouse_id, S.position, S.id)
         )
-        for values in self.tx.execute(stmt):
-            f = SessionFigures(*tuple[Any, ...](values))
+        days = set(self.days)
+        figures_of: Callable[..., SessionFigures] = SessionFigures  # a row's values in order
+        for values in self.tx.connection().execute(stmt):
+            f = figures_of(*values)
             if f.start_time is not None:
                 day = self.day_in_span(f.start_time)
                 self.started[day].add(f.mouse)
-            elif f.date in self._day_set:
+            elif f.date in days:
                 day = f.date
             else:
                 continue
             self.sessions[(f.mouse, day)].append(f)
-
-    @property
-    def _day_set(self) -> set[str]:
-        found: set[str] | None = getattr(self, "_days_cache", None)
-        if found is None:
-            found = set(self.days)
-            self._days_cache = found
-        return found
 
     def day_in_span(self, t: float) -> str:
         """The day (of the span) that ``t`` falls on."""
@@ -166,6 +208,13 @@ class RecordBook:
             return None
         newest = self.baselines[mouse][index]
         return None if newest.method == RESTRICTION_ENDED else newest
+
+    def in_grace(self, mouse: str, settings: LabSettings, day: str) -> bool:
+        """As weights.in_grace, from the baselines read once."""
+        if settings.grace_days <= 0:
+            return False
+        began = restriction_began(self.baselines.get(mouse, []), day_bounds(day)[1])
+        return grace_day(began, settings, day)
 
     def restricted(self, at: float) -> set[str]:
         """Mice on water restriction at ``at`` (as report's _restricted_mice)."""

@@ -6,6 +6,7 @@ calendar day, the same ``%Y-%m-%d`` the rigs write as a session's ``date``.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from datetime import date, datetime, timedelta
@@ -33,6 +34,7 @@ def parse_day(text: str, what: str = "date") -> str:
         raise ConfigError(f"invalid {what} {text!r}: expected YYYY-MM-DD") from None
 
 
+@functools.lru_cache(maxsize=1024)  # a year's report asks for each day's a hundred times
 def day_bounds(day: str) -> tuple[float, float]:
     """Unix times of the day's first moment and of the next day's (local time)."""
     first = datetime.strptime(day, DAY_FORMAT)

@@ -1,10 +1,12 @@
-"""A session's reward figures, computed once when it is stored: the rewards per spout and
-when they were given, the volume and durations the session names.
+"""A session's figures, computed once when it is stored: the rewards per spout and when
+they were given, the volume and durations the session names (:func:`reward_figures`),
+and its part of the day's correct % and d' (:func:`training_figures`).
 
 The water accounting (:mod:`.water`) reckons a day's earned water from these stored
-figures, so ``labctl report`` over a year never reads a session's trials again. Which
-trials gave water is :mod:`shared.outcomes`'s rule; this module only finds each reward's
-spout and time.
+figures and ``labctl today`` its training figures, so neither ``labctl report`` over a
+year nor ``today`` reads a session's trials again. Which trials gave water is
+:mod:`shared.outcomes`'s rule and how trials count towards d' is
+:mod:`shared.analysis.dprime`'s; this module only stores what they find.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shared.outcomes import is_reward, is_shaping_reward
+from shared.analysis.dprime import DPrimeCounts, SessionTouches, session_touches
+from shared.analysis.trials import count_trials, raw_trials
+from shared.outcomes import CORRECT, is_reward, is_shaping_reward
 
-#: The ``sessions`` columns :func:`reward_figures` fills.
+#: The ``sessions`` columns :func:`reward_figures` fills (migration 0007).
 FIGURE_COLUMNS = (
     "left_rewards", "right_rewards", "first_reward_at", "last_reward_at",
     "reward_ul", "left_reward_ms", "right_reward_ms",
@@ -70,3 +74,45 @@ def reward_figures(data: Any) -> dict[str, Any]:
         volume = number(data.get("reward_volume_ul"))
     values = (counts[0], counts[1], first, last, volume, left_ms, right_ms)
     return dict(zip(FIGURE_COLUMNS, values, strict=True))
+
+
+#: The ``sessions`` columns :func:`training_figures` fills (migration 0011).
+TRAINING_COLUMNS = (
+    "listed_trials", "correct_trials", "signal_trials", "hits", "noise_trials",
+    "false_alarms", "correction_trials", "first_touch_left", "first_touch_incorrect",
+    "last_touch_incorrect",
+)  # fmt: skip
+
+
+def training_figures(data: Any) -> dict[str, Any]:
+    """The training figure columns of a stored session's dict: every entry of its trials
+    list (the analysis's ``trials``), the correct ones, and its :class:`SessionTouches`."""
+    session = data if isinstance(data, dict) else {}
+    trials = raw_trials(session)
+    correct = sum(count_trials(session).outcomes[CORRECT]) if trials else 0
+    touches = session_touches(trials)
+    c, first = touches.counts, touches.first_touch
+    values = (
+        len(trials), correct, c.signal_trials, c.hits, c.noise_trials, c.false_alarms,
+        c.correction_trials, None if first is None else first[0],
+        None if first is None else first[1], touches.last_touch_incorrect,
+    )  # fmt: skip
+    return dict(zip(TRAINING_COLUMNS, values, strict=True))
+
+
+def session_figures(data: Any) -> dict[str, Any]:
+    """Every figure column of a stored session's dict: what is stored with its ``data``."""
+    return {**reward_figures(data), **training_figures(data)}
+
+
+def touches_of(row: Any) -> SessionTouches:
+    """The :class:`SessionTouches` of a row with the :data:`TRAINING_COLUMNS`."""
+    counts = DPrimeCounts(
+        row.signal_trials, row.hits, row.noise_trials, row.false_alarms, row.correction_trials
+    )
+    first = (
+        None
+        if row.first_touch_left is None
+        else (row.first_touch_left, bool(row.first_touch_incorrect))
+    )
+    return SessionTouches(counts, first, bool(row.last_touch_incorrect))

@@ -33,7 +33,10 @@ class Weighing(Base):
     """A mouse weighed at ``weighed_at``, in grams."""
 
     __tablename__ = "weighings"
-    __table_args__ = (Index("ix_weighings_mouse_id_weighed_at", "mouse_id", "weighed_at"),)
+    __table_args__ = (
+        Index("ix_weighings_mouse_id_weighed_at", "mouse_id", "weighed_at"),
+        Index("ix_weighings_weighed_at", "weighed_at"),  # a day's records, of every mouse
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mouse_id: Mapped[str] = mapped_column(ForeignKey("mice.id"))
@@ -71,7 +74,10 @@ class WeightOverride(Base):
     """A session started although the weight check warned: who, why, and what it said."""
 
     __tablename__ = "weight_overrides"
-    __table_args__ = (Index("ix_weight_overrides_mouse_id_at", "mouse_id", "at"),)
+    __table_args__ = (
+        Index("ix_weight_overrides_mouse_id_at", "mouse_id", "at"),
+        Index("ix_weight_overrides_at", "at"),  # a day's records, of every mouse
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mouse_id: Mapped[str] = mapped_column(ForeignKey("mice.id"))
@@ -89,7 +95,10 @@ class WaterGiven(Base):
     """Water (or a supplement) given by hand, outside the box."""
 
     __tablename__ = "water_given"
-    __table_args__ = (Index("ix_water_given_mouse_id_given_at", "mouse_id", "given_at"),)
+    __table_args__ = (
+        Index("ix_water_given_mouse_id_given_at", "mouse_id", "given_at"),
+        Index("ix_water_given_given_at", "given_at"),  # a day's records, of every mouse
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mouse_id: Mapped[str] = mapped_column(ForeignKey("mice.id"))

@@ -21,9 +21,10 @@ from typing import Any
 from sqlalchemy import select
 
 from controller.db import Transaction
-from controller.husbandry.book import RecordBook
+from controller.husbandry.book import RecordBook, SessionFigures, no_collection
 from controller.husbandry.calibration import Timeline, calibration_warnings
 from controller.husbandry.days import day_bounds, days_between
+from controller.husbandry.figures import touches_of
 from controller.husbandry.models import Baseline, WaterGiven, Weighing, WeightOverride
 from controller.husbandry.schedule import current_entries, slot_of
 from controller.husbandry.settings import LabSettings, lab_settings
@@ -31,14 +32,13 @@ from controller.husbandry.water import WaterDay, reckon_water_day, sessions_of_d
 from controller.husbandry.weights import (
     RESTRICTION_ENDED,
     WeightCheck,
-    in_grace,
     judge_weight,
     overrides,
     weight_check,
 )
 from controller.lab import assignments_by_box, box_sort_key
-from controller.models import TrainingSession
-from shared.analysis import mouse_results
+from shared.analysis import joined_counts, mouse_results
+from shared.analysis.original import day_numbers_of
 
 
 def _r(value: float | None, digits: int = 1) -> float | None:
@@ -156,6 +156,17 @@ def _training_figures(row: DayRow, sessions: list[Any]) -> None:
         row.d_prime = _r(days[0].d_prime, 2)
 
 
+def _stored_training_figures(row: DayRow, sessions: list[SessionFigures]) -> None:
+    """:func:`_training_figures` from the sessions' stored figures (:mod:`.figures`): the
+    same days (``day_numbers_of``) and the same d' (``joined_counts``), no trial read."""
+    days = day_numbers_of(((s.listed_trials > 0, s.date) for s in sessions), collapse_days=True)
+    counted = sum(s.listed_trials for s in sessions)
+    if counted:
+        row.correct_pct = _r(100.0 * sum(s.correct_trials for s in sessions) / counted)
+        if len(set(days)) == 1:
+            row.d_prime = _r(joined_counts(touches_of(s) for s in sessions).d_prime, 2)
+
+
 def _weight_columns(row: DayRow, check: WeightCheck, settings: LabSettings) -> None:
     row.baseline_g, row.weight_g = check.baseline_grams, check.weight_grams
     row.weighed_at = check.weighed_at
@@ -192,7 +203,7 @@ def book_row(
     _, end = day_bounds(day)
     baseline = book.baseline_of(mouse_id, end)
     weighing = book.weighings.get((mouse_id, day))
-    grace = baseline is not None and in_grace(book.tx, mouse_id, settings, day)
+    grace = baseline is not None and book.in_grace(mouse_id, settings, day)
     check = judge_weight(mouse_id, day, baseline, weighing, settings, grace=grace)
     _weight_columns(row, check, settings)
     sessions = book.sessions.get((mouse_id, day), [])
@@ -209,27 +220,16 @@ def book_row(
 
 def today_rows(tx: Transaction, day: str, settings: LabSettings) -> list[DayRow]:
     """``labctl today``: every mouse on a box, in a schedule, restricted, or with records."""
-    book = RecordBook(tx, day, day)
+    book = RecordBook(tx, day, day, training=True)
     _, end = day_bounds(day)
     on_box = {mouse: box for box, mouse in assignments_by_box(tx).items()}
     mice = set(on_box) | {e.mouse_id for e in current_entries(tx)}
     mice |= book.restricted(end) | book.with_records(day) | book.started.get(day, set())
     rows = [book_row(book, m, day, settings, box=on_box.get(m)) for m in sorted(mice)]
-    # The training figures read the day's sessions whole: one day's, not the history's.
-    pks = {s.pk: m for (m, d), found in book.sessions.items() for s in found if not s.collecting}
-    texts: dict[str, list[Any]] = {}
-    if pks:
-        stmt = select(TrainingSession.id, TrainingSession.data).where(
-            TrainingSession.id.in_(list(pks))
-        )
-        for pk, data in sorted(tx.execute(stmt), key=lambda r: r[0]):
-            if data is not None:
-                texts.setdefault(pks[pk], []).append((pk, json.loads(data)))
-    order = {s.pk: n for found in book.sessions.values() for n, s in enumerate(found)}
-    for row in rows:
-        parsed = sorted(texts.get(row.mouse, []), key=lambda item: order[item[0]])
-        if parsed:
-            _training_figures(row, [data for _, data in parsed])
+    for row in rows:  # the training figures from the sessions' stored ones, not their trials
+        stored = [s for s in book.sessions.get((row.mouse, day), []) if not s.collecting]
+        if stored:
+            _stored_training_figures(row, stored)
     return sorted(rows, key=_box_order)
 
 
@@ -280,13 +280,14 @@ def report_rows(
 ) -> list[DayRow]:
     """``labctl report``: one row per mouse per day from ``first`` to ``last``, each day
     under the lab settings in force at its end (or under ``settings`` when given)."""
-    book = RecordBook(tx, first, last)
-    out: list[DayRow] = []
-    for day in book.days:
-        _, end = day_bounds(day)
-        mice = book.restricted(end) | book.with_records(day) | book.started.get(day, set())
-        rules = book.settings_at(end) if settings is None else settings
-        out.extend(book_row(book, m, day, rules) for m in sorted(mice))
+    with no_collection():
+        book = RecordBook(tx, first, last)
+        out: list[DayRow] = []
+        for day in book.days:
+            _, end = day_bounds(day)
+            mice = book.restricted(end) | book.with_records(day) | book.started.get(day, set())
+            rules = book.settings_at(end) if settings is None else settings
+            out.extend(book_row(book, m, day, rules) for m in sorted(mice))
     return out
 
 

@@ -202,15 +202,32 @@ def provisional(
 class StoredFigures(Protocol):
     """A stored session's reward figures (controller.husbandry.figures's columns)."""
 
-    box: str | None
-    reward_count: int
-    left_rewards: int
-    right_rewards: int
-    first_reward_at: float | None
-    last_reward_at: float | None
-    reward_ul: float | None
-    left_reward_ms: float | None
-    right_reward_ms: float | None
+    @property
+    def box(self) -> str | None: ...
+
+    @property
+    def reward_count(self) -> int: ...
+
+    @property
+    def left_rewards(self) -> int: ...
+
+    @property
+    def right_rewards(self) -> int: ...
+
+    @property
+    def first_reward_at(self) -> float | None: ...
+
+    @property
+    def last_reward_at(self) -> float | None: ...
+
+    @property
+    def reward_ul(self) -> float | None: ...
+
+    @property
+    def left_reward_ms(self) -> float | None: ...
+
+    @property
+    def right_reward_ms(self) -> float | None: ...
 
 
 def earned_of_figures(row: StoredFigures, timeline: Timeline | None) -> Earned | None:
@@ -229,9 +246,11 @@ def earned_of_figures(row: StoredFigures, timeline: Timeline | None) -> Earned |
         first, last = row.first_reward_at, row.last_reward_at
         if first is None or last is None:
             return None
-        calibration = timeline.at(spout, first) if timeline is not None else None
-        if timeline is not None and timeline.at(spout, last) is not calibration:
-            return None
+        calibration = None
+        if timeline is not None:
+            steady, calibration = timeline.through(spout, first, last)
+            if not steady:
+                return None
         out.rewards += count
         if calibration is None:
             out.ul += count * nominal

@@ -10,7 +10,9 @@ with who gave it and why (:class:`~controller.husbandry.models.WeightOverride`).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import select
 
@@ -217,8 +219,13 @@ class WeightCheck:
 def restriction_start(tx: Transaction, mouse_id: str, at: float) -> float | None:
     """When the mouse's restriction in force at ``at`` began: its first baseline since the
     last end of restriction before ``at``; None when it is not restricted then."""
+    return restriction_began(baselines(tx, mouse_id), at)
+
+
+def restriction_began(rows: Iterable[Baseline], at: float) -> float | None:
+    """:func:`restriction_start` from the mouse's baselines, oldest first."""
     started = None
-    for row in baselines(tx, mouse_id):
+    for row in rows:
         if row.set_at >= at:
             break
         if row.method == RESTRICTION_ENDED:
@@ -232,9 +239,12 @@ def in_grace(tx: Transaction, mouse_id: str, settings: LabSettings, day: str) ->
     """Whether ``day`` is one of the first ``grace_days`` days of the mouse's restriction."""
     if settings.grace_days <= 0:
         return False
-    _, end = day_bounds(day)
-    started = restriction_start(tx, mouse_id, end)
-    if started is None:
+    return grace_day(restriction_start(tx, mouse_id, day_bounds(day)[1]), settings, day)
+
+
+def grace_day(started: float | None, settings: LabSettings, day: str) -> bool:
+    """:func:`in_grace` for a restriction that began at ``started`` (None: not restricted)."""
+    if started is None or settings.grace_days <= 0:
         return False
     first = session_day(started)
     return day < session_day(day_bounds(first)[0] + (settings.grace_days + 0.5) * 86400)
@@ -253,11 +263,21 @@ def weight_check(
     return judge_weight(mouse_id, day, baseline, weighing, settings, grace=grace)
 
 
+class Weighed(Protocol):
+    """What a check reads of a weighing (a :class:`Weighing`, or a row of its columns)."""
+
+    @property
+    def grams(self) -> float: ...
+
+    @property
+    def weighed_at(self) -> float: ...
+
+
 def judge_weight(
     mouse_id: str,
     day: str,
     baseline: Baseline | None,
-    weighing: Weighing | None,
+    weighing: Weighed | None,
     settings: LabSettings,
     *,
     grace: bool = False,

@@ -14,9 +14,12 @@ docs/analysis.md defines every figure.
 from shared.analysis import original
 from shared.analysis.dprime import (
     DPrimeCounts,
+    SessionTouches,
+    joined_counts,
     loglinear_d_prime,
     original_counts,
     original_d_prime,
+    session_touches,
 )
 from shared.analysis.summary import (
     DEFAULT_REWARD_VOLUME_UL,
@@ -34,8 +37,10 @@ __all__ = [
     "TABLE_COLUMNS",
     "DPrimeCounts",
     "SessionResults",
+    "SessionTouches",
     "cohort_results",
     "format_table",
+    "joined_counts",
     "lift_latency",
     "loglinear_d_prime",
     "mouse_results",
@@ -44,5 +49,6 @@ __all__ = [
     "original_d_prime",
     "reaction_time",
     "session_results",
+    "session_touches",
     "summarise",
 ]

@@ -20,7 +20,9 @@ The original's rule, in words (docs/analysis.md has the worked definition):
 For a day of several sessions the original's training-summary script applies
 the same rule to the day's trials in order, the correction rule running on
 across the sessions' boundaries; :func:`original_d_prime` over the joined
-trials does the same.
+trials does the same, and so does :func:`joined_counts` from each session's
+:func:`session_touches` (what the husbandry stores per session, so a day's d'
+needs no trials read again).
 """
 
 from __future__ import annotations
@@ -66,10 +68,23 @@ class DPrimeCounts:
         )
 
 
-def original_counts(trials: Iterable[Any]) -> DPrimeCounts:
+@dataclass(frozen=True)
+class SessionTouches:
+    """One session's part of a day's d': its counts as if no incorrect trial came before it,
+    and what the correction rule needs to carry it across the sessions' boundaries."""
+
+    counts: DPrimeCounts
+    #: The first touched trial as (targets the left spout, incorrect); None: no touched trial.
+    first_touch: tuple[bool, bool] | None
+    #: The last touched trial was incorrect (so the next session's first touch is a correction).
+    last_touch_incorrect: bool
+
+
+def session_touches(trials: Iterable[Any]) -> SessionTouches:
     """Classify ``trials`` (trial dicts in order; anything else is ignored) as the original did."""
     signal = hits = noise = false_alarms = corrections = 0
     after_incorrect = False
+    first: tuple[bool, bool] | None = None
     for trial in trials:
         if not isinstance(trial, Mapping):
             continue
@@ -77,16 +92,48 @@ def original_counts(trials: Iterable[Any]) -> DPrimeCounts:
         if type(result) not in _NUMBER_TYPES or result not in _TOUCHED:
             continue  # missed, cancelled or unfinished: dropped before anything else
         incorrect = result == INCORRECT
+        left = equals(trial.get("spout"), LEFT)
+        if first is None:
+            first = (left, incorrect)
         if after_incorrect:
             corrections += 1
-        elif equals(trial.get("spout"), LEFT):
+        elif left:
             signal += 1
             hits += not incorrect
         else:
             noise += 1
             false_alarms += incorrect
         after_incorrect = incorrect
+    counts = DPrimeCounts(signal, hits, noise, false_alarms, corrections)
+    return SessionTouches(counts, first, after_incorrect)
+
+
+def joined_counts(parts: Iterable[SessionTouches]) -> DPrimeCounts:
+    """The counts of the sessions' trials joined in order (the correction rule running on
+    across their boundaries), from each session's :func:`session_touches` alone."""
+    signal = hits = noise = false_alarms = corrections = 0
+    after_incorrect = False
+    for part in parts:
+        c = part.counts
+        signal, hits, noise = signal + c.signal_trials, hits + c.hits, noise + c.noise_trials
+        false_alarms += c.false_alarms
+        corrections += c.correction_trials
+        if part.first_touch is None:
+            continue  # no touched trial: the state runs on through the session unchanged
+        if after_incorrect:  # its first touch follows an incorrect trial: a correction trial
+            left, incorrect = part.first_touch
+            if left:
+                signal, hits = signal - 1, hits - (not incorrect)
+            else:
+                noise, false_alarms = noise - 1, false_alarms - incorrect
+            corrections += 1
+        after_incorrect = part.last_touch_incorrect
     return DPrimeCounts(signal, hits, noise, false_alarms, corrections)
+
+
+def original_counts(trials: Iterable[Any]) -> DPrimeCounts:
+    """Classify ``trials`` (trial dicts in order; anything else is ignored) as the original did."""
+    return session_touches(trials).counts
 
 
 def original_d_prime(trials: Iterable[Any]) -> float:

@@ -11,7 +11,7 @@ session dicts are never changed. docs/analysis.md describes every key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import median
 from typing import Any
 
@@ -90,12 +90,17 @@ def day_numbers(sessions: Sequence[Session], collapse_days: bool) -> list[int]:
     ``Mouse.get_trials``); sessions without trials or without a date never
     join another day.
     """
+    keys = ((True, s.get("date")) if raw_trials(s) else (False, None) for s in sessions)
+    return day_numbers_of(keys, collapse_days)
+
+
+def day_numbers_of(sessions: Iterable[tuple[bool, Any]], collapse_days: bool) -> list[int]:
+    """:func:`day_numbers` from each session's (has trials, ``date``) alone."""
     days: list[int] = []
     decrement = 0
     last_date: Any = None
-    for index, session in enumerate(sessions, start=1):
-        if collapse_days and raw_trials(session):
-            date = session.get("date")
+    for index, (has_trials, date) in enumerate(sessions, start=1):
+        if collapse_days and has_trials:
             if date is not None and date == last_date:
                 decrement += 1
             last_date = date
