@@ -28,6 +28,11 @@ from shared.protocol import Status
 
 QUIET_LAB = LiveFacts(views=[], statuses={}, collectors_online=["c1"])
 
+#: The kind the weighing tests send: the rules run at the wall clock's ``now``, and past the
+#: lab's hours (water owed at 17:00) a restricted mouse also owes water; that rule's own
+#: test is elsewhere, so these targets hear of weights only.
+WEIGHTS_ONLY = ["weight-low"]
+
 
 @pytest.fixture
 def lab(tmp_path: object) -> Iterator[Database]:
@@ -75,7 +80,7 @@ def _weigh(db: Database, grams: float, mouse: str = "M1") -> None:
 def test_a_weighing_under_threshold_is_sent_once_and_its_clearing_once(lab: Database) -> None:
     outbox = Outbox()
     with lab.session() as tx:
-        add_target(tx, "json://127.0.0.1:9/x", [], "", "t")
+        add_target(tx, "json://127.0.0.1:9/x", WEIGHTS_ONLY, "", "t")
     _restricted(lab)
     _weigh(lab, 18.0)
     now = time.time()
@@ -110,7 +115,7 @@ def test_a_failed_delivery_is_recorded_and_retried_until_it_goes(lab: Database) 
     outbox = Outbox()
     outbox.down = True
     with lab.session() as tx:
-        add_target(tx, "json://127.0.0.1:9/x", [], "", "t")
+        add_target(tx, "json://127.0.0.1:9/x", WEIGHTS_ONLY, "", "t")
     _restricted(lab)
     _weigh(lab, 18.0)
     now = time.time()
@@ -139,8 +144,8 @@ def test_quiet_hours_hold_a_message_until_they_end_and_drop_one_that_cleared(
     )
     assert quiet_until("22:00-07:00", datetime(2026, 12, 8, 12, 0).timestamp()) is None
     with lab.session() as tx:
-        add_target(tx, "json://127.0.0.1:9/day", [], "", "t")
-        quiet = add_target(tx, "json://127.0.0.1:9/night", [], "00:00-23:59", "t")
+        add_target(tx, "json://127.0.0.1:9/day", WEIGHTS_ONLY, "", "t")
+        quiet = add_target(tx, "json://127.0.0.1:9/night", WEIGHTS_ONLY, "00:00-23:59", "t")
         quiet_id = quiet.id
     _restricted(lab)
     _weigh(lab, 18.0)
@@ -294,7 +299,7 @@ def _no_broker(on_status: Callable[[str, Status], None]) -> BrokerLink:
 def test_a_removed_target_gets_nothing_more_even_what_was_waiting(lab: Database) -> None:
     outbox = Outbox()
     with lab.session() as tx:
-        add_target(tx, "json://127.0.0.1:9/x", [], "", "t")
+        add_target(tx, "json://127.0.0.1:9/x", WEIGHTS_ONLY, "", "t")
     _restricted(lab)
     _weigh(lab, 18.0)
     now = time.time()
