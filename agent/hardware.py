@@ -105,6 +105,12 @@ class Scheduler(Protocol):
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any: ...
 
 
+#: The changes of state a simulated rig's mock pin keeps (gpiozero's ``states``, 120 bytes
+#: each). A pin changes 2 to 11 times in a minute's session; at 1000 a rig's 11 pins took
+#: a hundred sessions and more to fill theirs, so an hour's soak grew all the way through.
+PIN_HISTORY = 100
+
+
 def mock_pin_factory() -> Any:
     """gpiozero's MockFactory with PWM-capable pins that report output changes, for ``--sim``.
 
@@ -114,7 +120,7 @@ def mock_pin_factory() -> Any:
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     class WatchedPin(MockPWMPin):  # type: ignore[misc]  # gpiozero is untyped
-        history_limit = 1000
+        history_limit = PIN_HISTORY
 
         def __init__(self, factory: Any, info: Any) -> None:
             super().__init__(factory, info)

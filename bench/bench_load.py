@@ -76,7 +76,8 @@ def mouse(box: str) -> str:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """Serve ``args.boxes`` rigs in one fleet until SIGTERM; write each document's send time."""
+    """Serve ``args.boxes`` rigs in one fleet until SIGTERM; write each document's send time
+    to ``args.sent`` when given (the load bench's lags), kept in memory until the end."""
     import logging
 
     from agent.fleet import serve
@@ -99,6 +100,9 @@ def run_worker(args: argparse.Namespace) -> int:
         )
         for box in args.boxes.split(",")
     ]
+    if args.sent is None:  # the soak: no lags to measure, so no record that grows per document
+        serve(settings)
+        return 0
     sent: dict[tuple[str, int], float] = {}
 
     def on_sent(box: str, entry: JournalEntry) -> None:
@@ -451,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--broker", required=True)
     worker.add_argument("--prefix", required=True)
     worker.add_argument("--folder", required=True)
-    worker.add_argument("--sent", required=True, help="file for the documents' send times")
+    worker.add_argument(
+        "--sent", help="file for the documents' send times (none kept without it: the soak)"
+    )
     worker.add_argument("--boxes", required=True)
     parser.add_argument("--rigs", type=int, default=1000)
     parser.add_argument("--phases", default="one,two", help="one, two or one,two")

@@ -72,7 +72,7 @@ class Soak(Phase):
                 sys.executable, str(Path(bench_load.__file__).resolve()), "worker",
                 "--broker", f"{LOOPBACK}:{self.broker.port}",
                 "--prefix", self.prefix, "--folder", str(self.folder),
-                "--sent", str(self.folder / "sent1.json"), "--boxes", ",".join(self.boxes[1:]),
+                "--boxes", ",".join(self.boxes[1:]),
             ],
         )  # fmt: skip
         if not wait_for_port(LOOPBACK, self.web_port, 60):

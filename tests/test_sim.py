@@ -210,3 +210,23 @@ def test_a_session_is_dated_the_day_it_started_even_when_it_ends_after_midnight(
     assert (first_date, first_start) == ("2026-03-01", evening)
     assert time.localtime(first_end).tm_mday == 2  # ran on past midnight
     assert (second_date, second_start) == ("2026-03-01", evening + 60)
+
+
+def test_a_simulated_rig_keeps_no_more_pin_history_after_many_sessions_than_after_some() -> None:
+    """Issue 20 (soak): a sim rig's mock pins keep a bounded history of their changes, and the
+    bound is reached within the soak's first minutes, so back-to-back sessions stop adding
+    memory. Counted in pin states held, on virtual time: no timing in the test."""
+    runtime = RigRuntime.create(sim=True, time_scale=math.inf, seed=3)
+    config = TaskConfig.from_dict({"duration": 60})
+
+    def run(sessions: int) -> int:
+        for _ in range(sessions):
+            runtime.run_session(runtime.new_session(config=config, mouse="M1"))
+        return sum(len(pin.states) for pin in runtime.rig.pin_factory.pins.values())
+
+    try:
+        after_some = run(60)
+        after_many = run(120)
+    finally:
+        runtime.close()
+    assert after_many == after_some
