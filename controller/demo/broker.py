@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import shutil
 import socket
 import subprocess
@@ -25,8 +26,33 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 
 
+#: Listening ports are drawn from below the kernel's ephemeral range: a port the kernel
+#: hands out (``bind`` to 0) is also what it gives the next outgoing connection, so with
+#: many clients connecting (the test suite's parallel workers) one took the port between
+#: this check and the server's own bind ("Address already in use").
+_LISTEN_PORTS = (20000, 32767)
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default start
+
+
 def find_free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
+    """A TCP port on loopback that nothing listens on right now, outside the ephemeral range
+    where the system can give it away."""
+    low, high = _LISTEN_PORTS[0], min(_LISTEN_PORTS[1], _ephemeral_low() - 1)
+    for _ in range(50):
+        port = random.randint(low, high) if high > low else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
