@@ -13,8 +13,9 @@ collector, the web server, the agent and the fleet, and the size of the agent's
 journal (its file with the WAL). It prints the samples and, per process, the
 growth after the first ten minutes (``--settle``): the highest RSS after it over
 the RSS at it. It passes when no process grew beyond 10 %, the journal's size at
-the end is no more than its peak in the first ten minutes, and no session was
-lost or duplicated. Every process the bench starts, it stops.
+the end is no more than 10 % over its peak in the first ten minutes (bounded: an
+SQLite file grows by whole pages, so a page or two over that peak is not growth),
+and no session was lost or duplicated. Every process the bench starts, it stops.
 
 Run: ``python bench/bench_soak.py [--minutes 60] [--duration 60] [--every 30]``
 """
@@ -157,7 +158,7 @@ class Soak(Phase):
         ok = (
             lost == duplicated == 0
             and all(g is not None and g <= GROWTH_LIMIT for g in growth.values())
-            and journal_end <= journal_early
+            and journal_end <= journal_early * (1 + GROWTH_LIMIT)
         )
         return {
             "minutes": self.args.minutes,
