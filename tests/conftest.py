@@ -35,6 +35,22 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "tests" / "data"
 
+#: Markers of the tests that wait longest on real processes, longest first. They are run
+#: first so that in ``./lab test``'s parallel workers a long test never starts last,
+#: alone, while the other workers have nothing left (longest first packs best).
+LONG_FIRST = ("bridge", "slow", "faults", "scale", "alerts", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Orders the long real-process tests first (:data:`LONG_FIRST`), the rest as
+    collected; the sort is stable, so every xdist worker collects the same order."""
+
+    def rank(item: pytest.Item) -> int:
+        marks = {m.name for m in item.iter_markers()}
+        return next((i for i, name in enumerate(LONG_FIRST) if name in marks), len(LONG_FIRST))
+
+    items.sort(key=rank)
+
 
 def docker_available() -> bool:
     """True only when a Docker engine answers within a couple of seconds."""
