@@ -18,7 +18,7 @@ import contextlib
 import socket
 import threading
 
-from controller.demo.broker import LOOPBACK
+from controller.demo.broker import LOOPBACK, find_free_port
 
 
 class Relay:
@@ -33,7 +33,10 @@ class Relay:
         self._listener: socket.socket | None = None
         self._closed = False
         self.connections = 0  # accepted so far: a peer that reconnected shows here
-        self.port = self._listen(0)
+        # Not port 0: that is from the ephemeral range, and while the relay is cut for two
+        # minutes another worker's outgoing connection can be given the port (mend then
+        # failed with "Address already in use" in a full suite run).
+        self.port = self._listen(find_free_port())
 
     def _listen(self, port: int) -> int:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

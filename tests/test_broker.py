@@ -98,3 +98,20 @@ def test_the_embedded_broker_logs_to_its_file_and_not_to_the_terminal(
     assert "messages not broadcasted" in text
     assert capfd.readouterr().err == ""
     assert logging.getLogger("amqtt").propagate  # the logger is as it was once stopped
+
+
+def test_the_bridge_tests_relay_listens_below_the_ephemeral_range() -> None:
+    """A port from the ephemeral range can be handed to another worker's outgoing
+    connection while the relay is cut, and mending it then fails (seen in a suite run)."""
+    from .tcp_relay import Relay
+
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    relay = Relay((LOOPBACK, 1))
+    try:
+        assert relay.port < ephemeral_low
+        relay.cut()
+        relay.mend()  # listens again on the same port
+        with socket.create_connection((LOOPBACK, relay.port), timeout=2):
+            pass
+    finally:
+        relay.close()
