@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from controller.db import Database, open_database
 from controller.demo.broker import AmqttBroker, MosquittoBroker, find_free_port
@@ -213,14 +216,16 @@ def free_port() -> int:
 # ---------------------------------------------------------------- databases
 
 
-def temporary_postgres(server_url: str) -> Iterator[str]:
-    """A fresh database on the server for one test; dropped afterwards."""
+def temporary_postgres(server_url: str, template: str | None = None) -> Iterator[str]:
+    """A fresh database on the server for one test, a copy of ``template`` when given;
+    dropped afterwards."""
     server = make_url(server_url)
     name = f"reachlab_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            copy = f' TEMPLATE "{template}"' if template else ""
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
@@ -232,12 +237,63 @@ def temporary_postgres(server_url: str) -> Iterator[str]:
 DB_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest schema, made once per worker (see :func:`database_url`)."""
+    path = tmp_path_factory.mktemp("template") / "lab.db"
+    open_database(f"sqlite:///{path}").close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server_url: str) -> Iterator[str]:
+    """The name of a PostgreSQL database at the newest schema, made once per worker and
+    dropped at its end (see :func:`database_url`)."""
+    with contextlib.contextmanager(temporary_postgres)(postgres_server_url) as url:
+        open_database(url).close()  # no connection may stay: CREATE DATABASE … TEMPLATE
+        name = make_url(url).database
+        assert name is not None
+        yield name
+
+
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The body of the ``db_url`` fixture, parametrized with :data:`DB_KINDS`."""
+    """The body of the ``db_url`` fixture, parametrized with :data:`DB_KINDS`.
+
+    A test that takes the ``db`` fixture gets its database at the newest schema at once, a
+    copy of this worker's template, instead of an empty one that ``db`` would upgrade
+    through every migration (a second or more a test on PostgreSQL, for some 200 tests).
+    Tests of migrations and of first use take ``db_url`` alone and get an empty database.
+    """
+    migrated = "db" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'lab.db'}"
+        path = tmp_path / "lab.db"
+        if migrated:
+            template = request.getfixturevalue("sqlite_template")
+            for suffix in ("", "-wal"):  # closed cleanly, it has no WAL; copied if it had
+                if Path(f"{template}{suffix}").exists():
+                    shutil.copyfile(f"{template}{suffix}", f"{path}{suffix}")
+            _new_identity(f"sqlite:///{path}")
+        yield f"sqlite:///{path}"
         return
-    yield from temporary_postgres(request.getfixturevalue("postgres_server_url"))
+    template_name = request.getfixturevalue("postgres_template") if migrated else None
+    for url in temporary_postgres(request.getfixturevalue("postgres_server_url"), template_name):
+        if migrated:
+            _new_identity(url)
+        yield url
+
+
+def _new_identity(url: str) -> None:
+    """Gives a copy of the template the identity of its own that migration 0008 gives every
+    new database (tests/test_lab_identity tells two databases apart by it)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE lab SET id = :id, created_at = :at"),
+                {"id": uuid.uuid4().hex, "at": time.time()},
+            )
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=DB_KINDS)
