@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from agent.journal import Journal
 from controller.cli import app
@@ -34,6 +33,7 @@ from controller.demo.broker import MosquittoBroker, find_free_port, wait_for_por
 from shared.errors import ReachlabError
 from shared.sessionfile import read_sessions
 
+from .cli_runner import CliRunner
 from .conftest import REPO
 from .processes import Processes
 from .waiting import wait_until

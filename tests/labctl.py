@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from controller.cli import app
 from shared.broker_url import BrokerSettings
 from shared.protocol import Topics
 from tests.fakes import FakeRig
 
+from .cli_runner import CliRunner, Result
 from .terminal import Terminal
 
 

@@ -11,7 +11,6 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from controller.alerts.ledger import add_target, parse_quiet, quiet_until, reconcile
 from controller.alerts.models import AlertDelivery, AlertTarget
@@ -25,6 +24,8 @@ from controller.lab import add_mouse
 from controller.mqtt import BrokerError, BrokerLink
 from controller.views import BoxView
 from shared.protocol import Status
+
+from .cli_runner import CliRunner
 
 QUIET_LAB = LiveFacts(views=[], statuses={}, collectors_online=["c1"])
 

@@ -147,9 +147,9 @@ def test_the_agent_refuses_a_password_option_and_reads_a_credentials_file(
 def test_labctl_says_when_its_credentials_file_is_readable_by_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from typer.testing import CliRunner
-
     from controller.cli import app
+
+    from .cli_runner import CliRunner
 
     creds = tmp_path / "mqtt"
     creds.write_text("username = labctl-ada\npassword = hunter2\n")

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from controller.cli import app
 
+from .cli_runner import CliRunner
 from .labctl import Labctl, boxes, labctl, unused_port
 
 __all__ = ["boxes", "labctl"]  # fixtures, used by name

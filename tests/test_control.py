@@ -20,7 +20,6 @@ from typing import Any, cast, get_args
 
 import pytest
 from pydantic import BaseModel, ValidationError
-from typer.testing import CliRunner
 
 from agent.commands import Commands, RigAgent
 from controller import control
@@ -45,6 +44,8 @@ from shared.config import TaskConfig
 from shared.documents import SessionStart, build_session
 from shared.errors import ConfigError
 from shared.protocol import Reply, StartCommand, Status
+
+from .cli_runner import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "control-test-token-" + "x" * 8

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.db import TrainingSession, open_database
 from shared.sessionfile import read_sessions
 
+from .cli_runner import CliRunner
 from .conftest import REPO
 from .processes import Processes
 from .waiting import wait_until

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner, Result
 
 from controller.cli import app
 from controller.db import open_database
@@ -23,6 +22,8 @@ from controller.husbandry.models import Weighing, WeightOverride
 from shared.broker_url import broker_settings as parse_broker_url
 from shared.protocol import StartCommand, Topics
 from tests.fakes import FakeRig
+
+from .cli_runner import CliRunner, Result
 
 pytestmark = pytest.mark.broker
 

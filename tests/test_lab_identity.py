@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from controller.cli import app
 from controller.collector.leases import CollectorStatus, encode_status
@@ -23,6 +22,8 @@ from controller.lab import assignments_by_box, database_identity
 from controller.transport import Transport
 from shared.broker_url import BrokerSettings, broker_settings
 from shared.protocol import Topics
+
+from .cli_runner import CliRunner, Result
 
 pytestmark = [pytest.mark.broker]
 

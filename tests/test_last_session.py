@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.db import TrainingSession, open_database
@@ -21,6 +20,7 @@ from shared.documents import SessionEnd
 from shared.protocol import Status, Topics
 from tests.fakes import FakeRig, synthetic_session
 
+from .cli_runner import CliRunner
 from .terminal import Terminal
 from .waiting import wait_until
 

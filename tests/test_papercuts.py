@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from controller.cli import app as labctl_app
 from tests.fakes import FakeRig
 from tests.labctl import Labctl, boxes, labctl  # noqa: F401  # fixtures
 from tests.terminal import Terminal
+
+from .cli_runner import CliRunner, Result
 
 CLEAN = {"LABCTL_BROKER": None, "LABCTL_MQTT_USERNAME": None, "LABCTL_MQTT_PASSWORD": None}
 

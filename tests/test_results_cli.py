@@ -13,11 +13,11 @@ from statistics import NormalDist
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from controller.cli import app
 from shared.sessionfile import read_sessions
 
+from .cli_runner import CliRunner
 from .conftest import SAMPLES
 from .labctl import Labctl
 

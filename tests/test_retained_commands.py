@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.demo.broker import MosquittoBroker
@@ -34,6 +33,8 @@ from shared.protocol import (
 )
 from tests import waiting
 from tests.processes import Processes
+
+from .cli_runner import CliRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.db import Database, StoredDocument, Stream, TrainingSession, open_database
@@ -35,6 +34,7 @@ from shared.errors import ProtocolError
 from shared.protocol import CommittedCommand, Topics, parse_command
 from shared.sessionfile import read_sessions
 
+from .cli_runner import CliRunner
 from .conftest import temporary_postgres
 from .processes import Processes
 from .waiting import wait_until

@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from agent import cli as agent_cli
 from controller.cli import app as labctl_app
 from shared.broker_url import redact_url
+
+from .cli_runner import CliRunner
 
 SECRET = "hunter2secret"
 

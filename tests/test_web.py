@@ -24,13 +24,13 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
 from controller.db import open_database
 from controller.demo.broker import find_free_port
 from shared.protocol import Status, Topics
 
+from .cli_runner import CliRunner
 from .conftest import REPO
 from .mqttclient import MqttClient
 from .waiting import wait_until

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
 from controller.db import open_database
@@ -22,6 +21,8 @@ from controller.husbandry.boxes import add_box
 from shared.analysis.table import TABLE_COLUMNS
 from shared.errors import ConfigError
 from shared.protocol import Topics
+
+from .cli_runner import CliRunner
 
 pytest.importorskip("starlette", reason="the web extra is not installed")
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
 from controller.db import open_database
@@ -29,6 +28,7 @@ from controller.web.streams import StreamLimiter, make_room
 from shared.broker_url import broker_settings
 from shared.protocol import Topics
 
+from .cli_runner import CliRunner
 from .waiting import wait_until
 from .weblab import TIMEOUT, WebLab
 

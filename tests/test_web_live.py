@@ -178,9 +178,9 @@ def test_the_demo_prints_the_dashboards_url_and_serves_it_while_the_lab_runs(
 def test_a_start_from_the_page_passes_labctls_weight_gate(
     tmp_path: Path, broker_url: str, topic_prefix: str
 ) -> None:
-    from typer.testing import CliRunner
-
     from controller.cli import app as labctl_app
+
+    from .cli_runner import CliRunner
 
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
     env = {"LABCTL_DB": db_url, "LABCTL_BROKER": broker_url, "LABCTL_PREFIX": topic_prefix}

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from typer.testing import CliRunner
 
 from controller.cli import app as labctl_app
 from shared.protocol import Status, Topics, encode
 
+from .cli_runner import CliRunner
 from .mqttclient import MqttClient
 from .processes import Processes
 from .waiting import wait_until
