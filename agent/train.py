@@ -9,11 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
-import select
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from agent.api import Mouse
@@ -45,6 +41,7 @@ from shared.documents import (
 from shared.errors import ConfigError
 from shared.ids import check_mouse_id
 from shared.outcomes import outcome_name
+from shared.prompt import read_line
 from shared.sessionfile import mouse_file_path
 
 log = logging.getLogger("labagent")
@@ -148,50 +145,10 @@ def ask_notes() -> str:
     The session is over and not yet saved: leaving the prompt must never lose it.
     """
     try:
-        return _read_line("Notes for this session: ")
+        return read_line("Notes for this session: ")
     except (EOFError, KeyboardInterrupt):
         print("\nno notes; saving the session")
         return ""
-
-
-def _read_line(prompt: str) -> str:
-    """``input(prompt)`` that a Ctrl-C always interrupts.
-
-    ``input()`` can miss a Ctrl-C: Python's SIGINT handler only sets a flag and the
-    KeyboardInterrupt is raised once the blocking read returns, so a signal that lands
-    after the prompt is written but before the read starts leaves it waiting for a line
-    that never comes. With :func:`signal.set_wakeup_fd` the signal also writes a byte to
-    a pipe that ``select`` watches next to standard input, so it wakes up whenever the
-    signal came, and the pending handler raises KeyboardInterrupt right after.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return input(prompt)  # signals are only delivered to the main thread anyway
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_write, False)
-    previous = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
-    # The session's own Ctrl-C handler is gone by now; whatever SIGINT's disposition was
-    # before the session (a parent may have left it ignored, as the session's handler
-    # overrode), Ctrl-C at this prompt means "no notes", as the docstring of ask_notes says.
-    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        sys.stdout.write(prompt)
-        sys.stdout.flush()
-        while True:
-            # A timeout, so that a signal whose wake-up byte went to another thread's
-            # select is still noticed: the pending handler runs between bytecodes.
-            ready, _, _ = select.select([sys.stdin, wake_read], [], [], 0.2)
-            if wake_read in ready:
-                os.read(wake_read, 64)  # the handler of the signal runs before the next line
-            if sys.stdin in ready:
-                line = sys.stdin.readline()
-                if not line:
-                    raise EOFError
-                return line.rstrip("\n")
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        signal.set_wakeup_fd(previous)
-        os.close(wake_read)
-        os.close(wake_write)
 
 
 class TrialLogger(DocumentRouter[None]):

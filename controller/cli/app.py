@@ -370,6 +370,38 @@ def warn(message: str) -> None:
     typer.echo(f"labctl: warning: {message}", err=True)
 
 
+def confirm(question: str) -> bool:
+    """Yes or no from the person at the terminal, no by default; asked until answered."""
+    while True:
+        answer = _ask(f"{question} [y/N]: ").strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+        warn(f"answer y or n, not {answer!r}")
+
+
+def ask_number(question: str) -> float:
+    """A number from the person at the terminal; asked again until it is one."""
+    while True:
+        answer = _ask(f"{question}: ")
+        try:
+            return float(answer)
+        except ValueError:
+            warn(f"{answer.strip()!r} is not a number")
+
+
+def _ask(prompt: str) -> str:
+    # Not typer.prompt: its input() can miss a Ctrl-C that lands just as the prompt is
+    # written, and then waits for a line nobody types (shared.prompt says how).
+    from shared.prompt import read_line
+
+    try:
+        return read_line(prompt)
+    except EOFError:
+        raise typer.Abort() from None  # Ctrl-D: "Aborted!" and exit 1, as click's prompts
+
+
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 

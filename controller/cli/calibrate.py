@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from controller.cli.app import app, fail, print_json, say, state_of, warn, when
+from controller.cli.app import app, ask_number, fail, print_json, say, state_of, warn, when
 from controller.cli.husbandry import By, Note, who
 
 
@@ -88,7 +88,7 @@ def calibrate(
         seen = "" if run.openings_seen is None else f" (the box counted {run.openings_seen})"
         say(f"box {box}: dispensed {count} x {duration_ms} ms{seen}")
     if total_mg is None and total_ul is None:
-        total_mg = typer.prompt(f"weighed total of the {count} openings in mg", type=float)
+        total_mg = ask_number(f"weighed total of the {count} openings in mg")
     unit, total = ("mg", total_mg) if total_mg is not None else ("ul", total_ul)
     assert total is not None
     with db.session() as tx:

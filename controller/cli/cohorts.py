@@ -9,6 +9,7 @@ import typer
 
 from controller.cli.app import (
     LabctlGroup,
+    confirm,
     print_json,
     say,
     state_of,
@@ -35,7 +36,7 @@ def _may_create(ctx: typer.Context, mice: list[str], create: bool) -> bool:
         unknown = unknown_mice(tx, mice)
     if not unknown or not (sys.stdin.isatty() and sys.stdout.isatty()):
         return False  # nothing to ask, or nobody to ask: unknown mice are refused
-    return typer.confirm(f"{', '.join(unknown)} not in the lab yet: create them?", default=False)
+    return confirm(f"{', '.join(unknown)} not in the lab yet: create them?")
 
 
 class _CohortChange(Protocol):

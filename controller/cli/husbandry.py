@@ -13,7 +13,17 @@ from typing import Annotated
 
 import typer
 
-from controller.cli.app import LabctlGroup, app, fail, print_json, say, state_of, warn, when
+from controller.cli.app import (
+    LabctlGroup,
+    app,
+    confirm,
+    fail,
+    print_json,
+    say,
+    state_of,
+    warn,
+    when,
+)
 from controller.cli.mice import mouse_app
 
 lab_app = typer.Typer(
@@ -104,7 +114,7 @@ def water(
     if question is not None and not force:
         if not sys.stdin.isatty():
             fail(f"{question}; give --force if it is right")
-        if not typer.confirm(f"{question} Store it?", default=False):
+        if not confirm(f"{question} Store it?"):
             fail("nothing stored")
     with state_of(ctx).db().session() as tx:
         said = entry.water(
