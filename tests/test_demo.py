@@ -346,3 +346,38 @@ def test_a_demo_still_running_in_the_folder_is_an_error_and_its_files_are_kept(
         "stop it (Ctrl-C in its terminal) or give another --dir\n"
     )
     assert sorted(p.name for p in lab_dir.iterdir()) == ["processes.json", "rigs"]
+
+
+def test_a_dashboard_that_lost_its_port_is_started_on_another_and_the_demo_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Two demos starting at once both found 8080 free; the second's ``labctl web`` could
+    not listen and the demo failed ("web exited with 2", 2 runs in 5 of the real-process
+    suites). Now the dashboard moves to another port, once."""
+    import io
+
+    from controller.demo.broker import LOOPBACK, wait_for_port
+    from controller.demo.lab import DemoError, DemoLab
+
+    out = io.StringIO()
+    lab = DemoLab(directory=tmp_path / "lab", rigs=1, out=out)
+    try:
+        lab.start_services(time_scale=60, seed=1)  # broker, collector, web, one rig
+        web = lab.processes["web"]
+        web.kill()  # losing the race looks like this: exited, and said why in its log
+        web.wait()
+        log = lab.directory / "logs" / "web.log"
+        with log.open("a") as file:
+            file.write("labctl: error: cannot listen on 127.0.0.1:8080: Address already in use\n")
+        lab.check_alive()  # no DemoError
+        moved = out.getvalue().splitlines()[-1]
+        assert moved.startswith("dashboard: its port was taken meanwhile; now http://"), moved
+        port = int(moved.rsplit(":", 1)[1].strip("/"))
+        assert lab.processes["web"] is not web
+        assert wait_for_port(LOOPBACK, port, timeout=60), log.read_text()
+        lab.processes["web"].kill()  # a second death is a failure, as any other child's
+        lab.processes["web"].wait()
+        with pytest.raises(DemoError, match="web exited"):
+            lab.check_alive()
+    finally:
+        lab.stop_all()

@@ -40,6 +40,15 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def _lost_its_port(log: Path) -> bool:
+    """Whether ``labctl web`` logged that it could not listen: its port was taken."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "cannot listen on" in text and "in use" in text
+
+
 #: After SIGTERM, how long the children get before SIGKILL.
 STOP_GRACE_S = 15.0
 #: In the demo's directory: the pid (and argv) of every process it started, and the broker's port.
@@ -118,6 +127,8 @@ class DemoLab:
     started: bool = False
     #: Use the embedded amqtt broker even where a mosquitto binary is installed.
     embedded_broker: bool = False
+    #: The dashboard lost its port to another process and was started on another one.
+    web_moved: bool = False
 
     @property
     def db_url(self) -> str:
@@ -260,9 +271,19 @@ class DemoLab:
         self.say(f"dashboard: http://127.0.0.1:{port}/ (labctl web, read-only)")
 
     def check_alive(self) -> None:
-        for name, process in self.processes.items():
+        for name, process in list(self.processes.items()):
             if process.poll() is not None:
                 log = self.directory / "logs" / f"{name}.log"
+                if name == "web" and not self.web_moved and _lost_its_port(log):
+                    self.web_moved = True  # once: a later death is a failure, as any other
+                    # Free when looked at, taken before labctl web bound it (another demo
+                    # or dashboard starting at the same moment): the lab goes on elsewhere.
+                    port = find_free_port()
+                    self.spawn("web", self.labctl_argv("web", "--port", str(port)))
+                    self.say(
+                        f"dashboard: its port was taken meanwhile; now http://127.0.0.1:{port}/"
+                    )
+                    continue
                 raise DemoError(f"{name} exited with {process.returncode}; see {log}")
 
     def box_states(self) -> dict[str, str]:
