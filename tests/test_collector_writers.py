@@ -100,6 +100,26 @@ def test_a_stopped_pool_does_not_wait_on_a_full_writer() -> None:
         pool.join(TIMEOUT)
 
 
+def test_a_writer_that_fails_stops_the_others() -> None:
+    """As a lone writer's error ends the collector: no writer is left dead while the
+    dispatching thread waits on its full queue for ever."""
+    topics = Topics("t")
+    stopping = threading.Event()
+
+    def store(batch: list[Received], behind: bool) -> None:
+        raise KeyError("a bug")
+
+    pool = WriterPool(2, store, stopping, batch_size=10)
+    pool.start()
+    try:
+        assert pool.put([_message(topics, "1", 1)], behind=False)
+        assert stopping.wait(TIMEOUT), "the failed writer did not stop the pool"
+    finally:
+        stopping.set()
+        pool.join(TIMEOUT)
+    assert isinstance(pool.failed, KeyError)
+
+
 def test_postgresql_gets_two_writers_and_sqlite_one(db: Database) -> None:
     assert default_writers(db) == (2 if db.dialect == "postgresql" else 1)
 

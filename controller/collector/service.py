@@ -308,6 +308,8 @@ class Collector:
             self.stopping.set()
             pool.join()
             upkeep.join()
+        if pool.failed is not None:
+            raise RuntimeError("a writer thread failed") from pool.failed
 
     def _upkeep_loop(self) -> None:
         """Whole sessions rebuilt as they become whole, and the tick, until stopped. While

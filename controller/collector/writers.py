@@ -20,11 +20,14 @@ waits, and with it the transport's inbox, so the broker holds the rest.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 
 from controller.transport import Received
+
+log = logging.getLogger("labctl.collector")
 
 #: How long a blocked hand-over waits before it looks at ``stopping`` again.
 _POLL_S = 0.2
@@ -50,7 +53,7 @@ class WriterPool:
         stopping: threading.Event,
         *,
         batch_size: int,
-        depth: int = 4,
+        depth: int = 8,
     ) -> None:
         if count < 1:
             raise ValueError(f"writers must be at least 1, not {count}")
@@ -61,6 +64,8 @@ class WriterPool:
         self._queues: list[queue.Queue[tuple[list[Received], bool]]] = [
             queue.Queue(maxsize=depth) for _ in range(count)
         ]
+        #: What ended a writer that failed (it sets ``stopping``: the collector stops).
+        self.failed: BaseException | None = None
         self._shards: dict[str, int] = {}
         self._boxes: dict[str, int] = {}
         self._threads = [
@@ -109,7 +114,16 @@ class WriterPool:
         return True
 
     def _run(self, n: int) -> None:
-        inbox = self._queues[n]
+        try:
+            self._write(self._queues[n])
+        except BaseException as exc:
+            # As a lone writer's error ends the collector, so does one writer's: the others
+            # stop, and what they held unacknowledged the broker delivers again.
+            log.exception("writer %d failed; stopping the collector", n)
+            self.failed = exc
+            self.stopping.set()
+
+    def _write(self, inbox: queue.Queue[tuple[list[Received], bool]]) -> None:
         while not self.stopping.is_set():
             try:
                 batch, behind = inbox.get(timeout=_POLL_S)
