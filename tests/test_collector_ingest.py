@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, text
 
+from controller.collector.assembly import SESSIONS
 from controller.collector.ingest import Incoming, Ingest, IngestSettings, RigCommand
 from controller.db import (
     Box,
@@ -538,7 +539,7 @@ def test_a_cohort_starting_together_is_stored_in_three_statements(lab: Harness) 
     with lab.db.engine.begin() as conn:  # a mouse already known, with a later session
         ensure_mouse(conn, "M0", lab.clock())
         conn.execute(
-            TrainingSession.__table__.insert(),
+            SESSIONS.insert(),
             [{"session_id": "old", "mouse_id": "M0", "box": "9", "origin": "recorded",
               "complete": True, "position": T0 + 50, "start_time": T0 + 50,
               "trial_count": 0, "reward_count": 0, "created_at": lab.clock()}],
@@ -561,7 +562,7 @@ def test_a_cohort_starting_together_is_stored_in_three_statements(lab: Harness) 
     rows = [lab.session_row(docs[0].session_id) for docs in sessions]
     assert [row.mouse_id for row in rows] == ["M0", "M0"] + [f"M{n}" for n in range(2, 8)]
     assert all(row.position == T0 for row in rows[2:])
-    ordered = sorted(rows[:2], key=lambda row: row.session_id)
+    ordered = sorted(rows[:2], key=lambda row: str(row.session_id))
     assert T0 + 50 <= ordered[0].position <= ordered[1].position
     with lab.db.reader() as session:
         assert session.scalar(select(func.count()).select_from(Mouse)) == 7  # M0 and M2-M7
