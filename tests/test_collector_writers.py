@@ -171,3 +171,19 @@ def test_a_collector_needs_a_writer(
 ) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Collector(db, broker, topics=topics, writers=writers)
+
+
+def test_a_failing_upkeep_thread_stops_the_collector(
+    db: Database, broker: BrokerSettings, topics: Topics
+) -> None:
+    """A bug in rebuilding sessions or in the tick ends the collector, as it does a lone
+    writer's loop, rather than leave it storing documents no session is completed from."""
+    collector = Collector(db, broker, topics=topics, tick_interval=0.05, writers=2)
+
+    def broken(completions: int | None = None) -> None:
+        raise KeyError("a bug")
+
+    collector.ingest.tick = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="upkeep") as raised:
+        collector.run()
+    assert isinstance(raised.value.__cause__, KeyError)

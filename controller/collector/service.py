@@ -126,6 +126,7 @@ class Collector:
         #: and whether the last batch taken off the queue was full.
         self._whole = threading.Event()
         self._lagging = False
+        self._upkeep_failed: BaseException | None = None
         self.queue: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -310,21 +311,30 @@ class Collector:
             upkeep.join()
         if pool.failed is not None:
             raise RuntimeError("a writer thread failed") from pool.failed
+        if self._upkeep_failed is not None:
+            raise RuntimeError("the upkeep thread failed") from self._upkeep_failed
 
     def _upkeep_loop(self) -> None:
         """Whole sessions rebuilt as they become whole, and the tick, until stopped. While
         the writers are behind, one session at a time and the tick less often, as a lone
         writer does (see :meth:`_write_loop`): they share the machine's cores."""
         last_tick = time.monotonic()
-        while not self.stopping.is_set():
-            self._whole.wait(self.tick_interval)
-            self._whole.clear()
-            behind = self._lagging
-            self._complete_sessions(BEHIND_COMPLETIONS if behind else None)
-            interval = self.tick_interval * (BEHIND_TICK_FACTOR if behind else 1)
-            if time.monotonic() - last_tick >= interval:
-                last_tick = time.monotonic()
-                self._tick(0)  # completions: just done
+        try:
+            while not self.stopping.is_set():
+                self._whole.wait(self.tick_interval)
+                self._whole.clear()
+                behind = self._lagging
+                self._complete_sessions(BEHIND_COMPLETIONS if behind else None)
+                interval = self.tick_interval * (BEHIND_TICK_FACTOR if behind else 1)
+                if time.monotonic() - last_tick >= interval:
+                    last_tick = time.monotonic()
+                    self._tick(0)  # completions: just done
+        except BaseException as exc:
+            # As the lone writer's loop would, a bug here ends the collector rather than
+            # leaving it storing documents that no session is ever completed from.
+            log.exception("the collector's upkeep thread failed; stopping")
+            self._upkeep_failed = exc
+            self.stopping.set()
 
     def _tick(self, completions: int | None = None) -> None:
         try:
