@@ -14,9 +14,23 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select, text
 
+from controller.collector.assembly import SESSIONS
 from controller.collector.ingest import Incoming, Ingest, IngestSettings, RigCommand
-from controller.db import Box, Database, DeadLetter, StoredDocument, TrainingSession, Trial
-from controller.store import TRIAL_COLUMNS, complete_session_texts, trial_row_tuples
+from controller.db import (
+    Box,
+    Database,
+    DeadLetter,
+    Mouse,
+    StoredDocument,
+    TrainingSession,
+    Trial,
+)
+from controller.store import (
+    TRIAL_COLUMNS,
+    complete_session_texts,
+    ensure_mouse,
+    trial_row_tuples,
+)
 from shared.documents import Document, dump_document
 from shared.protocol import (
     CommittedCommand,
@@ -27,7 +41,7 @@ from shared.protocol import (
     encode,
     status_or_none,
 )
-from tests.fakes import session_dict, synthetic_session
+from tests.fakes import T0, session_dict, synthetic_session
 
 TOPICS = Topics("lab")
 SETTINGS = IngestSettings(
@@ -508,6 +522,50 @@ def test_a_batch_writes_its_boxes_in_one_statement_in_box_order(lab: Harness) ->
     assert updates == [["3", "5"]]
     assert lab.box("3").state == lab.box("5").state == "running"
     assert lab.box("5").last_seen == lab.clock.now
+
+
+def test_a_cohort_starting_together_is_stored_in_three_statements(lab: Harness) -> None:
+    """A cohort's sessions start in one batch: three statements each, one after the other,
+    were up to a third of a batch's time on PostgreSQL (more with two writers)."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        if words[:3] == ["INSERT", "INTO", "mice"] or words[:3] == ["INSERT", "INTO", "sessions"]:
+            statements.append(" ".join(words[:3]))
+        elif "max(sessions.position)" in statement:
+            statements.append("SELECT max(position)")
+
+    with lab.db.engine.begin() as conn:  # a mouse already known, with a later session
+        ensure_mouse(conn, "M0", lab.clock())
+        conn.execute(
+            SESSIONS.insert(),
+            [{"session_id": "old", "mouse_id": "M0", "box": "9", "origin": "recorded",
+              "complete": True, "position": T0 + 50, "start_time": T0 + 50,
+              "trial_count": 0, "reward_count": 0, "created_at": lab.clock()}],
+        )  # fmt: skip
+    # Eight boxes, two of them training M0, whose sessions go after the stored one.
+    sessions = [
+        synthetic_session(mouse="M0" if n < 2 else f"M{n}", box=str(n), trials=1, seed=n)
+        for n in range(8)
+    ]
+    event.listen(lab.db.ingest_engine, "before_cursor_execute", record)
+    try:
+        lab.handle(*[lab.docs(docs[:2], box=str(n)) for n, docs in enumerate(sessions)])
+    finally:
+        event.remove(lab.db.ingest_engine, "before_cursor_execute", record)
+    assert sorted(statements) == [
+        "INSERT INTO mice",
+        "INSERT INTO sessions",
+        "SELECT max(position)",
+    ]
+    rows = [lab.session_row(docs[0].session_id) for docs in sessions]
+    assert [row.mouse_id for row in rows] == ["M0", "M0"] + [f"M{n}" for n in range(2, 8)]
+    assert all(row.position == T0 for row in rows[2:])
+    ordered = sorted(rows[:2], key=lambda row: str(row.session_id))
+    assert T0 + 50 <= ordered[0].position <= ordered[1].position
+    with lab.db.reader() as session:
+        assert session.scalar(select(func.count()).select_from(Mouse)) == 7  # M0 and M2-M7
 
 
 def test_the_tick_parses_a_box_s_status_only_when_it_changed(

@@ -48,6 +48,19 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    writers: Annotated[
+        int | None,
+        typer.Option(
+            "--writers",
+            envvar="LABCTL_WRITERS",
+            metavar="N",
+            min=1,
+            max=16,
+            help="threads storing the rigs' messages, each box's on one of them (default: 2 "
+            "on PostgreSQL, 1 on SQLite, which has one writer at a time)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The collector: store every rig's documents and status until SIGTERM or Ctrl-C."""
     from controller.collector.ingest import IngestSettings
@@ -74,6 +87,7 @@ def serve(
         client_id=client_id,
         group=group,
         settings=IngestSettings(heartbeat_timeout=heartbeat_timeout),
+        writers=writers,
     )
     try:
         collector.claim()

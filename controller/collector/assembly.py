@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql
 
 from controller.collector.decode import IngestSettings, dead_letter
 from controller.models import StoredDocument, Stream, TrainingSession
-from controller.store import ensure_mouse, insert_ignore
+from controller.store import MICE, insert_ignore
 from shared.documents import (
     Document,
     Reward,
@@ -179,6 +179,7 @@ class Assembly:
         accepted: list[tuple[Document, str, float]] = []
         replayed: set[str] = set()
         opened: set[str] = set()
+        starting: list[SessionStart] = []
         for sid in sorted(by_session):
             stream = streams[sid]
             top = stream["max_seq"]
@@ -193,10 +194,12 @@ class Assembly:
                     )
                     continue
                 if isinstance(doc, SessionStart) and stream["box"] is None:
-                    self._open(conn, stream, doc, now, dead)
+                    if self._open(conn, stream, doc, dead):
+                        starting.append(doc)
                     opened.add(sid)
                 top = max(top, doc.seq)
                 accepted.append((doc, body, received_at))
+        self._start(conn, starting, now)
         new = self._insert(conn, accepted)
         self._count(conn, streams, new, opened, now)
         whole = any(
@@ -236,10 +239,10 @@ class Assembly:
         conn: Connection,
         stream: dict[str, Any],
         doc: SessionStart,
-        now: float,
         dead: list[dict[str, Any]],
-    ) -> None:
-        """The session_start binds the session to its box: documents of others go out."""
+    ) -> bool:
+        """The session_start binds the session to its box: documents of others go out.
+        True if its session row is to be stored (:meth:`_start`): its mouse id is valid."""
         sid = stream["session_id"]
         stream["box"] = stream["asked_box"] = doc.box
         # The locked stream counts what is stored of it: nothing, and there is no stray (the
@@ -269,21 +272,44 @@ class Assembly:
         except InvalidIdError as exc:
             stream["problem"] = f"session_start: {exc}"
             log.error("session %s cannot be stored: %s", sid, exc)
+            return False
+        return True
+
+    def _start(self, conn: Connection, starts: list[SessionStart], now: float) -> None:
+        """The session rows of a batch's new sessions, and their new mice: three statements
+        for all of them (a cohort starts together; a few statements each, one after the
+        other, were up to a third of a batch's time on PostgreSQL)."""
+        if not starts:
             return
-        if ensure_mouse(conn, doc.mouse, now):
-            log.info("new mouse %s (from box %s)", doc.mouse, doc.box)
-        # Training order never rests on a rig's clock alone: a box whose clock is behind
-        # places a new session after the mouse's latest stored one, not before it.
-        latest = conn.execute(
-            select(func.max(SESSIONS.c.position)).where(SESSIONS.c.mouse_id == doc.mouse)
-        ).scalar()
-        position = doc.t if latest is None else max(doc.t, latest)
-        insert_ignore(
+        mice = sorted({doc.mouse for doc in starts})  # in order: no two writers cross
+        created = insert_ignore(
             conn,
-            SESSIONS,
-            [
+            MICE,
+            [{"id": mouse, "created_at": now, "notes": ""} for mouse in mice],
+            index_elements=["id"],
+            returning=[MICE.c.id],
+        )
+        boxes = {doc.mouse: doc.box for doc in starts}
+        for (mouse,) in sorted(created):
+            log.info("new mouse %s (from box %s)", mouse, boxes[mouse])
+        # Training order never rests on a rig's clock alone: a box whose clock is behind
+        # places a new session after the mouse's latest stored one, not before it (nor
+        # before one this batch starts earlier).
+        latest: dict[str, float] = dict(
+            conn.execute(
+                select(SESSIONS.c.mouse_id, func.max(SESSIONS.c.position))
+                .where(SESSIONS.c.mouse_id.in_(mice))
+                .group_by(SESSIONS.c.mouse_id)
+            ).all()
+        )
+        rows = []
+        for doc in starts:
+            before = latest.get(doc.mouse)
+            position = doc.t if before is None else max(doc.t, before)
+            latest[doc.mouse] = position
+            rows.append(
                 {
-                    "session_id": sid,
+                    "session_id": doc.session_id,
                     "mouse_id": doc.mouse,
                     "box": doc.box,
                     "origin": "recorded",
@@ -294,10 +320,10 @@ class Assembly:
                     "reward_count": 0,
                     "created_at": now,
                 }
-            ],
-            index_elements=["session_id"],
-        )
-        log.info("session %s of %s started on box %s", sid, doc.mouse, doc.box)
+            )
+        insert_ignore(conn, SESSIONS, rows, index_elements=["session_id"])
+        for doc in starts:
+            log.info("session %s of %s started on box %s", doc.session_id, doc.mouse, doc.box)
 
     def _recount(self, conn: Connection, stream: dict[str, Any]) -> None:
         sid = stream["session_id"]

@@ -20,6 +20,7 @@ temp database, a list as the sink and a clock they move.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -60,8 +61,9 @@ RECOMMIT_S = 2.0
 
 
 class Ingest:
-    """One collector's way into the database. Not thread-safe: the collector's writer
-    thread calls :meth:`handle`, :meth:`tick` and :meth:`complete_sessions`."""
+    """One collector's way into the database. :meth:`handle` may run on several threads at
+    once (the collector's writers, each with the messages of its own boxes); :meth:`tick`
+    and :meth:`complete_sessions` on one thread at a time."""
 
     def __init__(
         self,
@@ -88,11 +90,14 @@ class Ingest:
         self.completions_per_batch = completions_per_batch
         self.stored_documents = 0
         self.dead_letters = 0
+        #: Writers share the counts and the presence's judging state.
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ batches
 
-    def handle(self, batch: Sequence[Incoming], *, behind: bool = False) -> None:
-        """Store one batch in one transaction, then send the commands it calls for.
+    def handle(self, batch: Sequence[Incoming], *, behind: bool = False) -> bool:
+        """Store one batch in one transaction, then send the commands it calls for; returns
+        whether a session it stored into is now whole.
 
         ``behind``: more messages were waiting than this batch took (the caller's queue,
         or the broker's): no box is timed out until a batch comes that is not behind
@@ -107,25 +112,28 @@ class Ingest:
         decoded = self.decoder.decode(list(batch))
         try:
             with self.db.ingest_engine.begin() as conn:
-                outgoing, whole = self._store(conn, decoded, now)
+                outgoing, whole, new = self._store(conn, decoded, now)
         except SQLAlchemyError:
-            self.presence.suspend(now)
+            with self._lock:
+                self.presence.suspend(now)
             raise
-        if behind:
-            self.presence.suspend(now)
-        else:
-            self.presence.resume(self.clock())  # boxes get a full timeout from now
-        self.dead_letters += len(decoded.dead)
+        with self._lock:
+            if behind:
+                self.presence.suspend(now)
+            else:
+                self.presence.resume(self.clock())  # boxes get a full timeout from now
+            self.stored_documents += new
+            self.dead_letters += len(decoded.dead)
         self._send(outgoing)
         if whole and not behind:
             self.complete_sessions(self.completions_per_batch)
+        return whole
 
     def _store(
         self, conn: Connection, decoded: Decoded, now: float
-    ) -> tuple[list[tuple[str, RigCommand]], bool]:
+    ) -> tuple[list[tuple[str, RigCommand]], bool, int]:
         came_online = self.presence.store(conn, decoded, now)
         new, replayed, whole = self.assembly.store(conn, decoded.documents, now, decoded.dead)
-        self.stored_documents += new
         if decoded.dead:
             conn.execute(DEAD_LETTERS.insert(), decoded.dead)
         outgoing: list[tuple[str, RigCommand]] = []
@@ -147,7 +155,7 @@ class Ingest:
             if status.uncommitted:
                 listed.update(self.resender.list_unknown(conn, box, status.uncommitted, now))
         outgoing += commit_again(conn, listed, now, self.settings.commit_retry)
-        return outgoing, whole
+        return outgoing, whole, new
 
     def handle_unusable(self, message: Incoming, reason: str) -> None:
         """Keep a message the collector failed on as a dead letter, so it is not retried."""
@@ -156,7 +164,8 @@ class Ingest:
         )
         with self.db.ingest_engine.begin() as conn:
             conn.execute(DEAD_LETTERS.insert(), [row])
-        self.dead_letters += 1
+        with self._lock:
+            self.dead_letters += 1
 
     # ------------------------------------------------------------ periodic work
 

@@ -3,7 +3,11 @@
 Threads: the transport's (paho's) thread only puts each message on a queue.
 One writer thread takes messages off it in batches (up to ``batch_size``, or
 whatever is there when the queue runs dry), has the ingest store each batch
-in one transaction, and only then acknowledges the batch to the broker.
+in one transaction, and only then acknowledges the batch to the broker. With
+``writers`` > 1 (the default on PostgreSQL) that thread splits each batch by box
+onto as many writer threads (:mod:`controller.collector.writers`), and whole
+sessions are rebuilt, and the tick run, on a thread of their own, so neither
+holds up the documents.
 
 Nothing is lost to a crash: a lone collector connects with a persistent
 session (``clean_session=False``, its own fixed client id) and acknowledges a
@@ -50,6 +54,7 @@ from controller.collector.leases import (
     renew_lease,
     take_lease,
 )
+from controller.collector.writers import WriterPool
 from controller.db import Checkpointer, Database
 from controller.lab import database_identity
 from controller.transport import Received, Transport, Will
@@ -69,6 +74,13 @@ GC_THRESHOLDS = (20_000, 50, 50)
 #: and how many tick intervals pass between ticks.
 BEHIND_COMPLETIONS = 1
 BEHIND_TICK_FACTOR = 4
+#: Writer threads by default, per database kind. SQLite has one writer at a time anyway.
+DEFAULT_WRITERS = {"sqlite": 1, "postgresql": 2}
+
+
+def default_writers(db: Database) -> int:
+    """How many writer threads a collector on ``db`` runs unless told."""
+    return DEFAULT_WRITERS.get(db.dialect, 1)
 
 
 def subscriptions(topics: Topics, group: str | None) -> list[str]:
@@ -94,6 +106,7 @@ class Collector:
         on_batch: Callable[[int], None] | None = None,
         max_queued: int = 10_000,
         fast: bool | None = None,
+        writers: int | None = None,
     ) -> None:
         self.db = db
         self.broker = broker
@@ -106,6 +119,14 @@ class Collector:
         self.batch_size = batch_size or 500
         self.tick_interval = tick_interval
         self.on_batch = on_batch
+        self.writers = default_writers(db) if writers is None else writers
+        if self.writers < 1:
+            raise ValueError(f"writers must be at least 1, not {self.writers}")
+        #: Several writers: set when a session may have become whole (the upkeep thread's cue),
+        #: and whether the last batch taken off the queue was full.
+        self._whole = threading.Event()
+        self._lagging = False
+        self._upkeep_failed: BaseException | None = None
         self.queue: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,8 +137,13 @@ class Collector:
         self.lab_id = database_identity(db)
         # One whole session rebuilt per batch at most, so a cohort's sessions ending together
         # do not hold up the documents of the boxes still running.
+        # With several writers, none: the upkeep thread rebuilds them (see _upkeep_loop).
         self.ingest = Ingest(
-            db, self, topics=self.topics, settings=settings, completions_per_batch=1
+            db,
+            self,
+            topics=self.topics,
+            settings=settings,
+            completions_per_batch=1 if self.writers == 1 else 0,
         )
         self.presence_topic = self.topics.collector_status(self.client_id)
         # A broker holds back QoS 1 messages for a subscriber that has not acknowledged the
@@ -201,7 +227,10 @@ class Collector:
         gc.set_threshold(*GC_THRESHOLDS)
         self.transport.connect_in_background()
         try:
-            self._write_loop()
+            if self.writers == 1:
+                self._write_loop()
+            else:
+                self._dispatch_loop()
         finally:
             if self.transport.connected.is_set():
                 self.transport.publish(
@@ -261,6 +290,52 @@ class Collector:
                 last_tick = time.monotonic()
                 self._tick(BEHIND_COMPLETIONS if behind else None)
 
+    def _dispatch_loop(self) -> None:
+        """Several writers: batches split by box onto them; completions and the tick on a
+        thread of their own, on their own connection."""
+        pool = WriterPool(self.writers, self._store, self.stopping, batch_size=self.batch_size)
+        upkeep = threading.Thread(target=self._upkeep_loop, name="collector-upkeep", daemon=True)
+        pool.start()
+        upkeep.start()
+        try:
+            while not self.stopping.is_set():
+                batch = self._next_batch()
+                self._lagging = self._behind(batch)
+                if batch:
+                    self.transport.drained()
+                    if not pool.put(batch, self._lagging):
+                        break
+        finally:
+            self.stopping.set()
+            pool.join()
+            upkeep.join()
+        if pool.failed is not None:
+            raise RuntimeError("a writer thread failed") from pool.failed
+        if self._upkeep_failed is not None:
+            raise RuntimeError("the upkeep thread failed") from self._upkeep_failed
+
+    def _upkeep_loop(self) -> None:
+        """Whole sessions rebuilt as they become whole, and the tick, until stopped. While
+        the writers are behind, one session at a time and the tick less often, as a lone
+        writer does (see :meth:`_write_loop`): they share the machine's cores."""
+        last_tick = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                self._whole.wait(self.tick_interval)
+                self._whole.clear()
+                behind = self._lagging
+                self._complete_sessions(BEHIND_COMPLETIONS if behind else None)
+                interval = self.tick_interval * (BEHIND_TICK_FACTOR if behind else 1)
+                if time.monotonic() - last_tick >= interval:
+                    last_tick = time.monotonic()
+                    self._tick(0)  # completions: just done
+        except BaseException as exc:
+            # As the lone writer's loop would, a bug here ends the collector rather than
+            # leaving it storing documents that no session is ever completed from.
+            log.exception("the collector's upkeep thread failed; stopping")
+            self._upkeep_failed = exc
+            self.stopping.set()
+
     def _tick(self, completions: int | None = None) -> None:
         try:
             self.ingest.tick(completions)
@@ -295,13 +370,16 @@ class Collector:
         """A full batch: more messages were waiting (see :meth:`_write_loop`)."""
         return len(batch) >= self.batch_size
 
-    def _store(self, batch: list[Received]) -> None:
+    def _store(self, batch: list[Received], behind: bool | None = None) -> None:
+        """Store ``batch`` (retrying while the database refuses it), then acknowledge it."""
         self.transport.drained()
         messages = [Incoming(m.topic, m.payload, m.received_at, m.retained) for m in batch]
-        behind = self._behind(batch)
+        if behind is None:
+            behind = self._behind(batch)
         while True:
             try:
-                self.ingest.handle(messages, behind=behind)
+                if self.ingest.handle(messages, behind=behind):
+                    self._whole.set()
                 break
             except SQLAlchemyError as exc:
                 log.error(
