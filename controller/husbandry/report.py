@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,18 +316,28 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _float_cell(value: float) -> str:
+    return f"{value:g}"
+
+
+#: :func:`_cell` by the value's exact type: a year's CSV has ~580,000 cells.
+_CELLS: dict[type, Callable[[Any], str]] = {
+    str: str, int: str, float: _float_cell, type(None): _cell, bool: _cell, list: _cell,
+}  # fmt: skip
+
+
 def format_report(rows: Sequence[DayRow], fmt: str, header: Iterable[str] = ()) -> str:
     """The rows as ``csv``, ``json`` or ``md`` (a Markdown table, with ``header`` lines)."""
-    records = [{k: d[k] for k in REPORT_COLUMNS} for d in (r.as_dict() for r in rows)]
-    if fmt == "json":
-        return json.dumps(records, indent=2)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(REPORT_COLUMNS)
-        for record in records:
-            writer.writerow([_cell(record[k]) for k in REPORT_COLUMNS])
+        columns, cell_of = operator.attrgetter(*REPORT_COLUMNS), _CELLS.get
+        writer.writerows([(cell_of(type(v)) or _cell)(v) for v in columns(row)] for row in rows)
         return buffer.getvalue().rstrip("\n")
+    records = [{k: d[k] for k in REPORT_COLUMNS} for d in (r.as_dict() for r in rows)]
+    if fmt == "json":
+        return json.dumps(records, indent=2)
     if fmt == "md":
         lines = [*header, "" if header else None]
         out = [line for line in lines if line is not None]
