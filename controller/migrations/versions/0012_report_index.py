@@ -2,7 +2,7 @@
 
 A stored session's row holds its text (several KB: in SQLite it runs over into
 overflow pages) before its figure columns, so reading a year's figures from the rows
-walks past every text: half of ``labctl report``'s time on SQLite.
+walks past every text: a quarter of ``labctl report``'s CPU time on SQLite.
 ``ix_sessions_start_figures`` holds the session's start time, then every column the
 report reads of it (:data:`controller.husbandry.book.WATER_SELECT`), and replaces
 ``ix_sessions_start_time``, whose queries it serves by the same first column.
