@@ -102,7 +102,7 @@ log = logging.getLogger("labctl.db")
 Transaction = Session
 
 #: The Alembic head this code expects; a test checks it against the migrations.
-SCHEMA_REVISION = "0011_report_speed"
+SCHEMA_REVISION = "0012_report_index"
 APP_NAME = "reachlab"
 DB_FILE = "reachlab.db"
 #: How long a SQLite writer waits for another writer's lock before giving up.

@@ -161,6 +161,15 @@ class CohortMember(Base):
     position: Mapped[int] = mapped_column(Integer)
 
 
+#: The columns of ``ix_sessions_start_figures``: a session's start time, then what
+#: controller.husbandry.book reads of it for ``labctl report``.
+SESSION_FIGURES_INDEX = (
+    "start_time", "mouse_id", "position", "id", "box", "date", "trial_count", "reward_count",
+    "left_rewards", "right_rewards", "first_reward_at", "last_reward_at", "reward_ul",
+    "left_reward_ms", "right_reward_ms",
+)  # fmt: skip
+
+
 class TrainingSession(Base):
     """One session of one mouse: recorded by a box, or imported from a per-mouse file.
 
@@ -175,7 +184,16 @@ class TrainingSession(Base):
         Index("ix_sessions_mouse_order", "mouse_id", "position", "id"),
         # The dashboard's Version of each mouse, from the index alone (migration 0010).
         Index("ix_sessions_mouse_version", "mouse_id", "complete", "completed_at"),
-        Index("ix_sessions_start_time", "start_time"),  # a day's sessions, of every mouse
+        # A span's sessions (by start time) with every column the report reads of them, so
+        # they are read from the index alone, never past the rows' texts (migration 0012).
+        Index("ix_sessions_start_figures", *SESSION_FIGURES_INDEX),
+        # The sessions still being collected (no text yet): a handful, found without a scan.
+        Index(
+            "ix_sessions_collecting",
+            "id",
+            sqlite_where=text("data IS NULL"),
+            postgresql_where=text("data IS NULL"),
+        ),
         Index("ix_sessions_date", "date"),
     )
 

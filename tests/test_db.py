@@ -53,6 +53,7 @@ def test_the_migration_history_is_one_clean_line_ending_at_the_expected_head() -
     revisions = list(script.walk_revisions())
     assert script.get_heads() == [SCHEMA_REVISION]
     assert [r.revision for r in revisions] == [
+        "0012_report_index",
         "0011_report_speed",
         "0010_web",
         "0009_box_registry",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, inspect, select, text, update
 
 from controller.db import (
     Database,
@@ -25,6 +25,7 @@ from controller.db import (
     create_database_engine,
     open_database,
 )
+from controller.husbandry.book import sessions_statement
 from controller.husbandry.boxes import add_box
 from controller.husbandry.calibration import record_calibration
 from controller.husbandry.figures import (
@@ -44,7 +45,7 @@ from controller.husbandry.weights import (
     weight_check,
 )
 from controller.lab import add_mouse, assign
-from controller.models import Trial
+from controller.models import SESSION_FIGURES_INDEX, Trial
 
 from .test_husbandry import at, reward_trial, session, store
 
@@ -169,6 +170,35 @@ def test_neither_view_reads_a_sessions_text_or_trials(db: Database) -> None:
         assert day_row(s, "M2", DAYS[1], settings).as_dict() != next(
             r for r in today[DAYS[1]] if r["mouse"] == "M2"
         )
+
+
+def test_the_report_reads_the_sessions_from_indexes_alone(db: Database) -> None:
+    """A session's text sits before its figures in its row (in SQLite, run over into
+    overflow pages): the span's sessions are read from ``ix_sessions_start_figures`` alone,
+    and those still being collected from ``ix_sessions_collecting`` (migration 0012)."""
+    fill(db)
+    with db.engine.connect() as conn:
+        indexes = {i["name"]: i for i in inspect(conn).get_indexes("sessions")}
+        if conn.dialect.name != "sqlite":  # PostgreSQL's plan depends on the table's size
+            assert tuple(indexes["ix_sessions_start_figures"]["column_names"]) == (
+                SESSION_FIGURES_INDEX
+            )
+            assert "ix_sessions_collecting" in indexes
+            return
+        for stmt, index in (
+            (sessions_statement(0.0, 1e10, DAYS[0], DAYS[-1]), "ix_sessions_start_figures"),
+            (
+                select(TrainingSession.id).where(TrainingSession.data.is_(None)),
+                "ix_sessions_collecting",
+            ),
+        ):
+            compiled = stmt.compile(dialect=conn.dialect)
+            params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", params).all()
+            reads = [step[-1] for step in plan if step[-1].startswith(("SEARCH", "SCAN"))]
+            assert reads and all(index in step for step in reads), plan
+            if index == "ix_sessions_start_figures":
+                assert all("COVERING INDEX" in step for step in reads), plan
 
 
 def test_migrations_0007_and_0011_fill_the_figures_of_sessions_stored_before_them(

@@ -15,11 +15,12 @@ import bisect
 import contextlib
 import gc
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
 from controller.db import Transaction
 from controller.husbandry import figures
@@ -34,7 +35,12 @@ from controller.husbandry.models import (
     WeightOverride,
 )
 from controller.husbandry.settings import KEYS, LabSettings, parse_setting
-from controller.husbandry.water import Earned, earned_in_session, earned_of_figures, provisional
+from controller.husbandry.water import (
+    Earned,
+    add_earned_of_figures,
+    earned_in_session,
+    provisional,
+)
 from controller.husbandry.weights import RESTRICTION_ENDED, grace_day, restriction_began
 from controller.models import TrainingSession
 
@@ -50,7 +56,7 @@ class SessionFigures(NamedTuple):
     box: str | None
     start_time: float | None
     date: str | None
-    collecting: bool
+    position: float
     trial_count: int
     reward_count: int
     left_rewards: int
@@ -71,15 +77,43 @@ class SessionFigures(NamedTuple):
     first_touch_left: bool | None = None
     first_touch_incorrect: bool | None = None
     last_touch_incorrect: bool = False
+    #: Still being collected: no text yet (set from ``ix_sessions_collecting``).
+    collecting: bool = False
 
 
-#: The columns of :class:`SessionFigures`, in order: the water's, then the training's.
+#: The columns of :class:`SessionFigures`, in order: the water's (all in the index
+#: ``ix_sessions_start_figures``, so the report reads no session row), then the training's.
 WATER_SELECT = (
-    S.id, S.mouse_id, S.box, S.start_time, S.date, S.data.is_(None), S.trial_count,
-    S.reward_count, S.left_rewards, S.right_rewards, S.first_reward_at, S.last_reward_at,
-    S.reward_ul, S.left_reward_ms, S.right_reward_ms,
+    S.id, S.mouse_id, S.box, S.start_time, S.date, S.position, S.trial_count, S.reward_count,
+    S.left_rewards, S.right_rewards, S.first_reward_at, S.last_reward_at, S.reward_ul,
+    S.left_reward_ms, S.right_reward_ms,
 )  # fmt: skip
 TRAINING_SELECT = tuple(S.__table__.c[name] for name in figures.TRAINING_COLUMNS)
+
+
+def sessions_statement(
+    start: float, end: float, first: str, last: str, *, training: bool = False
+) -> Select[Any]:
+    """The sessions that started from ``start`` to ``end`` (or, without a start time, are
+    dated ``first`` to ``last``), as :class:`SessionFigures` values, in no set order (the
+    book puts each day's in export order: sorting a year's in SQL costs more).
+    Only the columns asked for, as plain rows: a year is ~70,000 sessions, and each value
+    fetched costs more than anything the day rows then do with it."""
+    columns = WATER_SELECT + TRAINING_SELECT if training else WATER_SELECT
+    return select(*columns).where(
+        or_(
+            and_(S.start_time >= start, S.start_time < end),
+            and_(S.start_time.is_(None), S.date >= first, S.date <= last),
+        )
+    )
+
+
+class Slot(NamedTuple):
+    """A mouse's place in the schedule (its first cohort's entry), as plain values."""
+
+    cohort_name: str
+    shift: int
+    box_id: str
 
 
 class Weighed(NamedTuple):
@@ -103,6 +137,10 @@ def no_collection() -> Iterator[None]:
             gc.enable()
 
 
+#: The order sessions are exported and their water added up in.
+_export_order = operator.attrgetter("position", "pk")
+
+
 class RecordBook:
     """Every record the day rows from ``first`` to ``last`` read, grouped per mouse and day."""
 
@@ -116,25 +154,33 @@ class RecordBook:
         for b in tx.scalars(select(Baseline).order_by(Baseline.set_at, Baseline.id)):
             self.baselines[b.mouse_id].append(b)
         self._baseline_times = {m: [b.set_at for b in rows] for m, rows in self.baselines.items()}
+        # Each baseline's grams as a plain number (None: the end of a restriction): every
+        # row of the report asks for one, and an ORM attribute costs more than the rest.
+        self._baseline_grams = {
+            m: [None if b.method == RESTRICTION_ENDED else b.grams for b in rows]
+            for m, rows in self.baselines.items()
+        }
+        conn = tx.connection()
+        day_of, starts, days = bisect.bisect_right, self.starts, self.days  # day_in_span, inline
         self.weighings: dict[tuple[str, str], Weighed] = {}
-        for mouse, grams, weighed_at in tx.connection().execute(
+        for mouse, grams, weighed_at in conn.execute(
             select(Weighing.mouse_id, Weighing.grams, Weighing.weighed_at)
             .where(Weighing.weighed_at >= start, Weighing.weighed_at < end)
             .where(Weighing.voided_at.is_(None))
             .order_by(Weighing.weighed_at, Weighing.id)
-        ):
-            day = self.day_in_span(weighed_at)
+        ).all():
+            day = days[day_of(starts, weighed_at) - 1]
             self.weighings[(mouse, day)] = Weighed(grams, weighed_at)  # the day's last
         self.given: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-        for mouse, given_at, kind, ul in tx.connection().execute(
+        for mouse, given_at, kind, ul in conn.execute(
             select(
                 WaterGiven.mouse_id, WaterGiven.given_at, WaterGiven.kind, WaterGiven.microliters
             )
             .where(WaterGiven.given_at >= start, WaterGiven.given_at < end)
             .where(WaterGiven.voided_at.is_(None))
             .order_by(WaterGiven.given_at, WaterGiven.id)
-        ):
-            kinds = self.given[(mouse, self.day_in_span(given_at))]
+        ).all():
+            kinds = self.given[(mouse, days[day_of(starts, given_at) - 1])]
             kinds[kind] = kinds.get(kind, 0.0) + ul
         self.overrides: dict[tuple[str, str], list[WeightOverride]] = defaultdict(list)
         for o in tx.scalars(
@@ -151,13 +197,13 @@ class RecordBook:
         self.settings_rows = list(
             tx.scalars(select(LabSetting).order_by(LabSetting.set_at, LabSetting.id))
         )
-        slots: dict[str, ScheduleEntry] = {}
+        slots: dict[str, Slot] = {}
         for e in tx.scalars(
             select(ScheduleEntry)
             .where(ScheduleEntry.valid_until.is_(None))
             .order_by(ScheduleEntry.cohort_name)
         ):
-            slots.setdefault(e.mouse_id, e)  # the first cohort's, as slot_of
+            slots.setdefault(e.mouse_id, Slot(e.cohort_name, e.shift, e.box_id))  # as slot_of
         self.slots = slots
         self.timelines: dict[str, Timeline] = {}
         by_box: dict[str, list[Any]] = defaultdict(list)
@@ -168,46 +214,41 @@ class RecordBook:
     def _read_sessions(
         self, start: float, end: float, first: str, last: str, training: bool
     ) -> None:
-        # Only the columns asked for, as plain rows: a year is ~70,000 sessions, and each
-        # value fetched costs more than anything the day rows then do with it.
-        columns = WATER_SELECT + TRAINING_SELECT if training else WATER_SELECT
-        stmt = (
-            select(*columns)
-            .where(
-                or_(
-                    and_(S.start_time >= start, S.start_time < end),
-                    and_(S.start_time.is_(None), S.date >= first, S.date <= last),
-                )
-            )
-            .order_by(S.mouse_id, S.position, S.id)
-        )
+        stmt = sessions_statement(start, end, first, last, training=training)
+        # The few sessions still being collected, from their own index: asking each row
+        # whether it has a text would read every row instead of the index alone.
+        collecting = set(self.tx.scalars(select(S.id).where(S.data.is_(None))))
         days = set(self.days)
+        starts, span_days = self.starts, self.days
         figures_of: Callable[..., SessionFigures] = SessionFigures  # a row's values in order
-        for values in self.tx.connection().execute(stmt):
+        for values in self.tx.connection().execute(stmt).all():
             f = figures_of(*values)
+            if collecting and f.pk in collecting:
+                f = f._replace(collecting=True)
             if f.start_time is not None:
-                day = self.day_in_span(f.start_time)
+                day = span_days[bisect.bisect_right(starts, f.start_time) - 1]
                 self.started[day].add(f.mouse)
             elif f.date in days:
                 day = f.date
             else:
                 continue
             self.sessions[(f.mouse, day)].append(f)
+        for group in self.sessions.values():
+            if len(group) > 1:  # the day's sessions in export order (position, id)
+                group.sort(key=_export_order)
 
     def day_in_span(self, t: float) -> str:
         """The day (of the span) that ``t`` falls on."""
         return self.days[bisect.bisect_right(self.starts, t) - 1]
 
-    def baseline_of(self, mouse: str, at: float) -> Baseline | None:
-        """As weights.baseline_of: the newest set before ``at``, unless it ended restriction."""
+    def baseline_grams(self, mouse: str, at: float) -> float | None:
+        """As weights.baseline_of(...).grams: the newest baseline set before ``at``; None
+        when there is none or it ended the restriction."""
         times = self._baseline_times.get(mouse)
         if not times:
             return None
         index = bisect.bisect_left(times, at) - 1
-        if index < 0:
-            return None
-        newest = self.baselines[mouse][index]
-        return None if newest.method == RESTRICTION_ENDED else newest
+        return None if index < 0 else self._baseline_grams[mouse][index]
 
     def in_grace(self, mouse: str, settings: LabSettings, day: str) -> bool:
         """As weights.in_grace, from the baselines read once."""
@@ -218,7 +259,7 @@ class RecordBook:
 
     def restricted(self, at: float) -> set[str]:
         """Mice on water restriction at ``at`` (as report's _restricted_mice)."""
-        return {m for m in self.baselines if self.baseline_of(m, at) is not None}
+        return {m for m in self.baselines if self.baseline_grams(m, at) is not None}
 
     def with_records(self, day: str) -> set[str]:
         """Mice with a weighing, water by hand or an override on ``day``."""
@@ -249,18 +290,10 @@ class RecordBook:
         for f in sessions:
             timeline = self.timelines.get(f.box) if f.box else None
             if f.collecting:
-                part = provisional(f.reward_count, f.start_time, timeline, f.box)
-            else:
-                found = earned_of_figures(f, timeline)
-                if found is None:
-                    row = self.tx.get(TrainingSession, f.pk)
-                    assert row is not None and row.data is not None
-                    timelines = {f.box: timeline} if f.box and timeline else {}
-                    found = earned_in_session(row, timelines, json.loads(row.data))
-                part = found
-            total.ul += part.ul
-            total.rewards += part.rewards
-            total.uncalibrated += part.uncalibrated
-            total.provisional += part.provisional
-            total.uncalibrated_spouts |= part.uncalibrated_spouts
+                total.add(provisional(f.reward_count, f.start_time, timeline, f.box))
+            elif not add_earned_of_figures(total, f, timeline):
+                row = self.tx.get(TrainingSession, f.pk)
+                assert row is not None and row.data is not None
+                timelines = {f.box: timeline} if f.box and timeline else {}
+                total.add(earned_in_session(row, timelines, json.loads(row.data)))
         return total

@@ -106,6 +106,10 @@ class Timeline:
         self._times = {
             spout: [r.measured_at for r in rows] for spout, rows in self.by_spout.items()
         }
+        self._volumes = {
+            spout: [(r.ul_per_opening, r.duration_ms) for r in rows]
+            for spout, rows in self.by_spout.items()
+        }
 
     @classmethod
     def of_box(cls, tx: Transaction, box_id: str) -> Timeline:
@@ -129,6 +133,19 @@ class Timeline:
         if index < len(times) and times[index] <= last:
             return False, None
         return True, (self.by_spout[spout][index - 1] if index else None)
+
+    def volume_through(
+        self, spout: int, first: float, last: float
+    ) -> tuple[bool, tuple[float, float] | None]:
+        """:meth:`through` as the calibration's (µL per opening, duration in ms) alone:
+        plain numbers, for the tens of thousands of sessions of a year's report."""
+        times = self._times.get(spout)
+        if not times:
+            return True, None
+        index = bisect.bisect_right(times, first)
+        if index < len(times) and times[index] <= last:
+            return False, None
+        return True, (self._volumes[spout][index - 1] if index else None)
 
     def before(self, row: Calibration) -> Calibration | None:
         """The calibration of the same spout just before ``row``."""

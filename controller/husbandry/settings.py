@@ -8,6 +8,7 @@ its default, so a new lab runs on sensible rules without configuring anything.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -35,6 +36,11 @@ class WaterRule:
         return None if baseline_grams is None else self.amount_ul * baseline_grams
 
     def __str__(self) -> str:
+        return self.text
+
+    @functools.cached_property
+    def text(self) -> str:
+        """As written: ``40 ul/g`` or ``1000 ul`` (kept: each day of a report names it)."""
         return f"{self.amount_ul:g} ul/g" if self.per_gram else f"{self.amount_ul:g} ul"
 
 

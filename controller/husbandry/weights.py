@@ -208,7 +208,8 @@ class WeightCheck:
 
     @property
     def below_threshold(self) -> bool:
-        return self.percent is not None and self.percent < self.threshold_pct
+        percent = self.percent
+        return percent is not None and percent < self.threshold_pct
 
     @property
     def blocks_start(self) -> bool:
@@ -260,7 +261,8 @@ def weight_check(
     baseline = baseline_of(tx, mouse_id, at=end)
     weighing = latest_weighing(tx, mouse_id, day)
     grace = baseline is not None and in_grace(tx, mouse_id, settings, day)
-    return judge_weight(mouse_id, day, baseline, weighing, settings, grace=grace)
+    grams = baseline.grams if baseline else None
+    return judge_weight(mouse_id, day, grams, weighing, settings, grace=grace)
 
 
 class Weighed(Protocol):
@@ -276,24 +278,25 @@ class Weighed(Protocol):
 def judge_weight(
     mouse_id: str,
     day: str,
-    baseline: Baseline | None,
+    baseline_grams: float | None,
     weighing: Weighed | None,
     settings: LabSettings,
     *,
     grace: bool = False,
 ) -> WeightCheck:
-    """The check of ``day`` from the baseline in force at its end and its last weighing
-    (``grace``: a day of the restriction's first days, :func:`in_grace`)."""
-    check = WeightCheck(
-        mouse=mouse_id,
-        day=day,
-        baseline_grams=baseline.grams if baseline else None,
-        weight_grams=weighing.grams if weighing else None,
-        weighed_at=weighing.weighed_at if weighing else None,
-        threshold_pct=settings.grace_threshold_pct if grace else settings.weight_threshold_pct,
-        grace=grace,
-    )
-    if baseline is None:
+    """The check of ``day`` from the grams of the baseline in force at its end (None: not
+    restricted) and its last weighing (``grace``: a day of the restriction's first days,
+    :func:`in_grace`)."""
+    threshold = settings.grace_threshold_pct if grace else settings.weight_threshold_pct
+    # By position: a year's report judges ~36,500 days, and keywords cost a third more.
+    if weighing is None:
+        check = WeightCheck(mouse_id, day, baseline_grams, None, None, threshold, [], grace)
+    else:
+        check = WeightCheck(
+            mouse_id, day, baseline_grams, weighing.grams, weighing.weighed_at, threshold, [],
+            grace,
+        )  # fmt: skip
+    if baseline_grams is None:
         return check  # not on restriction: nothing to hold the weight against
     if weighing is None:
         check.warnings.append(f"{mouse_id} has not been weighed on {day}")
@@ -303,7 +306,7 @@ def judge_weight(
         )
         check.warnings.append(
             f"{mouse_id} weighs {weighing.grams:g} g, {check.percent:.1f} % of its baseline "
-            f"{baseline.grams:g} g (below {check.threshold_pct:g} %{grace_note})"
+            f"{baseline_grams:g} g (below {check.threshold_pct:g} %{grace_note})"
         )
     return check
 
