@@ -222,9 +222,7 @@ class RecordBook:
         starts, span_days = self.starts, self.days
         figures_of: Callable[..., SessionFigures] = SessionFigures  # a row's values in order
         for values in self.tx.connection().execute(stmt).all():
-            f = figures_of(*values)
-            if collecting and f.pk in collecting:
-                f = f._replace(collecting=True)
+            f = figures_of(*values, collecting=values[0] in collecting)  # values[0]: the pk
             if f.start_time is not None:
                 day = span_days[bisect.bisect_right(starts, f.start_time) - 1]
                 self.started[day].add(f.mouse)
