@@ -126,26 +126,26 @@ class Timeline:
     def through(self, spout: int, first: float, last: float) -> tuple[bool, Calibration | None]:
         """(True, the calibration of ``spout`` in force from ``first`` to ``last``), or
         (False, None) when another was measured in between."""
-        times = self._times.get(spout)
-        if not times:
-            return True, None
-        index = bisect.bisect_right(times, first)
-        if index < len(times) and times[index] <= last:
-            return False, None
-        return True, (self.by_spout[spout][index - 1] if index else None)
+        whole, index = self._in_force(spout, first, last)
+        return whole, (None if index is None else self.by_spout[spout][index])
 
     def volume_through(
         self, spout: int, first: float, last: float
     ) -> tuple[bool, tuple[float, float] | None]:
         """:meth:`through` as the calibration's (µL per opening, duration in ms) alone:
         plain numbers, for the tens of thousands of sessions of a year's report."""
+        whole, index = self._in_force(spout, first, last)
+        return whole, (None if index is None else self._volumes[spout][index])
+
+    def _in_force(self, spout: int, first: float, last: float) -> tuple[bool, int | None]:
+        """:meth:`through` by the calibration's index in ``spout``'s list."""
         times = self._times.get(spout)
         if not times:
             return True, None
         index = bisect.bisect_right(times, first)
         if index < len(times) and times[index] <= last:
             return False, None
-        return True, (self._volumes[spout][index - 1] if index else None)
+        return True, (index - 1 if index else None)
 
     def before(self, row: Calibration) -> Calibration | None:
         """The calibration of the same spout just before ``row``."""
