@@ -17,6 +17,7 @@ capped as a safety net; it never grows with the length of an outage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -157,7 +158,11 @@ class MqttLink:
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish the final status: %s", exc)
         client.disconnect()
-        client.loop_stop()
+        # After disconnect() paho's network thread ends by itself; if it ends between
+        # loop_stop's look at it and its join, paho raises AttributeError (paho-mqtt issue
+        # 872, open): the thread is gone, which is all loop_stop was for.
+        with contextlib.suppress(AttributeError):
+            client.loop_stop()
         if was_connected:
             log.info("disconnected from broker %s", self.broker.url)
 

@@ -16,6 +16,7 @@ public API does the same work more slowly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import struct
@@ -223,7 +224,11 @@ class Transport:
         self.closing.set()
         self._drained.set()
         self._client.disconnect()
-        self._client.loop_stop()
+        # After disconnect() paho's network thread ends by itself; if it ends between
+        # loop_stop's look at it and its join, paho raises AttributeError (paho-mqtt issue
+        # 872, open): the thread is gone, which is all loop_stop was for.
+        with contextlib.suppress(AttributeError):
+            self._client.loop_stop()
 
     # ------------------------------------------------------------ sending
 

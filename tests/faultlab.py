@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,11 @@ class FaultLab:
 
     def labctl(self, *args: str, expect: int = 0) -> str:
         result = self.runner.invoke(app, list(args), env=self.cli_env)
-        assert result.exit_code == expect, f"labctl {' '.join(args)}: {result.output}"
+        if result.exit_code != expect and result.exc_info is not None:
+            traceback.print_exception(*result.exc_info)  # pytest shows it with the failure
+        assert result.exit_code == expect, (
+            f"labctl {' '.join(args)}: {result.output}{result.exception!r}"
+        )
         return result.stdout
 
     def status(self) -> dict[str, Any]:
