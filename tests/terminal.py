@@ -60,15 +60,20 @@ class Terminal:
         self.screen += chunk
         return chunk
 
-    def read_until(self, needle: bytes, timeout: float = 30.0) -> None:
-        """Read until ``needle`` is on the screen; fail if the process exits first."""
+    def read_until(self, needle: bytes | re.Pattern[bytes], timeout: float = 30.0) -> None:
+        """Read until ``needle`` (bytes or a pattern) is on the screen; fail if it exits."""
         deadline = time.monotonic() + timeout
-        while needle not in self.screen:
+        while not self._shows(needle):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no {needle!r} after {timeout:g} s: {self.screen!r}")
             if not self.read(left) and self.process.poll() is not None:
                 raise AssertionError(f"exited before {needle!r}: {self.screen!r}")
+
+    def _shows(self, needle: bytes | re.Pattern[bytes]) -> bool:
+        if isinstance(needle, re.Pattern):
+            return needle.search(self.screen) is not None
+        return needle in self.screen
 
     def read_until_exit(self, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
