@@ -108,15 +108,20 @@ _UPDATE_SESSION = (
 )
 
 
-def lock_streams(conn: Connection, session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def lock_streams(
+    conn: Connection, session_ids: Iterable[str], skip_locked: bool = False
+) -> dict[str, dict[str, Any]]:
     """The stream rows of ``session_ids``, locked for this transaction, in a fixed order (no
-    two collectors can then wait on each other)."""
+    two collectors can then wait on each other); with ``skip_locked``, only those no other
+    transaction holds (on PostgreSQL: SQLite's writer holds the whole file anyway)."""
     wanted = sorted(session_ids)
     if not wanted:
         return {}
     # Plain SQL on the driver: SQLAlchemy's expanding IN and row mappings cost more per
     # batch than the query (once a batch, for every session in it).
-    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    lock = ""
+    if conn.dialect.name == "postgresql":
+        lock = " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     query = (
         f"SELECT {_STREAM_SELECT} FROM streams WHERE session_id IN "

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, func, select, update
 from sqlalchemy.orm import aliased
 
-from controller.collector.assembly import DOCUMENTS, SESSIONS, STREAMS
+from controller.collector.assembly import DOCUMENTS, SESSIONS, STREAMS, lock_streams
 from controller.collector.decode import IngestSettings, RigCommand
 from controller.store import insert_ignore
 from shared.ids import new_request_id
@@ -97,14 +97,25 @@ class Resender:
             .mappings()
             .all()
         )
-        out: list[tuple[str, RigCommand]] = []
+        chosen: list[tuple[Any, list[tuple[int, int | None]]]] = []
+        asking = 0  # the chosen that will be asked for (the others are given up on)
         for stream in candidates:
-            if len(out) >= s.resends_per_tick:
+            if asking >= s.resends_per_tick:
                 break
             wanted = self._wanted(conn, stream, now, online.get(stream["asked_box"]))
-            if wanted is None:
-                continue
+            if wanted is not None:
+                chosen.append((stream, wanted))
+                asking += stream["resends"] < s.max_resends
+        # The chosen streams are locked in session order, skipping any a batch holds now (its
+        # documents are arriving: not the time to ask for them). Claiming them one by one in
+        # the order found, waiting on the batches' locks, deadlocked a batch of another
+        # collector of the group that held one and waited on the next (bench_load run D).
+        free = lock_streams(conn, [c["session_id"] for c, _ in chosen], skip_locked=True)
+        out: list[tuple[str, RigCommand]] = []
+        for stream, wanted in sorted(chosen, key=lambda c: str(c[0]["session_id"])):
             sid = stream["session_id"]
+            if sid not in free:
+                continue
             if stream["resends"] >= s.max_resends:
                 problem = (
                     f"box {stream['asked_box']} sent nothing of what was missing after "
