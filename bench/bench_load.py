@@ -19,7 +19,9 @@ until every session is stored whole. A phase then prints:
 * **broker queue depth**: peak of mosquitto's ``$SYS/broker/store/messages/count``
   (messages held for clients, retained ones included);
 * **lost / duplicated**: sessions whose export differs from the rig's local
-  copy or is missing, and sessions exported more than once.
+  copy or is missing, and sessions exported more than once;
+* **batches refused** and **deadlocks**: the collectors' logged ``refused a batch``
+  (each retried) and ``deadlock detected`` lines, counted before the folder goes.
 
 Phase ``one``: one ``labctl serve``. Phase ``two``: two ``labctl serve --group``
 processes on an MQTT shared subscription. Both on a fresh PostgreSQL database
@@ -357,7 +359,11 @@ class Phase:
             self.wait("the export to equal the local copies", lambda: self.compare()[0] == 0, 120)
         lost, duplicated = self.compare()
         logs = [self.folder / "logs" / f"{n}.log" for n in self.children if n.startswith("coll")]
-        drops = sum(log.read_text(errors="replace").count("lost the broker") for log in logs)
+        texts = [log.read_text(errors="replace") for log in logs]
+        drops = sum(t.count("lost the broker") for t in texts)
+        # Each retried, none lost; counted because the logs go with the phase's folder.
+        refused = sum(t.count("refused a batch") for t in texts)
+        deadlocks = sum(t.count("deadlock detected") for t in texts)
         sent = self.stop_workers()
         lags = [self.watch.seen[key] - at for key, at in sent.items() if key in self.watch.seen]
         return {
@@ -376,6 +382,8 @@ class Phase:
             "broker_queue_peak": peak,
             "sessions_stored_whole": whole,
             "collector_reconnects": drops,
+            "batches_refused": refused,
+            "deadlocks": deadlocks,
             "timed_out": self.timed_out or None,
             "sessions_lost": lost,
             "sessions_duplicated": duplicated,
