@@ -216,6 +216,27 @@ def test_counts_of_a_running_session_are_written_at_the_next_tick(lab: Harness) 
 # ---------------------------------------------------------------- gaps
 
 
+def test_documents_are_stored_with_their_exact_times_and_text(lab: Harness) -> None:
+    """On PostgreSQL a batch's documents go to the server as one JSON parameter: the times
+    must come back to the last bit, the text unchanged, and an infinite ``t`` (which a
+    payload may carry, and JSON cannot as a number) stored rather than refusing the batch."""
+    docs = synthetic_session(trials=2, seed=5)
+    odd = {1: 1 / 3 + 1_800_000_000, 3: 5e-324}
+    docs = [d.model_copy(update={"t": odd.get(d.seq, d.t)}) for d in docs]
+    texts = {d.seq: dump_document(d) for d in docs}
+    texts[2] = texts[2].replace(f'"t":{docs[2].t!r}', '"t":Infinity')
+    assert "Infinity" in texts[2]
+    lab.clock.now = 1_800_000_000.123456789
+    lab.handle(lab.status(), [lab.message(TOPICS.events("1"), text) for text in texts.values()])
+    with lab.db.reader() as session:
+        stored = {
+            d.seq: (d.t, d.received_at, d.body)
+            for d in session.scalars(select(StoredDocument)).all()
+        }
+    times = {d.seq: d.t for d in docs} | {2: float("inf")}
+    assert stored == {seq: (times[seq], lab.clock.now, texts[seq]) for seq in texts}
+
+
 def test_a_gap_is_asked_for_again_after_a_grace_period_and_at_most_every_interval(
     lab: Harness,
 ) -> None:

@@ -19,6 +19,7 @@ What is missing is asked for by :mod:`controller.collector.resend`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -90,9 +91,16 @@ _PG_UPDATE_STREAM = (
     + ", ".join(_STREAM_COUNTS)
     + ") WHERE streams.session_id = v.session_id"
 )
-_PG_DOCUMENT_ROW = f"({', '.join(['%s'] * len(_DOCUMENT_COLUMNS))})"
+#: A batch's documents as one JSON parameter that the server unpacks: psycopg2 quotes each
+#: parameter on the client, and 3,500 of them (500 rows of 7) cost more client CPU than the
+#: server's work (8.7 against 3.6 ms a batch, 18.5 against 9.5 ms in all, measured). The
+#: floats go as text (Python's repr, read back exactly) since JSON has no infinity or NaN,
+#: which a document's ``t`` may be.
 _PG_INSERT_DOCUMENTS = (
-    f"INSERT INTO documents ({', '.join(_DOCUMENT_COLUMNS)}) VALUES {{rows}} "
+    f"INSERT INTO documents ({', '.join(_DOCUMENT_COLUMNS)}) "
+    "SELECT session_id, seq, kind, box, CAST(t AS DOUBLE PRECISION), "
+    "CAST(received_at AS DOUBLE PRECISION), body FROM json_to_recordset(%s) AS x("
+    "session_id TEXT, seq INTEGER, kind TEXT, box TEXT, t TEXT, received_at TEXT, body TEXT) "
     "ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq"
 )
 _UPDATE_SESSION = (
@@ -369,10 +377,12 @@ class Assembly:
             # RETURNING names exactly the rows this transaction inserted, whatever another
             # collector inserts at the same moment.
             # One statement in plain SQL: SQLAlchemy's insertmanyvalues costs more per row.
-            result = conn.exec_driver_sql(
-                _PG_INSERT_DOCUMENTS.format(rows=", ".join([_PG_DOCUMENT_ROW] * len(rows))),
-                tuple(value for _, row in rows.values() for value in row),
-            )
+            records = [
+                {"session_id": sid, "seq": seq, "kind": kind, "box": box,
+                 "t": repr(t), "received_at": repr(received_at), "body": body}
+                for _, (sid, seq, kind, box, t, received_at, body) in rows.values()
+            ]  # fmt: skip
+            result = conn.exec_driver_sql(_PG_INSERT_DOCUMENTS, (json.dumps(records),))
             inserted = {(sid, seq) for sid, seq in result}
             return [rows[key][0] for key in sorted(inserted)]
         # SQLite holds the write lock for the whole transaction: what is not stored now is
